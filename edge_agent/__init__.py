@@ -1,0 +1,1 @@
+"""Edge agent: the nginx sidecar that personalizes pages."""

@@ -1,0 +1,88 @@
+"""The edge agent's ASGI app: ``create_app(settings)``; the lifespan owns resources."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge_agent import filter as filter_mode
+from edge_agent import ssi
+from edge_agent.context import device_class
+from edge_agent.metrics import EdgeMetrics
+from edge_agent.responses import json_error
+from edge_agent.settings import EdgeSettings
+from edge_agent.state import EdgeState, load_bundle
+from edge_agent.store import EdgeStore
+from models.content import BundleError
+
+log = logging.getLogger(__name__)
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def healthz(request: Request) -> Response:
+    state: EdgeState = request.app.state.edge
+    return JSONResponse(
+        {
+            "status": "ok",
+            "edge_id": state.settings.edge_id,
+            "bundle_version": state.bundle.version if state.bundle else None,
+            "shells_cached": len(state.shells),
+        }
+    )
+
+
+async def metrics(request: Request) -> Response:
+    state: EdgeState = request.app.state.edge
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def not_found(request: Request) -> Response:
+    return json_error(404, "not_found", f"no agent endpoint at {request.url.path}")
+
+
+def create_app(settings: EdgeSettings) -> Starlette:
+    """Build the agent; nothing is opened until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = EdgeStore(settings.data_dir / "edge.sqlite3")
+        bundle = None
+        try:
+            bundle = load_bundle(settings)
+        except (OSError, ValueError, BundleError) as e:
+            # serve fallbacks rather than refuse to start: the page path fails open
+            log.error("no content bundle loaded (%s); every slot renders its fallback", e)
+        metrics_ = EdgeMetrics.create()
+        state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=bundle)
+        device_class("Mozilla/5.0")  # load the UA parser's rules before traffic arrives
+        state.http = aiohttp.ClientSession(
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=settings.origin_timeout_s),
+            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+        app.state.edge = state
+        try:
+            yield
+        finally:
+            await state.http.close()
+            store.close()
+
+    routes = [
+        Route("/_p13n/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/_p13n/metrics", metrics, methods=["GET"]),
+        Route("/_p13n/auth", ssi.auth, methods=["GET", "HEAD"]),
+        Route("/_p13n/slot/{name}", ssi.slot, methods=["GET", "HEAD"]),
+        Route("/_p13n/{rest:path}", not_found, methods=ALL_METHODS),
+        Route("/{path:path}", filter_mode.handle, methods=ALL_METHODS),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

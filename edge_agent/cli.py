@@ -1,0 +1,45 @@
+"""Edge-side commands: ``edge serve``, ``templates compile``, ``nginx-config``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def serve() -> int:
+    from edge_agent.app import create_app
+    from edge_agent.settings import EdgeSettings
+    from models.serve import run_asgi
+    from models.settings_base import SettingsError
+
+    try:
+        settings = EdgeSettings.from_env()
+    except SettingsError as e:
+        print(f"p13n edge serve: invalid setting {e}", file=sys.stderr)
+        return 2
+    run_asgi(create_app(settings), settings.listen[0], settings.listen[1], settings.log_level)
+    return 0
+
+
+def templates_compile(src: str, dst: str) -> int:
+    from edge_agent.ssi_compile import CompileError, compile_tree
+
+    try:
+        report = compile_tree(Path(src), Path(dst))
+    except CompileError as e:
+        print(f"p13n templates compile: {e}", file=sys.stderr)
+        return 1
+    print(f"compiled {len(report.compiled)} template(s) with {report.slots} slot(s), copied {len(report.copied)} file(s) to {dst}")
+    return 0
+
+
+def nginx_config(mode: str, agent: str, origin: str, listen: str, server_name: str, geo_header: str) -> int:
+    from edge_agent.nginx_config import ConfigError, NginxOptions, render_server
+
+    try:
+        text = render_server(NginxOptions(mode=mode, agent=agent, origin=origin, listen=listen, server_name=server_name, geo_header=geo_header))
+    except ConfigError as e:
+        print(f"p13n nginx-config: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0

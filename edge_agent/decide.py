@@ -1,0 +1,132 @@
+"""The decision engine: bundle + attributes → what each slot of a page shows (sans-IO).
+
+One call decides every slot of a page. Each slot's outcome carries a reason code, so
+fallbacks are counted and explained. A deadline bounds the work: slots not decided in
+time render their fallback with reason ``deadline``. No exception escapes: a failing
+slot falls back with reason ``error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.content import ContentBundle, SlotDef
+from models.targeting import eval_condition
+
+log = logging.getLogger(__name__)
+
+#: Reason codes a slot can end with (metrics label values; keep the set closed).
+FALLBACK_REASONS = (
+    "no_bundle",
+    "unknown_slot",
+    "no_match",
+    "deadline",
+    "error",
+    "empty",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotOutcome:
+    """``html`` is None when the slot renders its fallback; ``reason`` says why."""
+
+    html: str | None
+    reason: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class PageDecision:
+    outcomes: dict[str, SlotOutcome] = field(default_factory=dict)
+    bundle_version: int = -1
+    elapsed_us: float = 0.0
+
+    def fills(self) -> dict[str, str]:
+        return {name: o.html for name, o in self.outcomes.items() if o.html is not None}
+
+    def explain(self) -> str:
+        """Compact text for the debug header."""
+        parts = [f"{n}={o.reason}" + (f":{o.detail}" if o.detail else "") for n, o in self.outcomes.items()]
+        return f"bundle={self.bundle_version}; us={self.elapsed_us:.0f}; " + "; ".join(parts)
+
+
+def _variant(slot: SlotDef, attrs: Mapping[str, Any]) -> SlotOutcome:
+    for v in slot.variants:
+        if v.when is None or eval_condition(attrs, v.when):
+            return SlotOutcome(v.fragment.render(attrs), "variant", v.id)
+    if slot.default is not None:
+        return SlotOutcome(slot.default.render(attrs), "default")
+    return SlotOutcome(None, "no_match")
+
+
+def _recommend(slot: SlotDef, bundle: ContentBundle, attrs: Mapping[str, Any], overrides: Mapping[str, str]) -> SlotOutcome:
+    if slot.when is not None and not eval_condition(attrs, slot.when):
+        return SlotOutcome(None, "no_match")
+    assert slot.item is not None
+    count = slot.count
+    raw_count = overrides.get("count", "")
+    if raw_count.isdigit():
+        count = max(1, min(int(raw_count), 50))
+    exclude = {attrs.get("item", "")}
+    per_cat: dict[str, int] = {}
+    chosen: list[Mapping[str, Any]] = []
+    for item_id in bundle.popular:
+        if item_id in exclude:
+            continue
+        item = bundle.items[item_id]
+        if slot.max_per_category:
+            cat = str(item.get("category", ""))
+            if per_cat.get(cat, 0) >= slot.max_per_category:
+                continue
+            per_cat[cat] = per_cat.get(cat, 0) + 1
+        chosen.append(item)
+        if len(chosen) >= count:
+            break
+    if not chosen:
+        return SlotOutcome(None, "empty")
+    body = "".join(slot.item.render(item) for item in chosen)
+    if slot.wrapper is not None:
+        body = slot.wrapper.render({}).replace("<!--items-->", body)
+    return SlotOutcome(body, "recommend", "popular")
+
+
+def decide_page(
+    bundle: ContentBundle | None,
+    attrs: Mapping[str, Any],
+    slots: Iterable[tuple[str, Mapping[str, str]]],
+    deadline_ms: float,
+) -> PageDecision:
+    """Decide every ``(slot name, tag attributes)`` of a page within ``deadline_ms``."""
+    start = time.perf_counter()
+    limit = start + deadline_ms / 1000.0
+    decision = PageDecision(bundle_version=bundle.version if bundle else -1)
+    for name, overrides in slots:
+        if name in decision.outcomes:
+            continue
+        if bundle is None:
+            decision.outcomes[name] = SlotOutcome(None, "no_bundle")
+            continue
+        if time.perf_counter() > limit:
+            decision.outcomes[name] = SlotOutcome(None, "deadline")
+            continue
+        slot = bundle.slots.get(name)
+        if slot is None:
+            decision.outcomes[name] = SlotOutcome(None, "unknown_slot")
+            continue
+        try:
+            if slot.kind == "variant":
+                outcome = _variant(slot, attrs)
+            else:
+                outcome = _recommend(slot, bundle, attrs, overrides)
+        except Exception:  # a broken definition must not break the page
+            log.warning("slot %s failed", name, exc_info=True)
+            outcome = SlotOutcome(None, "error")
+        if time.perf_counter() > limit:
+            outcome = SlotOutcome(None, "deadline")
+        decision.outcomes[name] = outcome
+    decision.elapsed_us = (time.perf_counter() - start) * 1e6
+    return decision

@@ -1,0 +1,215 @@
+"""Filter mode: the agent as nginx's upstream for pages.
+
+GET/HEAD for HTML: shell from the memory cache, the SQLite cache or the origin; slots
+decided and filled; answered ``Cache-Control: private`` with an exact
+``Content-Length``. Everything else is streamed through untouched. When deciding or
+rewriting fails, the page is served with every slot's fallback (reason counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from edge_agent.http_cache import shell_ttl
+from edge_agent.pages import decide_slots
+from edge_agent.responses import json_error
+from edge_agent.rewrite import UndecodableBody, decode_body, is_html, prepare, render
+from edge_agent.state import CachedShell, EdgeState
+from edge_agent.store import StoredShell
+
+log = logging.getLogger(__name__)
+
+#: Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded either way.
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade", "proxy-connection")
+)
+#: Request headers dropped when fetching a page we may rewrite (we need the full body).
+_PAGE_REQUEST_DROP = HOP_BY_HOP | {"host", "accept-encoding", "if-none-match", "if-modified-since", "range", "if-range", "content-length"}
+#: Origin response headers that no longer describe a rewritten page.
+_REWRITTEN_DROP = HOP_BY_HOP | {"content-length", "content-encoding", "etag", "last-modified", "accept-ranges", "cache-control", "expires", "age"}
+_STREAM_CHUNK = 64 * 1024
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _state(request: Request) -> EdgeState:
+    state: EdgeState = request.app.state.edge
+    return state
+
+
+def _strip_vary_cookie(value: str) -> str:
+    return ", ".join(v.strip() for v in value.split(",") if v.strip() and v.strip().lower() != "cookie")
+
+
+def _origin_headers(request: Request, drop: frozenset[str] | set[str]) -> dict[str, str]:
+    headers = {k: v for k, v in request.headers.items() if k not in drop}
+    client = request.client.host if request.client else ""
+    prior = request.headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = f"{prior}, {client}" if prior and client else (prior or client)
+    headers.setdefault("x-forwarded-host", request.headers.get("host", ""))
+    return headers
+
+
+async def _fetch_shell(state: EdgeState, request: Request, key: str) -> CachedShell | Response:
+    """Shell from origin; a non-HTML answer comes back as a ready response."""
+    assert state.http is not None
+    url = state.settings.origin + key
+    headers = _origin_headers(request, _PAGE_REQUEST_DROP)
+    headers["accept-encoding"] = "gzip, deflate"
+    started = time.perf_counter()
+    resp = await state.http.request(request.method, url, headers=headers, allow_redirects=False)
+    try:
+        rheaders = {k.lower(): v for k, v in resp.headers.items()}
+        if not is_html(rheaders.get("content-type", "")) or request.method == "HEAD":
+            return _stream_response(resp, rheaders)
+        declared = int(rheaders.get("content-length", "0") or 0)
+        if declared > state.settings.max_page_bytes:
+            return _stream_response(resp, rheaders)
+        raw = await resp.content.read(state.settings.max_page_bytes + 1)
+        if len(raw) > state.settings.max_page_bytes:
+            state.metrics.fallbacks.labels("page_too_large").inc()
+            rest = resp.content.iter_chunked(_STREAM_CHUNK)
+            return _stream_response(resp, rheaders, prefix=raw, rest=rest)
+    except BaseException:
+        resp.release()
+        raise
+    resp.release()
+    state.metrics.origin_seconds.observe(time.perf_counter() - started)
+    now = time.time()
+    ttl = shell_ttl(resp.status, rheaders, now)
+    single = {k: v for k, v in rheaders.items() if k not in HOP_BY_HOP}
+    # multi-valued Set-Cookie must survive: keep them as a list in a side key
+    cookies = resp.headers.getall("set-cookie", [])
+    try:
+        body = decode_body(raw, rheaders.get("content-encoding", ""), state.settings.max_page_bytes)
+    except UndecodableBody:
+        state.metrics.fallbacks.labels("undecodable_body").inc()
+        return Response(raw, status_code=resp.status, headers={k: v for k, v in single.items() if k != "set-cookie"})
+    single.pop("content-encoding", None)
+    single.pop("set-cookie", None)
+    page = prepare(body, single.get("content-type", "text/html"))
+    if page.template.reason:
+        state.metrics.fallbacks.labels(page.template.reason).inc()
+    shell = CachedShell(resp.status, single, page, now + ttl)
+    if ttl > 0 and not cookies:
+        state.remember_shell(key, shell)
+        stored = StoredShell(resp.status, single, body, now + ttl)
+        await asyncio.to_thread(state.store.put_shell, key, stored, now)
+    elif cookies:
+        shell.headers["set-cookie"] = "\n".join(cookies)
+    return shell
+
+
+def _stream_response(
+    resp: aiohttp.ClientResponse,
+    rheaders: dict[str, str],
+    prefix: bytes = b"",
+    rest: AsyncIterator[bytes] | None = None,
+) -> Response:
+    raw_headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in resp.headers.items()
+        if k.lower() not in HOP_BY_HOP
+    ]
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if prefix:
+                yield prefix
+            async for chunk in rest if rest is not None else resp.content.iter_chunked(_STREAM_CHUNK):
+                yield chunk
+        finally:
+            resp.release()
+
+    out = StreamingResponse(body(), status_code=resp.status)
+    out.raw_headers = raw_headers
+    if "content-length" not in rheaders and resp.status not in (204, 304):
+        out.raw_headers.append((b"transfer-encoding", b"chunked"))
+    return out
+
+
+async def _shell(state: EdgeState, request: Request, key: str) -> CachedShell | Response:
+    now = time.time()
+    cached = state.shells.get(key)
+    if cached is not None and cached.expires > now:
+        state.metrics.shell_cache.labels("memory").inc()
+        return cached
+    stored = await asyncio.to_thread(state.store.get_shell, key, now)
+    if stored is not None:
+        state.metrics.shell_cache.labels("sqlite").inc()
+        shell = CachedShell(stored.status, stored.headers, prepare(stored.body, stored.headers.get("content-type", "text/html")), stored.expires)
+        state.remember_shell(key, shell)
+        return shell
+    state.metrics.shell_cache.labels("miss").inc()
+    return await _fetch_shell(state, request, key)
+
+
+def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> Response:
+    started = time.perf_counter()
+    page = shell.page
+    headers = {k: v for k, v in shell.headers.items() if k not in _REWRITTEN_DROP and k != "set-cookie"}
+    if "vary" in headers:
+        headers["vary"] = _strip_vary_cookie(headers["vary"])
+        if not headers["vary"]:
+            del headers["vary"]
+    headers["content-type"] = page.content_type
+    headers["cache-control"] = "private"
+    cookies = [c for c in shell.headers.get("set-cookie", "").split("\n") if c]
+    try:
+        ctx = state.page_context(request.headers, request.url.path)
+        slots = [(s.name, s.attrs) for s in page.template.slots]
+        decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms)
+        body = render(page, decision.fills())
+        state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)
+        for name, outcome in decision.outcomes.items():
+            state.metrics.decisions.labels(name, outcome.reason).inc()
+            if outcome.html is None:
+                state.metrics.fallbacks.labels(outcome.reason).inc()
+        cookie = state.visitor_cookie(ctx, request.headers.get("x-forwarded-proto") == "https")
+        if cookie:
+            cookies.append(cookie)
+        if state.settings.debug:
+            headers["x-p13n-debug"] = decision.explain()
+    except Exception:
+        log.warning("personalization failed for %s; serving fallbacks", request.url.path, exc_info=True)
+        state.metrics.fallbacks.labels("error").inc()
+        body = page.template.render({})
+    state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
+    response = Response(body, status_code=shell.status, headers=headers)
+    for c in cookies:
+        response.raw_headers.append((b"set-cookie", c.encode("latin-1")))
+    return response
+
+
+async def _passthrough(state: EdgeState, request: Request) -> Response:
+    assert state.http is not None
+    url = state.settings.origin + request.url.path + (("?" + request.url.query) if request.url.query else "")
+    headers = _origin_headers(request, HOP_BY_HOP | {"host"})
+    data = request.stream() if request.method in _BODY_METHODS else None
+    resp = await state.http.request(request.method, url, headers=headers, data=data, allow_redirects=False)
+    return _stream_response(resp, {k.lower(): v for k, v in resp.headers.items()})
+
+
+async def handle(request: Request) -> Response:
+    """Entry point for every non-``/_p13n/`` request in filter mode."""
+    state = _state(request)
+    try:
+        if request.method not in ("GET", "HEAD"):
+            response = await _passthrough(state, request)
+        else:
+            key = request.url.path + (("?" + request.url.query) if request.url.query else "")
+            shell = await _shell(state, request, key)
+            response = shell if isinstance(shell, Response) else _page_response(state, request, shell)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        state.metrics.requests.labels("page", "5xx").inc()
+        log.warning("origin unreachable for %s: %s", request.url.path, e)
+        return json_error(502, "origin_unavailable", f"origin fetch failed: {type(e).__name__}")
+    state.metrics.requests.labels("page", f"{response.status_code // 100}xx").inc()
+    return response

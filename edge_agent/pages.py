@@ -1,0 +1,118 @@
+"""Per-page-view context: attributes computed once, slot outcomes memoised.
+
+In SSI mode nginx asks for each slot in its own subrequest; they share the page's
+request id, so the context (and every decided slot) is looked up, not recomputed.
+The cache is bounded in size and time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import Any
+
+from edge_agent.context import request_attributes
+from edge_agent.decide import PageDecision, decide_page
+from models import consent as consent_rules
+from models.content import ContentBundle
+
+#: Upper bound on page contexts kept for SSI fragments.
+MAX_PAGE_CONTEXTS = 50_000
+_ID_ALPHABET = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    if not header:
+        return {}
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except Exception:  # a malformed Cookie header must not break the page
+        return {}
+    return {k: m.value for k, m in jar.items()}
+
+
+def valid_visitor_id(value: str) -> bool:
+    return 16 <= len(value) <= 64 and set(value) <= _ID_ALPHABET
+
+
+@dataclass(slots=True)
+class PageContext:
+    attrs: dict[str, Any]
+    consent: frozenset[str]
+    visitor_id: str
+    new_visitor: bool
+    decision: PageDecision = field(default_factory=PageDecision)
+    expires: float = 0.0
+
+
+def build_context(
+    headers: Mapping[str, str],
+    page_path: str,
+    *,
+    geo_header: str,
+    cookie_name: str,
+    default_consent: tuple[str, ...],
+) -> PageContext:
+    """Request headers (lower-case keys) → the page's context and visitor identity."""
+    cookies = parse_cookies(headers.get("cookie", ""))
+    consent = consent_rules.resolve(headers, cookies, default_consent)
+    attrs = request_attributes(headers, page_path, geo_header)
+    visitor_id = ""
+    new_visitor = False
+    if consent_rules.may_identify(consent):
+        visitor_id = cookies.get(cookie_name, "")
+        if not valid_visitor_id(visitor_id):
+            visitor_id = secrets.token_urlsafe(16)
+            new_visitor = True
+    attrs["consent"] = sorted(consent)
+    attrs["new_visitor"] = new_visitor
+    return PageContext(attrs=attrs, consent=consent, visitor_id=visitor_id, new_visitor=new_visitor)
+
+
+def decide_slots(
+    ctx: PageContext,
+    bundle: ContentBundle | None,
+    slots: list[tuple[str, Mapping[str, str]]],
+    deadline_ms: float,
+) -> PageDecision:
+    """Decide the slots this context has not decided yet; return the page decision."""
+    todo = [(n, a) for n, a in slots if n not in ctx.decision.outcomes]
+    if todo:
+        part = decide_page(bundle, ctx.attrs, todo, deadline_ms)
+        ctx.decision.outcomes.update(part.outcomes)
+        ctx.decision.bundle_version = part.bundle_version
+        ctx.decision.elapsed_us += part.elapsed_us
+    return ctx.decision
+
+
+class PageContexts:
+    """LRU + TTL map from request id to :class:`PageContext`."""
+
+    def __init__(self, ttl_s: float, max_entries: int = MAX_PAGE_CONTEXTS) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, PageContext] = OrderedDict()
+
+    def get(self, rid: str, now: float | None = None) -> PageContext | None:
+        ctx = self._items.get(rid)
+        if ctx is None:
+            return None
+        if ctx.expires < (now if now is not None else time.monotonic()):
+            del self._items[rid]
+            return None
+        return ctx
+
+    def put(self, rid: str, ctx: PageContext, now: float | None = None) -> None:
+        ctx.expires = (now if now is not None else time.monotonic()) + self.ttl_s
+        self._items[rid] = ctx
+        self._items.move_to_end(rid)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,122 @@
+"""Edge agent settings, read once from ``P13N_EDGE_*`` environment variables.
+
+Every field is documented in docs/SETTINGS.md (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.settings_base import SettingsError, env_bool, env_float, env_host_port, env_int, env_str
+
+PREFIX = "P13N_EDGE_"
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """Validated edge agent configuration."""
+
+    #: Stable id of this edge (NATS subjects and fleet status use it).
+    edge_id: str = "edge-1"
+    #: Address uvicorn binds.
+    listen: tuple[str, int] = ("127.0.0.1", 8700)
+    #: Base URL of the origin that serves shell pages (filter mode).
+    origin: str = "http://127.0.0.1:8000"
+    #: Directory for the edge's SQLite file.
+    data_dir: Path = Path("./data/edge")
+    #: Content bundle JSON to load at start; empty = build one from ``templates_dir``.
+    bundle: str = ""
+    #: Templates directory used when no bundle file is given.
+    templates_dir: Path = Path("templates")
+    #: Request header holding the visitor's ISO country code (set by nginx/CDN).
+    geo_header: str = "x-geo-country"
+    #: Request header holding a known user's id (set by the origin or nginx).
+    user_header: str = "x-user-id"
+    #: Per-page decision deadline in milliseconds; past it, fallbacks render.
+    decision_deadline_ms: float = 5.0
+    #: Origin fetch timeout in seconds (filter mode); past it the agent answers 504.
+    origin_timeout_s: float = 5.0
+    #: Largest shell body the agent buffers to rewrite (bytes).
+    max_page_bytes: int = 8 * 1024 * 1024
+    #: Maximum number of shells kept in memory (the SQLite copy is unbounded by count).
+    shell_cache_entries: int = 512
+    #: Seconds a page's decisions are kept for its SSI fragments (keyed by request id).
+    decision_ttl_s: float = 10.0
+    #: Add an ``X-P13N-Debug`` header explaining decisions.
+    debug: bool = False
+    #: NATS server URL (the edge works without it; sync arrives in later versions).
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: Name of the visitor cookie.
+    cookie_name: str = "p13n_id"
+    #: Consent assumed when a visitor has made no choice (comma list of categories).
+    default_consent: tuple[str, ...] = ("necessary",)
+    #: uvicorn log level.
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EdgeSettings:
+        env = os.environ if environ is None else environ
+        d = cls()
+        consent = tuple(
+            c.strip().lower()
+            for c in env_str(env, PREFIX + "DEFAULT_CONSENT", ",".join(d.default_consent)).split(",")
+            if c.strip()
+        )
+        unknown = set(consent) - {"necessary", "analytics", "personalization", "marketing"}
+        if unknown:
+            raise SettingsError(PREFIX + "DEFAULT_CONSENT", f"unknown categories {sorted(unknown)}")
+        origin = env_str(env, PREFIX + "ORIGIN", d.origin).rstrip("/")
+        if not origin.startswith(("http://", "https://")):
+            raise SettingsError(PREFIX + "ORIGIN", f"expected an http(s) URL, got {origin!r}")
+        edge_id = env_str(env, PREFIX + "ID", d.edge_id)
+        if not edge_id or not all(c.isalnum() or c in "-_" for c in edge_id):
+            raise SettingsError(PREFIX + "ID", "use letters, digits, '-' and '_' only")
+        level = env_str(env, PREFIX + "LOG_LEVEL", d.log_level).lower()
+        if level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise SettingsError(PREFIX + "LOG_LEVEL", f"unknown level {level!r}")
+        return cls(
+            edge_id=edge_id,
+            listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8700"),
+            origin=origin,
+            data_dir=Path(env_str(env, PREFIX + "DATA_DIR", str(d.data_dir))),
+            bundle=env_str(env, PREFIX + "BUNDLE", d.bundle),
+            templates_dir=Path(env_str(env, PREFIX + "TEMPLATES_DIR", str(d.templates_dir))),
+            geo_header=env_str(env, PREFIX + "GEO_HEADER", d.geo_header).lower(),
+            user_header=env_str(env, PREFIX + "USER_HEADER", d.user_header).lower(),
+            decision_deadline_ms=env_float(env, PREFIX + "DECISION_DEADLINE_MS", d.decision_deadline_ms),
+            origin_timeout_s=env_float(env, PREFIX + "ORIGIN_TIMEOUT_S", d.origin_timeout_s, minimum=0.01),
+            max_page_bytes=env_int(env, PREFIX + "MAX_PAGE_BYTES", d.max_page_bytes, minimum=1024),
+            shell_cache_entries=env_int(env, PREFIX + "SHELL_CACHE_ENTRIES", d.shell_cache_entries),
+            decision_ttl_s=env_float(env, PREFIX + "DECISION_TTL_S", d.decision_ttl_s, minimum=0.1),
+            debug=env_bool(env, PREFIX + "DEBUG", d.debug),
+            nats_url=env_str(env, PREFIX + "NATS_URL", d.nats_url),
+            cookie_name=env_str(env, PREFIX + "COOKIE_NAME", d.cookie_name),
+            default_consent=consent,
+            log_level=level,
+        )
+
+
+#: Environment variable for each settings field (docs and docker-compose are checked against it).
+ENV_NAMES: dict[str, str] = {
+    "edge_id": PREFIX + "ID",
+    "listen": PREFIX + "LISTEN",
+    "origin": PREFIX + "ORIGIN",
+    "data_dir": PREFIX + "DATA_DIR",
+    "bundle": PREFIX + "BUNDLE",
+    "templates_dir": PREFIX + "TEMPLATES_DIR",
+    "geo_header": PREFIX + "GEO_HEADER",
+    "user_header": PREFIX + "USER_HEADER",
+    "decision_deadline_ms": PREFIX + "DECISION_DEADLINE_MS",
+    "origin_timeout_s": PREFIX + "ORIGIN_TIMEOUT_S",
+    "max_page_bytes": PREFIX + "MAX_PAGE_BYTES",
+    "shell_cache_entries": PREFIX + "SHELL_CACHE_ENTRIES",
+    "decision_ttl_s": PREFIX + "DECISION_TTL_S",
+    "debug": PREFIX + "DEBUG",
+    "nats_url": PREFIX + "NATS_URL",
+    "cookie_name": PREFIX + "COOKIE_NAME",
+    "default_consent": PREFIX + "DEFAULT_CONSENT",
+    "log_level": PREFIX + "LOG_LEVEL",
+}

@@ -1,0 +1,93 @@
+"""``p13n templates compile``: tagged templates → nginx SSI templates (sans-IO core).
+
+Each ``<p13n-slot name="N" a="v">fallback</p13n-slot>`` becomes::
+
+    <!--# block name="p13n_fb_K" -->fallback<!--# endblock --><!--# include
+        virtual="/_p13n/slot/N?rid=$request_id&a=v" stub="p13n_fb_K" -->
+
+so nginx prints the fallback whenever the agent is down, slow or answers empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from models.slots import Slot, scan
+
+#: File endings compiled; everything else is copied unchanged.
+TEMPLATE_SUFFIXES = (".html", ".htm", ".shtml")
+
+
+class CompileError(ValueError):
+    """A template cannot be compiled safely; ``where`` names the file or slot."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
+def _include(slot: Slot, block: str) -> bytes:
+    params = [("rid", "$request_id")]
+    params += [(k, v) for k, v in slot.attrs.items() if k not in ("name", "rid", "u")]
+    # '$' in user values would be expanded by nginx: percent-encode everything but our variable
+    query = "&".join(
+        f"{quote(k, safe='')}={v if k == 'rid' else quote(v, safe='')}" for k, v in params
+    )
+    return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" -->'.encode("ascii")
+
+
+def compile_template(source: bytes, where: str = "<template>") -> bytes:
+    """Rewrite one tagged template to SSI; raises :class:`CompileError` on unsafe input."""
+    template = scan(source)
+    if template.reason:
+        raise CompileError(where, f"cannot compile: {template.reason.replace('_', ' ')}")
+    out: list[bytes] = []
+    index = 0
+    for part in template.parts:
+        if isinstance(part, bytes):
+            out.append(part)
+            continue
+        if b"<!--#" in part.fallback:
+            raise CompileError(f"{where}: slot {part.name}", "fallback contains an SSI command")
+        index += 1
+        block = f"p13n_fb_{index}"
+        out.append(f'<!--# block name="{block}" -->'.encode("ascii"))
+        out.append(part.fallback)
+        out.append(b"<!--# endblock -->")
+        out.append(_include(part, block))
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    compiled: tuple[Path, ...]
+    copied: tuple[Path, ...]
+    slots: int
+
+
+def compile_tree(src: Path, dst: Path) -> CompileReport:
+    """Compile every template under ``src`` into ``dst`` (a file or a directory)."""
+    if src.is_file():
+        pairs = [(src, dst / src.name if dst.is_dir() else dst)]
+    elif src.is_dir():
+        pairs = [(p, dst / p.relative_to(src)) for p in sorted(src.rglob("*")) if p.is_file()]
+    else:
+        raise CompileError(str(src), "no such file or directory")
+    compiled: list[Path] = []
+    copied: list[Path] = []
+    slots = 0
+    for source, target in pairs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = source.read_bytes()
+        if source.suffix.lower() in TEMPLATE_SUFFIXES:
+            result = compile_template(data, str(source))
+            slots += result.count(b"<!--# include ")
+            target.write_bytes(result)
+            compiled.append(target)
+        else:
+            target.write_bytes(data)
+            copied.append(target)
+    return CompileReport(tuple(compiled), tuple(copied), slots)

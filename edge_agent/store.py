@@ -1,0 +1,106 @@
+"""The edge's one SQLite file (WAL): schema migrations and the shell cache table.
+
+One connection guarded by a lock; callers on the event loop go through
+``asyncio.to_thread`` for anything but microsecond work. Later tables (sessions,
+profiles, bundles, outbox) join the same file through :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Ordered schema steps; each runs once, recorded in the same transaction.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE shells (
+        key TEXT PRIMARY KEY,
+        status INTEGER NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        stored REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX shells_expires ON shells(expires);
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredShell:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    expires: float
+
+
+class EdgeStore:
+    """The edge database. ``close()`` is idempotent."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("edge store is closed")
+        return self._db
+
+    def _migrate(self) -> None:
+        with self._lock:
+            db = self.db
+            db.execute("CREATE TABLE IF NOT EXISTS _migrations (step INTEGER PRIMARY KEY, applied REAL)")
+            done = {row[0] for row in db.execute("SELECT step FROM _migrations")}
+            for step, sql in enumerate(MIGRATIONS):
+                if step in done:
+                    continue
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("INSERT INTO _migrations VALUES (?, ?)", (step, time.time()))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+
+    def get_shell(self, key: str, now: float) -> StoredShell | None:
+        with self._lock:
+            row = self.db.execute(
+                "SELECT status, headers, body, expires FROM shells WHERE key = ? AND expires > ?",
+                (key, now),
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredShell(row[0], json.loads(row[1]), bytes(row[2]), row[3])
+
+    def put_shell(self, key: str, shell: StoredShell, now: float) -> None:
+        with self._lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO shells VALUES (?, ?, ?, ?, ?, ?)",
+                (key, shell.status, json.dumps(shell.headers), shell.body, now, shell.expires),
+            )
+
+    def purge_expired_shells(self, now: float) -> int:
+        with self._lock:
+            return self.db.execute("DELETE FROM shells WHERE expires <= ?", (now,)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

@@ -1,0 +1,1 @@
+"""Hub: ingestion, training, sync and privacy for the edge fleet."""

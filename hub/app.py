@@ -1,0 +1,118 @@
+"""The hub's ASGI app: ``create_app(settings)``; the lifespan owns NATS and tasks.
+
+At start the hub connects to NATS in a background task (retrying with backoff and
+jitter) and declares the JetStream layout; ``/v1/healthz`` says whether that is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client as NATS
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hub.nats_setup import ensure_layout
+from hub.settings import HubSettings
+from models.errors import error_body
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between NATS connection attempts (seconds).
+MAX_RETRY_S = 30.0
+
+
+@dataclass
+class HubState:
+    settings: HubSettings
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    nc: NATS | None = None
+    layout_ready: bool = False
+    last_error: str = ""
+
+    def __post_init__(self) -> None:
+        self.connect_failures = Counter("p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry)
+        self.nats_up = Gauge("p13n_hub_nats_connected", "1 when connected to NATS and the layout is declared", registry=self.registry)
+
+
+async def _connect_loop(state: HubState) -> None:
+    """Connect and declare the layout, retrying with exponential backoff and jitter."""
+    delay = state.settings.nats_retry_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            nc = await nats.connect(
+                state.settings.nats_url.split(","),
+                name="p13n-hub",
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+            )
+            report = await ensure_layout(nc.jetstream())
+            state.nc = nc
+            state.layout_ready = True
+            state.last_error = ""
+            state.nats_up.set(1)
+            log.info("NATS layout ready: created=%s updated=%s", report.created, report.updated)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            state.connect_failures.inc()
+            state.last_error = f"{type(e).__name__}: {e}"
+            log.warning("NATS not ready (%s); retrying in %.1fs", state.last_error, delay, exc_info=attempt == 1)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, MAX_RETRY_S)
+
+
+async def healthz(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    ok = state.layout_ready and state.nc is not None and state.nc.is_connected
+    body = {"status": "ok" if ok else "degraded", "nats": "connected" if ok else "unavailable"}
+    if state.last_error and not ok:
+        body["last_error"] = state.last_error
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def not_found(request: Request) -> Response:
+    return JSONResponse(error_body(404, "not_found", f"no hub endpoint at {request.url.path}"), status_code=404)
+
+
+def create_app(settings: HubSettings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = HubState(settings)
+        app.state.hub = state
+        connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
+        try:
+            yield
+        finally:
+            connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connector
+            if state.nc is not None:
+                await state.nc.drain()
+
+    return Starlette(
+        routes=[
+            Route("/v1/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,88 @@
+"""Create the hub's JetStream streams, KV buckets and object store, idempotently.
+
+Run at every hub start: a missing resource is created, an existing one is updated
+to the declared configuration (so upgrades converge), nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from models import nats_layout as L
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayoutReport:
+    created: tuple[str, ...]
+    updated: tuple[str, ...]
+
+
+def stream_configs() -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=L.EVENTS_STREAM,
+            description="Event batches from edges (work queue; the hub acks after commit)",
+            subjects=[f"{L.EVENTS_SUBJECT_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=L.EVENTS_MAX_AGE_S,
+            duplicate_window=L.EVENTS_DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
+            name=L.ERASURE_STREAM,
+            description="Erasure orders for every edge (one durable consumer per edge)",
+            subjects=[L.ERASURE_ORDERS_SUBJECT],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=L.ERASURE_MAX_AGE_S,
+        ),
+    ]
+
+
+async def ensure_layout(js: JetStreamContext) -> LayoutReport:
+    """Create or update every stream and bucket of the layout; report what changed."""
+    created: list[str] = []
+    updated: list[str] = []
+    for cfg in stream_configs():
+        assert cfg.name is not None
+        try:
+            await js.stream_info(cfg.name)
+        except NotFoundError:
+            await js.add_stream(cfg)
+            created.append(cfg.name)
+        else:
+            try:
+                await js.update_stream(cfg)
+                updated.append(cfg.name)
+            except BadRequestError as e:  # e.g. retention cannot change in place
+                log.error("stream %s differs from the declared layout and cannot be updated: %s", cfg.name, e)
+    for kv in (
+        KeyValueConfig(bucket=L.PROFILES_BUCKET, description="Consented profiles by pseudonym", history=1),
+        KeyValueConfig(bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16),
+    ):
+        try:
+            await js.key_value(kv.bucket)
+        except (NotFoundError, BadRequestError):
+            await js.create_key_value(kv)
+            created.append(kv.bucket)
+    try:
+        await js.object_store(L.MODELS_BUCKET)
+    except (NotFoundError, BadRequestError):
+        await js.create_object_store(L.MODELS_BUCKET, config=ObjectStoreConfig(description="Signed model bundles"))
+        created.append(L.MODELS_BUCKET)
+    return LayoutReport(tuple(created), tuple(updated))

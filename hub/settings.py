@@ -1,0 +1,59 @@
+"""Hub settings, read once from ``P13N_HUB_*`` environment variables.
+
+Every field is documented in docs/SETTINGS.md (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.settings_base import SettingsError, env_float, env_host_port, env_str
+
+PREFIX = "P13N_HUB_"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Validated hub configuration."""
+
+    #: Address uvicorn binds.
+    listen: tuple[str, int] = ("127.0.0.1", 8600)
+    #: NATS server URL (comma-separated list for a cluster).
+    nats_url: str = "nats://127.0.0.1:4222"
+    #: Directory for the hub's lake, warehouse and marts.
+    data_dir: Path = Path("./data/hub")
+    #: Seconds between NATS reconnect attempts at start-up (doubled up to 30 s, jittered).
+    nats_retry_s: float = 0.5
+    #: uvicorn log level.
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSettings:
+        env = os.environ if environ is None else environ
+        d = cls()
+        nats_url = env_str(env, PREFIX + "NATS_URL", d.nats_url)
+        for url in nats_url.split(","):
+            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise SettingsError(PREFIX + "NATS_URL", f"expected nats:// or tls:// URLs, got {url!r}")
+        level = env_str(env, PREFIX + "LOG_LEVEL", d.log_level).lower()
+        if level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise SettingsError(PREFIX + "LOG_LEVEL", f"unknown level {level!r}")
+        return cls(
+            listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8600"),
+            nats_url=nats_url,
+            data_dir=Path(env_str(env, PREFIX + "DATA_DIR", str(d.data_dir))),
+            nats_retry_s=env_float(env, PREFIX + "NATS_RETRY_S", d.nats_retry_s, minimum=0.05),
+            log_level=level,
+        )
+
+
+ENV_NAMES: dict[str, str] = {
+    "listen": PREFIX + "LISTEN",
+    "nats_url": PREFIX + "NATS_URL",
+    "data_dir": PREFIX + "DATA_DIR",
+    "nats_retry_s": PREFIX + "NATS_RETRY_S",
+    "log_level": PREFIX + "LOG_LEVEL",
+}

@@ -1,0 +1,1 @@
+"""Code shared by the edge agent and the hub (no IO, no imports of either side)."""

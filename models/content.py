@@ -1,0 +1,222 @@
+"""The content bundle: slot definitions, trusted fragments and the catalog.
+
+The hub builds it from a ``templates/`` directory; the edge loads it. The tag in a
+page only names a slot; everything a slot can show lives here, so site owners change
+what a slot does without touching templates.
+
+Layout of a templates directory::
+
+    slots.json            slot definitions (see docs/SLOTS.md)
+    fragments/*.html      trusted HTML fragments; ``{{field}}`` placeholders are
+                          filled from catalog/context data and HTML-escaped
+    catalog.json          list of items: id, title, category, price, url, image …
+    pages/*.html          tagged page templates (served by the demo origin)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.slots import SLOT_NAME_RE
+
+FORMAT = "p13n-content/1"
+SLOT_KINDS = ("variant", "recommend")
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_FRAGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class BundleError(ValueError):
+    """A content bundle is malformed; ``where`` points at the offending part."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A trusted HTML fragment, pre-split at its placeholders.
+
+    ``pieces`` alternates literal HTML (even indexes) and field names (odd indexes).
+    """
+
+    name: str
+    pieces: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, name: str, source: str) -> Fragment:
+        return cls(name=name, pieces=tuple(_PLACEHOLDER.split(source)))
+
+    def render(self, data: Mapping[str, Any]) -> str:
+        """Fill placeholders with HTML-escaped values (missing fields render empty)."""
+        pieces = self.pieces
+        if len(pieces) == 1:
+            return pieces[0]
+        out = []
+        for i, piece in enumerate(pieces):
+            if i % 2 == 0:
+                out.append(piece)
+            else:
+                value = data.get(piece)
+                out.append("" if value is None else html.escape(str(value), quote=True))
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    id: str
+    when: dict[str, Any] | None
+    fragment: Fragment
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDef:
+    """One slot's definition. ``variant`` slots pick the first matching variant;
+    ``recommend`` slots render ``count`` catalog items through ``item``."""
+
+    name: str
+    kind: str
+    variants: tuple[Variant, ...] = ()
+    default: Fragment | None = None
+    item: Fragment | None = None
+    wrapper: Fragment | None = None
+    count: int = 4
+    max_per_category: int = 0
+    when: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentBundle:
+    version: int
+    created: str
+    slots: Mapping[str, SlotDef]
+    catalog: tuple[Mapping[str, Any], ...]
+    items: Mapping[str, Mapping[str, Any]]
+    popular: tuple[str, ...]
+
+
+def _fragment(raw: Mapping[str, Any], ref: Any, where: str) -> Fragment:
+    fragments = raw.get("fragments", {})
+    if not isinstance(ref, str) or ref not in fragments:
+        raise BundleError(where, f"unknown fragment {ref!r}")
+    return Fragment.compile(ref, fragments[ref])
+
+
+def _condition(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BundleError(where, "a condition must be a JSON object")
+    return value
+
+
+def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
+    where = f"slots.{name}"
+    if not SLOT_NAME_RE.match(name):
+        raise BundleError(where, "invalid slot name")
+    if not isinstance(spec, dict):
+        raise BundleError(where, "a slot definition must be an object")
+    kind = spec.get("kind", "variant")
+    if kind not in SLOT_KINDS:
+        raise BundleError(where, f"unknown kind {kind!r} (expected one of {SLOT_KINDS})")
+    default = _fragment(raw, spec["default"], where + ".default") if spec.get("default") else None
+    if kind == "variant":
+        variants = []
+        for i, v in enumerate(spec.get("variants", [])):
+            vw = f"{where}.variants[{i}]"
+            if not isinstance(v, dict) or not isinstance(v.get("id"), str):
+                raise BundleError(vw, "a variant needs a string id")
+            variants.append(Variant(v["id"], _condition(v.get("when"), vw + ".when"), _fragment(raw, v.get("fragment"), vw)))
+        return SlotDef(name=name, kind=kind, variants=tuple(variants), default=default)
+    count = spec.get("count", 4)
+    if not isinstance(count, int) or not 1 <= count <= 50:
+        raise BundleError(where + ".count", "must be an integer 1..50")
+    max_cat = spec.get("max_per_category", 0)
+    if not isinstance(max_cat, int) or max_cat < 0:
+        raise BundleError(where + ".max_per_category", "must be a non-negative integer")
+    return SlotDef(
+        name=name,
+        kind=kind,
+        default=default,
+        item=_fragment(raw, spec.get("item"), where + ".item"),
+        wrapper=_fragment(raw, spec["wrapper"], where + ".wrapper") if spec.get("wrapper") else None,
+        count=count,
+        max_per_category=max_cat,
+        when=_condition(spec.get("when"), where + ".when"),
+    )
+
+
+def load_content(raw: Mapping[str, Any]) -> ContentBundle:
+    """Validate a content bundle document into typed, pre-compiled objects."""
+    if raw.get("format") != FORMAT:
+        raise BundleError("format", f"expected {FORMAT!r}, got {raw.get('format')!r}")
+    version = raw.get("version")
+    if not isinstance(version, int) or version < 0:
+        raise BundleError("version", "must be a non-negative integer")
+    slots_raw = raw.get("slots")
+    if not isinstance(slots_raw, dict):
+        raise BundleError("slots", "must be an object")
+    fragments = raw.get("fragments", {})
+    if not isinstance(fragments, dict) or not all(isinstance(v, str) for v in fragments.values()):
+        raise BundleError("fragments", "must map names to HTML strings")
+    catalog_raw = raw.get("catalog", [])
+    if not isinstance(catalog_raw, list):
+        raise BundleError("catalog", "must be a list of items")
+    items: dict[str, Mapping[str, Any]] = {}
+    for i, item in enumerate(catalog_raw):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise BundleError(f"catalog[{i}]", "an item needs a string id")
+        items[item["id"]] = item
+    popular = tuple(
+        sorted(items, key=lambda k: (-float(items[k].get("popularity", 0) or 0), k))
+    )
+    slots = {name: _slot(raw, name, spec) for name, spec in slots_raw.items()}
+    return ContentBundle(
+        version=version,
+        created=str(raw.get("created", "")),
+        slots=slots,
+        catalog=tuple(catalog_raw),
+        items=items,
+        popular=popular,
+    )
+
+
+def build_content(templates_dir: Path, version: int = 1) -> dict[str, Any]:
+    """Assemble the content bundle document from a templates directory."""
+    slots_file = templates_dir / "slots.json"
+    try:
+        slots = json.loads(slots_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(str(slots_file), f"cannot read slot definitions: {e}") from e
+    fragments: dict[str, str] = {}
+    frag_dir = templates_dir / "fragments"
+    if frag_dir.is_dir():
+        for path in sorted(frag_dir.glob("*.html")):
+            if not _FRAGMENT_NAME.match(path.stem):
+                raise BundleError(str(path), "invalid fragment file name")
+            fragments[path.stem] = path.read_text(encoding="utf-8").strip()
+    catalog: list[Any] = []
+    catalog_file = templates_dir / "catalog.json"
+    if catalog_file.exists():
+        try:
+            catalog = json.loads(catalog_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BundleError(str(catalog_file), f"invalid JSON: {e}") from e
+    doc = {
+        "format": FORMAT,
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "slots": slots,
+        "fragments": fragments,
+        "catalog": catalog,
+    }
+    load_content(doc)  # fail at build time, not at the edge
+    return doc

@@ -1,0 +1,1 @@
+"""The p13n command: composition root for the edge agent and the hub."""

