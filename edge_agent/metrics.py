@@ -18,6 +18,7 @@ class EdgeMetrics:
     origin_seconds: Histogram
     shell_cache: Counter
     bundle_version: Gauge
+    page_contexts: Counter
 
     @classmethod
     def create(cls) -> EdgeMetrics:
@@ -32,5 +33,6 @@ class EdgeMetrics:
             decision_seconds=Histogram("p13n_edge_decision_seconds", "Time to decide all slots of one page", buckets=fast, registry=reg),
             origin_seconds=Histogram("p13n_edge_origin_seconds", "Origin fetch time (filter mode)", registry=reg),
             shell_cache=Counter("p13n_edge_shell_cache", "Shell cache lookups by result", ["result"], registry=reg),
+            page_contexts=Counter("p13n_edge_page_contexts", "Page contexts built or reused by SSI subrequests", ["how"], registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )

@@ -146,6 +146,7 @@ def render_server(opts: NginxOptions) -> str:
             f"{i2}proxy_pass http://p13n_agent;\n{i1}}}\n",
             f"{i1}# agent down: serve the origin page as is (slot fallbacks show)\n",
             f"{i1}location @p13n_origin_direct {{\n{common}",
+            f"{i2}proxy_hide_header Cache-Control;\n",
             f'{i2}add_header Cache-Control "private" always;\n',
             f"{i2}proxy_pass {scheme}://p13n_origin;\n{i1}}}\n",
         ]

@@ -44,6 +44,11 @@ def decode_body(body: bytes, content_encoding: str, limit: int) -> bytes:
     return out
 
 
+#: Browsers decode these labels as windows-1252 (WHATWG Encoding), so fills must be
+#: encoded the same way.
+_WINDOWS_1252_ALIASES = ("iso8859-1", "ascii", "latin-1", "cp1252")
+
+
 def charset_of(content_type: str) -> str:
     """The ``charset`` parameter of a Content-Type, normalised; utf-8 by default."""
     for param in content_type.split(";")[1:]:
@@ -51,9 +56,10 @@ def charset_of(content_type: str) -> str:
         if key.strip().lower() == "charset":
             name = value.strip().strip("\"'")
             try:
-                return codecs.lookup(name).name
+                codec = codecs.lookup(name).name
             except LookupError:
                 return "utf-8"
+            return "cp1252" if codec in _WINDOWS_1252_ALIASES else codec
     return "utf-8"
 
 

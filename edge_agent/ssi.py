@@ -37,10 +37,13 @@ def _page_path(request: Request) -> str:
 
 def _context(state: EdgeState, request: Request, rid: str) -> PageContext:
     ctx = state.contexts.get(rid) if rid else None
-    if ctx is None:
-        ctx = state.page_context(request.headers, _page_path(request))
-        if rid:
-            state.contexts.put(rid, ctx)
+    if ctx is not None:
+        state.metrics.page_contexts.labels("reused").inc()
+        return ctx
+    ctx = state.page_context(request.headers, _page_path(request))
+    state.metrics.page_contexts.labels("built").inc()
+    if rid:
+        state.contexts.put(rid, ctx)
     return ctx
 
 

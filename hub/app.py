@@ -106,7 +106,11 @@ def create_app(settings: HubSettings) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await connector
             if state.nc is not None:
-                await state.nc.drain()
+                try:
+                    await asyncio.wait_for(state.nc.drain(), timeout=5)
+                except Exception as e:  # NATS gone or reconnecting: close without draining
+                    log.warning("NATS drain failed at shutdown (%s); closing", type(e).__name__)
+                    await state.nc.close()
 
     return Starlette(
         routes=[

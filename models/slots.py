@@ -24,7 +24,7 @@ MAX_SLOTS_PER_PAGE = 64
 _TOKEN_RE = re.compile(
     rb"<!--(?:.*?-->|.*\Z)"  # comment (an unclosed one runs to the end, as in HTML)
     rb"|<(?P<raw>script|style)\b[^>]*>(?:.*?</(?P=raw)\s*>|.*\Z)"  # raw-text elements
-    rb"|<p13n-slot(?P<attrs>(?:\s[^>]*)?)>"  # opening slot tag
+    rb"|<p13n-slot(?P<attrs>(?:\s(?:[^>\"']|\"[^\"]*\"|'[^']*')*)?)>"  # opening slot tag (quoted values may hold '>')
     rb"|</p13n-slot\s*>",  # closing slot tag
     re.IGNORECASE | re.DOTALL,
 )
@@ -100,9 +100,7 @@ def scan(body: bytes) -> Template:
     for m in _TOKEN_RE.finditer(body):
         tok = m.group(0)
         if tok[1:2] == b"!" or m.group("raw") is not None:
-            if open_start >= 0:
-                continue  # comments/scripts inside a fallback are part of the fallback
-            continue
+            continue  # inert text; inside a fallback it stays part of the fallback
         if tok[1:2] == b"/":
             if open_start < 0:
                 return _untouched(body, "stray_close")

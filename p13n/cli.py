@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     origin_serve.add_argument("--host", default="127.0.0.1")
     origin_serve.add_argument("--templates", type=Path, default=None)
     origin_serve.add_argument("--ssi", action="store_true", help="serve pages compiled to nginx SSI")
+    origin_serve.add_argument("--gzip", action="store_true", help="gzip responses")
 
     tpl = sub.add_parser("templates", help="template tools")
     tpl_sub = tpl.add_subparsers(dest="templates_command", required=True, metavar="SUBCOMMAND")
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from p13n.demo import default_templates
         from p13n.origin import create_origin
 
-        run_asgi(create_origin(args.templates or default_templates(), args.ssi), args.host, args.port, "warning")
+        run_asgi(create_origin(args.templates or default_templates(), args.ssi, args.gzip), args.host, args.port, "warning")
         return 0
     if args.command == "templates":
         from edge_agent import cli as edge_cli

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,8 +24,9 @@ from models.content import Fragment
 SHELL_CACHE_CONTROL = "public, max-age=60"
 
 
-def create_origin(templates_dir: Path, ssi: bool) -> Starlette:
-    """Demo origin over ``templates_dir``; ``ssi`` serves SSI-compiled pages."""
+def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlette:
+    """Demo origin over ``templates_dir``; ``ssi`` serves SSI-compiled pages, ``gzip``
+    compresses responses (as many real origins do)."""
     catalog: list[dict[str, Any]] = json.loads((templates_dir / "catalog.json").read_text(encoding="utf-8"))
     items = {item["id"]: item for item in catalog}
     card = Fragment.compile("product-card", (templates_dir / "fragments" / "product-card.html").read_text(encoding="utf-8"))
@@ -65,8 +68,23 @@ def create_origin(templates_dir: Path, ssi: bool) -> Starlette:
     async def app_page(request: Request) -> Response:
         return html("<!doctype html><title>App</title><h1>Get the Atelier app</h1>")
 
+    async def api_items(request: Request) -> Response:
+        return JSONResponse(catalog, headers={"cache-control": "public, max-age=60"})
+
+    async def api_echo(request: Request) -> Response:
+        body = await request.body()
+        return Response(body, media_type=request.headers.get("content-type", "application/octet-stream"), headers={"x-echo-method": request.method})
+
+    async def private_page(request: Request) -> Response:
+        text = pages["home"].render({})
+        return Response(text, media_type="text/html; charset=utf-8", headers={"cache-control": "private, max-age=60", "set-cookie": "origin_session=abc; Path=/"})
+
     return Starlette(
+        middleware=[Middleware(GZipMiddleware, minimum_size=500)] if gzip else [],
         routes=[
+            Route("/api/items", api_items),
+            Route("/api/echo", api_echo, methods=["POST", "PUT"]),
+            Route("/account", private_page),
             Route("/", home),
             Route("/c/{category}", category),
             Route("/p/{item_id}", product),

@@ -1,0 +1,163 @@
+"""Fixtures that start real components: nats-server, nginx, the origin, the agent.
+
+Every process is a child of the test session and is stopped at teardown. A test that
+needs nginx (or Chromium) fails in CI (``CI=true``) when the binary is missing and
+skips elsewhere with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge_agent.nginx_config import NginxOptions
+from p13n.procs import (
+    DEFAULT_TEMPLATES,
+    Child,
+    free_port,
+    nginx_binary,
+    p13n_command,
+    spawn,
+    start_nats,
+    start_nginx,
+    wait_http,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_binary(name: str, found: str | None) -> str:
+    if found:
+        return found
+    if IN_CI:
+        pytest.fail(f"{name} is required in CI but was not found (install it in .ci/run)")
+    pytest.skip(f"{name} not installed (apt-get install {name})")
+
+
+@pytest.fixture(scope="session")
+def nginx_bin() -> str:
+    return require_binary("nginx", nginx_binary())
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[str]:
+    child, port = start_nats(tmp_path / "nats")
+    try:
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        child.stop()
+
+
+@dataclass
+class Origin:
+    url: str
+    port: int
+    child: Child
+
+
+def _start_origin(work: Path, ssi: bool, templates: Path = DEFAULT_TEMPLATES) -> Origin:
+    port = free_port()
+    args = ["origin", "serve", "--port", str(port), "--templates", str(templates)]
+    if ssi:
+        args.append("--ssi")
+    child = spawn("origin-ssi" if ssi else "origin", p13n_command(*args), work)
+    wait_http(child, f"http://127.0.0.1:{port}/healthz")
+    return Origin(f"http://127.0.0.1:{port}", port, child)
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
+    o = _start_origin(tmp_path_factory.mktemp("origin"), ssi=False)
+    yield o
+    o.child.stop()
+
+
+@pytest.fixture(scope="module")
+def ssi_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
+    o = _start_origin(tmp_path_factory.mktemp("origin-ssi"), ssi=True)
+    yield o
+    o.child.stop()
+
+
+@dataclass
+class Agent:
+    url: str
+    port: int
+    child: Child
+    data_dir: Path
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+AgentFactory = Callable[..., Agent]
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
+    """Start ``p13n edge serve`` with settings given as keyword arguments."""
+    started: list[Agent] = []
+
+    def start(origin_url: str, port: int | None = None, **settings: str) -> Agent:
+        port = port or free_port()
+        data_dir = tmp_path / f"edge-{len(started)}"
+        env = {
+            "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
+            "P13N_EDGE_ORIGIN": origin_url,
+            "P13N_EDGE_DATA_DIR": str(data_dir),
+            "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
+            "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+        }
+        env.update({f"P13N_EDGE_{k.upper()}": v for k, v in settings.items()})
+        child = spawn(f"edge-{len(started)}", p13n_command("edge", "serve"), tmp_path, env)
+        agent = Agent(f"http://127.0.0.1:{port}", port, child, data_dir)
+        started.append(agent)
+        wait_http(child, agent.url + "/_p13n/healthz")
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+@dataclass
+class Nginx:
+    url: str
+    port: int
+    child: Child
+
+
+NginxFactory = Callable[..., Nginx]
+
+
+@pytest.fixture
+def start_nginx_proxy(nginx_bin: str, tmp_path: Path) -> Iterator[NginxFactory]:
+    started: list[Nginx] = []
+
+    def start(mode: str, agent_port: int, origin_url: str) -> Nginx:
+        port = free_port()
+        opts = NginxOptions(mode=mode, agent=f"127.0.0.1:{agent_port}", origin=origin_url, listen=f"127.0.0.1:{port}")
+        child = start_nginx(tmp_path / f"nginx-{len(started)}", opts, worker_processes="1")
+        n = Nginx(f"http://127.0.0.1:{port}", port, child)
+        started.append(n)
+        return n
+
+    yield start
+    for n in started:
+        n.child.stop()
+
+
+@pytest.fixture(scope="session")
+def targeting_cases() -> dict[str, list[list[object]]]:
+    path = SHARED / "conformance" / "targeting-cases.json"
+    if not path.exists():
+        pytest.fail(f"conformance cases not found at {path}")
+    data: dict[str, list[list[object]]] = json.loads(path.read_text())
+    return data

@@ -1,0 +1,78 @@
+"""``p13n demo``: ready line, a personalized page, and a clean stop with no orphans."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from p13n.procs import free_port, nginx_binary
+from tests.integration.helpers import MOBILE_UA, fetch
+
+READY = re.compile(r"^p13n demo ready: site=http://127\.0\.0\.1:(\d+)/ hub=http://127\.0\.0\.1:(\d+)/$")
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p13n", "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+                break
+        match = READY.match(line)
+        assert match, f"no ready line: {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
+        assert int(match.group(1)) == port
+        page = fetch(f"http://127.0.0.1:{port}/p/dr01", {"User-Agent": MOBILE_UA})
+        assert page.status == 200 and page.variants()[0] == "mobile-app"
+        assert "<p13n-slot" not in page.text and "<!--#" not in page.text
+        hub = fetch(f"http://127.0.0.1:{match.group(2)}/v1/healthz")
+        assert hub.status == 200 and b'"connected"' in hub.body
+        kids = children_of(proc.pid)
+        assert len(kids) == (5 if nginx_binary() else 4)  # nats, hub, origin, edge (+ nginx)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        leftover = [k for k in kids if alive(k)]
+        assert leftover == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+    assert not os.path.exists(tmp_path / "demo" / "nginx-run" / "nginx" / "nginx.pid")

@@ -1,0 +1,93 @@
+"""The decision engine: variants, recommendations, escaping, deadlines, reasons."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.decide import decide_page
+from models.content import BundleError, build_content, load_content
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return build_content(TEMPLATES)
+
+
+def attrs(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"device": "desktop", "country": "", "hour": 12, "item": "", "new_visitor": False}
+    base.update(kw)
+    return base
+
+
+def test_first_matching_variant_wins(doc: dict[str, Any]) -> None:
+    bundle = load_content(doc)
+    d = decide_page(bundle, attrs(device="mobile", country="DE"), [("hero", {})], 50)
+    assert d.outcomes["hero"].detail == "mobile-app"
+    d = decide_page(bundle, attrs(country="DE"), [("hero", {})], 50)
+    assert d.outcomes["hero"].detail == "dach-winter"
+    assert 'data-variant="dach-winter"' in (d.outcomes["hero"].html or "")
+
+
+def test_default_when_nothing_matches(doc: dict[str, Any]) -> None:
+    d = decide_page(load_content(doc), attrs(), [("hero", {})], 50)
+    assert d.outcomes["hero"].reason == "default"
+
+
+def test_no_default_and_no_match_falls_back(doc: dict[str, Any]) -> None:
+    raw = copy.deepcopy(doc)
+    del raw["slots"]["hero"]["default"]
+    d = decide_page(load_content(raw), attrs(), [("hero", {})], 50)
+    assert d.outcomes["hero"].html is None and d.outcomes["hero"].reason == "no_match"
+
+
+def test_unknown_slot_and_missing_bundle_fall_back(doc: dict[str, Any]) -> None:
+    d = decide_page(load_content(doc), attrs(), [("nope", {})], 50)
+    assert d.outcomes["nope"].reason == "unknown_slot"
+    d = decide_page(None, attrs(), [("hero", {})], 50)
+    assert d.outcomes["hero"].reason == "no_bundle"
+
+
+def test_deadline_turns_slots_into_fallbacks(doc: dict[str, Any]) -> None:
+    d = decide_page(load_content(doc), attrs(), [("hero", {}), ("offer", {}), ("recs", {})], 0)
+    assert {o.reason for o in d.outcomes.values()} == {"deadline"}
+    assert d.fills() == {}
+
+
+def test_recommendations_exclude_current_item_and_cap_categories(doc: dict[str, Any]) -> None:
+    bundle = load_content(doc)
+    top = bundle.popular[0]
+    d = decide_page(bundle, attrs(item=top), [("recs", {"count": "6"})], 50)
+    html = d.outcomes["recs"].html or ""
+    assert f'data-p13n-item="{top}"' not in html
+    ids = [part.split('"')[0] for part in html.split('data-p13n-item="')[1:]]
+    assert len(ids) == 6
+    cats = [bundle.items[i]["category"] for i in ids]
+    assert max(cats.count(c) for c in set(cats)) <= 2
+
+
+def test_catalog_data_is_html_escaped(doc: dict[str, Any]) -> None:
+    raw = copy.deepcopy(doc)
+    raw["catalog"] = [{"id": "x1", "title": '<script>alert(1)</script>"', "url": '" onmouseover="alert(2)', "popularity": 5}]
+    d = decide_page(load_content(raw), attrs(), [("recs", {})], 50)
+    html = d.outcomes["recs"].html or ""
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert 'href="&quot; onmouseover=&quot;alert(2)"' in html
+
+
+def test_bad_bundles_are_rejected_with_a_location(doc: dict[str, Any]) -> None:
+    raw = copy.deepcopy(doc)
+    raw["slots"]["hero"]["variants"][0]["fragment"] = "missing"
+    with pytest.raises(BundleError, match=r"slots\.hero\.variants\[0\]"):
+        load_content(raw)
+    raw = copy.deepcopy(doc)
+    raw["slots"]["recs"]["count"] = 0
+    with pytest.raises(BundleError, match="count"):
+        load_content(raw)
+    with pytest.raises(BundleError, match="format"):
+        load_content({"format": "other"})

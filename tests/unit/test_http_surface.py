@@ -1,0 +1,70 @@
+"""The agent's and hub's HTTP surface in-process: one error shape, health, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from edge_agent.app import create_app as create_edge
+from edge_agent.settings import EdgeSettings
+from hub.app import create_app as create_hub
+from hub.settings import HubSettings
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def edge_client(tmp_path: Path, **kw: object) -> TestClient:
+    settings = EdgeSettings(data_dir=tmp_path, templates_dir=TEMPLATES, origin="http://127.0.0.1:9", **kw)  # type: ignore[arg-type]
+    return TestClient(create_edge(settings))
+
+
+def test_unknown_agent_endpoint_uses_the_error_shape(tmp_path: Path) -> None:
+    with edge_client(tmp_path) as c:
+        r = c.get("/_p13n/nope")
+    assert r.status_code == 404
+    assert r.json() == {"error": {"status": 404, "reason": "not_found", "detail": "no agent endpoint at /_p13n/nope"}}
+
+
+def test_unreachable_origin_is_a_502_with_the_error_shape(tmp_path: Path) -> None:
+    with edge_client(tmp_path, origin_timeout_s=1.0) as c:
+        r = c.get("/p/dr01")
+    assert r.status_code == 502
+    assert r.json()["error"]["reason"] == "origin_unavailable"
+
+
+def test_health_and_metrics(tmp_path: Path) -> None:
+    with edge_client(tmp_path) as c:
+        health = c.get("/_p13n/healthz").json()
+        c.get("/_p13n/slot/hero", headers={"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"})
+        text = c.get("/_p13n/metrics").text
+    assert health["status"] == "ok" and health["bundle_version"] == 1
+    assert 'p13n_edge_decisions_total{outcome="variant",slot="hero"} 1.0' in text
+    assert "p13n_edge_rewrite_seconds_bucket" in text
+
+
+def test_slot_fragment_falls_back_with_204_and_counts_the_reason(tmp_path: Path) -> None:
+    with edge_client(tmp_path) as c:
+        r = c.get("/_p13n/slot/unknown-slot")
+        bad = c.get("/_p13n/slot/bad%20name")
+        text = c.get("/_p13n/metrics").text
+    assert r.status_code == 204 and r.content == b""
+    assert bad.status_code == 204
+    assert 'p13n_edge_fallbacks_total{reason="unknown_slot"} 2.0' in text
+
+
+def test_broken_bundle_file_serves_fallbacks(tmp_path: Path) -> None:
+    broken = tmp_path / "bundle.json"
+    broken.write_text("{not json")
+    with edge_client(tmp_path, bundle=str(broken)) as c:
+        assert c.get("/_p13n/healthz").json()["bundle_version"] is None
+        assert c.get("/_p13n/slot/hero").status_code == 204
+        assert 'reason="no_bundle"' in c.get("/_p13n/metrics").text
+
+
+def test_hub_reports_degraded_without_nats_and_uses_the_error_shape() -> None:
+    with TestClient(create_hub(HubSettings(nats_url="nats://127.0.0.1:9", nats_retry_s=5))) as c:
+        health = c.get("/v1/healthz")
+        missing = c.get("/v1/nothing")
+    assert health.status_code == 503 and health.json()["status"] == "degraded"
+    assert missing.json() == {"error": {"status": 404, "reason": "not_found", "detail": "no hub endpoint at /v1/nothing"}}

@@ -1,0 +1,69 @@
+"""``p13n nginx-config`` output: structure of both modes and option validation.
+
+(A real nginx loads and serves these configs in tests/integration.)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from edge_agent.nginx_config import ConfigError, NginxOptions, render_server
+
+
+def opts(mode: str, **kw: str) -> NginxOptions:
+    return NginxOptions(mode=mode, agent="127.0.0.1:8700", origin="http://127.0.0.1:8000", **kw)
+
+
+def test_ssi_mode_decides_once_and_fails_open() -> None:
+    text = render_server(opts("ssi", listen="8080"))
+    assert "ssi on;" in text
+    assert "auth_request /_p13n/auth;" in text
+    assert "auth_request_set $p13n_cookie $upstream_http_set_cookie;" in text
+    assert "add_header Set-Cookie $p13n_cookie;" in text
+    assert "error_page 400 401 403 404 500 502 503 504 = @p13n_open;" in text
+    assert "location @p13n_open {\n        return 204;" in text
+    assert 'add_header Cache-Control "private" always;' in text
+    assert "Vary" in text and "add_header Vary" not in text
+    assert 'proxy_set_header Accept-Encoding "";' in text  # SSI needs an uncompressed shell
+
+
+def test_filter_mode_proxies_pages_to_agent_with_origin_fallback() -> None:
+    text = render_server(opts("filter"))
+    assert "ssi on;" not in text
+    assert "error_page 502 504 = @p13n_origin_direct;" in text
+    assert "location / {" in text and "proxy_pass http://p13n_agent;" in text
+
+
+def test_both_modes_keep_static_files_away_from_the_agent_and_braces_balance() -> None:
+    for mode in ("ssi", "filter"):
+        text = render_server(opts(mode))
+        assert r"location ~* \.(css|js|" in text
+        assert text.count("{") == text.count("}")
+
+
+def test_geo_header_is_forwarded_when_configured() -> None:
+    assert "proxy_set_header X-Geo-Country $http_cf_ipcountry;" in render_server(opts("ssi", geo_header="$http_cf_ipcountry"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "option"),
+    [("mode", "edge", "--mode"), ("agent", "nohost", "--agent"), ("origin", "ftp://x", "--origin"), ("origin", "http://x/path", "--origin")],
+)
+def test_invalid_options_name_the_option(field: str, value: str, option: str) -> None:
+    kw = {"mode": "ssi", "agent": "127.0.0.1:1", "origin": "http://o:1"}
+    kw[field] = value
+    with pytest.raises(ConfigError, match=option):
+        render_server(NginxOptions(**kw))
+
+
+def test_cli_prints_the_block() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "p13n", "nginx-config", "--mode", "filter", "--agent", "127.0.0.1:8700", "--origin", "http://127.0.0.1:8000"],
+        capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.startswith("# p13n edge personalization, filter mode")
+    bad = subprocess.run([sys.executable, "-m", "p13n", "nginx-config", "--mode", "ssi", "--agent", "x", "--origin", "http://o:1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--agent" in bad.stderr
