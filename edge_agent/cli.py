@@ -29,7 +29,9 @@ def templates_compile(src: str, dst: str) -> int:
     except CompileError as e:
         print(f"p13n templates compile: {e}", file=sys.stderr)
         return 1
-    print(f"compiled {len(report.compiled)} template(s) with {report.slots} slot(s), copied {len(report.copied)} file(s) to {dst}")
+    print(
+        f"compiled {len(report.compiled)} template(s) with {report.slots} slot(s), copied {len(report.copied)} file(s) to {dst}"
+    )
     return 0
 
 
@@ -37,7 +39,9 @@ def nginx_config(mode: str, agent: str, origin: str, listen: str, server_name: s
     from edge_agent.nginx_config import ConfigError, NginxOptions, render_server
 
     try:
-        text = render_server(NginxOptions(mode=mode, agent=agent, origin=origin, listen=listen, server_name=server_name, geo_header=geo_header))
+        text = render_server(
+            NginxOptions(mode=mode, agent=agent, origin=origin, listen=listen, server_name=server_name, geo_header=geo_header)
+        )
     except ConfigError as e:
         print(f"p13n nginx-config: {e}", file=sys.stderr)
         return 2

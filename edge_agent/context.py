@@ -58,9 +58,7 @@ def page_item(path: str) -> str:
     return ""
 
 
-def request_attributes(
-    headers: Mapping[str, str], path: str, geo_header: str, now: datetime | None = None
-) -> dict[str, Any]:
+def request_attributes(headers: Mapping[str, str], path: str, geo_header: str, now: datetime | None = None) -> dict[str, Any]:
     """Attributes rules can use, from the request alone."""
     moment = now or datetime.now(UTC)
     return {

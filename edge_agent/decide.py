@@ -118,10 +118,7 @@ def decide_page(
             decision.outcomes[name] = SlotOutcome(None, "unknown_slot")
             continue
         try:
-            if slot.kind == "variant":
-                outcome = _variant(slot, attrs)
-            else:
-                outcome = _recommend(slot, bundle, attrs, overrides)
+            outcome = _variant(slot, attrs) if slot.kind == "variant" else _recommend(slot, bundle, attrs, overrides)
         except Exception:  # a broken definition must not break the page
             log.warning("slot %s failed", name, exc_info=True)
             outcome = SlotOutcome(None, "error")

@@ -28,13 +28,39 @@ log = logging.getLogger(__name__)
 
 #: Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded either way.
 HOP_BY_HOP = frozenset(
-    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "proxy-connection")
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+    )
 )
 #: Request headers dropped when fetching a page we may rewrite (we need the full body).
-_PAGE_REQUEST_DROP = HOP_BY_HOP | {"host", "accept-encoding", "if-none-match", "if-modified-since", "range", "if-range", "content-length"}
+_PAGE_REQUEST_DROP = HOP_BY_HOP | {
+    "host",
+    "accept-encoding",
+    "if-none-match",
+    "if-modified-since",
+    "range",
+    "if-range",
+    "content-length",
+}
 #: Origin response headers that no longer describe a rewritten page.
-_REWRITTEN_DROP = HOP_BY_HOP | {"content-length", "content-encoding", "etag", "last-modified", "accept-ranges", "cache-control", "expires", "age"}
+_REWRITTEN_DROP = HOP_BY_HOP | {
+    "content-length",
+    "content-encoding",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "cache-control",
+    "expires",
+    "age",
+}
 _STREAM_CHUNK = 64 * 1024
 _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -114,9 +140,7 @@ def _stream_response(
     rest: AsyncIterator[bytes] | None = None,
 ) -> Response:
     raw_headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in resp.headers.items()
-        if k.lower() not in HOP_BY_HOP
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP
     ]
 
     async def body() -> AsyncIterator[bytes]:
@@ -144,7 +168,9 @@ async def _shell(state: EdgeState, request: Request, key: str) -> CachedShell | 
     stored = await asyncio.to_thread(state.store.get_shell, key, now)
     if stored is not None:
         state.metrics.shell_cache.labels("sqlite").inc()
-        shell = CachedShell(stored.status, stored.headers, prepare(stored.body, stored.headers.get("content-type", "text/html")), stored.expires)
+        shell = CachedShell(
+            stored.status, stored.headers, prepare(stored.body, stored.headers.get("content-type", "text/html")), stored.expires
+        )
         state.remember_shell(key, shell)
         return shell
     state.metrics.shell_cache.labels("miss").inc()
@@ -207,7 +233,7 @@ async def handle(request: Request) -> Response:
             key = request.url.path + (("?" + request.url.query) if request.url.query else "")
             shell = await _shell(state, request, key)
             response = shell if isinstance(shell, Response) else _page_response(state, request, shell)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
         state.metrics.requests.labels("page", "5xx").inc()
         log.warning("origin unreachable for %s: %s", request.url.path, e)
         return json_error(502, "origin_unavailable", f"origin fetch failed: {type(e).__name__}")

@@ -19,8 +19,27 @@ from urllib.parse import urlsplit
 
 #: Static files bypass the agent in both modes.
 STATIC_EXTENSIONS = (
-    "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico",
-    "woff", "woff2", "ttf", "otf", "txt", "xml", "pdf", "mp4", "webm",
+    "css",
+    "js",
+    "mjs",
+    "map",
+    "png",
+    "jpg",
+    "jpeg",
+    "gif",
+    "svg",
+    "webp",
+    "avif",
+    "ico",
+    "woff",
+    "woff2",
+    "ttf",
+    "otf",
+    "txt",
+    "xml",
+    "pdf",
+    "mp4",
+    "webm",
 )
 MODES = ("ssi", "filter")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -77,7 +77,7 @@ def build_context(
 def decide_slots(
     ctx: PageContext,
     bundle: ContentBundle | None,
-    slots: list[tuple[str, Mapping[str, str]]],
+    slots: Sequence[tuple[str, Mapping[str, str]]],
     deadline_ms: float,
 ) -> PageDecision:
     """Decide the slots this context has not decided yet; return the page decision."""

@@ -33,9 +33,7 @@ def _include(slot: Slot, block: str) -> bytes:
     params = [("rid", "$request_id")]
     params += [(k, v) for k, v in slot.attrs.items() if k not in ("name", "rid", "u")]
     # '$' in user values would be expanded by nginx: percent-encode everything but our variable
-    query = "&".join(
-        f"{quote(k, safe='')}={v if k == 'rid' else quote(v, safe='')}" for k, v in params
-    )
+    query = "&".join(f"{quote(k, safe='')}={v if k == 'rid' else quote(v, safe='')}" for k, v in params)
     return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" -->'.encode("ascii")
 
 

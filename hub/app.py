@@ -40,8 +40,12 @@ class HubState:
     last_error: str = ""
 
     def __post_init__(self) -> None:
-        self.connect_failures = Counter("p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry)
-        self.nats_up = Gauge("p13n_hub_nats_connected", "1 when connected to NATS and the layout is declared", registry=self.registry)
+        self.connect_failures = Counter(
+            "p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry
+        )
+        self.nats_up = Gauge(
+            "p13n_hub_nats_connected", "1 when connected to NATS and the layout is declared", registry=self.registry
+        )
 
 
 async def _connect_loop(state: HubState) -> None:

@@ -175,9 +175,7 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
             raise BundleError(f"catalog[{i}]", "an item needs a string id")
         items[item["id"]] = item
-    popular = tuple(
-        sorted(items, key=lambda k: (-float(items[k].get("popularity", 0) or 0), k))
-    )
+    popular = tuple(sorted(items, key=lambda k: (-float(items[k].get("popularity", 0) or 0), k)))
     slots = {name: _slot(raw, name, spec) for name, spec in slots_raw.items()}
     return ContentBundle(
         version=version,

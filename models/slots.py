@@ -28,9 +28,7 @@ _TOKEN_RE = re.compile(
     rb"|</p13n-slot\s*>",  # closing slot tag
     re.IGNORECASE | re.DOTALL,
 )
-_ATTR_RE = re.compile(
-    rb"""([A-Za-z_:][-A-Za-z0-9_:.]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?"""
-)
+_ATTR_RE = re.compile(rb"""([A-Za-z_:][-A-Za-z0-9_:.]*)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 _MARKER = b"p13n-slot"
 
 

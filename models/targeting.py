@@ -110,9 +110,8 @@ def _strict_equal(a: Json, b: Json) -> bool:
 
 
 def _same_value_zero(a: Json, b: Json) -> bool:
-    if _is_number(a) and _is_number(b):
-        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-            return True
+    if _is_number(a) and _is_number(b) and isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
     return _strict_equal(a, b)
 
 
@@ -232,7 +231,7 @@ def _eval_value(condition: Json, value: Json, groups: SavedGroups) -> bool:
     if isinstance(condition, bool):
         return value is not None and _truthy(value) == condition
     if _is_number(condition):
-        return js_to_number(value) == condition
+        return bool(js_to_number(value) == condition)
     if condition is None:
         return value is None
     if isinstance(condition, list) or not is_operator_object(condition):
@@ -354,7 +353,7 @@ def _eval_operator(op: str, actual: Json, expected: Json, groups: SavedGroups) -
         rx = _regex(js_to_string(expected), op == "$regexi")
         return rx is not None and rx.search(js_to_string(actual)) is not None
     if op == "$type":
-        return get_type(actual) == expected
+        return bool(get_type(actual) == expected)
     return False  # unknown operators never match
 
 

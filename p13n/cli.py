@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="public port of the demo site (default 8080)")
     demo.add_argument("--data-dir", type=Path, default=Path(".p13n-demo"), help="where every component keeps its files")
     demo.add_argument("--templates", type=Path, default=None, help="templates directory (default: the bundled demo shop)")
-    demo.add_argument("--mode", choices=("auto", "ssi", "filter"), default="auto", help="ssi needs nginx; auto uses it when found")
+    demo.add_argument(
+        "--mode", choices=("auto", "ssi", "filter"), default="auto", help="ssi needs nginx; auto uses it when found"
+    )
 
     edge = sub.add_parser("edge", help="edge agent commands")
     edge_sub = edge.add_subparsers(dest="edge_command", required=True, metavar="SUBCOMMAND")

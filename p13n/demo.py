@@ -53,11 +53,16 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         nats_url = f"nats://127.0.0.1:{nats_port}"
 
         hub_port = free_port()
-        hub = spawn("hub", p13n_command("hub", "serve"), logs, {
-            "P13N_HUB_LISTEN": f"127.0.0.1:{hub_port}",
-            "P13N_HUB_NATS_URL": nats_url,
-            "P13N_HUB_DATA_DIR": str(data_dir / "hub"),
-        })
+        hub = spawn(
+            "hub",
+            p13n_command("hub", "serve"),
+            logs,
+            {
+                "P13N_HUB_LISTEN": f"127.0.0.1:{hub_port}",
+                "P13N_HUB_NATS_URL": nats_url,
+                "P13N_HUB_DATA_DIR": str(data_dir / "hub"),
+            },
+        )
         children.append(hub)
 
         origin_port = free_port()
@@ -68,22 +73,29 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         children.append(origin)
 
         agent_port = free_port() if use_nginx else port
-        edge = spawn("edge", p13n_command("edge", "serve"), logs, {
-            "P13N_EDGE_ID": "demo-edge",
-            "P13N_EDGE_LISTEN": f"127.0.0.1:{agent_port}",
-            "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{origin_port}",
-            "P13N_EDGE_DATA_DIR": str(data_dir / "edge"),
-            "P13N_EDGE_TEMPLATES_DIR": str(templates),
-            "P13N_EDGE_NATS_URL": nats_url,
-            "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
-        })
+        edge = spawn(
+            "edge",
+            p13n_command("edge", "serve"),
+            logs,
+            {
+                "P13N_EDGE_ID": "demo-edge",
+                "P13N_EDGE_LISTEN": f"127.0.0.1:{agent_port}",
+                "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{origin_port}",
+                "P13N_EDGE_DATA_DIR": str(data_dir / "edge"),
+                "P13N_EDGE_TEMPLATES_DIR": str(templates),
+                "P13N_EDGE_NATS_URL": nats_url,
+                "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+            },
+        )
         children.append(edge)
 
         wait_http(origin, f"http://127.0.0.1:{origin_port}/healthz")
         wait_http(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
         wait_http(hub, f"http://127.0.0.1:{hub_port}/v1/healthz", timeout_s=30)
         if use_nginx:
-            opts = NginxOptions(mode="ssi", agent=f"127.0.0.1:{agent_port}", origin=f"http://127.0.0.1:{origin_port}", listen=f"127.0.0.1:{port}")
+            opts = NginxOptions(
+                mode="ssi", agent=f"127.0.0.1:{agent_port}", origin=f"http://127.0.0.1:{origin_port}", listen=f"127.0.0.1:{port}"
+            )
             children.append(start_nginx(data_dir / "nginx-run", opts, worker_processes="1"))
         wait_http(None, f"http://127.0.0.1:{port}/")
         print(f"p13n demo ready: site=http://127.0.0.1:{port}/ hub=http://127.0.0.1:{hub_port}/", flush=True)

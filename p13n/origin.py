@@ -73,11 +73,19 @@ def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlet
 
     async def api_echo(request: Request) -> Response:
         body = await request.body()
-        return Response(body, media_type=request.headers.get("content-type", "application/octet-stream"), headers={"x-echo-method": request.method})
+        return Response(
+            body,
+            media_type=request.headers.get("content-type", "application/octet-stream"),
+            headers={"x-echo-method": request.method},
+        )
 
     async def private_page(request: Request) -> Response:
         text = pages["home"].render({})
-        return Response(text, media_type="text/html; charset=utf-8", headers={"cache-control": "private, max-age=60", "set-cookie": "origin_session=abc; Path=/"})
+        return Response(
+            text,
+            media_type="text/html; charset=utf-8",
+            headers={"cache-control": "private, max-age=60", "set-cookie": "origin_session=abc; Path=/"},
+        )
 
     return Starlette(
         middleware=[Middleware(GZipMiddleware, minimum_size=500)] if gzip else [],
@@ -90,5 +98,5 @@ def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlet
             Route("/p/{item_id}", product),
             Route("/app", app_page),
             Route("/healthz", healthz),
-        ]
+        ],
     )

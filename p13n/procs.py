@@ -85,9 +85,7 @@ def spawn(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] 
     if env:
         full_env.update(env)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env
-        )
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env)
     return Child(name, proc, log_path)
 
 

@@ -44,7 +44,9 @@ def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "p13n", "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -19,7 +19,9 @@ def gzip_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
 
     work = tmp_path_factory.mktemp("gzip-origin")
     port = free_port()
-    child = spawn("origin-gzip", p13n_command("origin", "serve", "--port", str(port), "--templates", str(DEFAULT_TEMPLATES), "--gzip"), work)
+    child = spawn(
+        "origin-gzip", p13n_command("origin", "serve", "--port", str(port), "--templates", str(DEFAULT_TEMPLATES), "--gzip"), work
+    )
     wait_http(child, f"http://127.0.0.1:{port}/healthz")
     yield Origin(f"http://127.0.0.1:{port}", port, child)
     child.stop()

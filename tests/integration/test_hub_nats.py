@@ -62,9 +62,15 @@ def test_hub_creates_streams_and_buckets_once(nats_server: str) -> None:
         wait_ready(client)
     second = asyncio.run(layout(nats_server))
     assert second == first
-    assert second["streams"] == sorted([
-        L.EVENTS_STREAM, L.ERASURE_STREAM, "KV_" + L.PROFILES_BUCKET, "KV_" + L.CONTROL_BUCKET, "OBJ_" + L.MODELS_BUCKET,
-    ])
+    assert second["streams"] == sorted(
+        [
+            L.EVENTS_STREAM,
+            L.ERASURE_STREAM,
+            "KV_" + L.PROFILES_BUCKET,
+            "KV_" + L.CONTROL_BUCKET,
+            "OBJ_" + L.MODELS_BUCKET,
+        ]
+    )
 
 
 def test_hub_waits_for_nats_and_becomes_ready_when_it_appears(tmp_path) -> None:  # type: ignore[no-untyped-def]

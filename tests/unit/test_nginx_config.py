@@ -50,7 +50,12 @@ def test_geo_header_is_forwarded_when_configured() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "option"),
-    [("mode", "edge", "--mode"), ("agent", "nohost", "--agent"), ("origin", "ftp://x", "--origin"), ("origin", "http://x/path", "--origin")],
+    [
+        ("mode", "edge", "--mode"),
+        ("agent", "nohost", "--agent"),
+        ("origin", "ftp://x", "--origin"),
+        ("origin", "http://x/path", "--origin"),
+    ],
 )
 def test_invalid_options_name_the_option(field: str, value: str, option: str) -> None:
     kw = {"mode": "ssi", "agent": "127.0.0.1:1", "origin": "http://o:1"}
@@ -61,9 +66,26 @@ def test_invalid_options_name_the_option(field: str, value: str, option: str) ->
 
 def test_cli_prints_the_block() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "p13n", "nginx-config", "--mode", "filter", "--agent", "127.0.0.1:8700", "--origin", "http://127.0.0.1:8000"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "p13n",
+            "nginx-config",
+            "--mode",
+            "filter",
+            "--agent",
+            "127.0.0.1:8700",
+            "--origin",
+            "http://127.0.0.1:8000",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("# p13n edge personalization, filter mode")
-    bad = subprocess.run([sys.executable, "-m", "p13n", "nginx-config", "--mode", "ssi", "--agent", "x", "--origin", "http://o:1"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "p13n", "nginx-config", "--mode", "ssi", "--agent", "x", "--origin", "http://o:1"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--agent" in bad.stderr

@@ -32,7 +32,14 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_settings_are_read_from_the_environment() -> None:
-    s = EdgeSettings.from_env({"P13N_EDGE_LISTEN": "0.0.0.0:9000", "P13N_EDGE_DEBUG": "yes", "P13N_EDGE_DEFAULT_CONSENT": "analytics, personalization", "P13N_EDGE_GEO_HEADER": "CF-IPCountry"})
+    s = EdgeSettings.from_env(
+        {
+            "P13N_EDGE_LISTEN": "0.0.0.0:9000",
+            "P13N_EDGE_DEBUG": "yes",
+            "P13N_EDGE_DEFAULT_CONSENT": "analytics, personalization",
+            "P13N_EDGE_GEO_HEADER": "CF-IPCountry",
+        }
+    )
     assert s.listen == ("0.0.0.0", 9000) and s.debug is True
     assert s.default_consent == ("analytics", "personalization")
     assert s.geo_header == "cf-ipcountry"

@@ -30,7 +30,7 @@ def test_unsafe_page_is_returned_byte_for_byte() -> None:
 
 
 def test_invalid_utf8_around_slots_is_kept() -> None:
-    page = b"\xc3\x28 <p13n-slot name=\"a\">fb</p13n-slot> \xa0\xa1"
+    page = b'\xc3\x28 <p13n-slot name="a">fb</p13n-slot> \xa0\xa1'
     assert scan(page).render({"a": b"OK"}) == b"\xc3\x28 OK \xa0\xa1"
 
 
@@ -78,7 +78,11 @@ def test_arbitrary_bytes_never_crash_and_round_trip_without_fills(data: bytes) -
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from([b"<p13n-slot name=a>", b"</p13n-slot>", b"<!--", b"-->", b"x", b"<script>", b"</script>"]), max_size=30))
+@given(
+    st.lists(
+        st.sampled_from([b"<p13n-slot name=a>", b"</p13n-slot>", b"<!--", b"-->", b"x", b"<script>", b"</script>"]), max_size=30
+    )
+)
 def test_marker_soup_is_either_clean_or_untouched(parts: list[bytes]) -> None:
     data = b"".join(parts)
     template = scan(data)

@@ -57,7 +57,15 @@ def test_demo_templates_compile_without_leftover_tags(tmp_path: Path) -> None:
 def test_cli_compiles_and_reports_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_bytes(b'<p13n-slot name="a">x')
-    ok = subprocess.run([sys.executable, "-m", "p13n", "templates", "compile", str(TEMPLATES / "pages"), str(tmp_path / "out")], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "p13n", "templates", "compile", str(TEMPLATES / "pages"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "compiled 3 template(s) with 9 slot(s)" in ok.stdout
-    fail = subprocess.run([sys.executable, "-m", "p13n", "templates", "compile", str(bad), str(tmp_path / "o2.html")], capture_output=True, text=True)
+    fail = subprocess.run(
+        [sys.executable, "-m", "p13n", "templates", "compile", str(bad), str(tmp_path / "o2.html")],
+        capture_output=True,
+        text=True,
+    )
     assert fail.returncode == 1 and "unclosed slot" in fail.stderr
