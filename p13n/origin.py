@@ -37,7 +37,10 @@ def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlet
             raw = compile_template(raw, f"pages/{name}.html")
         pages[name] = Fragment.compile(name, raw.decode("utf-8"))
 
+    served = {"pages": 0}
+
     def html(text: str) -> Response:
+        served["pages"] += 1
         return Response(text, media_type="text/html; charset=utf-8", headers={"cache-control": SHELL_CACHE_CONTROL})
 
     def not_found() -> Response:
@@ -63,7 +66,7 @@ def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlet
         return html(pages["product"].render(item))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "ssi": ssi})
+        return JSONResponse({"status": "ok", "ssi": ssi, "pages_served": served["pages"]})
 
     async def app_page(request: Request) -> Response:
         return html("<!doctype html><title>App</title><h1>Get the Atelier app</h1>")

@@ -5,7 +5,9 @@ SIGTERM, then SIGKILL after a grace period, so nothing is left behind.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -146,7 +148,10 @@ def start_nginx(work_dir: Path, opts: NginxOptions, worker_processes: str = "aut
     prefix = work_dir / "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
-    conf.write_text(render_main(render_server(opts), str(prefix), worker_processes))
+    if opts.mode == "ssi":
+        opts = dataclasses.replace(opts, cache_dir=str(prefix / "shell-cache"))
+    user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else ""
+    conf.write_text(render_main(render_server(opts), str(prefix), worker_processes, user=user))
     child = spawn(
         "nginx",
         [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"],

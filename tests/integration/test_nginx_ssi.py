@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.conftest import AgentFactory, NginxFactory, Origin
@@ -52,6 +53,16 @@ def test_no_identifying_cookie_under_global_privacy_control(
     nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url)
     reply = fetch(nginx.url + "/", {"User-Agent": DESKTOP_UA, "Sec-GPC": "1"})
     assert reply.status == 200 and reply.headers["Set-Cookie"] is None
+
+
+def test_nginx_caches_shareable_shells(ssi_origin: Origin, start_agent: AgentFactory, start_nginx_proxy: NginxFactory) -> None:
+    agent = start_agent(ssi_origin.url)
+    nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url)
+    before = json.loads(fetch(ssi_origin.url + "/healthz").body)["pages_served"]
+    variants = {fetch(nginx.url + "/p/ac03", {"User-Agent": ua}).variants()[0] for ua in (MOBILE_UA, DESKTOP_UA) * 3}
+    after = json.loads(fetch(ssi_origin.url + "/healthz").body)["pages_served"]
+    assert after - before == 1  # one shell fetch, six personalized pages
+    assert "mobile-app" in variants and len(variants) == 2
 
 
 def test_three_slots_share_one_page_context(
