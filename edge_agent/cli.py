@@ -1,24 +1,9 @@
-"""Edge-side commands: ``edge serve``, ``templates compile``, ``nginx-config``."""
+"""Edge-side commands: ``templates compile`` and ``nginx-config``."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-
-def serve() -> int:
-    from edge_agent.app import create_app
-    from edge_agent.settings import EdgeSettings
-    from models.serve import run_asgi
-    from models.settings_base import SettingsError
-
-    try:
-        settings = EdgeSettings.from_env()
-    except SettingsError as e:
-        print(f"p13n edge serve: invalid setting {e}", file=sys.stderr)
-        return 2
-    run_asgi(create_app(settings), settings.listen[0], settings.listen[1], settings.log_level)
-    return 0
 
 
 def templates_compile(src: str, dst: str) -> int:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+#: HTTP servers a service can run under (see p13n/serve.py).
+SERVERS = ("granian", "uvicorn")
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; ``name`` is the environment variable."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from p13n.procs import DEFAULT_TEMPLATES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _serve(command: str, load: Callable[[], Any], target: str) -> int:
+    """Validate settings here (clear error, exit 2), then run the server on the factory."""
+    from models.settings_base import SettingsError
+    from p13n.serve import run_factory
+
+    try:
+        settings = load()
+    except SettingsError as e:
+        print(f"p13n {command}: invalid setting {e}", file=sys.stderr)
+        return 2
+    run_factory(target, settings.listen[0], settings.listen[1], settings.log_level, settings.server)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -66,19 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.port, args.data_dir, args.templates or default_templates(), args.mode)
     if args.command == "edge":
-        from edge_agent import cli as edge_cli
+        from edge_agent.settings import EdgeSettings
 
-        return edge_cli.serve()
+        return _serve("edge serve", EdgeSettings.from_env, "edge_agent.asgi:app_from_env")
     if args.command == "hub":
-        from hub import cli as hub_cli
+        from hub.settings import HubSettings
 
-        return hub_cli.serve()
+        return _serve("hub serve", HubSettings.from_env, "hub.asgi:app_from_env")
     if args.command == "origin":
-        from models.serve import run_asgi
-        from p13n.demo import default_templates
-        from p13n.origin import create_origin
+        import os
 
-        run_asgi(create_origin(args.templates or default_templates(), args.ssi, args.gzip), args.host, args.port, "warning")
+        from p13n.serve import run_factory
+
+        os.environ["P13N_ORIGIN_TEMPLATES"] = str(args.templates or DEFAULT_TEMPLATES)
+        os.environ["P13N_ORIGIN_SSI"] = "1" if args.ssi else ""
+        os.environ["P13N_ORIGIN_GZIP"] = "1" if args.gzip else ""
+        run_factory("p13n.origin:app_from_env", args.host, args.port, "warning")
         return 0
     if args.command == "templates":
         from edge_agent import cli as edge_cli

@@ -103,3 +103,14 @@ def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlet
             Route("/healthz", healthz),
         ],
     )
+
+
+def app_from_env() -> Starlette:
+    """Factory for the HTTP server: options arrive as ``P13N_ORIGIN_*`` variables."""
+    import os
+
+    return create_origin(
+        Path(os.environ["P13N_ORIGIN_TEMPLATES"]),
+        ssi=bool(os.environ.get("P13N_ORIGIN_SSI")),
+        gzip=bool(os.environ.get("P13N_ORIGIN_GZIP")),
+    )

@@ -1,0 +1,47 @@
+"""Run an ASGI app factory under the chosen HTTP server.
+
+``granian`` (default) is a Rust HTTP server; measured here it serves the agent's slot
+endpoint at about twice uvicorn's rate (docs/PERFORMANCE.md). ``uvicorn`` (with uvloop
+and httptools) stays available as a pure-Python-stack alternative. The app is built by
+a factory in the worker process (``module:function``), so nothing opens before it runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+
+def run_factory(target: str, host: str, port: int, log_level: str, server: str = "granian") -> None:
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+
+        level = "warning" if log_level == "trace" else log_level
+        Granian(
+            target,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            factory=True,
+            workers=1,
+            loop=Loops.uvloop if importlib.util.find_spec("uvloop") else Loops.asyncio,
+            websockets=False,
+            log_level=level,  # type: ignore[arg-type]
+            log_access=False,
+            backlog=2048,
+        ).serve()
+        return
+    import uvicorn
+
+    uvicorn.run(
+        target,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,192 @@
+"""Edge throughput: plain nginx vs SSI mode vs filter mode on the demo product page.
+
+Starts a demo origin (tagged and SSI-compiled), one edge agent, and three nginx servers:
+plain static (the same page with fallbacks, unpersonalized), SSI mode and filter mode.
+Loads each with wrk when installed (else a bounded Python load generator), prints a
+table, and as its last line one JSON object with req/s, p50/p99 latency and the ratios
+to plain nginx.
+
+    python tests/bench/edge_throughput.py [--duration 10] [--connections 32]
+
+Everything listens on 127.0.0.1 and every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from edge_agent.nginx_config import NginxOptions, render_main  # noqa: E402
+from p13n.procs import (  # noqa: E402
+    DEFAULT_TEMPLATES,
+    Child,
+    free_port,
+    nginx_binary,
+    p13n_command,
+    spawn,
+    start_nginx,
+    wait_http,
+    wait_port,
+)
+
+PAGE = "/p/dr01"
+UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+COOKIE = "p13n_id=benchvisitor0000000001"
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"User-Agent: {UA}", "-H", f"Cookie: {COOKIE}", url],
+        capture_output=True, text=True, timeout=duration + 30, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": float(errors.group(1)) if errors else 0.0, "socket_errors": 1.0 if socket_errors else 0.0}
+
+
+async def _py_load(url: str, duration: int, connections: int) -> dict[str, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    bad = 0
+    stop = time.perf_counter() + duration
+    async with aiohttp.ClientSession(headers={"User-Agent": UA, "Cookie": COOKIE}) as session:
+
+        async def worker() -> None:
+            nonlocal bad
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                async with session.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        bad += 1
+                latencies.append((time.perf_counter() - t) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50_ms": q[49], "p99_ms": q[98], "non_2xx": float(bad), "socket_errors": 0.0}
+
+
+def load(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
+    if shutil.which("wrk"):
+        run_wrk(url, 2, connections, threads)  # warm-up
+        return run_wrk(url, duration, connections, threads)
+    asyncio.run(_py_load(url, 2, connections))
+    return asyncio.run(_py_load(url, duration, connections))
+
+
+def start_static_nginx(work: Path, page: bytes) -> tuple[Child, str]:
+    root = work / "static-root"
+    root.mkdir(parents=True)
+    (root / "page.html").write_bytes(page)
+    port = free_port()
+    server = f"server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        root {root};\n        try_files /page.html =404;\n        default_type text/html;\n    }}\n}}\n"
+    prefix = work / "nginx-static"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    user = "root" if os.geteuid() == 0 else ""
+    conf.write_text(render_main(server, str(prefix), "auto", user=user))
+    child = spawn("nginx-static", [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"], work)
+    wait_port(child, port)
+    return child, f"http://127.0.0.1:{port}{PAGE}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if nginx_binary() is None:
+        print("nginx is required (apt-get install nginx)", file=sys.stderr)
+        return 2
+    children: list[Child] = []
+    work = Path(tempfile.mkdtemp(prefix="p13n-bench-"))
+    try:
+        o_port, s_port, a_port = free_port(), free_port(), free_port()
+        children.append(spawn("origin", p13n_command("origin", "serve", "--port", str(o_port), "--templates", str(DEFAULT_TEMPLATES)), work))
+        children.append(spawn("origin-ssi", p13n_command("origin", "serve", "--port", str(s_port), "--templates", str(DEFAULT_TEMPLATES), "--ssi"), work))
+        origin, ssi_origin = f"http://127.0.0.1:{o_port}", f"http://127.0.0.1:{s_port}"
+        agent = spawn("edge", p13n_command("edge", "serve"), work, {
+            "P13N_EDGE_LISTEN": f"127.0.0.1:{a_port}", "P13N_EDGE_ORIGIN": origin, "P13N_EDGE_DATA_DIR": str(work / "edge"),
+            "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES), "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+        })
+        children.append(agent)
+        wait_http(children[0], origin + "/healthz")
+        wait_http(children[1], ssi_origin + "/healthz")
+        wait_http(agent, f"http://127.0.0.1:{a_port}/_p13n/healthz")
+        # the unpersonalized page: the tagged page with every slot showing its fallback
+        from models.slots import scan
+
+        raw = urllib.request.urlopen(origin + PAGE).read()
+        static_child, static_url = start_static_nginx(work, scan(raw).render({}))
+        children.append(static_child)
+        ssi_port, filter_port = free_port(), free_port()
+        children.append(start_nginx(work / "ssi", NginxOptions(mode="ssi", agent=f"127.0.0.1:{a_port}", origin=ssi_origin, listen=f"127.0.0.1:{ssi_port}")))
+        children.append(start_nginx(work / "filter", NginxOptions(mode="filter", agent=f"127.0.0.1:{a_port}", origin=origin, listen=f"127.0.0.1:{filter_port}")))
+        targets = {
+            "plain_nginx": static_url,
+            "ssi": f"http://127.0.0.1:{ssi_port}{PAGE}",
+            "filter": f"http://127.0.0.1:{filter_port}{PAGE}",
+        }
+        for name, url in targets.items():  # every target answers the page before we load it
+            body = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": UA, "Cookie": COOKIE})).read()
+            assert b"<p13n-slot" not in body, name
+            if name != "plain_nginx":
+                assert b'data-variant="mobile-app"' in body, name
+        results = {name: load(url, args.duration, args.connections, args.threads) for name, url in targets.items()}
+    finally:
+        for child in reversed(children):
+            child.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    base = results["plain_nginx"]["rps"]
+    print(f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'non-2xx':>8}")
+    for name, r in results.items():
+        print(f"{name:<12} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps'] / base:>6.2f} {r['non_2xx']:>8.0f}")
+    summary = {
+        "bench": "edge_throughput",
+        "page": PAGE,
+        "page_bytes": len(body),
+        "load_generator": "wrk" if shutil.which("wrk") else "python-aiohttp",
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        **{f"{name}_{k}": round(v, 3) for name, r in results.items() for k, v in r.items()},
+        "ssi_ratio": round(results["ssi"]["rps"] / base, 3),
+        "filter_ratio": round(results["filter"]["rps"] / base, 3),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
