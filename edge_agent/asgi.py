@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-
-from edge_agent.app import create_app
+from edge_agent.app import EdgeApp, create_app
 from edge_agent.settings import EdgeSettings
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> EdgeApp:
     return create_app(EdgeSettings.from_env())

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.content import ContentBundle, SlotDef
-from models.targeting import eval_condition
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class PageDecision:
 
 def _variant(slot: SlotDef, attrs: Mapping[str, Any]) -> SlotOutcome:
     for v in slot.variants:
-        if v.when is None or eval_condition(attrs, v.when):
+        if v.test is None or v.test(attrs):
             return SlotOutcome(v.fragment.render(attrs), "variant", v.id)
     if slot.default is not None:
         return SlotOutcome(slot.default.render(attrs), "default")
@@ -64,7 +63,7 @@ def _variant(slot: SlotDef, attrs: Mapping[str, Any]) -> SlotOutcome:
 
 
 def _recommend(slot: SlotDef, bundle: ContentBundle, attrs: Mapping[str, Any], overrides: Mapping[str, str]) -> SlotOutcome:
-    if slot.when is not None and not eval_condition(attrs, slot.when):
+    if slot.test is not None and not slot.test(attrs):
         return SlotOutcome(None, "no_match")
     assert slot.item is not None
     count = slot.count
@@ -88,7 +87,7 @@ def _recommend(slot: SlotDef, bundle: ContentBundle, attrs: Mapping[str, Any], o
             break
     if not chosen:
         return SlotOutcome(None, "empty")
-    body = "".join(slot.item.render(item) for item in chosen)
+    body = "".join(slot.cards[item["id"]] for item in chosen)
     if slot.wrapper is not None:
         body = slot.wrapper.render({}).replace("<!--items-->", body)
     return SlotOutcome(body, "recommend", "popular")

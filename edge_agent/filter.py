@@ -100,7 +100,7 @@ async def _fetch_shell(state: EdgeState, request: Request, key: str) -> CachedSh
             return _stream_response(resp, rheaders)
         raw = await resp.content.read(state.settings.max_page_bytes + 1)
         if len(raw) > state.settings.max_page_bytes:
-            state.metrics.fallbacks.labels("page_too_large").inc()
+            state.metrics.fallback("page_too_large")
             rest = resp.content.iter_chunked(_STREAM_CHUNK)
             return _stream_response(resp, rheaders, prefix=raw, rest=rest)
     except BaseException:
@@ -116,13 +116,13 @@ async def _fetch_shell(state: EdgeState, request: Request, key: str) -> CachedSh
     try:
         body = decode_body(raw, rheaders.get("content-encoding", ""), state.settings.max_page_bytes)
     except UndecodableBody:
-        state.metrics.fallbacks.labels("undecodable_body").inc()
+        state.metrics.fallback("undecodable_body")
         return Response(raw, status_code=resp.status, headers={k: v for k, v in single.items() if k != "set-cookie"})
     single.pop("content-encoding", None)
     single.pop("set-cookie", None)
     page = prepare(body, single.get("content-type", "text/html"))
     if page.template.reason:
-        state.metrics.fallbacks.labels(page.template.reason).inc()
+        state.metrics.fallback(page.template.reason)
     shell = CachedShell(resp.status, single, page, now + ttl)
     if ttl > 0 and not cookies:
         state.remember_shell(key, shell)
@@ -163,17 +163,17 @@ async def _shell(state: EdgeState, request: Request, key: str) -> CachedShell | 
     now = time.time()
     cached = state.shells.get(key)
     if cached is not None and cached.expires > now:
-        state.metrics.shell_cache.labels("memory").inc()
+        state.metrics.shell("memory")
         return cached
     stored = await asyncio.to_thread(state.store.get_shell, key, now)
     if stored is not None:
-        state.metrics.shell_cache.labels("sqlite").inc()
+        state.metrics.shell("sqlite")
         shell = CachedShell(
             stored.status, stored.headers, prepare(stored.body, stored.headers.get("content-type", "text/html")), stored.expires
         )
         state.remember_shell(key, shell)
         return shell
-    state.metrics.shell_cache.labels("miss").inc()
+    state.metrics.shell("miss")
     return await _fetch_shell(state, request, key)
 
 
@@ -195,9 +195,9 @@ def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> Re
         body = render(page, decision.fills())
         state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)
         for name, outcome in decision.outcomes.items():
-            state.metrics.decisions.labels(name, outcome.reason).inc()
+            state.metrics.decision(name, outcome.reason)
             if outcome.html is None:
-                state.metrics.fallbacks.labels(outcome.reason).inc()
+                state.metrics.fallback(outcome.reason)
         cookie = state.visitor_cookie(ctx, request.headers.get("x-forwarded-proto") == "https")
         if cookie:
             cookies.append(cookie)
@@ -205,7 +205,7 @@ def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> Re
             headers["x-p13n-debug"] = decision.explain()
     except Exception:
         log.warning("personalization failed for %s; serving fallbacks", request.url.path, exc_info=True)
-        state.metrics.fallbacks.labels("error").inc()
+        state.metrics.fallback("error")
         body = page.template.render({})
     state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
     response = Response(body, status_code=shell.status, headers=headers)
@@ -234,8 +234,8 @@ async def handle(request: Request) -> Response:
             shell = await _shell(state, request, key)
             response = shell if isinstance(shell, Response) else _page_response(state, request, shell)
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
-        state.metrics.requests.labels("page", "5xx").inc()
+        state.metrics.request("page", "5xx")
         log.warning("origin unreachable for %s: %s", request.url.path, e)
         return json_error(502, "origin_unavailable", f"origin fetch failed: {type(e).__name__}")
-    state.metrics.requests.labels("page", f"{response.status_code // 100}xx").inc()
+    state.metrics.request("page", f"{response.status_code // 100}xx")
     return response

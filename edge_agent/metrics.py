@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -19,6 +20,7 @@ class EdgeMetrics:
     shell_cache: Counter
     bundle_version: Gauge
     page_contexts: Counter
+    _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls) -> EdgeMetrics:
@@ -46,3 +48,27 @@ class EdgeMetrics:
             ),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )
+
+    def _child(self, metric: Counter, *labels: str) -> Any:
+        # labels() takes a lock and builds a key each call; the hot path reuses children
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def decision(self, slot: str, outcome: str) -> None:
+        # slot names in requests are untrusted: unknown ones share one label value
+        self._child(self.decisions, "_unknown" if outcome == "unknown_slot" else slot, outcome).inc()
+
+    def fallback(self, reason: str) -> None:
+        self._child(self.fallbacks, reason).inc()
+
+    def request(self, route: str, status_class: str) -> None:
+        self._child(self.requests, route, status_class).inc()
+
+    def shell(self, result: str) -> None:
+        self._child(self.shell_cache, result).inc()
+
+    def context(self, how: str) -> None:
+        self._child(self.page_contexts, how).inc()

@@ -192,8 +192,7 @@ def render_main(server_block: str, prefix: str, worker_processes: str = "auto", 
     the shell cache there). Production installs use the distribution's nginx.conf.
     """
     return (
-        (f"user {user};\n" if user else "")
-        + f"worker_processes {worker_processes};\n"
+        (f"user {user};\n" if user else "") + f"worker_processes {worker_processes};\n"
         f"pid {prefix}/nginx.pid;\n"
         f"error_log {prefix}/error.log warn;\n"
         "events { worker_connections 4096; }\n"

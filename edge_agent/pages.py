@@ -12,7 +12,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from typing import Any
 
 from edge_agent.context import request_attributes
@@ -26,14 +25,24 @@ _ID_ALPHABET = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 
 def parse_cookies(header: str) -> dict[str, str]:
-    if not header:
-        return {}
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except Exception:  # a malformed Cookie header must not break the page
-        return {}
-    return {k: m.value for k, m in jar.items()}
+    """Parse a ``Cookie`` request header (RFC 6265 §5.4 cookie-string).
+
+    Lenient like browsers: pairs without ``=`` are skipped, the first occurrence of a
+    name wins, surrounding double quotes are removed. Never raises.
+    """
+    cookies: dict[str, str] = {}
+    for pair in header.split(";"):
+        name, sep, value = pair.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        if not name or name in cookies:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        cookies[name] = value
+    return cookies
 
 
 def valid_visitor_id(value: str) -> bool:

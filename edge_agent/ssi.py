@@ -38,10 +38,10 @@ def _page_path(request: Request) -> str:
 def _context(state: EdgeState, request: Request, rid: str) -> PageContext:
     ctx = state.contexts.get(rid) if rid else None
     if ctx is not None:
-        state.metrics.page_contexts.labels("reused").inc()
+        state.metrics.context("reused")
         return ctx
     ctx = state.page_context(request.headers, _page_path(request))
-    state.metrics.page_contexts.labels("built").inc()
+    state.metrics.context("built")
     if rid:
         state.contexts.put(rid, ctx)
     return ctx
@@ -54,14 +54,14 @@ async def auth(request: Request) -> Response:
     try:
         ctx = _context(state, request, rid)
     except Exception:  # never block a page: nginx lets it through on 2xx
-        state.metrics.fallbacks.labels("error").inc()
-        state.metrics.requests.labels("auth", "2xx").inc()
+        state.metrics.fallback("error")
+        state.metrics.request("auth", "2xx")
         return Response(status_code=204, headers=_PRIVATE)
     headers = dict(_PRIVATE)
     cookie = state.visitor_cookie(ctx, request.headers.get("x-forwarded-proto") == "https")
     if cookie:
         headers["set-cookie"] = cookie
-    state.metrics.requests.labels("auth", "2xx").inc()
+    state.metrics.request("auth", "2xx")
     return Response(status_code=204, headers=headers)
 
 
@@ -70,8 +70,8 @@ async def slot(request: Request) -> Response:
     state = _state(request)
     name = request.path_params["name"]
     if not SLOT_NAME_RE.match(name):
-        state.metrics.requests.labels("slot", "2xx").inc()
-        state.metrics.fallbacks.labels("unknown_slot").inc()
+        state.metrics.request("slot", "2xx")
+        state.metrics.fallback("unknown_slot")
         return Response(status_code=204, headers=_PRIVATE)
     started = time.perf_counter()
     rid = (request.query_params.get("rid") or request.headers.get(RID_HEADER, ""))[:_MAX_RID]
@@ -81,16 +81,16 @@ async def slot(request: Request) -> Response:
         decision = decide_slots(ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms)
         outcome = decision.outcomes[name]
     except Exception:
-        state.metrics.fallbacks.labels("error").inc()
-        state.metrics.requests.labels("slot", "2xx").inc()
+        state.metrics.fallback("error")
+        state.metrics.request("slot", "2xx")
         return Response(status_code=204, headers=_PRIVATE)
-    state.metrics.decisions.labels(name, outcome.reason).inc()
+    state.metrics.decision(name, outcome.reason)
     state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
-    state.metrics.requests.labels("slot", "2xx").inc()
+    state.metrics.request("slot", "2xx")
     headers = dict(_PRIVATE)
     if state.settings.debug:
         headers["x-p13n-debug"] = decision.explain()
     if outcome.html is None:
-        state.metrics.fallbacks.labels(outcome.reason).inc()
+        state.metrics.fallback(outcome.reason)
         return Response(status_code=204, headers=headers)
     return Response(outcome.html, media_type="text/html; charset=utf-8", headers=headers)

@@ -19,12 +19,13 @@ import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from models.slots import SLOT_NAME_RE
+from models.targeting import Predicate, compile_condition
 
 FORMAT = "p13n-content/1"
 SLOT_KINDS = ("variant", "recommend")
@@ -75,6 +76,8 @@ class Variant:
     id: str
     when: dict[str, Any] | None
     fragment: Fragment
+    #: ``when`` compiled once at load (None: always matches)
+    test: Predicate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,9 @@ class SlotDef:
     count: int = 4
     max_per_category: int = 0
     when: dict[str, Any] | None = None
+    test: Predicate | None = None
+    #: ``recommend`` slots: every catalog item rendered once through ``item`` at load time
+    cards: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +140,9 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
             vw = f"{where}.variants[{i}]"
             if not isinstance(v, dict) or not isinstance(v.get("id"), str):
                 raise BundleError(vw, "a variant needs a string id")
-            variants.append(Variant(v["id"], _condition(v.get("when"), vw + ".when"), _fragment(raw, v.get("fragment"), vw)))
+            when = _condition(v.get("when"), vw + ".when")
+            test = compile_condition(when) if when is not None else None
+            variants.append(Variant(v["id"], when, _fragment(raw, v.get("fragment"), vw), test))
         return SlotDef(name=name, kind=kind, variants=tuple(variants), default=default)
     count = spec.get("count", 4)
     if not isinstance(count, int) or not 1 <= count <= 50:
@@ -142,6 +150,7 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
     max_cat = spec.get("max_per_category", 0)
     if not isinstance(max_cat, int) or max_cat < 0:
         raise BundleError(where + ".max_per_category", "must be a non-negative integer")
+    when = _condition(spec.get("when"), where + ".when")
     return SlotDef(
         name=name,
         kind=kind,
@@ -150,7 +159,8 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
         wrapper=_fragment(raw, spec["wrapper"], where + ".wrapper") if spec.get("wrapper") else None,
         count=count,
         max_per_category=max_cat,
-        when=_condition(spec.get("when"), where + ".when"),
+        when=when,
+        test=compile_condition(when) if when is not None else None,
     )
 
 
@@ -177,6 +187,10 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         items[item["id"]] = item
     popular = tuple(sorted(items, key=lambda k: (-float(items[k].get("popularity", 0) or 0), k)))
     slots = {name: _slot(raw, name, spec) for name, spec in slots_raw.items()}
+    for name, slot in slots.items():
+        if slot.kind == "recommend" and slot.item is not None:
+            item_fragment = slot.item
+            slots[name] = replace(slot, cards={item_id: item_fragment.render(item) for item_id, item in items.items()})
     return ContentBundle(
         version=version,
         created=str(raw.get("created", "")),

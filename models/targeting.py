@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -375,3 +375,118 @@ def bucket_hash(seed: str, value: str, version: int) -> float | None:
     if version == 1:
         return (fnv1a32(value + seed) % 1000) / 1000
     return None
+
+
+# --------------------------------------------------------------------------- compilation
+Predicate = Callable[[Json], bool]
+
+
+def _getter(path: str) -> Callable[[Json], Json]:
+    if "." in path:
+
+        def get_dotted(attrs: Json) -> Json:
+            return get_path(attrs, path)
+
+        return get_dotted
+
+    def get(attrs: Json) -> Json:
+        return attrs.get(path) if isinstance(attrs, dict) else None
+
+    return get
+
+
+def _compile_operator(op: str, expected: Json, groups: SavedGroups) -> Callable[[Json], bool]:
+    """Fast paths for the common operators; everything else goes to the interpreter."""
+    if op in ("$in", "$nin") and isinstance(expected, list) and expected and all(isinstance(e, str) for e in expected):
+        members = frozenset(expected)
+        negate = op == "$nin"
+
+        def member(v: Json) -> bool:
+            if type(v) is str:
+                return (v in members) != negate
+            return _eval_operator(op, v, expected, groups)
+
+        return member
+    if (
+        op in ("$gt", "$gte", "$lt", "$lte")
+        and _is_number(expected)
+        and not (isinstance(expected, float) and math.isnan(expected))
+    ):
+        bound = expected
+        cmp: Callable[[Json], bool] = {
+            "$gt": lambda v: v > bound,
+            "$gte": lambda v: v >= bound,
+            "$lt": lambda v: v < bound,
+            "$lte": lambda v: v <= bound,
+        }[op]
+
+        def compare(v: Json) -> bool:
+            if type(v) is int or type(v) is float:
+                return bool(cmp(v))
+            return _eval_operator(op, v, expected, groups)
+
+        return compare
+    if op in ("$eq", "$ne") and isinstance(expected, str):
+        negate = op == "$ne"
+        return lambda v: (type(v) is str and v == expected) != negate
+    return lambda v: _eval_operator(op, v, expected, groups)
+
+
+def _compile_value(condition: Json, groups: SavedGroups) -> Callable[[Json], bool]:
+    if isinstance(condition, str):
+        return lambda v: (v == condition) if type(v) is str else js_to_string(v) == condition
+    if isinstance(condition, bool):
+        return lambda v: v is condition if type(v) is bool else (v is not None and _truthy(v) == condition)
+    if is_operator_object(condition):
+        checks = [_compile_operator(op, expected, groups) for op, expected in condition.items()]
+        if len(checks) == 1:
+            return checks[0]
+        return lambda v: all(check(v) for check in checks)
+    return lambda v: _eval_value(condition, v, groups)
+
+
+def _compile_logical(op: str, subs: list[Predicate]) -> Predicate:
+    def any_of(attrs: Json) -> bool:
+        return not subs or any(p(attrs) for p in subs)
+
+    if op == "$or":
+        return any_of
+    if op == "$nor":
+        return lambda attrs: not any_of(attrs)
+    return lambda attrs: all(p(attrs) for p in subs)
+
+
+def _interpreted(condition: Json, groups: SavedGroups) -> Predicate:
+    return lambda attrs: eval_condition(attrs, condition, groups)
+
+
+def _negate(sub: Predicate) -> Predicate:
+    return lambda attrs: not sub(attrs)
+
+
+def _attribute_test(get: Callable[[Json], Json], test: Callable[[Json], bool]) -> Predicate:
+    return lambda attrs: test(get(attrs))
+
+
+def compile_condition(condition: Json, saved_groups: SavedGroups | None = None) -> Predicate:
+    """Compile a condition once into a predicate equivalent to :func:`eval_condition`.
+
+    Bundles compile their conditions at load time, so a decision runs closures, not a
+    tree walk; the conformance cases run against both forms.
+    """
+    groups = saved_groups if saved_groups is not None else _EMPTY_GROUPS
+    if not isinstance(condition, dict):
+        return lambda attrs: False
+    parts: list[Predicate] = []
+    for key, value in condition.items():
+        if key in ("$or", "$nor", "$and") and isinstance(value, list):
+            parts.append(_compile_logical(key, [compile_condition(c, groups) for c in value]))
+        elif key in ("$or", "$nor", "$and"):
+            parts.append(_interpreted({key: value}, groups))
+        elif key == "$not":
+            parts.append(_negate(compile_condition(value, groups)))
+        else:
+            parts.append(_attribute_test(_getter(key), _compile_value(value, groups)))
+    if len(parts) == 1:
+        return parts[0]
+    return lambda attrs: all(p(attrs) for p in parts)

@@ -59,15 +59,35 @@ def _ms(text: str) -> float:
 
 def run_wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"User-Agent: {UA}", "-H", f"Cookie: {COOKIE}", url],
-        capture_output=True, text=True, timeout=duration + 30, check=True,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-H",
+            f"User-Agent: {UA}",
+            "-H",
+            f"Cookie: {COOKIE}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "non_2xx": float(errors.group(1)) if errors else 0.0, "socket_errors": 1.0 if socket_errors else 0.0}
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": 1.0 if socket_errors else 0.0,
+    }
 
 
 async def _py_load(url: str, duration: int, connections: int) -> dict[str, float]:
@@ -114,7 +134,11 @@ def start_static_nginx(work: Path, page: bytes) -> tuple[Child, str]:
     conf = prefix / "nginx.conf"
     user = "root" if os.geteuid() == 0 else ""
     conf.write_text(render_main(server, str(prefix), "auto", user=user))
-    child = spawn("nginx-static", [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"], work)
+    child = spawn(
+        "nginx-static",
+        [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+        work,
+    )
     wait_port(child, port)
     return child, f"http://127.0.0.1:{port}{PAGE}"
 
@@ -132,13 +156,29 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="p13n-bench-"))
     try:
         o_port, s_port, a_port = free_port(), free_port(), free_port()
-        children.append(spawn("origin", p13n_command("origin", "serve", "--port", str(o_port), "--templates", str(DEFAULT_TEMPLATES)), work))
-        children.append(spawn("origin-ssi", p13n_command("origin", "serve", "--port", str(s_port), "--templates", str(DEFAULT_TEMPLATES), "--ssi"), work))
+        children.append(
+            spawn("origin", p13n_command("origin", "serve", "--port", str(o_port), "--templates", str(DEFAULT_TEMPLATES)), work)
+        )
+        children.append(
+            spawn(
+                "origin-ssi",
+                p13n_command("origin", "serve", "--port", str(s_port), "--templates", str(DEFAULT_TEMPLATES), "--ssi"),
+                work,
+            )
+        )
         origin, ssi_origin = f"http://127.0.0.1:{o_port}", f"http://127.0.0.1:{s_port}"
-        agent = spawn("edge", p13n_command("edge", "serve"), work, {
-            "P13N_EDGE_LISTEN": f"127.0.0.1:{a_port}", "P13N_EDGE_ORIGIN": origin, "P13N_EDGE_DATA_DIR": str(work / "edge"),
-            "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES), "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
-        })
+        agent = spawn(
+            "edge",
+            p13n_command("edge", "serve"),
+            work,
+            {
+                "P13N_EDGE_LISTEN": f"127.0.0.1:{a_port}",
+                "P13N_EDGE_ORIGIN": origin,
+                "P13N_EDGE_DATA_DIR": str(work / "edge"),
+                "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
+                "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+            },
+        )
         children.append(agent)
         wait_http(children[0], origin + "/healthz")
         wait_http(children[1], ssi_origin + "/healthz")
@@ -150,8 +190,18 @@ def main() -> int:
         static_child, static_url = start_static_nginx(work, scan(raw).render({}))
         children.append(static_child)
         ssi_port, filter_port = free_port(), free_port()
-        children.append(start_nginx(work / "ssi", NginxOptions(mode="ssi", agent=f"127.0.0.1:{a_port}", origin=ssi_origin, listen=f"127.0.0.1:{ssi_port}")))
-        children.append(start_nginx(work / "filter", NginxOptions(mode="filter", agent=f"127.0.0.1:{a_port}", origin=origin, listen=f"127.0.0.1:{filter_port}")))
+        children.append(
+            start_nginx(
+                work / "ssi",
+                NginxOptions(mode="ssi", agent=f"127.0.0.1:{a_port}", origin=ssi_origin, listen=f"127.0.0.1:{ssi_port}"),
+            )
+        )
+        children.append(
+            start_nginx(
+                work / "filter",
+                NginxOptions(mode="filter", agent=f"127.0.0.1:{a_port}", origin=origin, listen=f"127.0.0.1:{filter_port}"),
+            )
+        )
         targets = {
             "plain_nginx": static_url,
             "ssi": f"http://127.0.0.1:{ssi_port}{PAGE}",
@@ -170,7 +220,9 @@ def main() -> int:
     base = results["plain_nginx"]["rps"]
     print(f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'non-2xx':>8}")
     for name, r in results.items():
-        print(f"{name:<12} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps'] / base:>6.2f} {r['non_2xx']:>8.0f}")
+        print(
+            f"{name:<12} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps'] / base:>6.2f} {r['non_2xx']:>8.0f}"
+        )
     summary = {
         "bench": "edge_throughput",
         "page": PAGE,

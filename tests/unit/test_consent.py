@@ -27,3 +27,10 @@ def test_default_applies_without_a_choice_and_invalid_choices_are_ignored() -> N
 def test_identification_needs_more_than_necessary() -> None:
     assert not may_identify(frozenset({"necessary"}))
     assert may_identify(frozenset({"necessary", "analytics"}))
+
+
+def test_cookie_header_parsing_is_lenient() -> None:
+    from edge_agent.pages import parse_cookies
+
+    assert parse_cookies('a=1; p13n_id="abc"; junk; a=2; =x; b=') == {"a": "1", "p13n_id": "abc", "b": ""}
+    assert parse_cookies("") == {}

@@ -46,3 +46,15 @@ def test_conditions_used_by_slot_definitions(condition: dict[str, object], attri
 def test_version_strings_compare_numerically() -> None:
     assert padded_version_string("1.2.10") > padded_version_string("1.2.9")
     assert padded_version_string("v1.0.0-beta") < padded_version_string("1.0.0")
+
+
+def test_compiled_conditions_agree_with_the_interpreter_on_every_case(targeting_cases: dict[str, list[list[object]]]) -> None:
+    from models.targeting import compile_condition
+
+    failures = []
+    for case in targeting_cases["evalCondition"]:
+        name, condition, attributes, expected = case[:4]
+        groups = case[4] if len(case) > 4 else None
+        if compile_condition(condition, groups)(attributes) is not expected:  # type: ignore[arg-type]
+            failures.append(name)
+    assert failures == []
