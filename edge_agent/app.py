@@ -81,8 +81,6 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
     agent_routes = [
         Route("/_p13n/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/_p13n/metrics", metrics, methods=["GET"]),
-        Route("/_p13n/auth", ssi.auth, methods=["GET", "HEAD"]),
-        Route("/_p13n/slot/{name}", ssi.slot, methods=["GET", "HEAD"]),
         Route("/_p13n/{rest:path}", not_found, methods=ALL_METHODS),
         Route("/{path:path}", filter_mode.handle, methods=ALL_METHODS),
     ]
@@ -90,9 +88,9 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
 
 
 class EdgeApp:
-    """Sends page requests straight to the filter handler; ``/_p13n/*``, lifespan and
-    everything else go through the Starlette router. Saves the route scan on the
-    hottest path (measured in docs/PERFORMANCE.md)."""
+    """Dispatches the hot paths directly: pages to the filter handler, SSI fragments and
+    the page decision to their raw ASGI handlers. Other ``/_p13n/*`` endpoints and the
+    lifespan go through the Starlette router (measured in docs/PERFORMANCE.md)."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
@@ -100,8 +98,17 @@ class EdgeApp:
         self._pages = request_response(filter_mode.handle)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/_p13n/"):
-            scope["app"] = self.app
-            await self._pages(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if not path.startswith("/_p13n/"):
+                scope["app"] = self.app
+                await self._pages(scope, receive, send)
+                return
+            if scope["method"] in ("GET", "HEAD"):
+                if path.startswith(ssi.SLOT_PREFIX):
+                    await ssi.slot(self.state.edge, scope, receive, send)
+                    return
+                if path == ssi.AUTH_PATH:
+                    await ssi.auth(self.state.edge, scope, receive, send)
+                    return
         await self.app(scope, receive, send)

@@ -20,12 +20,22 @@ def templates_compile(src: str, dst: str) -> int:
     return 0
 
 
-def nginx_config(mode: str, agent: str, origin: str, listen: str, server_name: str, geo_header: str) -> int:
+def nginx_config(
+    mode: str, agent: str, origin: str, listen: str, server_name: str, geo_header: str, cookie_name: str = "p13n_id"
+) -> int:
     from edge_agent.nginx_config import ConfigError, NginxOptions, render_server
 
     try:
         text = render_server(
-            NginxOptions(mode=mode, agent=agent, origin=origin, listen=listen, server_name=server_name, geo_header=geo_header)
+            NginxOptions(
+                mode=mode,
+                agent=agent,
+                origin=origin,
+                listen=listen,
+                server_name=server_name,
+                geo_header=geo_header,
+                cookie_name=cookie_name,
+            )
         )
     except ConfigError as e:
         print(f"p13n nginx-config: {e}", file=sys.stderr)

@@ -62,6 +62,7 @@ class NginxOptions:
     geo_header: str = ""  # e.g. "$http_cf_ipcountry" → sent to the agent as X-Geo-Country
     agent_timeout_ms: int = 50
     auth_timeout_ms: int = 30
+    cookie_name: str = "p13n_id"
     cache_dir: str = "/var/cache/nginx/p13n"  # SSI mode: shells cached per origin Cache-Control
 
     def validate(self) -> None:
@@ -73,6 +74,8 @@ class NginxOptions:
         parts = urlsplit(self.origin)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
             raise ConfigError("--origin", f"expected http(s)://HOST[:PORT], got {self.origin!r}")
+        if not self.cookie_name.replace("_", "").isalnum():
+            raise ConfigError("--cookie-name", f"letters, digits and '_' only, got {self.cookie_name!r}")
         if not (self.listen.isdigit() or ":" in self.listen):
             raise ConfigError("--listen", f"expected PORT or ADDR:PORT, got {self.listen!r}")
 
@@ -134,7 +137,10 @@ def render_server(opts: NginxOptions) -> str:
         out += [
             "\n",
             f"{i1}# one decision per page: context + visitor cookie (fails open to 204)\n",
-            f"{i1}location = /_p13n/auth {{\n{i2}internal;\n{common}{agent_hdrs}",
+            f"{i1}location = /_p13n/auth {{\n{i2}internal;\n",
+            f"{i2}# a returning visitor already has an id: the first fragment builds the context\n",
+            f'{i2}if ($cookie_{opts.cookie_name} ~ "^[A-Za-z0-9_-]{{16,64}}$") {{\n{i2}    return 204;\n{i2}}}\n',
+            f"{common}{agent_hdrs}",
             f"{i2}proxy_pass_request_body off;\n",
             f'{i2}proxy_set_header Content-Length "";\n',
             f"{i2}proxy_connect_timeout {opts.auth_timeout_ms}ms;\n",

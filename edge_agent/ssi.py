@@ -1,96 +1,133 @@
 """SSI mode endpoints: the page's decision (``auth_request``) and slot fragments.
 
-nginx calls ``/_p13n/auth`` once per page (with ``X-Request-Id``): it builds the
-page context and answers 204 with the visitor cookie, which nginx forwards. Each
-``<!--# include virtual="/_p13n/slot/NAME?rid=…" -->`` then looks the context up
-and renders one slot. A fragment that cannot be decided answers 204 with no body,
-which makes nginx print the slot's stub (its fallback).
+nginx calls ``/_p13n/auth`` once per page for visitors without a valid visitor cookie
+(with ``X-Request-Id``): it builds the page context and answers 204 with the cookie,
+which nginx forwards. Each ``<!--# include virtual="/_p13n/slot/NAME?rid=…" -->``
+then looks the context up by request id (building it on first use) and renders one
+slot. A fragment that cannot be decided answers 204 with no body, which makes nginx
+print the slot's stub (its fallback).
+
+These run several times per page, so they are plain ASGI handlers over the raw
+scope rather than Starlette endpoints (measured in docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
+from urllib.parse import unquote_plus
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from edge_agent.pages import PageContext, decide_slots
 from edge_agent.state import EdgeState
 from models.slots import SLOT_NAME_RE
 
+log = logging.getLogger(__name__)
+
 #: Headers nginx sets on subrequests (see the generated config).
 RID_HEADER = "x-request-id"
 PAGE_HEADER = "x-p13n-page"
+SLOT_PREFIX = "/_p13n/slot/"
+AUTH_PATH = "/_p13n/auth"
 _MAX_RID = 64
-_PRIVATE = {"cache-control": "private, no-store"}
+_MAX_QUERY = 4096
+_PRIVATE = (b"cache-control", b"private, no-store")
+_HTML = (b"content-type", b"text/html; charset=utf-8")
 
 
-def _state(request: Request) -> EdgeState:
-    state: EdgeState = request.app.state.edge
-    return state
+def parse_query(raw: bytes) -> dict[str, str]:
+    """``a=1&b=x%20y`` → dict; first value wins; capped at :data:`_MAX_QUERY` bytes."""
+    out: dict[str, str] = {}
+    if not raw:
+        return out
+    for pair in raw[:_MAX_QUERY].decode("latin-1").split("&"):
+        key, _, value = pair.partition("=")
+        if "%" in key or "+" in key:
+            key = unquote_plus(key)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        if key and key not in out:
+            out[key] = value
+    return out
 
 
-def _page_path(request: Request) -> str:
-    page = request.headers.get(PAGE_HEADER) or request.query_params.get("u") or "/"
+def header_map(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _page_path(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    page = headers.get(PAGE_HEADER) or query.get("u") or "/"
     return page.split("?", 1)[0][:2048]
 
 
-def _context(state: EdgeState, request: Request, rid: str) -> PageContext:
+def _context(state: EdgeState, headers: Mapping[str, str], query: Mapping[str, str], rid: str) -> PageContext:
     ctx = state.contexts.get(rid) if rid else None
     if ctx is not None:
         state.metrics.context("reused")
         return ctx
-    ctx = state.page_context(request.headers, _page_path(request))
+    ctx = state.page_context(headers, _page_path(headers, query))
     state.metrics.context("built")
     if rid:
         state.contexts.put(rid, ctx)
     return ctx
 
 
-async def auth(request: Request) -> Response:
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+    headers.append((b"content-length", str(len(body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
     """Compute the page context once; return the visitor cookie for nginx to forward."""
-    state = _state(request)
-    rid = request.headers.get(RID_HEADER, "")[:_MAX_RID]
+    headers_out = [_PRIVATE]
     try:
-        ctx = _context(state, request, rid)
+        headers = header_map(scope)
+        rid = headers.get(RID_HEADER, "")[:_MAX_RID]
+        ctx = _context(state, headers, parse_query(scope["query_string"]), rid)
+        cookie = state.visitor_cookie(ctx, headers.get("x-forwarded-proto") == "https")
+        if cookie:
+            headers_out.append((b"set-cookie", cookie.encode("latin-1")))
     except Exception:  # never block a page: nginx lets it through on 2xx
+        log.warning("auth failed; the page renders without a visitor context", exc_info=True)
         state.metrics.fallback("error")
-        state.metrics.request("auth", "2xx")
-        return Response(status_code=204, headers=_PRIVATE)
-    headers = dict(_PRIVATE)
-    cookie = state.visitor_cookie(ctx, request.headers.get("x-forwarded-proto") == "https")
-    if cookie:
-        headers["set-cookie"] = cookie
     state.metrics.request("auth", "2xx")
-    return Response(status_code=204, headers=headers)
+    await _send(send, 204, headers_out)
 
 
-async def slot(request: Request) -> Response:
+async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
     """One slot's HTML; 204 (nginx prints the stub) when it falls back."""
-    state = _state(request)
-    name = request.path_params["name"]
-    if not SLOT_NAME_RE.match(name):
-        state.metrics.request("slot", "2xx")
-        state.metrics.fallback("unknown_slot")
-        return Response(status_code=204, headers=_PRIVATE)
     started = time.perf_counter()
-    rid = (request.query_params.get("rid") or request.headers.get(RID_HEADER, ""))[:_MAX_RID]
-    overrides = {k: v for k, v in request.query_params.items() if k not in ("rid", "u")}
+    name = scope["path"][len(SLOT_PREFIX) :]
+    state.metrics.request("slot", "2xx")
+    if not SLOT_NAME_RE.match(name):
+        state.metrics.fallback("unknown_slot")
+        await _send(send, 204, [_PRIVATE])
+        return
+    headers_out = [_PRIVATE]
     try:
-        ctx = _context(state, request, rid)
+        query = parse_query(scope["query_string"])
+        headers = header_map(scope)
+        rid = (query.get("rid") or headers.get(RID_HEADER, ""))[:_MAX_RID]
+        overrides = {k: v for k, v in query.items() if k not in ("rid", "u")}
+        ctx = _context(state, headers, query, rid)
         decision = decide_slots(ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms)
         outcome = decision.outcomes[name]
     except Exception:
+        log.warning("slot %s failed; nginx prints its fallback", name, exc_info=True)
         state.metrics.fallback("error")
-        state.metrics.request("slot", "2xx")
-        return Response(status_code=204, headers=_PRIVATE)
+        await _send(send, 204, headers_out)
+        return
     state.metrics.decision(name, outcome.reason)
     state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
-    state.metrics.request("slot", "2xx")
-    headers = dict(_PRIVATE)
     if state.settings.debug:
-        headers["x-p13n-debug"] = decision.explain()
+        headers_out.append((b"x-p13n-debug", decision.explain().encode("latin-1", "replace")))
     if outcome.html is None:
         state.metrics.fallback(outcome.reason)
-        return Response(status_code=204, headers=headers)
-    return Response(outcome.html, media_type="text/html; charset=utf-8", headers=headers)
+        await _send(send, 204, headers_out)
+        return
+    headers_out.append(_HTML)
+    body = b"" if scope["method"] == "HEAD" else outcome.html.encode("utf-8")
+    await _send(send, 200, headers_out, body)

@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument("--listen", default="80", help="nginx listen PORT or ADDR:PORT (default 80)")
     ngx.add_argument("--server-name", default="_", help="server_name (default _)")
     ngx.add_argument("--geo-header", default="", help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry")
+    ngx.add_argument("--cookie-name", default="p13n_id", help="the agent's visitor cookie (P13N_EDGE_COOKIE_NAME)")
     return p
 
 
@@ -107,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "nginx-config":
         from edge_agent import cli as edge_cli
 
-        return edge_cli.nginx_config(args.mode, args.agent, args.origin, args.listen, args.server_name, args.geo_header)
+        return edge_cli.nginx_config(
+            args.mode, args.agent, args.origin, args.listen, args.server_name, args.geo_header, args.cookie_name
+        )
     return 2  # pragma: no cover - argparse enforces the choices
 
 

@@ -148,6 +148,9 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--hold", type=float, default=0, help="keep everything running this many seconds before loading (for profiling)"
+    )
     args = ap.parse_args()
     if nginx_binary() is None:
         print("nginx is required (apt-get install nginx)", file=sys.stderr)
@@ -212,6 +215,9 @@ def main() -> int:
             assert b"<p13n-slot" not in body, name
             if name != "plain_nginx":
                 assert b'data-variant="mobile-app"' in body, name
+        if args.hold:
+            print(json.dumps({"targets": targets, "agent": f"127.0.0.1:{a_port}"}), flush=True)
+            time.sleep(args.hold)
         results = {name: load(url, args.duration, args.connections, args.threads) for name, url in targets.items()}
     finally:
         for child in reversed(children):

@@ -76,6 +76,24 @@ def test_three_slots_share_one_page_context(
     text = fetch(agent.url + "/_p13n/metrics").text
     assert metric(text, "p13n_edge_page_contexts_total", how="built") == pages
     assert metric(text, "p13n_edge_page_contexts_total", how="reused") == 3 * pages
+    assert metric(text, "p13n_edge_requests_total", route="auth", status="2xx") == pages
+
+
+def test_returning_visitors_skip_the_auth_round_trip(
+    ssi_origin: Origin, start_agent: AgentFactory, start_nginx_proxy: NginxFactory
+) -> None:
+    agent = start_agent(ssi_origin.url)
+    nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url)
+    pages = 4
+    for _ in range(pages):
+        reply = fetch(nginx.url + "/p/sh01", {"User-Agent": MOBILE_UA, "Cookie": "p13n_id=returning0visitor00001"})
+        assert reply.status == 200 and reply.variants()[0] == "mobile-app" and reply.headers["Set-Cookie"] is None
+    bogus = fetch(nginx.url + "/p/sh01", {"User-Agent": MOBILE_UA, "Cookie": "p13n_id=<bad>"})
+    assert (bogus.headers["Set-Cookie"] or "").startswith("p13n_id=")  # invalid ids are replaced
+    text = fetch(agent.url + "/_p13n/metrics").text
+    assert metric(text, "p13n_edge_requests_total", route="auth", status="2xx") == 1  # only the bogus one
+    assert metric(text, "p13n_edge_page_contexts_total", how="built") == pages + 1
+    assert metric(text, "p13n_edge_page_contexts_total", how="reused") == 2 * pages + 3
 
 
 def test_stopped_agent_leaves_complete_pages_with_fallbacks(
