@@ -117,11 +117,18 @@ class PageContexts:
         return ctx
 
     def put(self, rid: str, ctx: PageContext, now: float | None = None) -> None:
-        ctx.expires = (now if now is not None else time.monotonic()) + self.ttl_s
+        moment = now if now is not None else time.monotonic()
+        ctx.expires = moment + self.ttl_s
         self._items[rid] = ctx
         self._items.move_to_end(rid)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
+        # entries are in expiry order: drop expired ones from the front (few per call),
+        # so the map holds only live pages and the garbage collector has less to scan
+        items = self._items
+        while items:
+            oldest = next(iter(items.values()))
+            if oldest.expires >= moment and len(items) <= self.max_entries:
+                break
+            items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -44,7 +44,7 @@ class EdgeSettings:
     #: Maximum number of shells kept in memory (the SQLite copy is unbounded by count).
     shell_cache_entries: int = 512
     #: Seconds a page's decisions are kept for its SSI fragments (keyed by request id).
-    decision_ttl_s: float = 10.0
+    decision_ttl_s: float = 5.0
     #: Add an ``X-P13N-Debug`` header explaining decisions.
     debug: bool = False
     #: NATS server URL (the edge works without it; sync arrives in later versions).

@@ -91,3 +91,15 @@ def test_bad_bundles_are_rejected_with_a_location(doc: dict[str, Any]) -> None:
         load_content(raw)
     with pytest.raises(BundleError, match="format"):
         load_content({"format": "other"})
+
+
+def test_page_contexts_expire_and_stay_bounded() -> None:
+    from edge_agent.pages import PageContext, PageContexts
+
+    contexts = PageContexts(ttl_s=1.0, max_entries=3)
+    for i in range(5):
+        contexts.put(f"r{i}", PageContext({}, frozenset(), "", False), now=100.0 + i * 0.1)
+    assert len(contexts) == 3 and contexts.get("r0", now=100.5) is None and contexts.get("r4", now=100.5) is not None
+    contexts.put("late", PageContext({}, frozenset(), "", False), now=102.0)
+    assert len(contexts) == 1  # everything older than the TTL was dropped on insert
+    assert contexts.get("late", now=103.5) is None
