@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from edge_agent.ssi_compile import slot_variable
+
 #: Static files bypass the agent in both modes.
 STATIC_EXTENSIONS = (
     "css",
@@ -64,6 +66,8 @@ class NginxOptions:
     auth_timeout_ms: int = 30
     cookie_name: str = "p13n_id"
     cache_dir: str = "/var/cache/nginx/p13n"  # SSI mode: shells cached per origin Cache-Control
+    #: SSI one-round-trip mode: the slots decided by the auth call and echoed by nginx
+    echo_slots: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -74,6 +78,8 @@ class NginxOptions:
         parts = urlsplit(self.origin)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
             raise ConfigError("--origin", f"expected http(s)://HOST[:PORT], got {self.origin!r}")
+        if self.echo_slots and self.mode != "ssi":
+            raise ConfigError("--echo-slots", "only applies to --mode ssi")
         if not self.cookie_name.replace("_", "").isalnum():
             raise ConfigError("--cookie-name", f"letters, digits and '_' only, got {self.cookie_name!r}")
         if not (self.listen.isdigit() or ":" in self.listen):
@@ -129,6 +135,7 @@ def render_server(opts: NginxOptions) -> str:
         f"{i2}proxy_read_timeout 2s;\n",
         f"{i2}proxy_pass http://p13n_agent;\n{i1}}}\n",
     ]
+    auth_uri = "/_p13n/auth?slots=" + ",".join(opts.echo_slots) if opts.echo_slots else ""
     if opts.mode == "ssi":
         out.insert(
             2,
@@ -138,8 +145,14 @@ def render_server(opts: NginxOptions) -> str:
             "\n",
             f"{i1}# one decision per page: context + visitor cookie (fails open to 204)\n",
             f"{i1}location = /_p13n/auth {{\n{i2}internal;\n",
-            f"{i2}# a returning visitor already has an id: the first fragment builds the context\n",
-            f'{i2}if ($cookie_{opts.cookie_name} ~ "^[A-Za-z0-9_-]{{16,64}}$") {{\n{i2}    return 204;\n{i2}}}\n',
+            *(
+                [f"{i2}proxy_buffer_size 64k;\n", f"{i2}proxy_buffers 8 64k;\n"]
+                if opts.echo_slots
+                else [
+                    f"{i2}# a returning visitor already has an id: the first fragment builds the context\n",
+                    f'{i2}if ($cookie_{opts.cookie_name} ~ "^[A-Za-z0-9_-]{{16,64}}$") {{\n{i2}    return 204;\n{i2}}}\n',
+                ]
+            ),
             f"{common}{agent_hdrs}",
             f"{i2}proxy_pass_request_body off;\n",
             f'{i2}proxy_set_header Content-Length "";\n',
@@ -148,7 +161,7 @@ def render_server(opts: NginxOptions) -> str:
             f"{i2}proxy_send_timeout {max(opts.auth_timeout_ms * 4, 100)}ms;\n",
             f"{i2}proxy_intercept_errors on;\n",
             f"{i2}error_page 400 401 403 404 500 502 503 504 = @p13n_open;\n",
-            f"{i2}proxy_pass http://p13n_agent;\n{i1}}}\n",
+            f"{i2}proxy_pass http://p13n_agent{auth_uri};\n{i1}}}\n",
             f"{i1}location @p13n_open {{\n{i2}return 204;\n{i1}}}\n",
             "\n",
             f"{i1}location / {{\n",
@@ -156,6 +169,10 @@ def render_server(opts: NginxOptions) -> str:
             f"{i2}ssi_silent_errors on;\n",
             f"{i2}auth_request /_p13n/auth;\n",
             f"{i2}auth_request_set $p13n_cookie $upstream_http_set_cookie;\n",
+            *(
+                f"{i2}auth_request_set ${slot_variable(n)} $upstream_http_x_p13n_slot_{n.replace('-', '_').lower()};\n"
+                for n in opts.echo_slots
+            ),
             f"{i2}add_header Set-Cookie $p13n_cookie;\n",
             f"{i2}proxy_hide_header Cache-Control;\n",
             f"{i2}proxy_hide_header ETag;\n",

@@ -34,6 +34,17 @@ AUTH_PATH = "/_p13n/auth"
 _MAX_RID = 64
 _MAX_QUERY = 4096
 _PRIVATE = (b"cache-control", b"private, no-store")
+_NO_OVERRIDES: dict[str, str] = {}
+#: One-round-trip SSI: most slots decided per auth call, largest fragment per header.
+MAX_HEADER_SLOTS = 32
+MAX_HEADER_FRAGMENT = 16 * 1024
+
+
+def header_safe(html: str) -> bytes:
+    """A fragment as a header value: UTF-8, line breaks folded to spaces."""
+    return html.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").encode("utf-8")
+
+
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 
 
@@ -81,15 +92,34 @@ async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
 
 
 async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
-    """Compute the page context once; return the visitor cookie for nginx to forward."""
+    """Compute the page context once; return the visitor cookie for nginx to forward.
+
+    With ``?slots=a,b`` (one-round-trip SSI) the slots are decided here too and returned
+    as ``X-P13N-Slot-<name>`` headers that nginx echoes into the page.
+    """
     headers_out = [_PRIVATE]
     try:
         headers = header_map(scope)
         rid = headers.get(RID_HEADER, "")[:_MAX_RID]
-        ctx = _context(state, headers, parse_query(scope["query_string"]), rid)
+        query = parse_query(scope["query_string"])
+        ctx = _context(state, headers, query, rid)
         cookie = state.visitor_cookie(ctx, headers.get("x-forwarded-proto") == "https")
         if cookie:
             headers_out.append((b"set-cookie", cookie.encode("latin-1")))
+        wanted = [n for n in query.get("slots", "").split(",")[:MAX_HEADER_SLOTS] if SLOT_NAME_RE.match(n)]
+        if wanted:
+            decision = decide_slots(ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms)
+            for name in wanted:
+                outcome = decision.outcomes[name]
+                state.metrics.decision(name, outcome.reason)
+                if outcome.html is None:
+                    state.metrics.fallback(outcome.reason)
+                    continue
+                value = header_safe(outcome.html)
+                if len(value) > MAX_HEADER_FRAGMENT:
+                    state.metrics.fallback("fragment_too_large")
+                    continue
+                headers_out.append((b"x-p13n-slot-" + name.encode("ascii"), value))
     except Exception:  # never block a page: nginx lets it through on 2xx
         log.warning("auth failed; the page renders without a visitor context", exc_info=True)
         state.metrics.fallback("error")

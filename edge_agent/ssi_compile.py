@@ -37,12 +37,22 @@ def _include(slot: Slot, block: str) -> bytes:
     return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" -->'.encode("ascii")
 
 
-def compile_template(source: bytes, where: str = "<template>") -> bytes:
-    """Rewrite one tagged template to SSI; raises :class:`CompileError` on unsafe input."""
+def slot_variable(name: str) -> str:
+    """nginx variable holding a slot's HTML in one-round-trip mode."""
+    return "p13n_slot_" + name.replace("-", "_").lower()
+
+
+def compile_template(source: bytes, where: str = "<template>", echo: bool = False) -> bytes:
+    """Rewrite one tagged template to SSI; raises :class:`CompileError` on unsafe input.
+
+    ``echo``: one-round-trip mode, each slot prints the variable nginx filled from the
+    page's decision (``auth_request_set``) or, when empty, its fallback.
+    """
     template = scan(source)
     if template.reason:
         raise CompileError(where, f"cannot compile: {template.reason.replace('_', ' ')}")
     out: list[bytes] = []
+    variables: dict[str, str] = {}
     index = 0
     for part in template.parts:
         if isinstance(part, bytes):
@@ -51,6 +61,15 @@ def compile_template(source: bytes, where: str = "<template>") -> bytes:
         if b"<!--#" in part.fallback:
             raise CompileError(f"{where}: slot {part.name}", "fallback contains an SSI command")
         index += 1
+        if echo:
+            var = slot_variable(part.name)
+            owner = variables.setdefault(var, part.name)
+            if owner != part.name:
+                raise CompileError(where, f"slots {owner!r} and {part.name!r} map to the same nginx variable")
+            out.append(f'<!--# if expr="${var}" --><!--# echo var="{var}" encoding="none" --><!--# else -->'.encode("ascii"))
+            out.append(part.fallback)
+            out.append(b"<!--# endif -->")
+            continue
         block = f"p13n_fb_{index}"
         out.append(f'<!--# block name="{block}" -->'.encode("ascii"))
         out.append(part.fallback)
@@ -66,7 +85,7 @@ class CompileReport:
     slots: int
 
 
-def compile_tree(src: Path, dst: Path) -> CompileReport:
+def compile_tree(src: Path, dst: Path, echo: bool = False) -> CompileReport:
     """Compile every template under ``src`` into ``dst`` (a file or a directory)."""
     if src.is_file():
         pairs = [(src, dst / src.name if dst.is_dir() else dst)]
@@ -81,8 +100,8 @@ def compile_tree(src: Path, dst: Path) -> CompileReport:
         target.parent.mkdir(parents=True, exist_ok=True)
         data = source.read_bytes()
         if source.suffix.lower() in TEMPLATE_SUFFIXES:
-            result = compile_template(data, str(source))
-            slots += result.count(b"<!--# include ")
+            result = compile_template(data, str(source), echo=echo)
+            slots += result.count(b"<!--# include ") + result.count(b'<!--# echo var="p13n_slot_')
             target.write_bytes(result)
             compiled.append(target)
         else:

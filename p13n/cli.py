@@ -44,12 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     origin_serve.add_argument("--templates", type=Path, default=None)
     origin_serve.add_argument("--ssi", action="store_true", help="serve pages compiled to nginx SSI")
     origin_serve.add_argument("--gzip", action="store_true", help="gzip responses")
+    origin_serve.add_argument(
+        "--ssi-echo", action="store_true", help="with --ssi: one-round-trip SSI (slots echoed from the page decision)"
+    )
 
     tpl = sub.add_parser("templates", help="template tools")
     tpl_sub = tpl.add_subparsers(dest="templates_command", required=True, metavar="SUBCOMMAND")
     compile_ = tpl_sub.add_parser("compile", help="turn <p13n-slot> tags into nginx SSI blocks and includes")
     compile_.add_argument("src", help="a template file or directory")
     compile_.add_argument("dst", help="output file or directory")
+    compile_.add_argument(
+        "--echo", action="store_true", help="one-round-trip SSI: slots echo nginx variables (pair with nginx-config --echo-slots)"
+    )
 
     ngx = sub.add_parser("nginx-config", help="print an nginx server block for the agent")
     ngx.add_argument("--mode", choices=("ssi", "filter"), required=True)
@@ -59,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument("--server-name", default="_", help="server_name (default _)")
     ngx.add_argument("--geo-header", default="", help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry")
     ngx.add_argument("--cookie-name", default="p13n_id", help="the agent's visitor cookie (P13N_EDGE_COOKIE_NAME)")
+    ngx.add_argument(
+        "--echo-slots", default="", help="SSI one-round-trip mode: comma list of slot names (or a templates directory to scan)"
+    )
     return p
 
 
@@ -97,19 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from p13n.serve import run_factory
 
         os.environ["P13N_ORIGIN_TEMPLATES"] = str(args.templates or DEFAULT_TEMPLATES)
-        os.environ["P13N_ORIGIN_SSI"] = "1" if args.ssi else ""
+        os.environ["P13N_ORIGIN_SSI"] = ("echo" if args.ssi_echo else "1") if args.ssi else ""
         os.environ["P13N_ORIGIN_GZIP"] = "1" if args.gzip else ""
         run_factory("p13n.origin:app_from_env", args.host, args.port, "warning")
         return 0
     if args.command == "templates":
         from edge_agent import cli as edge_cli
 
-        return edge_cli.templates_compile(args.src, args.dst)
+        return edge_cli.templates_compile(args.src, args.dst, args.echo)
     if args.command == "nginx-config":
         from edge_agent import cli as edge_cli
 
         return edge_cli.nginx_config(
-            args.mode, args.agent, args.origin, args.listen, args.server_name, args.geo_header, args.cookie_name
+            args.mode, args.agent, args.origin, args.listen, args.server_name, args.geo_header, args.cookie_name, args.echo_slots
         )
     return 2  # pragma: no cover - argparse enforces the choices
 

@@ -24,7 +24,7 @@ from models.content import Fragment
 SHELL_CACHE_CONTROL = "public, max-age=60"
 
 
-def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlette:
+def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False, echo: bool = False) -> Starlette:
     """Demo origin over ``templates_dir``; ``ssi`` serves SSI-compiled pages, ``gzip``
     compresses responses (as many real origins do)."""
     catalog: list[dict[str, Any]] = json.loads((templates_dir / "catalog.json").read_text(encoding="utf-8"))
@@ -34,7 +34,7 @@ def create_origin(templates_dir: Path, ssi: bool, gzip: bool = False) -> Starlet
     for name in ("home", "category", "product"):
         raw = (templates_dir / "pages" / f"{name}.html").read_bytes()
         if ssi:
-            raw = compile_template(raw, f"pages/{name}.html")
+            raw = compile_template(raw, f"pages/{name}.html", echo=echo)
         pages[name] = Fragment.compile(name, raw.decode("utf-8"))
 
     served = {"pages": 0}
@@ -113,4 +113,5 @@ def app_from_env() -> Starlette:
         Path(os.environ["P13N_ORIGIN_TEMPLATES"]),
         ssi=bool(os.environ.get("P13N_ORIGIN_SSI")),
         gzip=bool(os.environ.get("P13N_ORIGIN_GZIP")),
+        echo=os.environ.get("P13N_ORIGIN_SSI") == "echo",
     )

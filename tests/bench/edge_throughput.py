@@ -158,7 +158,7 @@ def main() -> int:
     children: list[Child] = []
     work = Path(tempfile.mkdtemp(prefix="p13n-bench-"))
     try:
-        o_port, s_port, a_port = free_port(), free_port(), free_port()
+        o_port, s_port, a_port, e_port = free_port(), free_port(), free_port(), free_port()
         children.append(
             spawn("origin", p13n_command("origin", "serve", "--port", str(o_port), "--templates", str(DEFAULT_TEMPLATES)), work)
         )
@@ -169,7 +169,16 @@ def main() -> int:
                 work,
             )
         )
-        origin, ssi_origin = f"http://127.0.0.1:{o_port}", f"http://127.0.0.1:{s_port}"
+        children.append(
+            spawn(
+                "origin-echo",
+                p13n_command(
+                    "origin", "serve", "--port", str(e_port), "--templates", str(DEFAULT_TEMPLATES), "--ssi", "--ssi-echo"
+                ),
+                work,
+            )
+        )
+        origin, ssi_origin, echo_origin = f"http://127.0.0.1:{o_port}", f"http://127.0.0.1:{s_port}", f"http://127.0.0.1:{e_port}"
         agent = spawn(
             "edge",
             p13n_command("edge", "serve"),
@@ -185,6 +194,7 @@ def main() -> int:
         children.append(agent)
         wait_http(children[0], origin + "/healthz")
         wait_http(children[1], ssi_origin + "/healthz")
+        wait_http(children[2], echo_origin + "/healthz")
         wait_http(agent, f"http://127.0.0.1:{a_port}/_p13n/healthz")
         # the unpersonalized page: the tagged page with every slot showing its fallback
         from models.slots import scan
@@ -192,7 +202,16 @@ def main() -> int:
         raw = urllib.request.urlopen(origin + PAGE).read()
         static_child, static_url = start_static_nginx(work, scan(raw).render({}))
         children.append(static_child)
-        ssi_port, filter_port = free_port(), free_port()
+        ssi_port, filter_port, echo_port = free_port(), free_port(), free_port()
+        slots = tuple(sorted({s.name for s in scan(raw).slots}))
+        children.append(
+            start_nginx(
+                work / "ssi-echo",
+                NginxOptions(
+                    mode="ssi", agent=f"127.0.0.1:{a_port}", origin=echo_origin, listen=f"127.0.0.1:{echo_port}", echo_slots=slots
+                ),
+            )
+        )
         children.append(
             start_nginx(
                 work / "ssi",
@@ -209,6 +228,7 @@ def main() -> int:
             "plain_nginx": static_url,
             "ssi": f"http://127.0.0.1:{ssi_port}{PAGE}",
             "filter": f"http://127.0.0.1:{filter_port}{PAGE}",
+            "ssi_echo": f"http://127.0.0.1:{echo_port}{PAGE}",
         }
         for name, url in targets.items():  # every target answers the page before we load it
             body = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": UA, "Cookie": COOKIE})).read()
@@ -241,6 +261,7 @@ def main() -> int:
         **{f"{name}_{k}": round(v, 3) for name, r in results.items() for k, v in r.items()},
         "ssi_ratio": round(results["ssi"]["rps"] / base, 3),
         "filter_ratio": round(results["filter"]["rps"] / base, 3),
+        "ssi_echo_ratio": round(results["ssi_echo"]["rps"] / base, 3),
     }
     print(json.dumps(summary))
     return 0

@@ -68,3 +68,15 @@ def test_hub_reports_degraded_without_nats_and_uses_the_error_shape() -> None:
         missing = c.get("/v1/nothing")
     assert health.status_code == 503 and health.json()["status"] == "degraded"
     assert missing.json() == {"error": {"status": 404, "reason": "not_found", "detail": "no hub endpoint at /v1/nothing"}}
+
+
+def test_fragments_become_single_line_utf8_header_values() -> None:
+    from edge_agent.ssi import header_safe, parse_query
+
+    assert header_safe("<p>a\r\nb\nc</p> é") == "<p>a b c</p> é".encode()
+    assert parse_query(b"rid=abc&count=4&note=a%20b+c&rid=other&flag") == {
+        "rid": "abc",
+        "count": "4",
+        "note": "a b c",
+        "flag": "",
+    }

@@ -89,3 +89,24 @@ def test_cli_prints_the_block() -> None:
         text=True,
     )
     assert bad.returncode == 2 and "--agent" in bad.stderr
+
+
+def test_echo_slots_capture_each_fragment_and_always_ask_the_agent() -> None:
+    text = render_server(opts("ssi", echo_slots=("hero", "top-banner")))
+    assert "auth_request_set $p13n_slot_hero $upstream_http_x_p13n_slot_hero;" in text
+    assert "auth_request_set $p13n_slot_top_banner $upstream_http_x_p13n_slot_top_banner;" in text
+    assert "proxy_pass http://p13n_agent/_p13n/auth?slots=hero,top-banner;" in text
+    assert "$cookie_p13n_id" not in text  # fragments come from the auth call, so no short-circuit
+    with pytest.raises(ConfigError, match="--echo-slots"):
+        render_server(opts("filter", echo_slots=("hero",)))
+
+
+def test_echo_slots_can_be_collected_from_templates() -> None:
+    from pathlib import Path
+
+    from edge_agent.cli import slot_names
+
+    assert slot_names(str(Path(__file__).resolve().parents[2] / "templates" / "pages")) == ("hero", "offer", "recs")
+    assert slot_names("hero, offer") == ("hero", "offer")
+    with pytest.raises(ValueError, match="invalid slot names"):
+        slot_names("../x")

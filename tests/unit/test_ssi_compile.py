@@ -69,3 +69,16 @@ def test_cli_compiles_and_reports_errors(tmp_path: Path) -> None:
         text=True,
     )
     assert fail.returncode == 1 and "unclosed slot" in fail.stderr
+
+
+def test_echo_mode_prints_the_decided_variable_or_the_fallback() -> None:
+    out = compile_template(b'<p>a</p><p13n-slot name="top-banner"><b>fb</b></p13n-slot>', echo=True)
+    assert out == (
+        b'<p>a</p><!--# if expr="$p13n_slot_top_banner" --><!--# echo var="p13n_slot_top_banner" encoding="none" -->'
+        b"<!--# else --><b>fb</b><!--# endif -->"
+    )
+
+
+def test_echo_mode_refuses_names_that_collide_as_nginx_variables() -> None:
+    with pytest.raises(CompileError, match="same nginx variable"):
+        compile_template(b'<p13n-slot name="a-b">1</p13n-slot><p13n-slot name="a_b">2</p13n-slot>', echo=True)
