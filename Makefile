@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(BIN)/p13n demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)

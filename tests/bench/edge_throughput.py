@@ -148,6 +148,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--also-uvicorn", action="store_true", help="also measure SSI and filter mode with the agent under uvicorn")
     ap.add_argument(
         "--hold", type=float, default=0, help="keep everything running this many seconds before loading (for profiling)"
     )
@@ -192,6 +193,24 @@ def main() -> int:
             },
         )
         children.append(agent)
+        u_port = free_port()
+        if args.also_uvicorn:
+            children.append(
+                spawn(
+                    "edge-uvicorn",
+                    p13n_command("edge", "serve"),
+                    work,
+                    {
+                        "P13N_EDGE_LISTEN": f"127.0.0.1:{u_port}",
+                        "P13N_EDGE_ORIGIN": origin,
+                        "P13N_EDGE_DATA_DIR": str(work / "edge-u"),
+                        "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
+                        "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+                        "P13N_EDGE_SERVER": "uvicorn",
+                    },
+                )
+            )
+            wait_http(children[-1], f"http://127.0.0.1:{u_port}/_p13n/healthz")
         wait_http(children[0], origin + "/healthz")
         wait_http(children[1], ssi_origin + "/healthz")
         wait_http(children[2], echo_origin + "/healthz")
@@ -230,6 +249,22 @@ def main() -> int:
             "filter": f"http://127.0.0.1:{filter_port}{PAGE}",
             "ssi_echo": f"http://127.0.0.1:{echo_port}{PAGE}",
         }
+        if args.also_uvicorn:
+            us, uf = free_port(), free_port()
+            children.append(
+                start_nginx(
+                    work / "ssi-u",
+                    NginxOptions(mode="ssi", agent=f"127.0.0.1:{u_port}", origin=ssi_origin, listen=f"127.0.0.1:{us}"),
+                )
+            )
+            children.append(
+                start_nginx(
+                    work / "filter-u",
+                    NginxOptions(mode="filter", agent=f"127.0.0.1:{u_port}", origin=origin, listen=f"127.0.0.1:{uf}"),
+                )
+            )
+            targets["ssi_uvicorn"] = f"http://127.0.0.1:{us}{PAGE}"
+            targets["filter_uvicorn"] = f"http://127.0.0.1:{uf}{PAGE}"
         for name, url in targets.items():  # every target answers the page before we load it
             body = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": UA, "Cookie": COOKIE})).read()
             assert b"<p13n-slot" not in body, name
@@ -262,6 +297,11 @@ def main() -> int:
         "ssi_ratio": round(results["ssi"]["rps"] / base, 3),
         "filter_ratio": round(results["filter"]["rps"] / base, 3),
         "ssi_echo_ratio": round(results["ssi_echo"]["rps"] / base, 3),
+        **(
+            {f"{n}_ratio": round(results[n]["rps"] / base, 3) for n in ("ssi_uvicorn", "filter_uvicorn")}
+            if args.also_uvicorn
+            else {}
+        ),
     }
     print(json.dumps(summary))
     return 0

@@ -1,0 +1,36 @@
+"""Every command has help and is listed in the README."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+COMMANDS = [
+    ["demo"],
+    ["edge", "serve"],
+    ["hub", "serve"],
+    ["origin", "serve"],
+    ["templates", "compile"],
+    ["nginx-config"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_command_has_help_and_is_documented(command: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "p13n", *command, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: p13n " + " ".join(command) in out.stdout
+    assert f"`p13n {' '.join(command)}" in (REPO / "README.md").read_text()
+
+
+def test_invalid_settings_stop_the_agent_with_the_variable_named() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "p13n", "edge", "serve"],
+        capture_output=True,
+        text=True,
+        env={"P13N_EDGE_LISTEN": "bogus", "PATH": ""},
+    )
+    assert out.returncode == 2 and "P13N_EDGE_LISTEN" in out.stderr
