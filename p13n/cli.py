@@ -68,6 +68,39 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument(
         "--echo-slots", default="", help="SSI one-round-trip mode: comma list of slot names (or a templates directory to scan)"
     )
+    ev = sub.add_parser("evaluate", help="compare popularity, ALS, content-based and hybrid offline (JSON)")
+    ev.add_argument("--interactions", type=Path, help="CSV user_id,item_id[,weight][,timestamp]")
+    ev.add_argument("--items", type=Path, help="CSV item_id,title[,description][,tags]")
+    ev.add_argument("--split", choices=("random", "stratified-item", "time"), default="random")
+    ev.add_argument("--ratio", type=float, default=0.75, help="share of interactions for training (default 0.75)")
+    ev.add_argument("--seed", type=int, default=42)
+    ev.add_argument("--k", type=int, default=10)
+    ev.add_argument("--train", type=Path, help="given training CSV (with --test, replaces --split)")
+    ev.add_argument("--test", type=Path, help="given test CSV")
+    ev.add_argument("--recommendations-out", type=Path, help="write model,user_id,rank,item_id CSV")
+
+    tr = sub.add_parser("train", help="train segments and recommenders, write a signed bundle and a report")
+    tr.add_argument("--out", type=Path, required=True, help="directory for bundle-vN.tar and report-vN.{json,html}")
+    tr.add_argument("--key", type=Path, required=True, help="ed25519 signing key (p13n keys generate)")
+    tr.add_argument("--interactions", type=Path)
+    tr.add_argument("--items", type=Path)
+    tr.add_argument("--profiles", type=Path, help="JSON lines of visitor attributes for clustering")
+    tr.add_argument("--templates", type=Path, help="templates directory: slot definitions and catalog to ship")
+    tr.add_argument("--generate", action="store_true", help="train on generated planted-structure data")
+    tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
+    tr.add_argument("--k", type=int, default=10)
+    tr.add_argument("--seed", type=int, default=42)
+
+    bundle = sub.add_parser("bundle", help="bundle tools")
+    bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="SUBCOMMAND")
+    verify = bundle_sub.add_parser("verify", help="check a bundle's signature, hashes and feature spec")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--public-key", type=Path, required=True)
+
+    keys = sub.add_parser("keys", help="signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
+    gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
+    gen.add_argument("dir", type=Path)
     return p
 
 
@@ -110,6 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["P13N_ORIGIN_GZIP"] = "1" if args.gzip else ""
         run_factory("p13n.origin:app_from_env", args.host, args.port, "warning")
         return 0
+    if args.command in ("evaluate", "train", "bundle", "keys"):
+        from hub.training import cli as training_cli
+
+        if args.command == "evaluate":
+            return training_cli.evaluate(args)
+        if args.command == "train":
+            return training_cli.train(args)
+        if args.command == "bundle":
+            return training_cli.bundle_verify(args.file, args.public_key)
+        return training_cli.keys_generate(args.dir)
     if args.command == "templates":
         from edge_agent import cli as edge_cli
 

@@ -1,0 +1,1 @@
+"""Training jobs: evaluation, model training, reports and bundle building."""

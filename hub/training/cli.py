@@ -1,0 +1,114 @@
+"""Hub-side commands: ``train``, ``evaluate``, ``bundle verify``, ``keys generate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+
+def _progress(message: str) -> None:
+    print(f"[p13n] {message}", file=sys.stderr, flush=True)
+
+
+def keys_generate(out_dir: Path) -> int:
+    from models.bundle import generate_key
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    private, public = generate_key()
+    priv = out_dir / "bundle-signing.key"
+    if priv.exists():
+        print(f"p13n keys generate: {priv} exists; refusing to overwrite a signing key", file=sys.stderr)
+        return 1
+    priv.touch(mode=0o600)
+    priv.write_bytes(private)
+    (out_dir / "bundle-signing.pub").write_bytes(public)
+    print(f"wrote {priv} (keep secret) and {out_dir / 'bundle-signing.pub'} (give to edges)")
+    return 0
+
+
+def bundle_verify(bundle: Path, public_key: Path) -> int:
+    from models.bundle import BundleRejected, load_public_key, open_bundle
+
+    try:
+        opened = open_bundle(bundle.read_bytes(), load_public_key(public_key.read_bytes()))
+    except BundleRejected as e:
+        print(json.dumps({"ok": False, "reason": e.reason, "detail": e.detail}))
+        return 1
+    except (OSError, ValueError) as e:
+        print(json.dumps({"ok": False, "reason": "unreadable", "detail": str(e)}))
+        return 1
+    m = opened.manifest
+    print(
+        json.dumps(
+            {
+                "ok": True,
+                "version": m["version"],
+                "created": m["created"],
+                "feature_spec_hash": m["feature_spec_hash"],
+                "files": sorted(m["files"]),
+            }
+        )
+    )
+    return 0
+
+
+def train(a: Namespace) -> int:
+    from hub.training.train import TrainConfig, run_training
+
+    labels = json.loads(Path(a.cluster_labels).read_text()) if a.cluster_labels else {}
+    config = TrainConfig(
+        out_dir=a.out,
+        key_file=a.key,
+        interactions=a.interactions,
+        items=a.items,
+        profiles=a.profiles,
+        templates=a.templates,
+        generate=a.generate,
+        k=a.k,
+        seed=a.seed,
+        cluster_labels=labels,
+    )
+    try:
+        result = run_training(config, _progress)
+    except (OSError, ValueError) as e:
+        print(f"p13n train: {e}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "bundle": str(result.bundle_path),
+                "version": result.version,
+                "report": str(result.report_path),
+                "html": str(result.html_path),
+            }
+        )
+    )
+    return 0
+
+
+def evaluate(a: Namespace) -> int:
+    from hub.training.evaluate import run
+
+    if (a.train is None) != (a.test is None):
+        print("p13n evaluate: --train and --test go together", file=sys.stderr)
+        return 2
+    try:
+        report = run(
+            a.interactions,
+            a.items,
+            a.split,
+            a.ratio,
+            a.seed,
+            a.k,
+            train_file=a.train,
+            test_file=a.test,
+            recommendations_out=a.recommendations_out,
+            progress=_progress,
+        )
+    except (OSError, ValueError) as e:
+        print(f"p13n evaluate: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=1))
+    return 0

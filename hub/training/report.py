@@ -1,0 +1,84 @@
+"""The training report as one self-contained HTML page with plots (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+METRICS = ("precision", "recall", "ndcg", "map", "coverage")
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _silhouette(segments: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for kind, curve in segments["silhouette"].items():
+        ks = sorted(int(k) for k in curve)
+        ax.plot(ks, [curve[str(k)] for k in ks], marker="o", label=kind)
+    ax.axvline(segments["k"], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("k")
+    ax.set_ylabel("silhouette")
+    ax.set_title("Silhouette by k")
+    ax.legend()
+    return _png(fig)
+
+
+def _sizes(segments: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.barh(segments["labels"], segments["sizes"], color="#b5523b")
+    ax.set_xlabel("visitors")
+    ax.set_title("Segment sizes")
+    return _png(fig)
+
+
+def _metrics(models: dict[str, Any], k: int) -> str:
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = list(models)
+    width = 0.8 / len(names)
+    for n, name in enumerate(names):
+        ax.bar([i + n * width for i in range(len(METRICS))], [models[name][m] for m in METRICS], width, label=name)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(METRICS))], [f"{m}@{k}" if m != "coverage" else m for m in METRICS])
+    ax.set_title("Holdout metrics by model")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def write_html(report: dict[str, Any], path: Path) -> None:
+    ev = report["evaluation"]
+    seg = report["segments"]
+    rows = "".join(
+        "<tr><th>" + html.escape(name) + "</th>" + "".join(f"<td>{m[metric]:.4f}</td>" for metric in METRICS) + "</tr>"
+        for name, m in ev["models"].items()
+    )
+    labels = "".join(
+        f"<li>{i}: {html.escape(label)} ({size})</li>"
+        for i, (label, size) in enumerate(zip(seg["labels"], seg["sizes"], strict=True))
+    )
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>p13n training report v{report["version"]}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}}th{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>Training report — bundle v{report["version"]}</h1>
+<p>Created {html.escape(report["created"])} in {report["seconds"]} s; {report["bundle_bytes"]} bytes; feature spec {html.escape(report["feature_spec_hash"][:12])}.</p>
+<h2>Recommenders (holdout, k={ev["k"]}, {ev["test_users"]} users)</h2>
+<table><tr><th>model</th>{"".join(f"<th>{m}</th>" for m in METRICS)}</tr>{rows}</table>
+<p>Chosen on a validation split: ALS {html.escape(str(ev["chosen"]["als"]))}; blend {html.escape(str(ev["chosen"]["blend"]))}.</p>
+<img alt="metrics by model" src="data:image/png;base64,{_metrics(ev["models"], ev["k"])}">
+<h2>Segments ({html.escape(seg["kind"])}, k={seg["k"]})</h2>
+<ul>{labels}</ul>
+<img alt="silhouette by k" src="data:image/png;base64,{_silhouette(seg)}">
+<img alt="segment sizes" src="data:image/png;base64,{_sizes(seg)}">
+</body></html>"""
+    path.write_text(page, encoding="utf-8")

@@ -1,0 +1,200 @@
+"""``p13n train``: segments + recommenders → ONNX → a signed bundle and a report.
+
+Steps (each logged as progress): load data; hold out a test split and tune on a
+validation split carved from the rest; score every model on the holdout (these
+metrics go into the manifest and the report); refit on all data; cluster visitor
+profiles (k by silhouette); export ONNX; sign and write ``bundle-vN.tar``,
+``report-vN.json`` and ``report-vN.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub.training.evaluate import evaluate
+from models import clusters, text_model
+from models.bundle import build_bundle, load_private_key, npy_bytes
+from models.content import build_content
+from models.data import Interactions, Item, load_interactions, load_items
+from models.evaluation import split
+from models.features import FeatureSpec, default_spec, encode_many
+from models.onnx_graphs import topk_graph
+from models.recommenders import ALS, Catalog, Content
+from models.synthetic import taste_groups, visitor_archetypes
+from models.tuning import tune
+
+log = logging.getLogger(__name__)
+
+#: Longest list a top-k graph returns; slots ask for fewer.
+MAX_K = 50
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    out_dir: Path
+    key_file: Path
+    interactions: Path | None = None
+    items: Path | None = None
+    profiles: Path | None = None
+    templates: Path | None = None
+    generate: bool = False
+    k: int = 10
+    seed: int = 42
+    cluster_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    bundle_path: Path
+    report_path: Path
+    html_path: Path
+    version: int
+    report: dict[str, Any]
+
+
+def next_version(out_dir: Path) -> int:
+    """One more than the highest ``bundle-vN.tar`` in ``out_dir`` (versions only grow)."""
+    found = [int(m.group(1)) for p in out_dir.glob("bundle-v*.tar") if (m := re.match(r"bundle-v(\d+)\.tar$", p.name))]
+    return max(found, default=0) + 1
+
+
+def profiles_from_interactions(data: Interactions, items: Mapping[str, Item]) -> list[dict[str, Any]]:
+    """Per-user behaviour attributes for clustering when no profile file is given."""
+    by_user: dict[str, dict[str, Any]] = {}
+    for u, i, w, t in zip(data.users, data.items, data.weights, data.timestamps, strict=True):
+        p = by_user.setdefault(u, {"views": 0, "carts": 0, "purchases": 0, "category_views": Counter(), "hours": []})
+        p["views"] += 1
+        p["carts"] += int(w == 4.0)
+        p["purchases"] += int(w == 8.0)
+        item = items.get(i)
+        if item is not None and item.category:
+            p["category_views"][item.category] += 1
+        if not np.isnan(t):
+            p["hours"].append(datetime.fromtimestamp(float(t), UTC).hour)
+    out = []
+    for p in by_user.values():
+        hours = p.pop("hours")
+        if hours:
+            p["hour"] = int(np.median(hours))
+        out.append(p)
+    return out
+
+
+def _load(
+    config: TrainConfig, say: Progress
+) -> tuple[Interactions, dict[str, Item], list[dict[str, Any]], dict[str, Any] | None]:
+    content_doc = build_content(config.templates) if config.templates else None
+    catalog_items: dict[str, Item] = {}
+    if content_doc:
+        for it in content_doc["catalog"]:
+            catalog_items[it["id"]] = Item(
+                it["id"], it.get("title", ""), it.get("description", ""), " ".join(it.get("tags", [])), it.get("category", "")
+            )
+    if config.items:
+        catalog_items.update({i.id: i for i in load_items(config.items)})
+    if config.generate:
+        ids = sorted(catalog_items) or None
+        say(f"generating interactions over {len(ids) if ids else 1000} items")
+        data = taste_groups(2000, 1000, 40_000, groups=4 if ids else 20, seed=config.seed, item_ids=ids)
+        profiles, _ = visitor_archetypes(3000, k=4, seed=config.seed)
+    elif config.interactions:
+        data = load_interactions(config.interactions)
+        profiles = []
+    else:
+        raise ValueError("give --interactions FILE or --generate")
+    if config.profiles:
+        profiles = [json.loads(line) for line in config.profiles.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif not profiles:
+        profiles = profiles_from_interactions(data, catalog_items)
+    return data, catalog_items, profiles, content_doc
+
+
+def run_training(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    started = time.perf_counter()
+    say = progress or (lambda m: log.info("%s", m))
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    key = load_private_key(config.key_file.read_bytes())
+    data, items, profiles, content_doc = _load(config, say)
+    say(f"loaded {len(data)} interactions, {len(items)} catalog items, {len(profiles)} profiles")
+
+    train, test = split(data, "random", 0.75, config.seed)
+    tuned = tune(train, items, config.k, config.seed, progress=say)
+    evaluation = evaluate(train, test, items, config.k, config.seed, progress=say, tuned=tuned)
+    metrics = evaluation.report["models"]
+
+    say("refitting on all data")
+    catalog = Catalog.build(data, list(items))
+    als = ALS(catalog, data, tuned.als, config.seed)
+    content = Content(catalog, items, seed=config.seed)
+
+    categories: Sequence[str] = sorted({i.category for i in items.values() if i.category}) or default_spec().features[-1].values
+    spec: FeatureSpec = default_spec(categories)
+    say(f"clustering {len(profiles)} profiles on {spec.width} features")
+    x = encode_many(spec, profiles)
+    seg = clusters.fit_segments(x, spec.columns(), seed=config.seed, label_overrides=config.cluster_labels)
+    say(f"segments: {seg.kind} k={seg.k} labels={seg.labels}")
+
+    say("exporting ONNX")
+    files: dict[str, bytes] = {
+        "segments.onnx": clusters.to_onnx(seg.pipeline, spec.width),
+        "als_topk.onnx": topk_graph(als.factors.item_factors, MAX_K, "als_topk"),
+        "als_item_factors.npy": npy_bytes(als.factors.item_factors),
+        "als_gram.npy": npy_bytes(als.gram.astype(np.float32)),
+        "content_topk.onnx": topk_graph(content.model.item_vectors, MAX_K, "content_topk"),
+        "content_item_vectors.npy": npy_bytes(content.model.item_vectors),
+        "text.onnx": text_model.to_onnx(content.model),
+        "items.json": json.dumps({"ids": catalog.items.ids, "popularity": catalog.popularity.tolist()}).encode(),
+    }
+    if content_doc is not None:
+        files["content.json"] = json.dumps(content_doc, sort_keys=True).encode()
+    version = next_version(config.out_dir)
+    models_meta = {
+        "als": {**tuned.als.as_dict(), "items": len(catalog.items)},
+        "hybrid": tuned.blend.as_dict(),
+        "segments": {
+            "kind": seg.kind,
+            "k": seg.k,
+            "labels": seg.labels,
+            "sizes": seg.sizes,
+            "silhouette": {kd: {str(k): v for k, v in c.items()} for kd, c in seg.silhouette.items()},
+        },
+        "content": {"dims": content.model.dims},
+        "max_k": MAX_K,
+    }
+    say(f"signing bundle v{version}")
+    blob = build_bundle(files, version=version, spec=spec, metrics=metrics, models=models_meta, private_key=key)
+    bundle_path = config.out_dir / f"bundle-v{version}.tar"
+    tmp = bundle_path.with_suffix(".tar.tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(bundle_path)
+
+    report = {
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "bundle": bundle_path.name,
+        "bundle_bytes": len(blob),
+        "evaluation": evaluation.report,
+        "segments": models_meta["segments"],
+        "feature_spec_hash": spec.hash(),
+    }
+    report_path = config.out_dir / f"report-v{version}.json"
+    report_path.write_text(json.dumps(report, indent=1))
+    from hub.training.report import write_html
+
+    html_path = config.out_dir / f"report-v{version}.html"
+    write_html(report, html_path)
+    say(f"wrote {bundle_path} ({len(blob)} bytes), {report_path.name}, {html_path.name}")
+    return TrainResult(bundle_path, report_path, html_path, version, report)

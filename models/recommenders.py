@@ -1,0 +1,147 @@
+"""Recommenders over one training set: popularity, ALS, content-based, hybrid.
+
+All share :class:`Catalog` (dense item ids) and score every item for a user; ranking
+excludes the user's training items. Hyperparameters are chosen by :mod:`models.tuning`
+on a validation split, never fixed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.als import ALSFactors, ALSParams, fold_in, top_k, train_als
+from models.data import Index, Interactions, Item, user_item_matrix
+from models.text_model import TextModel, fit_text, user_vector
+
+
+@dataclass
+class Catalog:
+    """Item ids (interactions ∪ catalog file) and per-user training history."""
+
+    items: Index
+    users: Index
+    history: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # user → (item idx, weights)
+    popularity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+    @classmethod
+    def build(cls, train: Interactions, extra_items: Sequence[str] = ()) -> Catalog:
+        items = Index.of(sorted(set(train.items.tolist()) | set(extra_items)))
+        users = Index.of(sorted(set(train.users.tolist())))
+        m = user_item_matrix(train, users, items)
+        history = {}
+        for u, row in enumerate(users.ids):
+            start, end = m.indptr[u], m.indptr[u + 1]
+            history[row] = (m.indices[start:end].copy(), m.data[start:end].copy())
+        pop = np.asarray(m.sum(axis=0)).ravel().astype(np.float32)
+        return cls(items, users, history, pop)
+
+    def seen(self, user: str) -> np.ndarray:
+        h = self.history.get(user)
+        return h[0] if h is not None else np.zeros(0, dtype=np.int32)
+
+
+def _zscore(s: np.ndarray) -> np.ndarray:
+    std = float(s.std())
+    return (s - float(s.mean())) / std if std > 1e-12 else np.zeros_like(s)
+
+
+class Recommender:
+    name = "base"
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def scores(self, user: str) -> np.ndarray | None:
+        """A score per catalog item, or None when this model knows nothing of the user."""
+        raise NotImplementedError
+
+    def recommend(self, user: str, k: int) -> list[str]:
+        s = self.scores(user)
+        if s is None:
+            s = self.catalog.popularity
+        idx = top_k(s, k, self.catalog.seen(user))
+        return [self.catalog.items.ids[i] for i in idx]
+
+
+class Popularity(Recommender):
+    name = "popularity"
+
+    def scores(self, user: str) -> np.ndarray | None:
+        return self.catalog.popularity
+
+
+class ALS(Recommender):
+    name = "als"
+
+    def __init__(self, catalog: Catalog, train: Interactions, params: ALSParams, seed: int = 42) -> None:
+        super().__init__(catalog)
+        matrix = user_item_matrix(train, catalog.users, catalog.items)
+        self.factors: ALSFactors = train_als(matrix, params, seed)
+        self.gram = self.factors.gram()
+
+    def user_vector(self, user: str) -> np.ndarray | None:
+        pos = self.catalog.users.pos.get(user)
+        if pos is not None:
+            return np.asarray(self.factors.user_factors[pos])
+        return None
+
+    def fold_in(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return fold_in(self.factors.item_factors, self.gram, items, weights, self.factors.params.alpha)
+
+    def scores(self, user: str) -> np.ndarray | None:
+        v = self.user_vector(user)
+        return None if v is None else np.asarray(self.factors.item_factors @ v)
+
+
+class Content(Recommender):
+    name = "content"
+
+    def __init__(self, catalog: Catalog, items: Mapping[str, Item], dims: int = 64, seed: int = 42) -> None:
+        super().__init__(catalog)
+        texts = [items[i].text if i in items else i for i in catalog.items.ids]
+        self.model: TextModel = fit_text(texts, dims=dims, seed=seed)
+
+    def scores(self, user: str) -> np.ndarray | None:
+        h = self.catalog.history.get(user)
+        if h is None:
+            return None
+        v = user_vector(self.model, h[0], h[1])
+        return np.asarray(self.model.item_vectors @ v)
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    als: float
+    content: float
+    popularity: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"als": self.als, "content": self.content, "popularity": self.popularity}
+
+
+class Hybrid(Recommender):
+    """z-scored scores of each model, weighted and summed; popularity for cold visitors."""
+
+    name = "hybrid"
+
+    def __init__(self, catalog: Catalog, als: ALS | None, content: Content | None, weights: BlendWeights) -> None:
+        super().__init__(catalog)
+        self.als = als
+        self.content = content
+        self.weights = weights
+        self._pop = _zscore(np.log1p(catalog.popularity))
+
+    def scores(self, user: str) -> np.ndarray | None:
+        total = self.weights.popularity * self._pop
+        known = False
+        for model, w in ((self.als, self.weights.als), (self.content, self.weights.content)):
+            if model is None or w == 0:
+                continue
+            s = model.scores(user)
+            if s is not None:
+                total = total + w * _zscore(s)
+                known = True
+        return total if known else None

@@ -1,0 +1,105 @@
+"""Hyperparameter choice on a validation split carved from the training data.
+
+ALS: factors × regularization × alpha on a grid, then iterations. Hybrid: blend weights
+on a simplex grid using the chosen ALS and the content model. The objective is NDCG@k
+on validation users (a sample, for speed). Nothing here is tuned by hand to a data set.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.als import ALSParams
+from models.data import Interactions, Item
+from models.evaluation import score, split
+from models.recommenders import ALS, BlendWeights, Catalog, Content, Hybrid, Recommender
+
+log = logging.getLogger(__name__)
+
+ALS_GRID = {"factors": (32, 64), "regularization": (0.01, 0.1), "alpha": (1.0, 10.0, 40.0)}
+ITERATIONS = (10, 20)
+BLEND_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Validation users scored per candidate (a sample keeps tuning affordable).
+MAX_VALIDATION_USERS = 2000
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Tuned:
+    als: ALSParams
+    blend: BlendWeights
+    trials: list[dict[str, object]] = field(default_factory=list)
+
+
+def truth_by_user(test: Interactions, catalog: Catalog) -> dict[str, set[str]]:
+    truth: dict[str, set[str]] = {}
+    for u, i in zip(test.users, test.items, strict=True):
+        if u in catalog.users.pos and i in catalog.items.pos:
+            truth.setdefault(u, set()).add(i)
+    return truth
+
+
+def recommend_all(model: Recommender, users: Sequence[str], k: int) -> dict[str, list[str]]:
+    return {u: model.recommend(u, k) for u in users}
+
+
+def _ndcg(model: Recommender, truth: Mapping[str, set[str]], users: Sequence[str], k: int) -> float:
+    return score(recommend_all(model, users, k), {u: truth[u] for u in users}, k, len(model.catalog.items)).ndcg
+
+
+def tune(
+    train: Interactions,
+    items: Mapping[str, Item],
+    k: int,
+    seed: int,
+    progress: Progress | None = None,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    iterations: Sequence[int] = ITERATIONS,
+) -> Tuned:
+    say = progress or (lambda _msg: None)
+    inner, valid = split(train, "random", 0.8, seed)
+    catalog = Catalog.build(inner, list(items))
+    truth = truth_by_user(valid, catalog)
+    users = sorted(truth)
+    if len(users) > MAX_VALIDATION_USERS:
+        users = sorted(np.random.default_rng(seed).choice(users, MAX_VALIDATION_USERS, replace=False).tolist())
+    trials: list[dict[str, object]] = []
+    g = grid or ALS_GRID
+    combos = list(itertools.product(g["factors"], g["regularization"], g["alpha"]))
+    best: tuple[float, ALSParams, ALS | None] = (-1.0, ALSParams(), None)
+    for n, (f, reg, alpha) in enumerate(combos, start=1):
+        params = ALSParams(int(f), float(reg), float(alpha), iterations[0])
+        model = ALS(catalog, inner, params, seed)
+        value = _ndcg(model, truth, users, k)
+        trials.append({"model": "als", **params.as_dict(), "ndcg": value})
+        say(f"tuning ALS {n}/{len(combos) + len(iterations) - 1}: {params} ndcg@{k}={value:.4f}")
+        if value > best[0]:
+            best = (value, params, model)
+    for it in iterations[1:]:
+        params = ALSParams(best[1].factors, best[1].regularization, best[1].alpha, it)
+        model = ALS(catalog, inner, params, seed)
+        value = _ndcg(model, truth, users, k)
+        trials.append({"model": "als", **params.as_dict(), "ndcg": value})
+        say(f"tuning ALS iterations={it}: ndcg@{k}={value:.4f}")
+        if value > best[0]:
+            best = (value, params, model)
+    als_model = best[2]
+    content = Content(catalog, items, seed=seed)
+    best_blend = (-1.0, BlendWeights(1.0, 0.0, 0.0))
+    for wa, wc in itertools.product(BLEND_STEPS, BLEND_STEPS):
+        wp = round(1.0 - wa - wc, 4)
+        if wp < 0 or (wa == 0 and wc == 0):
+            continue
+        weights = BlendWeights(wa, wc, wp)
+        value = _ndcg(Hybrid(catalog, als_model, content, weights), truth, users, k)
+        trials.append({"model": "hybrid", **weights.as_dict(), "ndcg": value})
+        if value > best_blend[0]:
+            best_blend = (value, weights)
+    say(f"tuning hybrid: best weights {best_blend[1].as_dict()} ndcg@{k}={best_blend[0]:.4f}")
+    return Tuned(best[1], best_blend[1], trials)
