@@ -48,16 +48,16 @@ def train_als(user_items: sp.csr_matrix, params: ALSParams, seed: int = 42, thre
     """Fit ALS on a users × items weight matrix."""
     from implicit.cpu.als import AlternatingLeastSquares
 
-    model = AlternatingLeastSquares(
-        factors=params.factors,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        iterations=params.iterations,
-        random_state=seed,
-        num_threads=threads,
-        calculate_training_loss=False,
-    )
-    with threadpool_limits(1, "blas"):
+    with threadpool_limits(1, "blas"):  # implicit checks BLAS threads when constructed
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=params.iterations,
+            random_state=seed,
+            num_threads=threads,
+            calculate_training_loss=False,
+        )
         model.fit(user_items.astype(np.float32).tocsr(), show_progress=False)
     return ALSFactors(
         np.ascontiguousarray(model.user_factors, dtype=np.float32),

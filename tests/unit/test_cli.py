@@ -16,6 +16,10 @@ COMMANDS = [
     ["origin", "serve"],
     ["templates", "compile"],
     ["nginx-config"],
+    ["keys", "generate"],
+    ["train"],
+    ["evaluate"],
+    ["bundle", "verify"],
 ]
 
 

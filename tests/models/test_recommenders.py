@@ -1,0 +1,121 @@
+"""Known-answer tests: planted tastes, exact fold-in, ONNX parity for top-k and text."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from models.als import ALSFactors, ALSParams, fold_in, top_k, train_als
+from models.data import Item
+from models.evaluation import score, split
+from models.onnx_graphs import OnnxModel, TopKModel, topk_graph
+from models.recommenders import ALS, Catalog, Content, Popularity
+from models.synthetic import taste_groups
+from models.text_model import fit_text, to_onnx, user_vector
+from models.tuning import recommend_all, truth_by_user, tune
+from tests.conftest import SHARED
+
+
+@pytest.fixture(scope="module")
+def planted():  # type: ignore[no-untyped-def]
+    data = taste_groups(1500, 600, 45_000, groups=20, in_group=0.9, seed=3)
+    return split(data, "random", 0.75, 42)
+
+
+def test_als_beats_popularity_by_a_wide_margin_on_planted_tastes(planted) -> None:  # type: ignore[no-untyped-def]
+    train, test = planted
+    tuned = tune(train, {}, 10, 42, grid={"factors": (32,), "regularization": (0.05,), "alpha": (10.0, 40.0)}, iterations=(10,))
+    catalog = Catalog.build(train)
+    truth = truth_by_user(test, catalog)
+    users = sorted(truth)
+    pop = score(recommend_all(Popularity(catalog), users, 10), truth, 10, len(catalog.items))
+    als = score(recommend_all(ALS(catalog, train, tuned.als), users, 10), truth, 10, len(catalog.items))
+    assert als.ndcg > 3 * pop.ndcg and als.precision > 3 * pop.precision
+    assert als.coverage > pop.coverage
+
+
+def test_recommendations_never_include_training_items(planted) -> None:  # type: ignore[no-untyped-def]
+    train, _ = planted
+    catalog = Catalog.build(train)
+    model = ALS(catalog, train, ALSParams(factors=16, iterations=5))
+    for user in catalog.users.ids[:50]:
+        seen = {catalog.items.ids[i] for i in catalog.seen(user)}
+        assert not seen & set(model.recommend(user, 20))
+
+
+def test_fold_in_matches_implicits_own_user_solve() -> None:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    m = sp.random(300, 200, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    m.data = rng.integers(1, 9, m.nnz).astype(np.float32)
+    params = ALSParams(factors=16, regularization=0.1, alpha=5.0, iterations=5)
+    with threadpool_limits(1, "blas"):
+        reference = AlternatingLeastSquares(factors=16, regularization=0.1, alpha=5.0, iterations=5, random_state=1)
+        reference.fit(m, show_progress=False)
+    gram = ALSFactors(reference.user_factors, reference.item_factors, params).gram()
+    for u in (0, 17, 123):
+        row = m[u]
+        ours = fold_in(reference.item_factors, gram, row.indices, row.data, params.alpha)
+        theirs = reference.recalculate_user(u, row)
+        assert np.allclose(ours, np.asarray(theirs).ravel(), atol=1e-4)
+
+
+def test_train_als_uses_the_users_by_items_orientation() -> None:
+    m = sp.random(40, 25, density=0.2, format="csr", random_state=2, dtype=np.float32)
+    factors = train_als(m, ALSParams(factors=8, iterations=3), seed=1)
+    assert factors.user_factors.shape == (40, 8) and factors.item_factors.shape == (25, 8)
+
+
+def test_topk_onnx_graph_matches_numpy() -> None:
+    rng = np.random.default_rng(2)
+    items = rng.normal(size=(5000, 32)).astype(np.float32)
+    user = rng.normal(size=32).astype(np.float32)
+    exclude = np.array([3, 99, 4000])
+    model = TopKModel(topk_graph(items, 10))
+    idx, scores = model.top(user, exclude)
+    expected = top_k(items @ user, 10, exclude)
+    assert list(idx) == list(expected)
+    assert np.allclose(scores, (items @ user)[expected], atol=1e-4)
+    assert not set(idx) & set(exclude)
+
+
+def retail_titles() -> list[str]:
+    path = SHARED / "data" / "online-retail-sample.csv"
+    with path.open(encoding="latin-1") as f:
+        seen: dict[str, str] = {}
+        for row in csv.DictReader(f):
+            seen.setdefault(row["StockCode"], row["Description"])
+    return [t for t in seen.values() if t]
+
+
+def test_text_model_onnx_matches_scikit_learn_on_real_titles() -> None:
+    titles = retail_titles()
+    assert len(titles) > 3000
+    model = fit_text(titles, dims=64)
+    onnx_model = OnnxModel(to_onnx(model))
+    batch = titles[:300]
+    out = onnx_model.run({"text": np.array(batch, dtype=object).reshape(-1, 1)})[0]
+    assert np.abs(out - model.pipeline.transform(batch)).max() < 1e-4
+
+
+def test_content_model_serves_cold_items_from_text() -> None:
+    train = taste_groups(50, 10, 500, groups=2, seed=1)
+    items = {f"i{j}": Item(f"i{j}", "red wool scarf" if j in (1, 10) else f"plain item {j}") for j in range(10)}
+    items["i10"] = Item("i10", "red wool scarf winter")  # never interacted with: a cold item
+    catalog = Catalog.build(train, list(items))
+    content = Content(catalog, items, dims=8)
+    assert "i10" in catalog.items.pos
+    v = user_vector(content.model, np.array([catalog.items.pos["i1"]]), np.array([1.0]))
+    sims = content.model.item_vectors @ v
+    best_other = max((sims[catalog.items.pos[i]], i) for i in items if i not in ("i1",))
+    assert best_other[1] == "i10"
+
+
+def test_training_data_path_is_read_from_the_shared_folder() -> None:
+    assert isinstance(SHARED, Path) and (SHARED / "data" / "README.md").exists()
