@@ -91,6 +91,8 @@ def decide_slots(
 ) -> PageDecision:
     """Decide the slots this context has not decided yet; return the page decision."""
     todo = [(n, a) for n, a in slots if n not in ctx.decision.outcomes]
+    if todo and bundle is not None and "segments" not in ctx.attrs:
+        ctx.attrs["segments"] = bundle.rule_segments(ctx.attrs)  # once per page view
     if todo:
         part = decide_page(bundle, ctx.attrs, todo, deadline_ms)
         ctx.decision.outcomes.update(part.outcomes)

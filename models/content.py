@@ -7,6 +7,7 @@ what a slot does without touching templates.
 Layout of a templates directory::
 
     slots.json            slot definitions (see docs/SLOTS.md)
+    segments.json         rule segments: name → condition (optional)
     fragments/*.html      trusted HTML fragments; ``{{field}}`` placeholders are
                           filled from catalog/context data and HTML-escaped
     catalog.json          list of items: id, title, category, price, url, image …
@@ -107,6 +108,12 @@ class ContentBundle:
     catalog: tuple[Mapping[str, Any], ...]
     items: Mapping[str, Mapping[str, Any]]
     popular: tuple[str, ...]
+    #: rule segments: name → compiled condition (``segments.json``)
+    segments: Mapping[str, Predicate] = field(default_factory=dict)
+
+    def rule_segments(self, attrs: Mapping[str, Any]) -> list[str]:
+        """Names of the rule segments ``attrs`` belong to, in definition order."""
+        return [name for name, test in self.segments.items() if test(attrs)]
 
 
 def _fragment(raw: Mapping[str, Any], ref: Any, where: str) -> Fragment:
@@ -187,6 +194,14 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         items[item["id"]] = item
     popular = tuple(sorted(items, key=lambda k: (-float(items[k].get("popularity", 0) or 0), k)))
     slots = {name: _slot(raw, name, spec) for name, spec in slots_raw.items()}
+    segments_raw = raw.get("segments", {})
+    if not isinstance(segments_raw, dict):
+        raise BundleError("segments", "must map segment names to conditions")
+    segments: dict[str, Predicate] = {}
+    for name, condition in segments_raw.items():
+        if not SLOT_NAME_RE.match(name):
+            raise BundleError(f"segments.{name}", "invalid segment name")
+        segments[name] = compile_condition(_condition(condition, f"segments.{name}"))
     for name, slot in slots.items():
         if slot.kind == "recommend" and slot.item is not None:
             item_fragment = slot.item
@@ -198,6 +213,7 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         catalog=tuple(catalog_raw),
         items=items,
         popular=popular,
+        segments=segments,
     )
 
 
@@ -222,6 +238,13 @@ def build_content(templates_dir: Path, version: int = 1) -> dict[str, Any]:
             catalog = json.loads(catalog_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise BundleError(str(catalog_file), f"invalid JSON: {e}") from e
+    segments: dict[str, Any] = {}
+    segments_file = templates_dir / "segments.json"
+    if segments_file.exists():
+        try:
+            segments = json.loads(segments_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BundleError(str(segments_file), f"invalid JSON: {e}") from e
     doc = {
         "format": FORMAT,
         "version": version,
@@ -229,6 +252,7 @@ def build_content(templates_dir: Path, version: int = 1) -> dict[str, Any]:
         "slots": slots,
         "fragments": fragments,
         "catalog": catalog,
+        "segments": segments,
     }
     load_content(doc)  # fail at build time, not at the edge
     return doc

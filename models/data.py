@@ -108,7 +108,12 @@ def _parse_time(value: str) -> float:
         return float("nan")
 
 
-def load_interactions(path: Path) -> Interactions:
+def load_interactions(path: Path, event_weights: Mapping[str, float] | None = None) -> Interactions:
+    """Read interactions. A row's weight is its ``weight`` column, else the weight of its
+    ``event`` column (``view``, ``click``, ``add_to_cart``, ``purchase`` … mapped by
+    ``event_weights``, default :data:`EVENT_WEIGHTS`), else 1. Rows with an unknown event
+    or a non-positive weight are skipped."""
+    weights_by_event = dict(EVENT_WEIGHTS if event_weights is None else event_weights)
     reader = csv.DictReader(io.StringIO(_read_text(path)))
     fields = {f.strip().lower(): f for f in reader.fieldnames or []}
     for needed in ("user_id", "item_id"):
@@ -123,6 +128,11 @@ def load_interactions(path: Path) -> Interactions:
         if not u or not i:
             continue
         w = 1.0
+        event = (row.get(fields["event"]) or "").strip().lower() if "event" in fields else ""
+        if event:
+            if event not in weights_by_event:
+                continue
+            w = weights_by_event[event]
         if "weight" in fields and (row.get(fields["weight"]) or "").strip():
             try:
                 w = float(row[fields["weight"]])

@@ -48,6 +48,25 @@ def _zscore(s: np.ndarray) -> np.ndarray:
     return (s - float(s.mean())) / std if std > 1e-12 else np.zeros_like(s)
 
 
+def zscore_rows(m: np.ndarray) -> np.ndarray:
+    """Row-wise z-scores (rows with no spread become zeros)."""
+    mean = m.mean(axis=1, keepdims=True)
+    std = m.std(axis=1, keepdims=True)
+    return np.where(std > 1e-12, (m - mean) / np.where(std > 1e-12, std, 1.0), 0.0).astype(np.float32)
+
+
+#: Users scored together in batch recommendation (bounds memory: rows × items floats).
+BATCH_USERS = 256
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indexes of the ``k`` best scores, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 class Recommender:
     name = "base"
 
@@ -64,6 +83,28 @@ class Recommender:
             s = self.catalog.popularity
         idx = top_k(s, k, self.catalog.seen(user))
         return [self.catalog.items.ids[i] for i in idx]
+
+    def score_rows(self, users: Sequence[str]) -> np.ndarray:
+        """Scores for several users at once ([users, items]); unknown users get popularity."""
+        return np.stack([s if (s := self.scores(u)) is not None else self.catalog.popularity for u in users]).astype(np.float32)
+
+    def mask_seen(self, users: Sequence[str], scores: np.ndarray) -> None:
+        for r, u in enumerate(users):
+            seen = self.catalog.seen(u)
+            if len(seen):
+                scores[r, seen] = -np.inf
+
+    def recommend_many(self, users: Sequence[str], k: int) -> dict[str, list[str]]:
+        """Batched :meth:`recommend` (same results, matrix arithmetic)."""
+        out: dict[str, list[str]] = {}
+        ids = self.catalog.items.ids
+        for start in range(0, len(users), BATCH_USERS):
+            chunk = list(users[start : start + BATCH_USERS])
+            scores = self.score_rows(chunk)
+            self.mask_seen(chunk, scores)
+            for u, row in zip(chunk, top_k_rows(scores, k), strict=True):
+                out[u] = [ids[i] for i in row]
+        return out
 
 
 class Popularity(Recommender):
@@ -95,6 +136,15 @@ class ALS(Recommender):
         v = self.user_vector(user)
         return None if v is None else np.asarray(self.factors.item_factors @ v)
 
+    def score_rows(self, users: Sequence[str]) -> np.ndarray:
+        pos = [self.catalog.users.pos.get(u) for u in users]
+        known = np.array([p is not None for p in pos])
+        rows = np.array([p if p is not None else 0 for p in pos], dtype=np.int64)
+        scores = self.factors.user_factors[rows] @ self.factors.item_factors.T
+        if not known.all():
+            scores[~known] = self.catalog.popularity
+        return np.asarray(scores, dtype=np.float32)
+
 
 class Content(Recommender):
     name = "content"
@@ -110,6 +160,22 @@ class Content(Recommender):
             return None
         v = user_vector(self.model, h[0], h[1])
         return np.asarray(self.model.item_vectors @ v)
+
+    def known(self, user: str) -> bool:
+        return user in self.catalog.history
+
+    def score_rows(self, users: Sequence[str]) -> np.ndarray:
+        vectors = np.zeros((len(users), self.model.dims), dtype=np.float32)
+        known = np.zeros(len(users), dtype=bool)
+        for r, u in enumerate(users):
+            h = self.catalog.history.get(u)
+            if h is not None:
+                vectors[r] = user_vector(self.model, h[0], h[1])
+                known[r] = True
+        scores = vectors @ self.model.item_vectors.T
+        if not known.all():
+            scores[~known] = self.catalog.popularity
+        return np.asarray(scores, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -133,6 +199,35 @@ class Hybrid(Recommender):
         self.content = content
         self.weights = weights
         self._pop = _zscore(np.log1p(catalog.popularity))
+
+    def components(self, users: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+        """Row-z-scored ALS and content scores for ``users`` and which users either knows."""
+        known = np.zeros(len(users), dtype=bool)
+        z_als = z_content = None
+        if self.als is not None:
+            z_als = zscore_rows(self.als.score_rows(users))
+            known |= np.array([self.als.user_vector(u) is not None for u in users])
+        if self.content is not None:
+            z_content = zscore_rows(self.content.score_rows(users))
+            known |= np.array([self.content.known(u) for u in users])
+        return z_als, z_content, known
+
+    def blend_rows(
+        self, z_als: np.ndarray | None, z_content: np.ndarray | None, known: np.ndarray, weights: BlendWeights
+    ) -> np.ndarray:
+        total: np.ndarray = np.broadcast_to(weights.popularity * self._pop, (len(known), len(self._pop))).astype(np.float32)
+        if z_als is not None and weights.als:
+            total = total + np.float32(weights.als) * z_als
+        if z_content is not None and weights.content:
+            total = total + np.float32(weights.content) * z_content
+        if not known.all():
+            total = total.copy()
+            total[~known] = self.catalog.popularity
+        return total
+
+    def score_rows(self, users: Sequence[str]) -> np.ndarray:
+        z_als, z_content, known = self.components(users)
+        return self.blend_rows(z_als, z_content, known, self.weights)
 
     def scores(self, user: str) -> np.ndarray | None:
         total = self.weights.popularity * self._pop

@@ -17,7 +17,7 @@ import numpy as np
 from models.als import ALSParams
 from models.data import Interactions, Item
 from models.evaluation import score, split
-from models.recommenders import ALS, BlendWeights, Catalog, Content, Hybrid, Recommender
+from models.recommenders import ALS, BATCH_USERS, BlendWeights, Catalog, Content, Hybrid, Recommender, top_k_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,33 @@ def truth_by_user(test: Interactions, catalog: Catalog) -> dict[str, set[str]]:
 
 
 def recommend_all(model: Recommender, users: Sequence[str], k: int) -> dict[str, list[str]]:
-    return {u: model.recommend(u, k) for u in users}
+    return model.recommend_many(users, k)
+
+
+def _hybrid_grid(
+    catalog: Catalog,
+    als: ALS | None,
+    content: Content,
+    grid: Sequence[BlendWeights],
+    truth: Mapping[str, set[str]],
+    users: Sequence[str],
+    k: int,
+) -> list[float]:
+    """NDCG@k of every blend in ``grid``; the component scores are computed once per batch."""
+    base = Hybrid(catalog, als, content, grid[0])
+    recs: list[dict[str, list[str]]] = [{} for _ in grid]
+    ids = catalog.items.ids
+    for start in range(0, len(users), BATCH_USERS):
+        chunk = list(users[start : start + BATCH_USERS])
+        z_als, z_content, known = base.components(chunk)
+        for g, weights in enumerate(grid):
+            scores = base.blend_rows(z_als, z_content, known, weights)
+            scores = np.array(scores, dtype=np.float32)
+            base.mask_seen(chunk, scores)
+            for u, row in zip(chunk, top_k_rows(scores, k), strict=True):
+                recs[g][u] = [ids[i] for i in row]
+    truth_subset = {u: truth[u] for u in users}
+    return [score(r, truth_subset, k, len(catalog.items)).ndcg for r in recs]
 
 
 def _ndcg(model: Recommender, truth: Mapping[str, set[str]], users: Sequence[str], k: int) -> float:
@@ -91,13 +117,13 @@ def tune(
             best = (value, params, model)
     als_model = best[2]
     content = Content(catalog, items, seed=seed)
-    best_blend = (-1.0, BlendWeights(1.0, 0.0, 0.0))
-    for wa, wc in itertools.product(BLEND_STEPS, BLEND_STEPS):
-        wp = round(1.0 - wa - wc, 4)
-        if wp < 0 or (wa == 0 and wc == 0):
-            continue
-        weights = BlendWeights(wa, wc, wp)
-        value = _ndcg(Hybrid(catalog, als_model, content, weights), truth, users, k)
+    blends = [
+        BlendWeights(wa, wc, round(1.0 - wa - wc, 4))
+        for wa, wc in itertools.product(BLEND_STEPS, BLEND_STEPS)
+        if round(1.0 - wa - wc, 4) >= 0 and not (wa == 0 and wc == 0)
+    ]
+    best_blend = (-1.0, blends[0])
+    for weights, value in zip(blends, _hybrid_grid(catalog, als_model, content, blends, truth, users, k), strict=True):
         trials.append({"model": "hybrid", **weights.as_dict(), "ndcg": value})
         if value > best_blend[0]:
             best_blend = (value, weights)

@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--train", type=Path, help="given training CSV (with --test, replaces --split)")
     ev.add_argument("--test", type=Path, help="given test CSV")
     ev.add_argument("--recommendations-out", type=Path, help="write model,user_id,rank,item_id CSV")
+    ev.add_argument(
+        "--event-weights",
+        type=Path,
+        help='JSON weights per event type for an "event" column (default view 1, click 2, add_to_cart 4, purchase 8)',
+    )
 
     tr = sub.add_parser("train", help="train segments and recommenders, write a signed bundle and a report")
     tr.add_argument("--out", type=Path, required=True, help="directory for bundle-vN.tar and report-vN.{json,html}")
@@ -88,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--templates", type=Path, help="templates directory: slot definitions and catalog to ship")
     tr.add_argument("--generate", action="store_true", help="train on generated planted-structure data")
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
+    tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
     tr.add_argument("--k", type=int, default=10)
     tr.add_argument("--seed", type=int, default=42)
 

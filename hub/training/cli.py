@@ -54,23 +54,33 @@ def bundle_verify(bundle: Path, public_key: Path) -> int:
     return 0
 
 
+def _event_weights(path: Path | None) -> dict[str, float] | None:
+    if path is None:
+        return None
+    doc = json.loads(path.read_text())
+    if not isinstance(doc, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in doc.values()):
+        raise ValueError(f'{path}: expected an object of positive numbers, e.g. {{"view": 1, "purchase": 8}}')
+    return {str(k).lower(): float(v) for k, v in doc.items()}
+
+
 def train(a: Namespace) -> int:
     from hub.training.train import TrainConfig, run_training
 
-    labels = json.loads(Path(a.cluster_labels).read_text()) if a.cluster_labels else {}
-    config = TrainConfig(
-        out_dir=a.out,
-        key_file=a.key,
-        interactions=a.interactions,
-        items=a.items,
-        profiles=a.profiles,
-        templates=a.templates,
-        generate=a.generate,
-        k=a.k,
-        seed=a.seed,
-        cluster_labels=labels,
-    )
     try:
+        labels = json.loads(Path(a.cluster_labels).read_text()) if a.cluster_labels else {}
+        config = TrainConfig(
+            out_dir=a.out,
+            key_file=a.key,
+            interactions=a.interactions,
+            items=a.items,
+            profiles=a.profiles,
+            templates=a.templates,
+            generate=a.generate,
+            k=a.k,
+            seed=a.seed,
+            cluster_labels=labels,
+            event_weights=_event_weights(a.event_weights),
+        )
         result = run_training(config, _progress)
     except (OSError, ValueError) as e:
         print(f"p13n train: {e}", file=sys.stderr)
@@ -106,6 +116,7 @@ def evaluate(a: Namespace) -> int:
             test_file=a.test,
             recommendations_out=a.recommendations_out,
             progress=_progress,
+            event_weights=_event_weights(a.event_weights),
         )
     except (OSError, ValueError) as e:
         print(f"p13n evaluate: {e}", file=sys.stderr)

@@ -88,12 +88,13 @@ def run(
     test_file: Path | None = None,
     recommendations_out: Path | None = None,
     progress: Progress | None = None,
+    event_weights: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     if train_file is not None and test_file is not None:
-        train, test = load_interactions(train_file), load_interactions(test_file)
+        train, test = load_interactions(train_file, event_weights), load_interactions(test_file, event_weights)
         how = "given"
     elif interactions is not None:
-        train, test = split(load_interactions(interactions), split_how, ratio, seed)
+        train, test = split(load_interactions(interactions, event_weights), split_how, ratio, seed)
         how = split_how
     else:
         raise ValueError("give --interactions FILE or both --train and --test")

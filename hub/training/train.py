@@ -53,6 +53,7 @@ class TrainConfig:
     k: int = 10
     seed: int = 42
     cluster_labels: Mapping[str, str] = field(default_factory=dict)
+    event_weights: Mapping[str, float] | None = None
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _load(
         data = taste_groups(2000, 1000, 40_000, groups=4 if ids else 20, seed=config.seed, item_ids=ids)
         profiles, _ = visitor_archetypes(3000, k=4, seed=config.seed)
     elif config.interactions:
-        data = load_interactions(config.interactions)
+        data = load_interactions(config.interactions, config.event_weights)
         profiles = []
     else:
         raise ValueError("give --interactions FILE or --generate")

@@ -37,7 +37,30 @@ from models.recommenders import ALS, Catalog, Content  # noqa: E402
 from models.synthetic import taste_groups, visitor_archetypes  # noqa: E402
 from models.tuning import tune  # noqa: E402
 
-WORDS = "linen wool silk cotton denim leather suede knit satin canvas dress coat boot scarf belt shirt skirt blazer sneaker sandal tote hat".split()
+WORDS = [
+    "linen",
+    "wool",
+    "silk",
+    "cotton",
+    "denim",
+    "leather",
+    "suede",
+    "knit",
+    "satin",
+    "canvas",
+    "dress",
+    "coat",
+    "boot",
+    "scarf",
+    "belt",
+    "shirt",
+    "skirt",
+    "blazer",
+    "sneaker",
+    "sandal",
+    "tote",
+    "hat",
+]
 
 
 def item_texts(n: int, seed: int) -> dict[str, Item]:
@@ -96,7 +119,9 @@ def main() -> int:
         },
     )
     private, public = generate_key()
-    blob = timed("sign", lambda: build_bundle(files, version=1, spec=spec, metrics={}, models={}, private_key=load_private_key(private)))
+    blob = timed(
+        "sign", lambda: build_bundle(files, version=1, spec=spec, metrics={}, models={}, private_key=load_private_key(private))
+    )
     total = time.perf_counter() - start
     bundle = timed("verify_open", lambda: open_bundle(blob, load_public_key(public)))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -145,8 +170,10 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }
-    print(f"train+export {total:.1f} s, peak RSS {peak_mb:.0f} MB; per row: segment {summary['segment_p50_us']} µs, "
-          f"fold-in {summary['fold_in_p50_us']} µs, top-10/{args.items} {summary['topk_p50_us']} µs, total p50 {summary['row_total_p50_us']} µs")
+    print(
+        f"train+export {total:.1f} s, peak RSS {peak_mb:.0f} MB; per row: segment {summary['segment_p50_us']} µs, "
+        f"fold-in {summary['fold_in_p50_us']} µs, top-10/{args.items} {summary['topk_p50_us']} µs, total p50 {summary['row_total_p50_us']} µs"
+    )
     with tempfile.TemporaryDirectory():
         pass
     print(json.dumps(summary))

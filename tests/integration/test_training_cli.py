@@ -30,7 +30,16 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_writes_signed_increasing_bundles_and_a_report(keys: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
-    args = ["train", "--generate", "--templates", str(DEFAULT_TEMPLATES), "--key", str(keys / "bundle-signing.key"), "--out", str(out_dir)]
+    args = [
+        "train",
+        "--generate",
+        "--templates",
+        str(DEFAULT_TEMPLATES),
+        "--key",
+        str(keys / "bundle-signing.key"),
+        "--out",
+        str(out_dir),
+    ]
     first = p13n(*args)
     assert first.returncode == 0, first.stderr
     assert "[p13n] tuning ALS" in first.stderr and "[p13n] signing bundle v1" in first.stderr  # progress is shown
@@ -65,7 +74,11 @@ def retail_csvs(tmp_path: Path) -> tuple[Path, Path]:
     src = SHARED / "data" / "online-retail-sample.csv"
     interactions = tmp_path / "interactions.csv"
     items = tmp_path / "items.csv"
-    with src.open(encoding="latin-1") as f, interactions.open("w", newline="", encoding="latin-1") as fi, items.open("w", newline="", encoding="latin-1") as ft:
+    with (
+        src.open(encoding="latin-1") as f,
+        interactions.open("w", newline="", encoding="latin-1") as fi,
+        items.open("w", newline="", encoding="latin-1") as ft,
+    ):
         wi, wt = csv.writer(fi), csv.writer(ft)
         wi.writerow(["user_id", "item_id", "weight", "timestamp", "country"])
         wt.writerow(["item_id", "title", "unused"])
@@ -83,7 +96,19 @@ def retail_csvs(tmp_path: Path) -> tuple[Path, Path]:
 def test_evaluate_on_real_data_with_a_time_split(tmp_path: Path) -> None:
     interactions, items = retail_csvs(tmp_path)
     recs = tmp_path / "recs.csv"
-    out = p13n("evaluate", "--interactions", str(interactions), "--items", str(items), "--split", "time", "--k", "10", "--recommendations-out", str(recs))
+    out = p13n(
+        "evaluate",
+        "--interactions",
+        str(interactions),
+        "--items",
+        str(items),
+        "--split",
+        "time",
+        "--k",
+        "10",
+        "--recommendations-out",
+        str(recs),
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert set(report["models"]) == {"popularity", "als", "content", "hybrid"}

@@ -72,3 +72,22 @@ def test_bad_split_arguments() -> None:
         split(data(), "by-moon", 0.5, 1)
     with pytest.raises(ValueError, match="ratio"):
         split(data(), "random", 1.5, 1)
+
+
+def test_event_column_maps_to_configurable_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from models.data import load_interactions
+
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"user_id,item_id,event\nu1,i1,view\nu1,i2,PURCHASE\nu2,i1,add_to_cart\nu2,i3,unknown\n")
+    default = load_interactions(path)
+    assert default.weights.tolist() == [1.0, 8.0, 4.0]  # the unknown event is skipped
+    custom = load_interactions(path, {"view": 2.0, "purchase": 20.0, "add_to_cart": 5.0})
+    assert custom.weights.tolist() == [2.0, 20.0, 5.0]
+
+
+def test_latin1_files_are_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from models.data import load_items
+
+    path = tmp_path / "items.csv"
+    path.write_bytes("item_id,title,extra\n1,CAF\xc9 MUG,x\n".encode("latin-1"))
+    assert load_items(path)[0].title == "CAFÉ MUG"

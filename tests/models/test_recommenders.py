@@ -119,3 +119,19 @@ def test_content_model_serves_cold_items_from_text() -> None:
 
 def test_training_data_path_is_read_from_the_shared_folder() -> None:
     assert isinstance(SHARED, Path) and (SHARED / "data" / "README.md").exists()
+
+
+def test_batched_recommendations_equal_one_by_one(planted) -> None:  # type: ignore[no-untyped-def]
+    from models.recommenders import BlendWeights, Hybrid
+
+    train, _ = planted
+    items = {f"i{j}": Item(f"i{j}", f"item {j} group {j // 30}") for j in range(600)}
+    catalog = Catalog.build(train, list(items))
+    als = ALS(catalog, train, ALSParams(factors=16, iterations=5))
+    content = Content(catalog, items, dims=16)
+    users = [*catalog.users.ids[:40], "never-seen-user"]
+    for model in (Popularity(catalog), als, content, Hybrid(catalog, als, content, BlendWeights(0.5, 0.25, 0.25))):
+        batched = model.recommend_many(users, 10)
+        for u in users:
+            single = model.recommend(u, 10)
+            assert batched[u][:5] == single[:5], (model.name, u)

@@ -50,5 +50,7 @@ def test_labels_come_from_dominant_features_and_can_be_overridden() -> None:
     assert describe(centers, ["views", "carts", "device=mobile"]) == ["views & device=mobile", "average"]
     rows, _ = visitor_archetypes(600, k=3, seed=2)
     spec = default_spec()
-    result = fit_segments(encode_many(spec, rows), spec.columns(), k_range=(3,), kinds=("kmeans",), label_overrides={"0": "Bargain hunters"})
+    result = fit_segments(
+        encode_many(spec, rows), spec.columns(), k_range=(3,), kinds=("kmeans",), label_overrides={"0": "Bargain hunters"}
+    )
     assert result.labels[0] == "Bargain hunters"

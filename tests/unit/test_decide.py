@@ -103,3 +103,21 @@ def test_page_contexts_expire_and_stay_bounded() -> None:
     contexts.put("late", PageContext({}, frozenset(), "", False), now=102.0)
     assert len(contexts) == 1  # everything older than the TTL was dropped on insert
     assert contexts.get("late", now=103.5) is None
+
+
+def test_rule_segments_are_computed_once_per_page_and_usable_in_slots(doc: dict[str, Any]) -> None:
+    from edge_agent.pages import PageContext, decide_slots
+
+    raw = copy.deepcopy(doc)
+    raw["segments"]["big-spender"] = {"purchases": {"$gte": 3}}
+    raw["slots"]["offer"]["variants"].insert(
+        0, {"id": "vip", "when": {"segments": {"$in": ["big-spender"]}}, "fragment": "offer-default"}
+    )
+    bundle = load_content(raw)
+    assert bundle.rule_segments(attrs(device="mobile", country="AT", purchases=5)) == ["dach", "mobile-shopper", "big-spender"]
+    ctx = PageContext(attrs(purchases=4, country="CH"), frozenset(), "", False)
+    decision = decide_slots(ctx, bundle, [("offer", {})], 50)
+    assert ctx.attrs["segments"] == ["dach", "big-spender"]
+    assert decision.outcomes["offer"].detail == "vip"
+    with pytest.raises(BundleError, match="segments"):
+        load_content({**raw, "segments": {"ok": "not a condition"}})
