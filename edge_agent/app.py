@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,15 +19,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
+from edge_agent import collect, outbox, ssi
 from edge_agent import filter as filter_mode
-from edge_agent import ssi
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.responses import json_error
-from edge_agent.settings import EdgeSettings
+from edge_agent.settings import DEV_PSEUDONYM_KEY, EdgeSettings
 from edge_agent.state import EdgeState, load_bundle
 from edge_agent.store import EdgeStore
+from models.consent import CONSENT_COOKIE
 from models.content import BundleError
+
+SDK_FILE = Path(__file__).parent / "static" / "sdk.js"
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ async def healthz(request: Request) -> Response:
             "edge_id": state.settings.edge_id,
             "bundle_version": state.bundle.version if state.bundle else None,
             "shells_cached": len(state.shells),
+            "outbox_depth": state.outbox_depth,
+            "nats": "connected" if state.nc is not None and state.nc.is_connected else "disconnected",
+            "last_error": state.last_error,
         }
     )
 
@@ -50,6 +60,20 @@ async def healthz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     state: EdgeState = request.app.state.edge
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def sdk_script(settings: EdgeSettings) -> bytes:
+    """The SDK with this edge's consent default and cookie names prepended."""
+    config = {"consent": list(settings.default_consent), "consentCookie": CONSENT_COOKIE, "endpoint": "/_p13n/collect"}
+    return b"window.__p13n_config=" + json.dumps(config).encode() + b";\n" + SDK_FILE.read_bytes()
+
+
+async def sdk(request: Request) -> Response:
+    state: EdgeState = request.app.state.edge
+    etag = '"' + hashlib.sha256(state.sdk).hexdigest()[:16] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag})
+    return Response(state.sdk, media_type="application/javascript; charset=utf-8", headers={"cache-control": "public, max-age=300", "etag": etag})
 
 
 async def not_found(request: Request) -> Response:
@@ -77,7 +101,12 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
+        state.outbox_depth = store.outbox_depth()
+        state.sdk = sdk_script(settings)
+        if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
+            log.warning("P13N_EDGE_PSEUDONYM_KEY is not set: using the development key (never in production)")
         app.state.edge = state
+        publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
         # long-lived start-up objects (bundle, UA rules, modules) leave the collector's
         # view, so full collections stay short under load (docs/PERFORMANCE.md)
         gc.collect()
@@ -86,12 +115,21 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+            if state.nc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(state.nc.close(), 5)
             await state.http.close()
             store.close()
 
     agent_routes = [
         Route("/_p13n/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/_p13n/metrics", metrics, methods=["GET"]),
+        Route("/_p13n/collect", collect.collect, methods=["POST"]),
+        Route("/_p13n/px.gif", collect.pixel, methods=["GET", "HEAD"]),
+        Route("/_p13n/sdk.js", sdk, methods=["GET", "HEAD"]),
         Route("/_p13n/{rest:path}", not_found, methods=ALL_METHODS),
         Route("/{path:path}", filter_mode.handle, methods=ALL_METHODS),
     ]

@@ -20,6 +20,11 @@ class EdgeMetrics:
     shell_cache: Counter
     bundle_version: Gauge
     page_contexts: Counter
+    collected: Counter
+    collect_rejections: Counter
+    published: Counter
+    publish_failures: Counter
+    outbox_depth: Gauge
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -46,6 +51,11 @@ class EdgeMetrics:
             page_contexts=Counter(
                 "p13n_edge_page_contexts", "Page contexts built or reused by SSI subrequests", ["how"], registry=reg
             ),
+            collected=Counter("p13n_edge_events", "Collected events by outcome", ["outcome"], registry=reg),
+            collect_rejections=Counter("p13n_edge_collect_rejected", "Collect requests refused, by reason", ["reason"], registry=reg),
+            published=Counter("p13n_edge_events_published", "Events published to NATS", registry=reg),
+            publish_failures=Counter("p13n_edge_publish_failures", "Failed NATS connects or publishes", registry=reg),
+            outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )
 
@@ -72,3 +82,10 @@ class EdgeMetrics:
 
     def context(self, how: str) -> None:
         self._child(self.page_contexts, how).inc()
+
+    def events(self, outcome: str, n: int) -> None:
+        if n:
+            self._child(self.collected, outcome).inc(n)
+
+    def collect_rejected(self, reason: str) -> None:
+        self._child(self.collect_rejections, reason).inc()

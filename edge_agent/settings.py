@@ -13,6 +13,8 @@ from pathlib import Path
 from models.settings_base import SERVERS, SettingsError, env_bool, env_float, env_host_port, env_int, env_str
 
 PREFIX = "P13N_EDGE_"
+#: Used only when no key is configured (demo, tests); the agent logs a warning.
+DEV_PSEUDONYM_KEY = "p13n-development-key-change-me"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class EdgeSettings:
     cookie_name: str = "p13n_id"
     #: Consent assumed when a visitor has made no choice (comma list of categories).
     default_consent: tuple[str, ...] = ("necessary",)
+    #: Events the outbox may hold before collection answers 503 (backpressure).
+    outbox_max_events: int = 200_000
+    #: Events per NATS message when the outbox is drained.
+    publish_batch: int = 500
+    #: Deployment secret for pseudonyms (HMAC-SHA256); must equal the hub's.
+    pseudonym_key: str = DEV_PSEUDONYM_KEY
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -102,6 +110,9 @@ class EdgeSettings:
             default_consent=consent,
             log_level=level,
             server=server,
+            outbox_max_events=env_int(env, PREFIX + "OUTBOX_MAX_EVENTS", d.outbox_max_events, minimum=1),
+            publish_batch=env_int(env, PREFIX + "PUBLISH_BATCH", d.publish_batch, minimum=1, maximum=5000),
+            pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
         )
 
 
@@ -126,4 +137,7 @@ ENV_NAMES: dict[str, str] = {
     "default_consent": PREFIX + "DEFAULT_CONSENT",
     "log_level": PREFIX + "LOG_LEVEL",
     "server": PREFIX + "SERVER",
+    "outbox_max_events": PREFIX + "OUTBOX_MAX_EVENTS",
+    "publish_batch": PREFIX + "PUBLISH_BATCH",
+    "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
 }

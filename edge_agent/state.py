@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 
 import aiohttp
+from nats.aio.client import Client as NATS
 
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.pages import PageContext, PageContexts, build_context
@@ -51,10 +53,17 @@ class EdgeState:
     contexts: PageContexts = field(init=False)
     shells: OrderedDict[str, CachedShell] = field(default_factory=OrderedDict)
     started: float = field(default_factory=time.time)
+    outbox_depth: int = 0
+    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    nc: NATS | None = None
+    nats_connected: bool = False
+    last_error: str = ""
+    sdk: bytes = b""
 
     def __post_init__(self) -> None:
         self.contexts = PageContexts(self.settings.decision_ttl_s)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
+        self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
 
     def page_context(self, headers: Mapping[str, str], page_path: str) -> PageContext:
         s = self.settings

@@ -27,6 +27,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX shells_expires ON shells(expires);
     """,
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        body BLOB NOT NULL,
+        created REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -96,6 +105,32 @@ class EdgeStore:
     def purge_expired_shells(self, now: float) -> int:
         with self._lock:
             return self.db.execute("DELETE FROM shells WHERE expires <= ?", (now,)).rowcount
+
+    # ------------------------------------------------------------------ outbox
+    def outbox_add(self, rows: list[tuple[str, str, bytes]], now: float) -> None:
+        """Append (event_id, subject, body) rows in one transaction (durable before 202)."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO outbox (event_id, subject, body, created) VALUES (?, ?, ?, ?)", [(*r, now) for r in rows])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def outbox_batch(self, limit: int) -> list[tuple[int, bytes]]:
+        """The oldest ``limit`` rows as (seq, body), in order."""
+        with self._lock:
+            return [(int(r[0]), bytes(r[1])) for r in self.db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,))]
+
+    def outbox_delete_through(self, seq: int) -> int:
+        with self._lock:
+            return self.db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,)).rowcount
+
+    def outbox_depth(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,159 @@
+"""Collection endpoints: ``POST /_p13n/collect`` (JSON batch) and ``GET /_p13n/px.gif``.
+
+Every accepted event is in the SQLite outbox before the answer goes out. Bad input gets
+a clear 4xx (413 body too large, 400 malformed JSON or too many events) and one bad
+event never rejects its batch-mates: the 202 lists each event as accepted or rejected
+with a reason. A full outbox answers 503 with ``Retry-After``. Without ``analytics``
+consent nothing about the visitor is stored (``consent`` events, the proof of a choice,
+are the exception).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from edge_agent.enrich import enrich
+from edge_agent.pages import parse_cookies, valid_visitor_id
+from edge_agent.responses import json_error
+from edge_agent.state import EdgeState
+from models import consent as consent_rules
+from models.contracts import validate
+from models.nats_layout import events_subject
+
+#: Largest request body accepted by /_p13n/collect (bytes).
+MAX_BODY_BYTES = 256 * 1024
+#: Most events in one batch.
+MAX_BATCH_EVENTS = 100
+#: Pixel query parameters become event fields; at most this many are read.
+MAX_PIXEL_PARAMS = 32
+RETRY_AFTER_S = 5
+GIF = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_PIXEL_HEADERS = {"cache-control": "no-store, no-cache, must-revalidate, max-age=0", "pragma": "no-cache", "expires": "0"}
+_PIXEL_FIELDS = {"e": "type", "url": "url", "ref": "referrer", "id": "event_id", "item": "item_id", "campaign": "campaign", "order": "order_id"}
+
+
+def _state(request: Request) -> EdgeState:
+    state: EdgeState = request.app.state.edge
+    return state
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[str], str]:
+    cookies = parse_cookies(headers.get("cookie", ""))
+    consent = consent_rules.resolve(headers, cookies, state.settings.default_consent)
+    visitor = cookies.get(state.settings.cookie_name, "")
+    return consent, visitor if valid_visitor_id(visitor) and consent_rules.may_identify(consent) else ""
+
+
+def prepare_events(state: EdgeState, raw_events: list[Any], headers: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(results per event, accepted enriched events)."""
+    consent, visitor = _visitor(state, headers)
+    analytics = "analytics" in consent
+    results: list[dict[str, Any]] = []
+    accepted: list[dict[str, Any]] = []
+    s = state.settings
+    key = s.pseudonym_key.encode()
+    for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            results.append({"index": index, "status": "rejected", "reason": "not_an_object"})
+            continue
+        if not analytics and raw.get("type") != "consent":
+            results.append({"index": index, "status": "rejected", "reason": "no_consent"})
+            continue
+        event = enrich(raw, headers, edge_id=s.edge_id, visitor_id=visitor, geo_header=s.geo_header, pseudonym_key=key)
+        verdict = validate(event)
+        if not verdict.ok:
+            results.append({"index": index, "status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
+            continue
+        results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
+        accepted.append(event)
+    return results, accepted
+
+
+async def store(state: EdgeState, events: list[dict[str, Any]]) -> bool:
+    """Durably append to the outbox; False when the outbox is full."""
+    if not events:
+        return True
+    if state.outbox_depth + len(events) > state.settings.outbox_max_events:
+        return False
+    subject = events_subject(state.settings.edge_id)
+    rows = [(e["event_id"], subject, orjson.dumps(e)) for e in events]
+    await asyncio.to_thread(state.store.outbox_add, rows, time.time())
+    state.outbox_depth += len(rows)
+    state.outbox_wakeup.set()
+    return True
+
+
+async def collect(request: Request) -> Response:
+    state = _state(request)
+    m = state.metrics
+    body = await _read_body(request, MAX_BODY_BYTES)
+    if body is None:
+        m.collect_rejected("too_large")
+        return json_error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        m.collect_rejected("malformed_json")
+        return json_error(400, "malformed_json", f"the body is not valid JSON: {e}"[:300])
+    raw_events = doc.get("events") if isinstance(doc, dict) else doc
+    if not isinstance(raw_events, list):
+        m.collect_rejected("no_events")
+        return json_error(400, "no_events", 'expected {"events": [...]} or a JSON array of events')
+    if len(raw_events) > MAX_BATCH_EVENTS:
+        m.collect_rejected("too_many_events")
+        return json_error(400, "too_many_events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(raw_events)}")
+    results, accepted = prepare_events(state, raw_events, request.headers)
+    if not await store(state, accepted):
+        m.collect_rejected("outbox_full")
+        response = json_error(503, "outbox_full", "the edge is buffering too many events; retry later")
+        response.headers["retry-after"] = str(RETRY_AFTER_S)
+        return response
+    m.events("accepted", len(accepted))
+    m.events("rejected", len(results) - len(accepted))
+    return JSONResponse(
+        {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results},
+        status_code=202,
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def pixel(request: Request) -> Response:
+    """Always a 1×1 GIF, never cached; the event is stored when it is valid."""
+    state = _state(request)
+    params = dict(list(request.query_params.items())[:MAX_PIXEL_PARAMS])
+    event: dict[str, Any] = {"type": params.pop("e", "page_view")}
+    for short, name in _PIXEL_FIELDS.items():
+        if short in params and short != "e":
+            event[name] = params.pop(short)
+    if event["type"] == "page_view" and "url" not in event:
+        event["url"] = request.headers.get("referer", "")
+    utm = {k: v for k, v in params.items() if k.startswith("utm_")}
+    if utm:
+        event["url"] = (event.get("url") or "https://pixel.invalid/") + ("&" if "?" in event.get("url", "") else "?") + "&".join(f"{k}={v}" for k, v in utm.items())
+    try:
+        _, accepted = prepare_events(state, [event], request.headers)
+        stored = await store(state, accepted)
+        state.metrics.events("accepted" if accepted and stored else "rejected", 1)
+    except Exception:  # the pixel answers whatever happens
+        state.metrics.collect_rejected("error")
+    return Response(GIF, media_type="image/gif", headers=_PIXEL_HEADERS)

@@ -1,0 +1,88 @@
+"""Drain the SQLite outbox into JetStream: many events per message, deleted after ack.
+
+A message carries up to ``publish_batch`` events as a JSON array, with
+``Nats-Msg-Id = <edge>:<first seq>-<last seq>`` so a republish after a crash is
+dropped by the stream's duplicate window; the hub also deduplicates on event ids. Rows
+are deleted only after the PubAck. NATS outages and agent restarts lose nothing:
+the loop reconnects with backoff and jitter and resumes from the oldest row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import nats
+from nats.aio.client import Client as NATS
+
+from edge_agent.state import EdgeState
+from models.nats_layout import events_subject
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 15.0
+IDLE_WAIT_S = 1.0
+
+
+async def connect(state: EdgeState) -> NATS:
+    """Connect to NATS, retrying forever with backoff and jitter."""
+    delay = 0.2
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            nc = await nats.connect(
+                state.settings.nats_url.split(","),
+                name=f"p13n-edge-{state.settings.edge_id}",
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+            )
+            state.nats_connected = True
+            state.last_error = ""
+            return nc
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            state.last_error = f"nats: {type(e).__name__}: {e}"[:300]
+            state.metrics.publish_failures.inc()
+            log.warning("NATS unavailable (%s); retrying in %.1fs", state.last_error, delay, exc_info=attempt == 1)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+async def publish_loop(state: EdgeState) -> None:
+    """Background task: forever drain the outbox in order."""
+    nc = await connect(state)
+    state.nc = nc
+    js = nc.jetstream()
+    subject = events_subject(state.settings.edge_id)
+    delay = 0.2
+    while True:
+        rows = await asyncio.to_thread(state.store.outbox_batch, state.settings.publish_batch)
+        if not rows:
+            state.outbox_wakeup.clear()
+            try:
+                await asyncio.wait_for(state.outbox_wakeup.wait(), IDLE_WAIT_S)
+            except TimeoutError:
+                pass
+            continue
+        first, last = rows[0][0], rows[-1][0]
+        payload = b"[" + b",".join(body for _, body in rows) + b"]"
+        try:
+            await js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": f"{state.settings.edge_id}:{first}-{last}"})
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            state.metrics.publish_failures.inc()
+            state.last_error = f"publish: {type(e).__name__}: {e}"[:300]
+            log.warning("publishing %d events failed (%s); retrying in %.1fs", len(rows), state.last_error, delay)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            continue
+        delay = 0.2
+        deleted = await asyncio.to_thread(state.store.outbox_delete_through, last)
+        state.outbox_depth = max(0, state.outbox_depth - deleted)
+        state.metrics.published.inc(len(rows))

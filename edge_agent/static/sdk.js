@@ -1,0 +1,97 @@
+/* p13n SDK: page views, item clicks, scroll depth, visible time; batched beacons.
+   Consent-aware: events wait in memory until the visitor's choice is known, and
+   Global Privacy Control means nothing beyond "necessary". No dependencies. */
+(function (w, d) {
+  "use strict";
+  var cfg = w.__p13n_config || {}, endpoint = cfg.endpoint || "/_p13n/collect";
+  var queue = [], pending = [], consent = null, timer = 0, shown = 0, visibleMs = 0, sent = {};
+  var MAX_PENDING = 200, FLUSH_MS = 3000, BATCH = 20;
+
+  function id() {
+    if (w.crypto && crypto.randomUUID) return crypto.randomUUID().replace(/-/g, "");
+    var s = "", i;
+    for (i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
+    return s;
+  }
+  function cookie(name) {
+    var m = d.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return m ? decodeURIComponent(m[1]) : null;
+  }
+  function gpc() { return navigator.globalPrivacyControl === true || navigator.doNotTrack === "1"; }
+  function readConsent() {
+    if (gpc()) return ["necessary"];
+    var c = cookie(cfg.consentCookie || "p13n_consent");
+    if (c) return c.split(".");
+    return cfg.consent && cfg.consent.indexOf("analytics") >= 0 ? cfg.consent : null;
+  }
+  function allowed(type) { return type === "consent" || (consent && consent.indexOf("analytics") >= 0); }
+
+  function send(batch, viaBeacon) {
+    if (!batch.length) return;
+    var body = JSON.stringify({ events: batch });
+    if (viaBeacon && navigator.sendBeacon && navigator.sendBeacon(endpoint, new Blob([body], { type: "application/json" }))) return;
+    try {
+      fetch(endpoint, { method: "POST", body: body, keepalive: true, credentials: "same-origin", headers: { "Content-Type": "application/json" } });
+    } catch (e) { /* the page must never break because of analytics */ }
+  }
+  function flush(viaBeacon) {
+    clearTimeout(timer); timer = 0;
+    while (queue.length) send(queue.splice(0, BATCH), viaBeacon);
+  }
+  function track(type, props) {
+    var e = { event_id: id(), type: type, ts: Date.now(), url: location.href, context: { tz_offset: -new Date().getTimezoneOffset() } };
+    if (d.referrer) e.referrer = d.referrer;
+    for (var k in props) if (Object.prototype.hasOwnProperty.call(props, k)) e[k] = props[k];
+    if (consent === null && type !== "consent") {  // decision unknown: wait in memory
+      if (pending.length < MAX_PENDING) pending.push(e);
+      return;
+    }
+    if (!allowed(type)) return;
+    queue.push(e);
+    if (queue.length >= BATCH) flush(false);
+    else if (!timer) timer = setTimeout(function () { flush(false); }, FLUSH_MS);
+  }
+  function setConsent(categories, source) {
+    consent = gpc() ? ["necessary"] : ["necessary"].concat((categories || []).filter(function (c) { return c !== "necessary"; }));
+    d.cookie = (cfg.consentCookie || "p13n_consent") + "=" + consent.join(".") + "; path=/; max-age=31536000; samesite=lax";
+    track("consent", { categories: consent, source: source || "sdk" });
+    var waiting = pending; pending = [];
+    if (allowed("page_view")) for (var i = 0; i < waiting.length; i++) { queue.push(waiting[i]); }
+    flush(false);
+  }
+
+  function onScroll() {
+    var h = d.documentElement, max = h.scrollHeight - w.innerHeight;
+    var pct = max <= 0 ? 100 : Math.round(100 * (w.scrollY || h.scrollTop) / max);
+    [25, 50, 75, 100].forEach(function (depth) {
+      if (pct >= depth && !sent[depth]) { sent[depth] = 1; track("scroll", { depth: depth }); }
+    });
+  }
+  function onVisibility() {
+    if (d.visibilityState === "visible") shown = Date.now();
+    else if (shown) { visibleMs += Date.now() - shown; shown = 0; }
+  }
+  function onLeave() {
+    onVisibility();
+    if (visibleMs > 0 && !sent.time) { sent.time = 1; track("time_on_page", { seconds: Math.round(visibleMs / 100) / 10 }); }
+    flush(true);
+  }
+
+  consent = readConsent();
+  if (d.visibilityState === "visible") shown = Date.now();
+  d.addEventListener("click", function (ev) {
+    var el = ev.target && ev.target.closest ? ev.target.closest("[data-p13n-item]") : null;
+    if (el) track("click", { item_id: el.getAttribute("data-p13n-item") });
+  }, true);
+  w.addEventListener("scroll", onScroll, { passive: true });
+  d.addEventListener("visibilitychange", onVisibility);
+  w.addEventListener("pagehide", onLeave);
+  track("page_view", { title: d.title.slice(0, 500) });
+
+  w.p13n = {
+    track: track,
+    consent: setConsent,
+    identify: function (userId) { track("identify", { user_id: String(userId) }); },
+    flush: function () { flush(false); }
+  };
+})(window, document);

@@ -1,0 +1,24 @@
+"""Pseudonymous identifiers: keyed HMAC-SHA256 with a deployment secret.
+
+Edges turn a known user's raw id into its pseudonym before anything is stored; the hub,
+holding the same secret, maps an erasure request for a raw id to the same pseudonym.
+Not a bare hash: without the key, a pseudonym cannot be confirmed by guessing ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+PREFIX = "p1_"  # versioned, so a key rotation can coexist with old pseudonyms
+
+
+def pseudonym(raw_id: str, key: bytes) -> str:
+    if not key:
+        raise ValueError("a pseudonymization key is required")
+    digest = hmac.new(key, raw_id.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+    return PREFIX + digest[:40]
+
+
+def is_pseudonym(value: str) -> bool:
+    return value.startswith(PREFIX) and len(value) == len(PREFIX) + 40 and all(c in "0123456789abcdef" for c in value[len(PREFIX) :])
