@@ -73,7 +73,11 @@ async def sdk(request: Request) -> Response:
     etag = '"' + hashlib.sha256(state.sdk).hexdigest()[:16] + '"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"etag": etag})
-    return Response(state.sdk, media_type="application/javascript; charset=utf-8", headers={"cache-control": "public, max-age=300", "etag": etag})
+    return Response(
+        state.sdk,
+        media_type="application/javascript; charset=utf-8",
+        headers={"cache-control": "public, max-age=300", "etag": etag},
+    )
 
 
 async def not_found(request: Request) -> Response:

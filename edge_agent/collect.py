@@ -37,7 +37,15 @@ MAX_PIXEL_PARAMS = 32
 RETRY_AFTER_S = 5
 GIF = base64.b64decode(b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _PIXEL_HEADERS = {"cache-control": "no-store, no-cache, must-revalidate, max-age=0", "pragma": "no-cache", "expires": "0"}
-_PIXEL_FIELDS = {"e": "type", "url": "url", "ref": "referrer", "id": "event_id", "item": "item_id", "campaign": "campaign", "order": "order_id"}
+_PIXEL_FIELDS = {
+    "e": "type",
+    "url": "url",
+    "ref": "referrer",
+    "id": "event_id",
+    "item": "item_id",
+    "campaign": "campaign",
+    "order": "order_id",
+}
 
 
 def _state(request: Request) -> EdgeState:
@@ -64,7 +72,9 @@ def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[st
     return consent, visitor if valid_visitor_id(visitor) and consent_rules.may_identify(consent) else ""
 
 
-def prepare_events(state: EdgeState, raw_events: list[Any], headers: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def prepare_events(
+    state: EdgeState, raw_events: list[Any], headers: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(results per event, accepted enriched events)."""
     consent, visitor = _visitor(state, headers)
     analytics = "analytics" in consent
@@ -149,7 +159,11 @@ async def pixel(request: Request) -> Response:
         event["url"] = request.headers.get("referer", "")
     utm = {k: v for k, v in params.items() if k.startswith("utm_")}
     if utm:
-        event["url"] = (event.get("url") or "https://pixel.invalid/") + ("&" if "?" in event.get("url", "") else "?") + "&".join(f"{k}={v}" for k, v in utm.items())
+        event["url"] = (
+            (event.get("url") or "https://pixel.invalid/")
+            + ("&" if "?" in event.get("url", "") else "?")
+            + "&".join(f"{k}={v}" for k, v in utm.items())
+        )
     try:
         _, accepted = prepare_events(state, [event], request.headers)
         stored = await store(state, accepted)

@@ -52,7 +52,9 @@ class EdgeMetrics:
                 "p13n_edge_page_contexts", "Page contexts built or reused by SSI subrequests", ["how"], registry=reg
             ),
             collected=Counter("p13n_edge_events", "Collected events by outcome", ["outcome"], registry=reg),
-            collect_rejections=Counter("p13n_edge_collect_rejected", "Collect requests refused, by reason", ["reason"], registry=reg),
+            collect_rejections=Counter(
+                "p13n_edge_collect_rejected", "Collect requests refused, by reason", ["reason"], registry=reg
+            ),
             published=Counter("p13n_edge_events_published", "Events published to NATS", registry=reg),
             publish_failures=Counter("p13n_edge_publish_failures", "Failed NATS connects or publishes", registry=reg),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),

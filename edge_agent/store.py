@@ -113,7 +113,9 @@ class EdgeStore:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO outbox (event_id, subject, body, created) VALUES (?, ?, ?, ?)", [(*r, now) for r in rows])
+                db.executemany(
+                    "INSERT INTO outbox (event_id, subject, body, created) VALUES (?, ?, ?, ?)", [(*r, now) for r in rows]
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -122,7 +124,9 @@ class EdgeStore:
     def outbox_batch(self, limit: int) -> list[tuple[int, bytes]]:
         """The oldest ``limit`` rows as (seq, body), in order."""
         with self._lock:
-            return [(int(r[0]), bytes(r[1])) for r in self.db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,))]
+            return [
+                (int(r[0]), bytes(r[1])) for r in self.db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,))
+            ]
 
     def outbox_delete_through(self, seq: int) -> int:
         with self._lock:

@@ -21,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from hub import api
+from hub.ingest.consumer import ConsumerState, consume
+from hub.ingest.storage import HubStorage
 from hub.nats_setup import ensure_layout
 from hub.settings import HubSettings
 from models.errors import error_body
@@ -38,6 +41,9 @@ class HubState:
     nc: NATS | None = None
     layout_ready: bool = False
     last_error: str = ""
+    storage: HubStorage | None = None
+    consumer: ConsumerState = field(default_factory=ConsumerState)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.connect_failures = Counter(
@@ -68,6 +74,12 @@ async def _connect_loop(state: HubState) -> None:
             state.last_error = ""
             state.nats_up.set(1)
             log.info("NATS layout ready: created=%s updated=%s", report.created, report.updated)
+            if state.storage is not None:
+                state.tasks.append(
+                    asyncio.create_task(
+                        consume(nc.jetstream(), state.storage, state.consumer, state.settings.fetch_batch), name="hub-ingest"
+                    )
+                )
             return
         except asyncio.CancelledError:
             raise
@@ -101,25 +113,31 @@ def create_app(settings: HubSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = HubState(settings)
+        state.storage = HubStorage(settings.data_dir)
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
         try:
             yield
         finally:
-            connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connector
+            for task in [connector, *state.tasks]:
+                task.cancel()
+            for task in [connector, *state.tasks]:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if state.nc is not None:
                 try:
                     await asyncio.wait_for(state.nc.drain(), timeout=5)
                 except Exception as e:  # NATS gone or reconnecting: close without draining
                     log.warning("NATS drain failed at shutdown (%s); closing", type(e).__name__)
                     await state.nc.close()
+            state.storage.close()
 
     return Starlette(
         routes=[
             Route("/v1/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/v1/events", api.post_events, methods=["POST"]),
+            Route("/v1/stats", api.stats, methods=["GET"]),
             Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         ],
         lifespan=lifespan,

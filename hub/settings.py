@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.settings_base import SERVERS, SettingsError, env_float, env_host_port, env_str
+from models.settings_base import SERVERS, SettingsError, env_float, env_host_port, env_int, env_str
 
 PREFIX = "P13N_HUB_"
 
@@ -27,6 +27,12 @@ class HubSettings:
     data_dir: Path = Path("./data/hub")
     #: Seconds between NATS reconnect attempts at start-up (doubled up to 30 s, jittered).
     nats_retry_s: float = 0.5
+    #: API keys accepted by ``POST /v1/events`` (comma-separated; empty = endpoint closed).
+    api_keys: tuple[str, ...] = ()
+    #: Messages taken per fetch by the ingest consumer (each holds many events).
+    fetch_batch: int = 20
+    #: Deployment secret for pseudonyms; must equal the edges'.
+    pseudonym_key: str = "p13n-development-key-change-me"
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -53,6 +59,9 @@ class HubSettings:
             nats_retry_s=env_float(env, PREFIX + "NATS_RETRY_S", d.nats_retry_s, minimum=0.05),
             log_level=level,
             server=server,
+            api_keys=tuple(k.strip() for k in env_str(env, PREFIX + "API_KEYS", "").split(",") if k.strip()),
+            fetch_batch=env_int(env, PREFIX + "FETCH_BATCH", d.fetch_batch, minimum=1, maximum=1000),
+            pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
         )
 
 
@@ -63,4 +72,7 @@ ENV_NAMES: dict[str, str] = {
     "nats_retry_s": PREFIX + "NATS_RETRY_S",
     "log_level": PREFIX + "LOG_LEVEL",
     "server": PREFIX + "SERVER",
+    "api_keys": PREFIX + "API_KEYS",
+    "fetch_batch": PREFIX + "FETCH_BATCH",
+    "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
 }

@@ -21,4 +21,6 @@ def pseudonym(raw_id: str, key: bytes) -> str:
 
 
 def is_pseudonym(value: str) -> bool:
-    return value.startswith(PREFIX) and len(value) == len(PREFIX) + 40 and all(c in "0123456789abcdef" for c in value[len(PREFIX) :])
+    return (
+        value.startswith(PREFIX) and len(value) == len(PREFIX) + 40 and all(c in "0123456789abcdef" for c in value[len(PREFIX) :])
+    )

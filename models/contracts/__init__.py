@@ -19,7 +19,15 @@ HERE = Path(__file__).parent
 VERSION = "1-0-0"
 #: Every event type the product knows.
 EVENT_TYPES = (
-    "page_view", "click", "scroll", "time_on_page", "add_to_cart", "purchase", "email_open", "identify", "consent",
+    "page_view",
+    "click",
+    "scroll",
+    "time_on_page",
+    "add_to_cart",
+    "purchase",
+    "email_open",
+    "identify",
+    "consent",
 )
 
 

@@ -38,9 +38,7 @@ def per_call_us(fn, attrs) -> float:  # type: ignore[no-untyped-def]
 def main() -> int:
     cases = json.loads(CASES.read_text())["evalCondition"] if CASES.exists() else []
     result: dict[str, object] = {"bench": "conditions", "conformance_cases": len(cases)}
-    result["ours_conformance_failures"] = sum(
-        eval_condition(c[2], c[1], c[4] if len(c) > 4 else None) is not c[3] for c in cases
-    )
+    result["ours_conformance_failures"] = sum(eval_condition(c[2], c[1], c[4] if len(c) > 4 else None) is not c[3] for c in cases)
     result["compiled_conformance_failures"] = sum(
         compile_condition(c[1], c[4] if len(c) > 4 else None)(c[2]) is not c[3] for c in cases
     )

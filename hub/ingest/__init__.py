@@ -1,0 +1,1 @@
+"""Event ingestion: normalization, the three storage tiers, the NATS consumer."""

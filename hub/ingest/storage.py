@@ -1,0 +1,406 @@
+"""The hub's storage tiers on SQLite (schema through sqlite-utils, bulk writes through
+``executemany``).
+
+* **lake** — ``lake/events-YYYY-MM-DD.sqlite``: raw accepted events, one file per UTC
+  day of receipt, so retention drops whole files.
+* **warehouse** — ``warehouse.sqlite``: normalized ``events`` (primary key
+  ``event_id``: the deduplication), ``users``, ``items``, ``identities``,
+  ``dead_letters`` (reason + raw payload: nothing disappears) and ``counters``.
+* **marts** — ``marts.sqlite``: ``user_features`` and ``item_popularity``, refreshed
+  incrementally from the warehouse by a rowid watermark kept in the same transaction.
+
+A batch commits the lake first, then the warehouse (with its counters); a crash
+between the two is repaired by redelivery: the lake ignores the duplicate, the
+warehouse takes the event. Every event therefore lands exactly once in each tier.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from hub.ingest.normalize import normalize
+from models.contracts import validate
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "type",
+    "ts",
+    "received_at",
+    "edge",
+    "anonymous_id",
+    "user_id",
+    "item_id",
+    "url",
+    "amount_minor",
+    "currency",
+    "props",
+    "context",
+)
+_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+#: Mart weights per event type (views count 1 … purchases 8), as in training.
+MART_WEIGHTS = {"page_view": 1, "click": 2, "add_to_cart": 4, "purchase": 8}
+_CHUNK = 900  # SQLite's default limit on host parameters is 999
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+@dataclass
+class IngestReport:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class HubStorage:
+    """Lake, warehouse and marts under ``data_dir``. One writer; ``close()`` is idempotent."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.lake_dir = data_dir / "lake"
+        self.lake_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.warehouse = _connect(data_dir / "warehouse.sqlite")
+        self.marts = _connect(data_dir / "marts.sqlite")
+        self._lakes: dict[str, sqlite3.Connection] = {}
+        self._create_schema()
+
+    # ------------------------------------------------------------------ schema
+    def _create_schema(self) -> None:
+        wh = sqlite_utils.Database(self.warehouse)
+        wh.table("events").create(
+            {c: (int if c == "amount_minor" else str) for c in _EVENT_COLUMNS}, pk="event_id", if_not_exists=True
+        )
+        for cols in (["anonymous_id"], ["user_id"]):  # erasure and stitching look-ups; no more on the hot insert path
+            wh.table("events").create_index(cols, if_not_exists=True)
+        wh.table("users").create(
+            {"user_id": str, "first_seen": str, "last_seen": str, "attributes": str}, pk="user_id", if_not_exists=True
+        )
+        wh.table("identities").create(
+            {"anonymous_id": str, "user_id": str, "first_seen": str}, pk=("anonymous_id", "user_id"), if_not_exists=True
+        )
+        wh.table("identities").create_index(["user_id"], if_not_exists=True)
+        wh.table("items").create(
+            {
+                "item_id": str,
+                "title": str,
+                "description": str,
+                "tags": str,
+                "category": str,
+                "price_minor": int,
+                "currency": str,
+                "url": str,
+                "updated": str,
+            },
+            pk="item_id",
+            if_not_exists=True,
+        )
+        wh.table("dead_letters").create(
+            {"id": int, "received_at": str, "source": str, "reason": str, "detail": str, "raw": str}, pk="id", if_not_exists=True
+        )
+        wh.table("dead_letters").create_index(["reason"], if_not_exists=True)
+        wh.table("counters").create({"name": str, "value": int}, pk="name", if_not_exists=True)
+        marts = sqlite_utils.Database(self.marts)
+        marts.table("user_features").create(
+            {
+                "subject": str,
+                "views": int,
+                "clicks": int,
+                "scrolls": int,
+                "carts": int,
+                "purchases": int,
+                "revenue_minor": int,
+                "last_ts": str,
+                "category_views": str,
+            },
+            pk="subject",
+            if_not_exists=True,
+        )
+        marts.table("item_popularity").create(
+            {"item_id": str, "views": int, "clicks": int, "carts": int, "purchases": int, "score": int},
+            pk="item_id",
+            if_not_exists=True,
+        )
+        marts.table("item_popularity").create_index(["score"], if_not_exists=True)
+        marts.table("watermarks").create({"name": str, "rowid": int}, pk="name", if_not_exists=True)
+
+    def _lake(self, day: str) -> sqlite3.Connection:
+        db = self._lakes.get(day)
+        if db is None:
+            db = _connect(self.lake_dir / f"events-{day}.sqlite")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)"
+            )
+            self._lakes[day] = db
+            while len(self._lakes) > 3:  # keep today's and yesterday's open
+                oldest = min(self._lakes)
+                self._lakes.pop(oldest).close()
+        return db
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, events: Sequence[Any], source: str, received_at: str) -> IngestReport:
+        """Validate, deduplicate, normalize and store one batch. Thread: the writer's."""
+        report = IngestReport(received=len(events))
+        dead_rows: list[tuple[str, str, str, str, str]] = []
+        valid: list[dict[str, Any]] = []
+        for raw in events:
+            verdict = validate(raw)
+            if not verdict.ok:
+                report.dead[verdict.reason] += 1
+                dead_rows.append((received_at, source, verdict.reason, verdict.detail, orjson.dumps(raw).decode()))
+                report.results.append({"status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
+                continue
+            valid.append(raw)
+            report.results.append({"status": "accepted", "event_id": raw["event_id"]})
+        with self._lock:
+            fresh = self._new_events(valid)
+            report.duplicates = len(valid) - len(fresh)
+            rows = [normalize(e) for e in fresh]
+            by_day: dict[str, list[tuple[str, str, str, str]]] = {}
+            for e, row in zip(fresh, rows, strict=True):
+                by_day.setdefault(row["received_at"][:10], []).append(
+                    (row["event_id"], row["received_at"], row["edge"], orjson.dumps(e).decode())
+                )
+            for day, lake_rows in by_day.items():
+                lake = self._lake(day)
+                lake.execute("BEGIN IMMEDIATE")
+                lake.executemany("INSERT OR IGNORE INTO raw_events VALUES (?, ?, ?, ?)", lake_rows)
+                lake.execute("COMMIT")
+            wh = self.warehouse
+            wh.execute("BEGIN IMMEDIATE")
+            try:
+                wh.executemany(_INSERT_EVENT, [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
+                self._identities(rows)
+                if dead_rows:
+                    wh.executemany(
+                        "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, ?, ?, ?, ?)", dead_rows
+                    )
+                counts = {"received": report.received, "accepted": len(rows), "duplicates": report.duplicates}
+                counts.update({f"dead:{reason}": n for reason, n in report.dead.items()})
+                wh.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    [(k, v) for k, v in counts.items() if v],
+                )
+                wh.execute("COMMIT")
+            except BaseException:
+                wh.execute("ROLLBACK")
+                raise
+        report.accepted = len(rows)
+        return report
+
+    def _new_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop events already stored, and repeats inside the batch."""
+        ids = list({e["event_id"] for e in events})
+        known: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            known.update(
+                r[0]
+                for r in self.warehouse.execute(
+                    f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
+        fresh = []
+        for e in events:
+            if e["event_id"] not in known:
+                known.add(e["event_id"])
+                fresh.append(e)
+        return fresh
+
+    def _identities(self, rows: Iterable[dict[str, Any]]) -> None:
+        links = [
+            (r["anonymous_id"], r["user_id"], r["ts"])
+            for r in rows
+            if r["type"] == "identify" and r["anonymous_id"] and r["user_id"]
+        ]
+        users = [(r["user_id"], r["ts"], r["ts"]) for r in rows if r["user_id"]]
+        if links:
+            self.warehouse.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)", links)
+        if users:
+            self.warehouse.executemany(
+                "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET "
+                "first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+                users,
+            )
+
+    def dead_letter_raw(self, payloads: Sequence[bytes], reason: str, received_at: str) -> None:
+        """Keep payloads that were not even a JSON array of events."""
+        with self._lock:
+            wh = self.warehouse
+            wh.execute("BEGIN IMMEDIATE")
+            wh.executemany(
+                "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, 'nats', ?, '', ?)",
+                [(received_at, reason, p.decode("utf-8", "replace")) for p in payloads],
+            )
+            wh.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (f"dead:{reason}", len(payloads)),
+            )
+            wh.execute("COMMIT")
+
+    # ------------------------------------------------------------------ marts
+    def refresh_marts(self, limit: int = 200_000) -> int:
+        """Fold warehouse events past the watermark into the marts; returns events folded."""
+        with self._lock:
+            row = self.marts.execute("SELECT rowid FROM watermarks WHERE name = 'events'").fetchone()
+            mark = int(row[0]) if row else 0
+            events = self.warehouse.execute(
+                "SELECT e.rowid, e.type, coalesce(i.user_id, e.user_id, e.anonymous_id), e.item_id, e.amount_minor, e.ts, it.category "
+                "FROM events e LEFT JOIN identities i ON i.anonymous_id = e.anonymous_id AND e.user_id IS NULL "
+                "LEFT JOIN items it ON it.item_id = e.item_id WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?",
+                (mark, limit),
+            ).fetchall()
+            if not events:
+                return 0
+            users: dict[str, dict[str, Any]] = {}
+            items: dict[str, Counter[str]] = {}
+            for _, kind, subject, item, amount, ts, category in events:
+                if subject:
+                    u = users.setdefault(
+                        subject,
+                        {
+                            "views": 0,
+                            "clicks": 0,
+                            "scrolls": 0,
+                            "carts": 0,
+                            "purchases": 0,
+                            "revenue": 0,
+                            "last": "",
+                            "cats": Counter(),
+                        },
+                    )
+                    key = {
+                        "page_view": "views",
+                        "click": "clicks",
+                        "scroll": "scrolls",
+                        "add_to_cart": "carts",
+                        "purchase": "purchases",
+                    }.get(kind)
+                    if key:
+                        u[key] += 1
+                    if kind == "purchase" and amount:
+                        u["revenue"] += amount
+                    u["last"] = max(u["last"], ts)
+                    if category:
+                        u["cats"][category] += 1
+                if item and kind in MART_WEIGHTS:
+                    items.setdefault(item, Counter())[kind] += 1
+            db = self.marts
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = {
+                    r[0]: r[1]
+                    for s in range(0, len(users), _CHUNK)
+                    for r in db.execute(
+                        f"SELECT subject, category_views FROM user_features WHERE subject IN ({','.join('?' * len(list(users)[s : s + _CHUNK]))})",
+                        list(users)[s : s + _CHUNK],
+                    )
+                }
+                rows = []
+                for subject, u in users.items():
+                    cats = Counter(orjson.loads(existing[subject])) if existing.get(subject) else Counter()
+                    cats.update(u["cats"])
+                    rows.append(
+                        (
+                            subject,
+                            u["views"],
+                            u["clicks"],
+                            u["scrolls"],
+                            u["carts"],
+                            u["purchases"],
+                            u["revenue"],
+                            u["last"],
+                            orjson.dumps(cats).decode(),
+                        )
+                    )
+                db.executemany(
+                    "INSERT INTO user_features VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(subject) DO UPDATE SET "
+                    "views = views + excluded.views, clicks = clicks + excluded.clicks, scrolls = scrolls + excluded.scrolls, "
+                    "carts = carts + excluded.carts, purchases = purchases + excluded.purchases, "
+                    "revenue_minor = revenue_minor + excluded.revenue_minor, last_ts = max(last_ts, excluded.last_ts), "
+                    "category_views = excluded.category_views",
+                    rows,
+                )
+                db.executemany(
+                    "INSERT INTO item_popularity VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
+                    "views = views + excluded.views, clicks = clicks + excluded.clicks, carts = carts + excluded.carts, "
+                    "purchases = purchases + excluded.purchases, score = score + excluded.score",
+                    [
+                        (
+                            item,
+                            c["page_view"],
+                            c["click"],
+                            c["add_to_cart"],
+                            c["purchase"],
+                            sum(MART_WEIGHTS[k] * n for k, n in c.items()),
+                        )
+                        for item, c in items.items()
+                    ],
+                )
+                db.execute(
+                    "INSERT INTO watermarks VALUES ('events', ?) ON CONFLICT(name) DO UPDATE SET rowid = excluded.rowid",
+                    (events[-1][0],),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return len(events)
+
+    # ------------------------------------------------------------------ catalog
+    def upsert_items(self, items: Sequence[dict[str, Any]], now: str) -> int:
+        with self._lock:
+            db = sqlite_utils.Database(self.warehouse)
+            db.table("items").upsert_all([{**i, "updated": now} for i in items], pk="item_id")
+            return len(items)
+
+    # ------------------------------------------------------------------ stats
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {r[0]: int(r[1]) for r in self.warehouse.execute("SELECT name, value FROM counters")}
+
+    def table_rows(self) -> dict[str, int]:
+        with self._lock:
+            out = {
+                f"warehouse.{t}": int(self.warehouse.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                for t in ("events", "users", "identities", "items", "dead_letters")
+            }
+            out.update(
+                {
+                    f"marts.{t}": int(self.marts.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                    for t in ("user_features", "item_popularity")
+                }
+            )
+            lake_rows = 0
+            for path in sorted(self.lake_dir.glob("events-*.sqlite")):
+                day = path.stem.removeprefix("events-")
+                lake_rows += int(self._lake(day).execute("SELECT count(*) FROM raw_events").fetchone()[0])
+            out["lake.raw_events"] = lake_rows
+            out["lake.files"] = len(list(self.lake_dir.glob("events-*.sqlite")))
+            return out
+
+    def close(self) -> None:
+        with self._lock:
+            for db in (self.warehouse, self.marts, *self._lakes.values()):
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+            self._lakes.clear()
