@@ -161,3 +161,45 @@ def targeting_cases() -> dict[str, list[list[object]]]:
         pytest.fail(f"conformance cases not found at {path}")
     data: dict[str, list[list[object]]] = json.loads(path.read_text())
     return data
+
+
+@dataclass
+class Hub:
+    url: str
+    port: int
+    child: Child
+    data_dir: Path
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+HubFactory = Callable[..., Hub]
+API_KEY = "test-api-key-0123456789"
+
+
+@pytest.fixture
+def start_hub(tmp_path: Path) -> Iterator[HubFactory]:
+    """Start ``p13n hub serve`` against ``nats_url``; settings as keyword arguments."""
+    started: list[Hub] = []
+
+    def start(nats_url: str, port: int | None = None, data_dir: Path | None = None, **settings: str) -> Hub:
+        port = port or free_port()
+        data = data_dir or tmp_path / f"hub-{len(started)}"
+        env = {
+            "P13N_HUB_LISTEN": f"127.0.0.1:{port}",
+            "P13N_HUB_NATS_URL": nats_url,
+            "P13N_HUB_DATA_DIR": str(data),
+            "P13N_HUB_NATS_RETRY_S": "0.1",
+            "P13N_HUB_API_KEYS": API_KEY,
+        }
+        env.update({f"P13N_HUB_{k.upper()}": v for k, v in settings.items()})
+        child = spawn(f"hub-{len(started)}", p13n_command("hub", "serve"), tmp_path, env)
+        hub = Hub(f"http://127.0.0.1:{port}", port, child, data)
+        started.append(hub)
+        wait_http(child, hub.url + "/v1/healthz", timeout_s=30)
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()
