@@ -141,9 +141,9 @@ NginxFactory = Callable[..., Nginx]
 def start_nginx_proxy(nginx_bin: str, tmp_path: Path) -> Iterator[NginxFactory]:
     started: list[Nginx] = []
 
-    def start(mode: str, agent_port: int, origin_url: str) -> Nginx:
+    def start(mode: str, agent_port: int, origin_url: str, **options: str) -> Nginx:
         port = free_port()
-        opts = NginxOptions(mode=mode, agent=f"127.0.0.1:{agent_port}", origin=origin_url, listen=f"127.0.0.1:{port}")
+        opts = NginxOptions(mode=mode, agent=f"127.0.0.1:{agent_port}", origin=origin_url, listen=f"127.0.0.1:{port}", **options)  # type: ignore[arg-type]
         child = start_nginx(tmp_path / f"nginx-{len(started)}", opts, worker_processes="1")
         n = Nginx(f"http://127.0.0.1:{port}", port, child)
         started.append(n)

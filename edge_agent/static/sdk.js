@@ -72,7 +72,7 @@
     else if (shown) { visibleMs += Date.now() - shown; shown = 0; }
   }
   function onLeave() {
-    onVisibility();
+    if (shown) { visibleMs += Date.now() - shown; shown = 0; }
     if (visibleMs > 0 && !sent.time) { sent.time = 1; track("time_on_page", { seconds: Math.round(visibleMs / 100) / 10 }); }
     flush(true);
   }

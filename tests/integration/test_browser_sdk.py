@@ -1,0 +1,82 @@
+"""A real Chromium loads a demo page through nginx, scrolls, clicks an item and leaves;
+the warehouse ends up with exactly those events, typed and enriched. A pixel fires
+from an <img>."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import AgentFactory, HubFactory, NginxFactory, Origin, require_binary
+from tests.integration.ingest_helpers import wait_accepted, warehouse_rows
+
+CHROMIUM = "/usr/bin/chromium"
+DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    require_binary("chromium", CHROMIUM if os.path.exists(CHROMIUM) else None)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # the UA on the command line: beacons sent while a page unloads bypass per-page overrides
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--user-agent={DESKTOP}"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_browser_session_lands_in_the_warehouse_exactly(
+    browser: object, nats_server: str, ssi_origin: Origin, start_agent: AgentFactory, start_hub: HubFactory, start_nginx_proxy: NginxFactory, tmp_path: Path
+) -> None:
+    hub = start_hub(nats_server)
+    agent = start_agent(ssi_origin.url, NATS_URL=nats_server, ID="edge-browser")
+    nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url, geo_header='"fr"')  # as a CDN's country header would
+    context = browser.new_context(viewport={"width": 1200, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(nginx.url + "/p/dr01?utm_source=mail&utm_medium=email")
+    page.wait_for_function("window.p13n !== undefined")
+    page.mouse.wheel(0, 100_000)  # to the bottom: 25, 50, 75 and 100 %
+    page.wait_for_timeout(300)
+    page.click("article.product h1")  # inside [data-p13n-item="dr01"]
+    page.wait_for_timeout(300)
+    visitor = next(c["value"] for c in context.cookies() if c["name"] == "p13n_id")
+    page.goto("about:blank")  # leave: pagehide sends time on page with a beacon
+    wait_accepted(hub.url, 7, timeout_s=30)
+    time.sleep(1.0)  # nothing more may arrive
+    rows = warehouse_rows(hub.data_dir, "SELECT type, item_id, props, context, anonymous_id, url FROM events")
+    kinds = Counter(r[0] for r in rows)
+    assert kinds == Counter({"page_view": 1, "scroll": 4, "click": 1, "time_on_page": 1})
+    depths = sorted(json.loads(r[2])["depth"] for r in rows if r[0] == "scroll")
+    assert depths == [25, 50, 75, 100]
+    (click,) = [r for r in rows if r[0] == "click"]
+    assert click[1] == "dr01"
+    (top,) = [r for r in rows if r[0] == "time_on_page"]
+    assert 0 < json.loads(top[2])["seconds"] < 60
+    for r in rows:
+        ctx = json.loads(r[3])
+        assert ctx["device"] == "desktop" and ctx["country"] == "FR" and ctx["utm_source"] == "mail", (r[0], ctx)
+        assert isinstance(ctx["local_hour"], int) and r[4] == visitor
+        assert r[5].endswith("/p/dr01")  # canonical: the UTM parameters are in the context
+    context.close()
+
+
+def test_pixel_fires_from_an_img(browser: object, nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory) -> None:
+    hub = start_hub(nats_server)
+    agent = start_agent(origin.url, NATS_URL=nats_server)
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(agent.url + "/_p13n/healthz")
+    page.set_content(f'<img id="px" src="{agent.url}/_p13n/px.gif?e=email_open&campaign=spring" width="1" height="1">')
+    page.wait_for_function("document.getElementById('px').complete && document.getElementById('px').naturalWidth === 1")
+    wait_accepted(hub.url, 1)
+    ((kind, props),) = warehouse_rows(hub.data_dir, "SELECT type, props FROM events")
+    assert kind == "email_open" and json.loads(props)["campaign"] == "spring"
