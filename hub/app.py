@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nats
 from nats.aio.client import Client as NATS
@@ -49,6 +51,7 @@ class HubState:
         self.connect_failures = Counter(
             "p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry
         )
+        self.crm_failures = Counter("p13n_hub_crm_sync_failures", "Failed scheduled CRM syncs", registry=self.registry)
         self.nats_up = Gauge(
             "p13n_hub_nats_connected", "1 when connected to NATS and the layout is declared", registry=self.registry
         )
@@ -91,6 +94,26 @@ async def _connect_loop(state: HubState) -> None:
             delay = min(delay * 2, MAX_RETRY_S)
 
 
+async def _crm_loop(state: HubState) -> None:
+    """Scheduled CRM sync: run, sleep the interval (jittered), repeat; failures logged."""
+    from hub.crm import CrmConfig, CrmError, CrmSync
+
+    assert state.storage is not None
+    config = CrmConfig.from_json(json.loads(Path(state.settings.crm_config).read_text()))
+    sync = CrmSync(config, state.storage, state.settings.pseudonym_key.encode())
+    try:
+        while True:
+            try:
+                report = await asyncio.to_thread(sync.run_once)
+                log.info("CRM sync: %s", report)
+            except (CrmError, OSError, ValueError) as e:
+                state.crm_failures.inc()
+                log.warning("CRM sync failed: %s", e)
+            await asyncio.sleep(state.settings.crm_interval_s * random.uniform(0.9, 1.1))
+    finally:
+        sync.close()
+
+
 async def healthz(request: Request) -> Response:
     state: HubState = request.app.state.hub
     ok = state.layout_ready and state.nc is not None and state.nc.is_connected
@@ -116,6 +139,8 @@ def create_app(settings: HubSettings) -> Starlette:
         state.storage = HubStorage(settings.data_dir)
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
+        if settings.crm_config:
+            state.tasks.append(asyncio.create_task(_crm_loop(state), name="hub-crm-sync"))
         try:
             yield
         finally:

@@ -33,6 +33,10 @@ class HubSettings:
     fetch_batch: int = 20
     #: Deployment secret for pseudonyms; must equal the edges'.
     pseudonym_key: str = "p13n-development-key-change-me"
+    #: CRM sync config JSON (docs/INGESTION.md); empty = no scheduled sync.
+    crm_config: str = ""
+    #: Seconds between scheduled CRM syncs (±10 % jitter).
+    crm_interval_s: float = 900.0
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -62,6 +66,8 @@ class HubSettings:
             api_keys=tuple(k.strip() for k in env_str(env, PREFIX + "API_KEYS", "").split(",") if k.strip()),
             fetch_batch=env_int(env, PREFIX + "FETCH_BATCH", d.fetch_batch, minimum=1, maximum=1000),
             pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
+            crm_config=env_str(env, PREFIX + "CRM_CONFIG", d.crm_config),
+            crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
         )
 
 
@@ -75,4 +81,6 @@ ENV_NAMES: dict[str, str] = {
     "api_keys": PREFIX + "API_KEYS",
     "fetch_batch": PREFIX + "FETCH_BATCH",
     "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
+    "crm_config": PREFIX + "CRM_CONFIG",
+    "crm_interval_s": PREFIX + "CRM_INTERVAL_S",
 }

@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("file", type=Path)
     verify.add_argument("--public-key", type=Path, required=True)
 
+    catalog = sub.add_parser("catalog", help="catalog tools")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
+    imp = catalog_sub.add_parser("import", help="load items (CSV or JSON) into the hub warehouse")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--data-dir", type=Path, default=Path("./data/hub"), help="the hub's data directory (P13N_HUB_DATA_DIR)")
+    imp.add_argument("--map", default="", help="FIELD=COLUMN pairs, e.g. id=StockCode,title=Description,price=UnitPrice")
+    imp.add_argument("--currency", default="EUR", help="currency of prices without one (default EUR)")
+
+    crm = sub.add_parser("crm", help="CRM profile sync")
+    crm_sub = crm.add_subparsers(dest="crm_command", required=True, metavar="SUBCOMMAND")
+    crm_sync = crm_sub.add_parser("sync", help="pull changed profiles once (the hub also runs this on a schedule)")
+    crm_sync.add_argument("--config", type=Path, required=True, help="CRM config JSON (docs/INGESTION.md)")
+    crm_sync.add_argument("--data-dir", type=Path, default=Path("./data/hub"))
+
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
@@ -149,6 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["P13N_ORIGIN_GZIP"] = "1" if args.gzip else ""
         run_factory("p13n.origin:app_from_env", args.host, args.port, "warning")
         return 0
+    if args.command == "catalog":
+        from hub.ingest_cli import catalog_import
+
+        return catalog_import(args.file, args.data_dir, args.map, args.currency)
+    if args.command == "crm":
+        from hub.ingest_cli import crm_sync
+
+        return crm_sync(args.config, args.data_dir)
     if args.command in ("evaluate", "train", "bundle", "keys"):
         from hub.training import cli as training_cli
 

@@ -117,6 +117,7 @@ class HubStorage:
         )
         wh.table("dead_letters").create_index(["reason"], if_not_exists=True)
         wh.table("counters").create({"name": str, "value": int}, pk="name", if_not_exists=True)
+        wh.table("crm_state").create({"name": str, "value": str}, pk="name", if_not_exists=True)
         marts = sqlite_utils.Database(self.marts)
         marts.table("user_features").create(
             {
@@ -370,6 +371,28 @@ class HubStorage:
             db = sqlite_utils.Database(self.warehouse)
             db.table("items").upsert_all([{**i, "updated": now} for i in items], pk="item_id")
             return len(items)
+
+    # ------------------------------------------------------------------ CRM
+    def crm_state(self) -> dict[str, str]:
+        with self._lock:
+            return {r[0]: r[1] for r in self.warehouse.execute("SELECT name, value FROM crm_state")}
+
+    def set_crm_state(self, values: dict[str, str]) -> None:
+        with self._lock:
+            self.warehouse.executemany(
+                "INSERT INTO crm_state VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", list(values.items())
+            )
+
+    def upsert_crm_users(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """(pseudonym, seen time, attributes JSON): attributes are replaced by the CRM's."""
+        with self._lock:
+            self.warehouse.execute("BEGIN IMMEDIATE")
+            self.warehouse.executemany(
+                "INSERT INTO users (user_id, first_seen, last_seen, attributes) VALUES (?, ?, ?2, ?3) "
+                "ON CONFLICT(user_id) DO UPDATE SET attributes = excluded.attributes, last_seen = max(last_seen, excluded.last_seen)",
+                rows,
+            )
+            self.warehouse.execute("COMMIT")
 
     # ------------------------------------------------------------------ stats
     def counters(self) -> dict[str, int]:

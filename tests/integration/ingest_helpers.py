@@ -47,4 +47,9 @@ def page_view(url: str = "https://shop.example/p/dr01", **extra: Any) -> dict[st
 
 
 def post_events(agent_url: str, events: list[Any], headers: dict[str, str] | None = None) -> Any:
-    return fetch(agent_url + "/_p13n/collect", {"Content-Type": "application/json", **(headers or {})}, method="POST", data=json.dumps({"events": events}).encode())
+    return fetch(
+        agent_url + "/_p13n/collect",
+        {"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+        data=json.dumps({"events": events}).encode(),
+    )

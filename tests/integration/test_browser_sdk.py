@@ -18,7 +18,14 @@ from tests.integration.ingest_helpers import wait_accepted, warehouse_rows
 
 CHROMIUM = "/usr/bin/chromium"
 DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -36,7 +43,13 @@ def browser() -> Iterator[object]:
 
 
 def test_browser_session_lands_in_the_warehouse_exactly(
-    browser: object, nats_server: str, ssi_origin: Origin, start_agent: AgentFactory, start_hub: HubFactory, start_nginx_proxy: NginxFactory, tmp_path: Path
+    browser: object,
+    nats_server: str,
+    ssi_origin: Origin,
+    start_agent: AgentFactory,
+    start_hub: HubFactory,
+    start_nginx_proxy: NginxFactory,
+    tmp_path: Path,
 ) -> None:
     hub = start_hub(nats_server)
     agent = start_agent(ssi_origin.url, NATS_URL=nats_server, ID="edge-browser")
@@ -70,7 +83,9 @@ def test_browser_session_lands_in_the_warehouse_exactly(
     context.close()
 
 
-def test_pixel_fires_from_an_img(browser: object, nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory) -> None:
+def test_pixel_fires_from_an_img(
+    browser: object, nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
+) -> None:
     hub = start_hub(nats_server)
     agent = start_agent(origin.url, NATS_URL=nats_server)
     page = browser.new_page()  # type: ignore[attr-defined]

@@ -17,10 +17,19 @@ def test_events_flow_to_every_tier_enriched_and_normalized(
     hub = start_hub(nats_server)
     agent = start_agent(origin.url, NATS_URL=nats_server, ID="edge-a")
     events = [
-        page_view("https://Shop.Example:443/p/dr01?utm_source=news&utm_campaign=winter&gclid=x&size=m", referrer="https://www.google.com/search?q=dress"),
+        page_view(
+            "https://Shop.Example:443/p/dr01?utm_source=news&utm_campaign=winter&gclid=x&size=m",
+            referrer="https://www.google.com/search?q=dress",
+        ),
         {"event_id": uuid.uuid4().hex, "type": "click", "item_id": "sh02"},
         {"event_id": uuid.uuid4().hex, "type": "scroll", "depth": 33},  # invalid depth
-        {"event_id": uuid.uuid4().hex, "type": "purchase", "order_id": "o-1", "items": [{"item_id": "sh02", "quantity": 1, "price": {"amount": 19.99, "currency": "eur"}}], "total": {"amount": 19.99, "currency": "eur"}},
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "purchase",
+            "order_id": "o-1",
+            "items": [{"item_id": "sh02", "quantity": 1, "price": {"amount": 19.99, "currency": "eur"}}],
+            "total": {"amount": 19.99, "currency": "eur"},
+        },
         {"event_id": uuid.uuid4().hex, "type": "identify", "user_id": "alice@example.com"},
         "not an event",
     ]
@@ -33,17 +42,26 @@ def test_events_flow_to_every_tier_enriched_and_normalized(
     assert body["results"][5]["reason"] == "not_an_object"
     s = wait_accepted(hub.url, 4)
     assert s["accepted"] == 4 and s["duplicates_dropped"] == 0
-    rows = {r[0]: r for r in warehouse_rows(hub.data_dir, "SELECT type, url, context, anonymous_id, user_id, amount_minor, currency, edge FROM events")}
+    rows = {
+        r[0]: r
+        for r in warehouse_rows(
+            hub.data_dir, "SELECT type, url, context, anonymous_id, user_id, amount_minor, currency, edge FROM events"
+        )
+    }
     pv = rows["page_view"]
     assert pv[1] == "https://shop.example/p/dr01?size=m"  # canonical, tracking removed
     ctx = json.loads(pv[2])
-    assert ctx["device"] == "mobile" and ctx["country"] == "DE" and ctx["utm_source"] == "news" and ctx["utm_campaign"] == "winter"
+    assert (
+        ctx["device"] == "mobile" and ctx["country"] == "DE" and ctx["utm_source"] == "news" and ctx["utm_campaign"] == "winter"
+    )
     assert ctx["referrer_domain"] == "www.google.com" and "ip" not in ctx
     assert pv[3] == "visitor000000000000001" and pv[7] == "edge-a"
     assert rows["purchase"][5] == 1999 and rows["purchase"][6] == "EUR"
     identify_user = rows["identify"][4]
     assert identify_user.startswith("p1_") and "alice" not in identify_user  # pseudonymized at the edge
-    assert warehouse_rows(hub.data_dir, "SELECT anonymous_id, user_id FROM identities") == [("visitor000000000000001", identify_user)]
+    assert warehouse_rows(hub.data_dir, "SELECT anonymous_id, user_id FROM identities") == [
+        ("visitor000000000000001", identify_user)
+    ]
     # the lake holds the raw accepted events, the marts the aggregates
     assert s["rows"]["lake.raw_events"] == 4 and s["rows"]["lake.files"] == 1
     deadline_stats = wait_marts(hub.url)
@@ -63,7 +81,9 @@ def wait_marts(hub_url: str) -> dict[str, object]:
     raise AssertionError("marts never refreshed")
 
 
-def test_same_events_twice_are_stored_once(nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory) -> None:
+def test_same_events_twice_are_stored_once(
+    nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
+) -> None:
     hub = start_hub(nats_server)
     agent = start_agent(origin.url, NATS_URL=nats_server)
     events = [page_view() for _ in range(5)]
@@ -82,7 +102,9 @@ def test_same_events_twice_are_stored_once(nats_server: str, origin: Origin, sta
 
 def test_bad_requests_get_clear_4xx(origin: Origin, start_agent: AgentFactory) -> None:
     agent = start_agent(origin.url, NATS_URL="nats://127.0.0.1:9")
-    big = fetch(agent.url + "/_p13n/collect", {"Content-Type": "application/json"}, method="POST", data=b"[" + b'"x",' * 100_000 + b'"x"]')
+    big = fetch(
+        agent.url + "/_p13n/collect", {"Content-Type": "application/json"}, method="POST", data=b"[" + b'"x",' * 100_000 + b'"x"]'
+    )
     assert big.status == 413 and json.loads(big.body)["error"]["reason"] == "body_too_large"
     bad = fetch(agent.url + "/_p13n/collect", {"Content-Type": "application/json"}, method="POST", data=b'{"events": [')
     assert bad.status == 400 and json.loads(bad.body)["error"]["reason"] == "malformed_json"
@@ -107,13 +129,19 @@ def test_full_outbox_answers_503_and_keeps_what_it_has(origin: Origin, start_age
 def test_without_analytics_consent_nothing_is_stored(origin: Origin, start_agent: AgentFactory) -> None:
     agent = start_agent(origin.url, NATS_URL="nats://127.0.0.1:9")
     for headers in ({"DNT": "1"}, {"Sec-GPC": "1"}, {"Cookie": "p13n_consent=personalization"}):
-        body = json.loads(post_events(agent.url, [page_view(), {"event_id": uuid.uuid4().hex, "type": "consent", "categories": ["necessary"]}], headers).body)
+        body = json.loads(
+            post_events(
+                agent.url, [page_view(), {"event_id": uuid.uuid4().hex, "type": "consent", "categories": ["necessary"]}], headers
+            ).body
+        )
         assert body["results"][0] == {"index": 0, "status": "rejected", "reason": "no_consent"}
         assert body["results"][1]["status"] == "accepted"  # the record of the choice itself
     assert json.loads(fetch(agent.url + "/_p13n/healthz").body)["outbox_depth"] == 3
 
 
-def test_pixel_always_answers_a_gif_and_records_valid_events(nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory) -> None:
+def test_pixel_always_answers_a_gif_and_records_valid_events(
+    nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
+) -> None:
     hub = start_hub(nats_server)
     agent = start_agent(origin.url, NATS_URL=nats_server)
     ok = fetch(agent.url + "/_p13n/px.gif?e=email_open&campaign=winter-sale&utm_source=newsletter", {"User-Agent": DESKTOP_UA})
@@ -129,7 +157,17 @@ def test_pixel_always_answers_a_gif_and_records_valid_events(nats_server: str, o
 
 def test_server_side_events_api_needs_a_key(nats_server: str, start_hub: HubFactory) -> None:
     hub = start_hub(nats_server)
-    events = {"events": [{"type": "purchase", "order_id": "o9", "user_id": "crm-42", "items": [{"item_id": "dr01"}], "total": {"amount": 1500, "currency": "JPY"}}]}
+    events = {
+        "events": [
+            {
+                "type": "purchase",
+                "order_id": "o9",
+                "user_id": "crm-42",
+                "items": [{"item_id": "dr01"}],
+                "total": {"amount": 1500, "currency": "JPY"},
+            }
+        ]
+    }
     denied = fetch(hub.url + "/v1/events", {"Content-Type": "application/json"}, method="POST", data=json.dumps(events).encode())
     assert denied.status == 401 and json.loads(denied.body)["error"]["reason"] == "unauthorized"
     ok = fetch(hub.url + "/v1/events", {"Authorization": f"Bearer {API_KEY}"}, method="POST", data=json.dumps(events).encode())

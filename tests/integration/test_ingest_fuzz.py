@@ -13,7 +13,11 @@ from tests.conftest import API_KEY, Agent, Hub
 from tests.integration.helpers import fetch
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63) | st.floats(allow_nan=False) | st.text(max_size=50),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=50),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=15), children, max_size=6),
     max_leaves=25,
 )
@@ -45,14 +49,35 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Agent
     nats_child, nats_port = start_nats(work / "nats")
     url = f"nats://127.0.0.1:{nats_port}"
     hp, ap = free_port(), free_port()
-    hub_child = spawn("hub", p13n_command("hub", "serve"), work, {"P13N_HUB_LISTEN": f"127.0.0.1:{hp}", "P13N_HUB_NATS_URL": url, "P13N_HUB_DATA_DIR": str(work / "hub"), "P13N_HUB_API_KEYS": API_KEY})
-    agent_child = spawn("edge", p13n_command("edge", "serve"), work, {
-        "P13N_EDGE_LISTEN": f"127.0.0.1:{ap}", "P13N_EDGE_NATS_URL": url, "P13N_EDGE_DATA_DIR": str(work / "edge"),
-        "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES), "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics",
-    })
+    hub_child = spawn(
+        "hub",
+        p13n_command("hub", "serve"),
+        work,
+        {
+            "P13N_HUB_LISTEN": f"127.0.0.1:{hp}",
+            "P13N_HUB_NATS_URL": url,
+            "P13N_HUB_DATA_DIR": str(work / "hub"),
+            "P13N_HUB_API_KEYS": API_KEY,
+        },
+    )
+    agent_child = spawn(
+        "edge",
+        p13n_command("edge", "serve"),
+        work,
+        {
+            "P13N_EDGE_LISTEN": f"127.0.0.1:{ap}",
+            "P13N_EDGE_NATS_URL": url,
+            "P13N_EDGE_DATA_DIR": str(work / "edge"),
+            "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
+            "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics",
+        },
+    )
     wait_http(hub_child, f"http://127.0.0.1:{hp}/v1/healthz", timeout_s=30)
     wait_http(agent_child, f"http://127.0.0.1:{ap}/_p13n/healthz")
-    yield Agent(f"http://127.0.0.1:{ap}", ap, agent_child, work / "edge"), Hub(f"http://127.0.0.1:{hp}", hp, hub_child, work / "hub")
+    yield (
+        Agent(f"http://127.0.0.1:{ap}", ap, agent_child, work / "edge"),
+        Hub(f"http://127.0.0.1:{hp}", hp, hub_child, work / "hub"),
+    )
     for child in (agent_child, hub_child, nats_child):
         child.stop()
 
@@ -79,7 +104,11 @@ def test_events_api_never_answers_5xx(fuzz_stack: tuple[Agent, Hub], body: bytes
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=st.dictionaries(st.sampled_from(["e", "url", "campaign", "id", "item", "utm_source", "x"]), st.text(max_size=40), max_size=6))
+@given(
+    query=st.dictionaries(
+        st.sampled_from(["e", "url", "campaign", "id", "item", "utm_source", "x"]), st.text(max_size=40), max_size=6
+    )
+)
 def test_pixel_always_answers_a_gif(fuzz_stack: tuple[Agent, Hub], query: dict[str, str]) -> None:
     from urllib.parse import urlencode
 

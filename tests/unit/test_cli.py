@@ -20,6 +20,8 @@ COMMANDS = [
     ["train"],
     ["evaluate"],
     ["bundle", "verify"],
+    ["catalog", "import"],
+    ["crm", "sync"],
 ]
 
 

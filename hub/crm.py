@@ -1,0 +1,176 @@
+"""CRM sync: pull profiles from a REST API into the warehouse ``users`` table.
+
+Configured by a JSON file (docs/INGESTION.md): base URL, an auth header, pagination
+(``cursor`` or ``page``), incremental filter (``updated_since`` parameter and/or
+ETag), the id field and a field mapping. Requests go through httpx with retries on
+5xx and timeouts (exponential backoff with jitter) and honour ``429 Retry-After``.
+CRM ids are pseudonymized before storage; the sync state (cursor high-water mark,
+ETag) is kept in the warehouse so each run only fetches what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from hub.ingest.storage import HubStorage
+from models.pseudonym import pseudonym
+
+log = logging.getLogger(__name__)
+
+
+class CrmError(RuntimeError):
+    """The CRM could not be synced; ``status`` is the last HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, problem: str) -> None:
+        self.status = status
+        super().__init__(f"CRM sync failed ({status or 'no answer'}): {problem}")
+
+
+@dataclass(frozen=True)
+class CrmConfig:
+    url: str
+    items_field: str = "data"
+    id_field: str = "id"
+    updated_field: str = "updated_at"
+    pagination: str = "cursor"  # or "page"
+    cursor_param: str = "cursor"
+    next_cursor_field: str = "next_cursor"
+    page_param: str = "page"
+    page_size_param: str = "per_page"
+    page_size: int = 100
+    updated_since_param: str = "updated_since"
+    auth_header: str = ""  # "Authorization: Bearer …"
+    mapping: Mapping[str, str] = field(default_factory=dict)  # attribute → CRM field
+    timeout_s: float = 10.0
+    max_retries: int = 5
+    max_pages: int = 10_000
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> CrmConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(doc) - known
+        if unknown:
+            raise ValueError(f"unknown CRM settings {sorted(unknown)}")
+        if not str(doc.get("url", "")).startswith(("http://", "https://")):
+            raise ValueError("CRM 'url' must be an http(s) URL")
+        if doc.get("pagination", "cursor") not in ("cursor", "page"):
+            raise ValueError("CRM 'pagination' must be 'cursor' or 'page'")
+        return cls(**doc)
+
+
+@dataclass
+class SyncReport:
+    pages: int = 0
+    profiles: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    not_modified: bool = False
+
+
+Sleep = Callable[[float], None]
+
+
+class CrmSync:
+    def __init__(self, config: CrmConfig, storage: HubStorage, pseudonym_key: bytes, sleep: Sleep = time.sleep) -> None:
+        self.config = config
+        self.storage = storage
+        self.key = pseudonym_key
+        self.sleep = sleep
+        headers = {}
+        if config.auth_header:
+            name, _, value = config.auth_header.partition(":")
+            headers[name.strip()] = value.strip()
+        self.client = httpx.Client(timeout=config.timeout_s, headers=headers, follow_redirects=False)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _get(self, params: dict[str, Any], etag: str, report: SyncReport) -> httpx.Response:
+        delay = 0.5
+        last_status = 0
+        for attempt in range(self.config.max_retries + 1):
+            headers = {"If-None-Match": etag} if etag else {}
+            try:
+                resp = self.client.get(self.config.url, params=params, headers=headers)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                last_status = 0
+                problem = type(e).__name__
+            else:
+                last_status = resp.status_code
+                if resp.status_code == 429:
+                    report.rate_limited += 1
+                    retry_after = resp.headers.get("retry-after", "1")
+                    wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else delay
+                    if attempt < self.config.max_retries:
+                        self.sleep(min(wait, 60.0))
+                        report.retries += 1
+                        continue
+                    raise CrmError(429, "still rate limited after retries")
+                if resp.status_code < 500:
+                    return resp
+                problem = f"HTTP {resp.status_code}"
+            if attempt < self.config.max_retries:
+                report.retries += 1
+                log.warning("CRM request failed (%s); retry %d in %.1fs", problem, attempt + 1, delay)
+                self.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 30.0)
+        raise CrmError(last_status, f"gave up after {self.config.max_retries} retries")
+
+    def run_once(self) -> SyncReport:
+        c = self.config
+        state = self.storage.crm_state()
+        since, etag = state.get("updated_since", ""), state.get("etag", "")
+        report = SyncReport()
+        cursor: str | None = None
+        page = 1
+        newest = since
+        first_etag = ""
+        while report.pages < c.max_pages:
+            params: dict[str, Any] = {c.page_size_param: c.page_size}
+            if since and c.updated_since_param:
+                params[c.updated_since_param] = since
+            if c.pagination == "cursor" and cursor:
+                params[c.cursor_param] = cursor
+            if c.pagination == "page":
+                params[c.page_param] = page
+            resp = self._get(params, etag if report.pages == 0 else "", report)
+            if resp.status_code == 304:
+                report.not_modified = True
+                return report
+            if resp.status_code >= 400:
+                raise CrmError(resp.status_code, resp.text[:200])
+            if report.pages == 0:
+                first_etag = resp.headers.get("etag", "")
+            report.pages += 1
+            doc = resp.json()
+            records = doc.get(c.items_field, []) if isinstance(doc, dict) else doc
+            rows = []
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            for rec in records:
+                if not isinstance(rec, dict) or rec.get(c.id_field) in (None, ""):
+                    continue
+                attrs = {attr: rec.get(src) for attr, src in c.mapping.items() if rec.get(src) is not None}
+                updated = str(rec.get(c.updated_field) or "")
+                newest = max(newest, updated)
+                rows.append((pseudonym(str(rec[c.id_field]), self.key), now, orjson.dumps(attrs).decode()))
+            self.storage.upsert_crm_users(rows)
+            report.profiles += len(rows)
+            if c.pagination == "cursor":
+                cursor = doc.get(c.next_cursor_field) if isinstance(doc, dict) else None
+                if not cursor:
+                    break
+            else:
+                if len(records) < c.page_size:
+                    break
+                page += 1
+        self.storage.set_crm_state({"updated_since": newest, "etag": first_etag})
+        return report

@@ -1,0 +1,51 @@
+"""Hub-side data commands: ``catalog import`` and ``crm sync``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+
+def catalog_import(path: Path, data_dir: Path, mapping: str, currency: str) -> int:
+    from hub.catalog import import_file, parse_mapping
+
+    try:
+        fields = parse_mapping(mapping)
+    except ValueError as e:
+        print(f"p13n catalog import: {e}", file=sys.stderr)
+        return 2
+    try:
+        report = import_file(path, data_dir, fields, currency.upper())
+    except (OSError, ValueError) as e:
+        print(f"p13n catalog import: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"imported": report.imported, "skipped": dict(report.skipped)}))
+    return 0
+
+
+def crm_sync(config_path: Path, data_dir: Path) -> int:
+    from hub.crm import CrmConfig, CrmError, CrmSync
+    from hub.ingest.storage import HubStorage
+    from hub.settings import HubSettings
+
+    try:
+        config = CrmConfig.from_json(json.loads(config_path.read_text()))
+    except (OSError, ValueError) as e:
+        print(f"p13n crm sync: {e}", file=sys.stderr)
+        return 2
+    storage = HubStorage(data_dir)
+    key = HubSettings.from_env(os.environ).pseudonym_key.encode()
+    sync = CrmSync(config, storage, key)
+    try:
+        report = sync.run_once()
+    except CrmError as e:
+        print(f"p13n crm sync: {e}", file=sys.stderr)
+        return 1
+    finally:
+        sync.close()
+        storage.close()
+    print(json.dumps(asdict(report)))
+    return 0
