@@ -110,6 +110,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
             log.warning("P13N_EDGE_PSEUDONYM_KEY is not set: using the development key (never in production)")
         app.state.edge = state
+        state.outbox_writer.start()
         publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
         # long-lived start-up objects (bundle, UA rules, modules) leave the collector's
         # view, so full collections stay short under load (docs/PERFORMANCE.md)
@@ -122,6 +123,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
             publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher
+            await state.outbox_writer.stop()
             if state.nc is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(state.nc.close(), 5)

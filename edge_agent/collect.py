@@ -10,17 +10,15 @@ are the exception).
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from edge_agent.enrich import enrich
+from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.pages import parse_cookies, valid_visitor_id
 from edge_agent.responses import json_error
 from edge_agent.state import EdgeState
@@ -82,6 +80,7 @@ def prepare_events(
     accepted: list[dict[str, Any]] = []
     s = state.settings
     key = s.pseudonym_key.encode()
+    facts = RequestFacts(headers, s.geo_header)
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             results.append({"index": index, "status": "rejected", "reason": "not_an_object"})
@@ -89,7 +88,9 @@ def prepare_events(
         if not analytics and raw.get("type") != "consent":
             results.append({"index": index, "status": "rejected", "reason": "no_consent"})
             continue
-        event = enrich(raw, headers, edge_id=s.edge_id, visitor_id=visitor, geo_header=s.geo_header, pseudonym_key=key)
+        event = enrich(
+            raw, headers, edge_id=s.edge_id, visitor_id=visitor, geo_header=s.geo_header, pseudonym_key=key, facts=facts
+        )
         verdict = validate(event)
         if not verdict.ok:
             results.append({"index": index, "status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
@@ -107,8 +108,12 @@ async def store(state: EdgeState, events: list[dict[str, Any]]) -> bool:
         return False
     subject = events_subject(state.settings.edge_id)
     rows = [(e["event_id"], subject, orjson.dumps(e)) for e in events]
-    await asyncio.to_thread(state.store.outbox_add, rows, time.time())
     state.outbox_depth += len(rows)
+    try:
+        await state.outbox_writer.write(rows)
+    except BaseException:
+        state.outbox_depth -= len(rows)
+        raise
     state.outbox_wakeup.set()
     return True
 
@@ -140,9 +145,10 @@ async def collect(request: Request) -> Response:
         return response
     m.events("accepted", len(accepted))
     m.events("rejected", len(results) - len(accepted))
-    return JSONResponse(
-        {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results},
+    return Response(
+        orjson.dumps({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}),
         status_code=202,
+        media_type="application/json",
         headers={"cache-control": "no-store"},
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -37,6 +38,23 @@ def _utm(url: str) -> dict[str, str]:
     return {k: v[:256] for k, v in parse_qsl(query) if k in UTM_KEYS}
 
 
+class RequestFacts:
+    """What every event of one request shares: computed once per request."""
+
+    __slots__ = ("country", "device", "moment", "received_at")
+
+    def __init__(self, headers: Mapping[str, str], geo_header: str, now: datetime | None = None) -> None:
+        self.moment = now or datetime.now(UTC)
+        self.received_at = self.moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.device = device_class(headers.get("user-agent", ""))
+        self.country = country(headers, geo_header)
+
+
+@lru_cache(maxsize=4096)
+def _url_facts(url: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_utm(url).items())
+
+
 def enrich(
     event: dict[str, Any],
     headers: Mapping[str, str],
@@ -46,13 +64,15 @@ def enrich(
     geo_header: str,
     pseudonym_key: bytes,
     now: datetime | None = None,
+    facts: RequestFacts | None = None,
 ) -> dict[str, Any]:
     """Return a new, enriched event; ``event`` is left untouched."""
-    moment = now or datetime.now(UTC)
+    f = facts or RequestFacts(headers, geo_header, now)
+    moment = f.moment
     out = {k: v for k, v in event.items() if k not in _SERVER_FIELDS}
     if not isinstance(out.get("event_id"), str) or not out.get("event_id"):
         out["event_id"] = uuid.uuid4().hex
-    out["received_at"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    out["received_at"] = f.received_at
     out["edge"] = edge_id
     if visitor_id:
         out["anonymous_id"] = visitor_id
@@ -61,8 +81,8 @@ def enrich(
     raw_ctx = out.get("context")
     client_ctx: dict[str, Any] = raw_ctx if isinstance(raw_ctx, dict) else {}
     ctx: dict[str, Any] = {k: v for k, v in client_ctx.items() if isinstance(v, (str, int, float, bool)) and k != "ip"}
-    ctx["device"] = device_class(headers.get("user-agent", ""))
-    ctx["country"] = country(headers, geo_header)
+    ctx["device"] = f.device
+    ctx["country"] = f.country
     offset = client_ctx.get("tz_offset")
     if isinstance(offset, (int, float)) and not isinstance(offset, bool) and -840 <= offset <= 840:
         ctx["local_hour"] = (moment + timedelta(minutes=float(offset))).hour
@@ -70,6 +90,6 @@ def enrich(
     referrer = out.get("referrer") if isinstance(out.get("referrer"), str) else ""
     if referrer:
         ctx["referrer_domain"] = _domain(referrer)
-    ctx.update(_utm(url or ""))
+    ctx.update(_url_facts(url or ""))
     out["context"] = ctx
     return out

@@ -14,6 +14,7 @@ from http.cookies import SimpleCookie
 import aiohttp
 from nats.aio.client import Client as NATS
 
+from edge_agent.group_commit import GroupCommitter
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
@@ -59,9 +60,11 @@ class EdgeState:
     nats_connected: bool = False
     last_error: str = ""
     sdk: bytes = b""
+    outbox_writer: GroupCommitter = field(init=False)
 
     def __post_init__(self) -> None:
         self.contexts = PageContexts(self.settings.decision_ttl_s)
+        self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
 

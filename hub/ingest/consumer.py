@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 DURABLE = "hub-ingest"
 ACK_WAIT_S = 60.0
-MARTS_EVERY_S = 1.0
+#: Marts trail the warehouse by at most this long under load (and refresh when idle).
+MARTS_EVERY_S = 5.0
 
 
 @dataclass

@@ -21,7 +21,21 @@ TRACKING_PARAMS = frozenset({"gclid", "fbclid", "msclkid", "dclid", "mc_cid", "m
 CURRENCY_EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "HUF": 2, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3, "JOD": 3}
 #: Client clocks further than this from the receive time are not trusted (seconds).
 MAX_CLOCK_SKEW_S = 7 * 24 * 3600
-_ENVELOPE = ("event_id", "type", "schema", "ts", "received_at", "anonymous_id", "user_id", "url", "edge", "context", "item_id")
+_ENVELOPE = frozenset(
+    ("event_id", "type", "schema", "ts", "received_at", "anonymous_id", "user_id", "url", "edge", "context", "item_id")
+)
+_MONEY_TYPES = frozenset(("purchase", "add_to_cart"))
+
+
+@lru_cache(maxsize=4096)
+def _second_prefix(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def epoch_ms_iso(ms: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` for epoch milliseconds (events of one second share a prefix)."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second_prefix(seconds)}.{millis:03d}Z"
 
 
 @lru_cache(maxsize=1024)
@@ -90,13 +104,21 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
     cached = _received(raw_received) if isinstance(raw_received, str) else None
     received, received_iso = cached if cached else (datetime.now(UTC), "")
     received_iso = received_iso or utc_iso(received)
-    ts = parse_ts(event.get("ts"))
-    if ts is None or abs((ts - received).total_seconds()) > MAX_CLOCK_SKEW_S:
-        ts = received
+    raw_ts = event.get("ts")
+    received_ms = received.timestamp() * 1000
+    ts_iso: str
+    if type(raw_ts) is int and raw_ts > 1e11 and abs(raw_ts - received_ms) <= MAX_CLOCK_SKEW_S * 1000:
+        ts_iso = epoch_ms_iso(raw_ts)  # the SDK's Date.now(): the common case, kept cheap
+    else:
+        ts = parse_ts(raw_ts)
+        if ts is None or abs((ts - received).total_seconds()) > MAX_CLOCK_SKEW_S:
+            ts = received
+        ts_iso = utc_iso(ts)
     props = {k: v for k, v in event.items() if k not in _ENVELOPE}
     amount_minor: int | None = None
     currency: str | None = None
-    money = props.get("total") if event["type"] == "purchase" else props.get("price")
+    kind = event["type"]
+    money = (props.get("total") if kind == "purchase" else props.get("price")) if kind in _MONEY_TYPES else None
     if isinstance(money, dict):
         currency = str(money["currency"]).upper()
         amount_minor = minor_units(float(money["amount"]), currency)
@@ -121,8 +143,8 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
         context["country"] = context["country"].upper()
     return {
         "event_id": event["event_id"],
-        "type": str(event["type"]).lower(),
-        "ts": utc_iso(ts),
+        "type": str(kind).lower(),
+        "ts": ts_iso,
         "received_at": received_iso,
         "edge": event.get("edge", ""),
         "anonymous_id": event.get("anonymous_id"),

@@ -11,7 +11,9 @@
 
 A batch commits the lake first, then the warehouse (with its counters); a crash
 between the two is repaired by redelivery: the lake ignores the duplicate, the
-warehouse takes the event. Every event therefore lands exactly once in each tier.
+warehouse takes the event. Deduplication is the primary key of each tier (``INSERT OR
+IGNORE``; the changes count tells the duplicates apart). Every event therefore lands
+once in the warehouse and once in its day's lake file.
 """
 
 from __future__ import annotations
@@ -171,11 +173,9 @@ class HubStorage:
             valid.append(raw)
             report.results.append({"status": "accepted", "event_id": raw["event_id"]})
         with self._lock:
-            fresh = self._new_events(valid)
-            report.duplicates = len(valid) - len(fresh)
-            rows = [normalize(e) for e in fresh]
+            rows = [normalize(e) for e in valid]
             by_day: dict[str, list[tuple[str, str, str, str]]] = {}
-            for e, row in zip(fresh, rows, strict=True):
+            for e, row in zip(valid, rows, strict=True):
                 by_day.setdefault(row["received_at"][:10], []).append(
                     (row["event_id"], row["received_at"], row["edge"], orjson.dumps(e).decode())
                 )
@@ -187,13 +187,17 @@ class HubStorage:
             wh = self.warehouse
             wh.execute("BEGIN IMMEDIATE")
             try:
+                before = wh.total_changes
+                # the primary key deduplicates: a known event_id is ignored, and counted
                 wh.executemany(_INSERT_EVENT, [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
+                inserted = wh.total_changes - before
+                report.duplicates = len(rows) - inserted
                 self._identities(rows)
                 if dead_rows:
                     wh.executemany(
                         "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, ?, ?, ?, ?)", dead_rows
                     )
-                counts = {"received": report.received, "accepted": len(rows), "duplicates": report.duplicates}
+                counts = {"received": report.received, "accepted": inserted, "duplicates": report.duplicates}
                 counts.update({f"dead:{reason}": n for reason, n in report.dead.items()})
                 wh.executemany(
                     "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
@@ -203,27 +207,8 @@ class HubStorage:
             except BaseException:
                 wh.execute("ROLLBACK")
                 raise
-        report.accepted = len(rows)
+        report.accepted = inserted
         return report
-
-    def _new_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop events already stored, and repeats inside the batch."""
-        ids = list({e["event_id"] for e in events})
-        known: set[str] = set()
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            known.update(
-                r[0]
-                for r in self.warehouse.execute(
-                    f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
-                )
-            )
-        fresh = []
-        for e in events:
-            if e["event_id"] not in known:
-                known.add(e["event_id"])
-                fresh.append(e)
-        return fresh
 
     def _identities(self, rows: Iterable[dict[str, Any]]) -> None:
         links = [
