@@ -380,29 +380,45 @@ class HubStorage:
             self.warehouse.execute("COMMIT")
 
     # ------------------------------------------------------------------ stats
+    def _reader(self, path: Path) -> sqlite3.Connection:
+        """A separate read-only connection: WAL readers never wait for the writer."""
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
+
     def counters(self) -> dict[str, int]:
-        with self._lock:
-            return {r[0]: int(r[1]) for r in self.warehouse.execute("SELECT name, value FROM counters")}
+        db = self._reader(self.data_dir / "warehouse.sqlite")
+        try:
+            return {r[0]: int(r[1]) for r in db.execute("SELECT name, value FROM counters")}
+        finally:
+            db.close()
 
     def table_rows(self) -> dict[str, int]:
-        with self._lock:
-            out = {
-                f"warehouse.{t}": int(self.warehouse.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-                for t in ("events", "users", "identities", "items", "dead_letters")
-            }
-            out.update(
-                {
-                    f"marts.{t}": int(self.marts.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-                    for t in ("user_features", "item_popularity")
-                }
-            )
-            lake_rows = 0
-            for path in sorted(self.lake_dir.glob("events-*.sqlite")):
-                day = path.stem.removeprefix("events-")
-                lake_rows += int(self._lake(day).execute("SELECT count(*) FROM raw_events").fetchone()[0])
-            out["lake.raw_events"] = lake_rows
-            out["lake.files"] = len(list(self.lake_dir.glob("events-*.sqlite")))
-            return out
+        """Rows per table of every tier (read connections; the ingest keeps writing)."""
+        out: dict[str, int] = {}
+        wh = self._reader(self.data_dir / "warehouse.sqlite")
+        marts = self._reader(self.data_dir / "marts.sqlite")
+        try:
+            for t in ("events", "users", "identities", "items", "dead_letters"):
+                out[f"warehouse.{t}"] = int(wh.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+            for t in ("user_features", "item_popularity"):
+                out[f"marts.{t}"] = int(marts.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+        finally:
+            wh.close()
+            marts.close()
+        lake_rows = 0
+        files = sorted(self.lake_dir.glob("events-*.sqlite"))
+        for path in files:
+            db = self._reader(path)
+            try:
+                lake_rows += int(db.execute("SELECT count(*) FROM raw_events").fetchone()[0])
+            except sqlite3.OperationalError:  # created but not yet written
+                pass
+            finally:
+                db.close()
+        out["lake.raw_events"] = lake_rows
+        out["lake.files"] = len(files)
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -98,11 +99,17 @@ def hub_rate(work: Path, nats_url: str, events: int) -> dict[str, float]:
         deadline = started + 600
         accepted = 0
         while time.perf_counter() < deadline:
-            stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/stats", timeout=30).read())
-            accepted = stats["accepted"]
+            counters = sqlite3.connect(f"file:{work / 'hub' / 'warehouse.sqlite'}?mode=ro", uri=True)
+            try:
+                row = counters.execute("SELECT value FROM counters WHERE name = 'accepted'").fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            finally:
+                counters.close()
+            accepted = int(row[0]) if row else 0
             if accepted >= events:
                 break
-            time.sleep(0.5)
+            time.sleep(0.25)
         elapsed = time.perf_counter() - started
         return {"hub_events": float(accepted), "hub_seconds": round(elapsed, 2), "hub_events_per_s": round(accepted / elapsed, 0)}
     finally:
