@@ -8,8 +8,10 @@ import gc
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,12 +25,18 @@ from edge_agent import collect, outbox, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
+from edge_agent.model_runtime import load_models
+from edge_agent.pages import decide_slots
 from edge_agent.responses import json_error
 from edge_agent.settings import DEV_PSEUDONYM_KEY, EdgeSettings
 from edge_agent.state import EdgeState, load_bundle
 from edge_agent.store import EdgeStore
 from models.consent import CONSENT_COOKIE
-from models.content import BundleError
+from models.content import BundleError, load_content
+from models.slots import SLOT_NAME_RE
+
+#: Most slots one /_p13n/decide call decides.
+MAX_DECIDE_SLOTS = 32
 
 SDK_FILE = Path(__file__).parent / "static" / "sdk.js"
 
@@ -62,6 +70,22 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+async def sessions_loop(state: EdgeState) -> None:
+    """Write dirty live sessions to SQLite every second; purge expired ones every minute."""
+    last_purge = time.monotonic()
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            rows = state.session_rows()
+            if rows:
+                await asyncio.to_thread(state.store.put_sessions, rows)
+            if time.monotonic() - last_purge > 60:
+                last_purge = time.monotonic()
+                await asyncio.to_thread(state.store.purge_expired_sessions, time.time())
+        except Exception:
+            log.warning("persisting sessions failed; retrying", exc_info=True)
+
+
 def sdk_script(settings: EdgeSettings) -> bytes:
     """The SDK with this edge's consent default and cookie names prepended."""
     config = {"consent": list(settings.default_consent), "consentCookie": CONSENT_COOKIE, "endpoint": "/_p13n/collect"}
@@ -80,6 +104,32 @@ async def sdk(request: Request) -> Response:
     )
 
 
+async def decide_endpoint(request: Request) -> Response:
+    """``GET /_p13n/decide?slots=a,b``: the page's decisions as JSON, for single-page apps."""
+    state: EdgeState = request.app.state.edge
+    names = [n for n in request.query_params.get("slots", "").split(",") if n][:MAX_DECIDE_SLOTS]
+    bad = [n for n in names if not SLOT_NAME_RE.match(n)]
+    if not names or bad:
+        return json_error(400, "bad_slots", "give ?slots=name1,name2 with valid slot names")
+    page = request.query_params.get("page") or request.headers.get("referer", "/")
+    ctx = state.page_context(request.headers, urlsplit(page).path or "/")
+    decision = decide_slots(ctx, state.bundle, [(n, {}) for n in names], state.settings.decision_deadline_ms, state.models)
+    await collect.record_exposures(state, ctx, request.headers)
+    body = {
+        "bundle_version": decision.bundle_version,
+        "model_version": state.models.version if state.models else None,
+        "segment": ctx.attrs.get("segment", ""),
+        "segments": ctx.attrs.get("segments", []),
+        "slots": {n: {"html": o.html, "reason": o.reason, "detail": o.detail} for n, o in decision.outcomes.items()},
+        "elapsed_us": round(decision.elapsed_us, 1),
+    }
+    response = JSONResponse(body, headers={"cache-control": "private, no-store"})
+    cookie = state.visitor_cookie(ctx, request.headers.get("x-forwarded-proto") == "https")
+    if cookie:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
 async def not_found(request: Request) -> Response:
     return json_error(404, "not_found", f"no agent endpoint at {request.url.path}")
 
@@ -96,8 +146,19 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         except (OSError, ValueError, BundleError) as e:
             # serve fallbacks rather than refuse to start: the page path fails open
             log.error("no content bundle loaded (%s); every slot renders its fallback", e)
+        models = None
+        if settings.model_bundle:
+            try:
+                models = load_models(settings.model_bundle, settings.bundle_public_key)
+                if models.content_doc is not None:
+                    bundle = load_content(models.content_doc)
+                log.info("model bundle v%d loaded", models.version)
+            except (OSError, ValueError, KeyError) as e:
+                log.error("model bundle %s refused (%s); serving without models", settings.model_bundle, e)
+                models = None
         metrics_ = EdgeMetrics.create()
         state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=bundle)
+        state.models = models
         device_class("Mozilla/5.0")  # load the UA parser's rules before traffic arrives
         state.http = aiohttp.ClientSession(
             auto_decompress=False,
@@ -112,6 +173,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         app.state.edge = state
         state.outbox_writer.start()
         publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
+        flusher = asyncio.create_task(sessions_loop(state), name="edge-session-flusher")
         # long-lived start-up objects (bundle, UA rules, modules) leave the collector's
         # view, so full collections stay short under load (docs/PERFORMANCE.md)
         gc.collect()
@@ -120,9 +182,13 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
+            for task in (publisher, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            rows = state.session_rows()
+            if rows:
+                store.put_sessions(rows)
             await state.outbox_writer.stop()
             if state.nc is not None:
                 with contextlib.suppress(Exception):
@@ -136,6 +202,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         Route("/_p13n/collect", collect.collect, methods=["POST"]),
         Route("/_p13n/px.gif", collect.pixel, methods=["GET", "HEAD"]),
         Route("/_p13n/sdk.js", sdk, methods=["GET", "HEAD"]),
+        Route("/_p13n/decide", decide_endpoint, methods=["GET"]),
         Route("/_p13n/{rest:path}", not_found, methods=ALL_METHODS),
         Route("/{path:path}", filter_mode.handle, methods=ALL_METHODS),
     ]

@@ -11,13 +11,16 @@ are the exception).
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from edge_agent.context import page_item
 from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.pages import parse_cookies, valid_visitor_id
 from edge_agent.responses import json_error
@@ -25,6 +28,7 @@ from edge_agent.state import EdgeState
 from models import consent as consent_rules
 from models.contracts import validate
 from models.nats_layout import events_subject
+from models.session import apply_event
 
 #: Largest request body accepted by /_p13n/collect (bytes).
 MAX_BODY_BYTES = 256 * 1024
@@ -70,6 +74,26 @@ def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[st
     return consent, visitor if valid_visitor_id(visitor) and consent_rules.may_identify(consent) else ""
 
 
+def update_session(state: EdgeState, visitor: str, consent: frozenset[str], events: list[dict[str, Any]]) -> None:
+    """Fold accepted events into the visitor's live session (personalization consent only)."""
+    if not visitor or "personalization" not in consent or not events:
+        return
+    session = state.session(visitor, create=True)
+    assert session is not None
+    now = time.time()
+    categories = state.category_of
+    for event in events:
+        apply_event(session, event, categories, _page_item, now)
+    state.dirty_sessions.add(visitor)
+
+
+def _page_item(url: str) -> str:
+    try:
+        return page_item(urlsplit(url).path)
+    except ValueError:
+        return ""
+
+
 def prepare_events(
     state: EdgeState, raw_events: list[Any], headers: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -97,6 +121,7 @@ def prepare_events(
             continue
         results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
         accepted.append(event)
+    update_session(state, visitor, consent, accepted)
     return results, accepted
 
 
@@ -177,3 +202,15 @@ async def pixel(request: Request) -> Response:
     except Exception:  # the pixel answers whatever happens
         state.metrics.collect_rejected("error")
     return Response(GIF, media_type="image/gif", headers=_PIXEL_HEADERS)
+
+
+async def record_exposures(state: EdgeState, ctx: Any, headers: Mapping[str, str]) -> None:
+    """Experiment exposures of a page go to the outbox (analytics consent only)."""
+    if not ctx.exposures:
+        return
+    exposures, ctx.exposures = ctx.exposures, []
+    if "analytics" not in ctx.consent:
+        return
+    _, accepted = prepare_events(state, exposures, headers)
+    if not await store(state, accepted):
+        state.metrics.collect_rejected("outbox_full")

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.model_runtime import EdgeModels
 from models.content import ContentBundle, SlotDef
+from models.experiments import EXCLUDED, HOLDOUT, assign
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ FALLBACK_REASONS = (
     "deadline",
     "error",
     "empty",
+    "holdout",
+    "no_visitor",
 )
 
 
@@ -62,7 +66,14 @@ def _variant(slot: SlotDef, attrs: Mapping[str, Any]) -> SlotOutcome:
     return SlotOutcome(None, "no_match")
 
 
-def _recommend(slot: SlotDef, bundle: ContentBundle, attrs: Mapping[str, Any], overrides: Mapping[str, str]) -> SlotOutcome:
+def _recommend(
+    slot: SlotDef,
+    bundle: ContentBundle,
+    attrs: Mapping[str, Any],
+    overrides: Mapping[str, str],
+    models: EdgeModels | None,
+    session: Mapping[str, Any] | None,
+) -> SlotOutcome:
     if slot.test is not None and not slot.test(attrs):
         return SlotOutcome(None, "no_match")
     assert slot.item is not None
@@ -70,12 +81,21 @@ def _recommend(slot: SlotDef, bundle: ContentBundle, attrs: Mapping[str, Any], o
     raw_count = overrides.get("count", "")
     if raw_count.isdigit():
         count = max(1, min(int(raw_count), 50))
-    exclude = {attrs.get("item", "")}
+    exclude = {attrs.get("item", ""), *attrs.get("bought_items", ())}
+    source = "popular"
+    candidates: list[str] = []
+    if models is not None and session and session.get("recent"):
+        candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
+        if candidates:
+            source = "als"
+    ranked = [*candidates, *bundle.popular] if candidates else bundle.popular
     per_cat: dict[str, int] = {}
     chosen: list[Mapping[str, Any]] = []
-    for item_id in bundle.popular:
-        if item_id in exclude:
+    seen: set[str] = set()
+    for item_id in ranked:
+        if item_id in exclude or item_id in seen or item_id not in bundle.items:
             continue
+        seen.add(item_id)
         item = bundle.items[item_id]
         if slot.max_per_category:
             cat = str(item.get("category", ""))
@@ -90,7 +110,22 @@ def _recommend(slot: SlotDef, bundle: ContentBundle, attrs: Mapping[str, Any], o
     body = "".join(slot.cards[item["id"]] for item in chosen)
     if slot.wrapper is not None:
         body = slot.wrapper.render({}).replace("<!--items-->", body)
-    return SlotOutcome(body, "recommend", "popular")
+    return SlotOutcome(body, "recommend", source)
+
+
+def _experiment(slot: SlotDef, attrs: Mapping[str, Any], visitor_id: str, exposures: list[dict[str, Any]] | None) -> SlotOutcome:
+    if not visitor_id:
+        return SlotOutcome(None, "no_visitor")  # no consent to identify: nobody to keep in a bucket
+    choice = assign(slot.seed, visitor_id, slot.weights, slot.coverage, slot.holdout)
+    if choice == EXCLUDED:
+        outcome = SlotOutcome(slot.default.render(attrs), "default", "excluded") if slot.default else SlotOutcome(None, "no_match", "excluded")
+        return outcome
+    variant_id = HOLDOUT if choice == HOLDOUT else slot.variants[int(choice)].id
+    if exposures is not None:
+        exposures.append({"type": "exposure", "experiment": slot.seed, "variant": variant_id, "slot": slot.name})
+    if choice == HOLDOUT:
+        return SlotOutcome(None, "holdout", slot.seed)
+    return SlotOutcome(slot.variants[int(choice)].fragment.render(attrs), "experiment", f"{slot.seed}:{variant_id}")
 
 
 def decide_page(
@@ -98,6 +133,10 @@ def decide_page(
     attrs: Mapping[str, Any],
     slots: Iterable[tuple[str, Mapping[str, str]]],
     deadline_ms: float,
+    models: EdgeModels | None = None,
+    visitor_id: str = "",
+    exposures: list[dict[str, Any]] | None = None,
+    session: Mapping[str, Any] | None = None,
 ) -> PageDecision:
     """Decide every ``(slot name, tag attributes)`` of a page within ``deadline_ms``."""
     start = time.perf_counter()
@@ -117,7 +156,12 @@ def decide_page(
             decision.outcomes[name] = SlotOutcome(None, "unknown_slot")
             continue
         try:
-            outcome = _variant(slot, attrs) if slot.kind == "variant" else _recommend(slot, bundle, attrs, overrides)
+            if slot.kind == "variant":
+                outcome = _variant(slot, attrs)
+            elif slot.kind == "experiment":
+                outcome = _experiment(slot, attrs, visitor_id, exposures)
+            else:
+                outcome = _recommend(slot, bundle, attrs, overrides, models, session)
         except Exception:  # a broken definition must not break the page
             log.warning("slot %s failed", name, exc_info=True)
             outcome = SlotOutcome(None, "error")

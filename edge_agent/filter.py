@@ -17,8 +17,9 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from edge_agent.collect import record_exposures
 from edge_agent.http_cache import shell_ttl
-from edge_agent.pages import decide_slots
+from edge_agent.pages import PageContext, decide_slots
 from edge_agent.responses import json_error
 from edge_agent.rewrite import UndecodableBody, decode_body, is_html, prepare, render
 from edge_agent.state import CachedShell, EdgeState
@@ -177,8 +178,9 @@ async def _shell(state: EdgeState, request: Request, key: str) -> CachedShell | 
     return await _fetch_shell(state, request, key)
 
 
-def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> Response:
+def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> tuple[Response, PageContext | None]:
     started = time.perf_counter()
+    exposures_ctx: PageContext | None = None
     page = shell.page
     headers = {k: v for k, v in shell.headers.items() if k not in _REWRITTEN_DROP and k != "set-cookie"}
     if "vary" in headers:
@@ -191,7 +193,8 @@ def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> Re
     try:
         ctx = state.page_context(request.headers, request.url.path)
         slots = [(s.name, s.attrs) for s in page.template.slots]
-        decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms)
+        decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms, state.models)
+        exposures_ctx = ctx
         body = render(page, decision.fills())
         state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)
         for name, outcome in decision.outcomes.items():
@@ -211,7 +214,7 @@ def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> Re
     response = Response(body, status_code=shell.status, headers=headers)
     for c in cookies:
         response.raw_headers.append((b"set-cookie", c.encode("latin-1")))
-    return response
+    return response, exposures_ctx
 
 
 async def _passthrough(state: EdgeState, request: Request) -> Response:
@@ -232,7 +235,12 @@ async def handle(request: Request) -> Response:
         else:
             key = request.url.path + (("?" + request.url.query) if request.url.query else "")
             shell = await _shell(state, request, key)
-            response = shell if isinstance(shell, Response) else _page_response(state, request, shell)
+            if isinstance(shell, Response):
+                response = shell
+            else:
+                response, ctx = _page_response(state, request, shell)
+                if ctx is not None and ctx.exposures:
+                    await record_exposures(state, ctx, request.headers)
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         state.metrics.request("page", "5xx")
         log.warning("origin unreachable for %s: %s", request.url.path, e)

@@ -16,6 +16,7 @@ from typing import Any
 
 from edge_agent.context import request_attributes
 from edge_agent.decide import PageDecision, decide_page
+from edge_agent.model_runtime import EdgeModels
 from models import consent as consent_rules
 from models.content import ContentBundle
 
@@ -57,6 +58,8 @@ class PageContext:
     new_visitor: bool
     decision: PageDecision = field(default_factory=PageDecision)
     expires: float = 0.0
+    session: dict[str, Any] | None = None
+    exposures: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_context(
@@ -88,13 +91,21 @@ def decide_slots(
     bundle: ContentBundle | None,
     slots: Sequence[tuple[str, Mapping[str, str]]],
     deadline_ms: float,
+    models: EdgeModels | None = None,
 ) -> PageDecision:
     """Decide the slots this context has not decided yet; return the page decision."""
     todo = [(n, a) for n, a in slots if n not in ctx.decision.outcomes]
-    if todo and bundle is not None and "segments" not in ctx.attrs:
-        ctx.attrs["segments"] = bundle.rule_segments(ctx.attrs)  # once per page view
+    if todo and "segments" not in ctx.attrs:  # once per page view
+        if models is not None and "personalization" in ctx.consent:
+            try:
+                ctx.attrs["segment"] = models.segment(ctx.attrs)
+            except Exception:  # a broken model must not break the page
+                ctx.attrs["segment"] = ""
+        ctx.attrs["segments"] = bundle.rule_segments(ctx.attrs) if bundle is not None else []
     if todo:
-        part = decide_page(bundle, ctx.attrs, todo, deadline_ms)
+        part = decide_page(
+            bundle, ctx.attrs, todo, deadline_ms, models=models, visitor_id=ctx.visitor_id, exposures=ctx.exposures, session=ctx.session
+        )
         ctx.decision.outcomes.update(part.outcomes)
         ctx.decision.bundle_version = part.bundle_version
         ctx.decision.elapsed_us += part.elapsed_us

@@ -61,6 +61,12 @@ class EdgeSettings:
     publish_batch: int = 500
     #: Deployment secret for pseudonyms (HMAC-SHA256); must equal the hub's.
     pseudonym_key: str = DEV_PSEUDONYM_KEY
+    #: Signed model bundle (``bundle-vN.tar``) to load at start; empty = no models.
+    model_bundle: str = ""
+    #: ed25519 public key (PEM) that model bundles must be signed with.
+    bundle_public_key: str = ""
+    #: Seconds a visitor's live session survives without activity.
+    session_ttl_s: float = 1800.0
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -113,6 +119,9 @@ class EdgeSettings:
             outbox_max_events=env_int(env, PREFIX + "OUTBOX_MAX_EVENTS", d.outbox_max_events, minimum=1),
             publish_batch=env_int(env, PREFIX + "PUBLISH_BATCH", d.publish_batch, minimum=1, maximum=5000),
             pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
+            model_bundle=env_str(env, PREFIX + "MODEL_BUNDLE", d.model_bundle),
+            bundle_public_key=env_str(env, PREFIX + "BUNDLE_PUBLIC_KEY", d.bundle_public_key),
+            session_ttl_s=env_float(env, PREFIX + "SESSION_TTL_S", d.session_ttl_s, minimum=1.0),
         )
 
 
@@ -140,4 +149,7 @@ ENV_NAMES: dict[str, str] = {
     "outbox_max_events": PREFIX + "OUTBOX_MAX_EVENTS",
     "publish_batch": PREFIX + "PUBLISH_BATCH",
     "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
+    "model_bundle": PREFIX + "MODEL_BUNDLE",
+    "bundle_public_key": PREFIX + "BUNDLE_PUBLIC_KEY",
+    "session_ttl_s": PREFIX + "SESSION_TTL_S",
 }

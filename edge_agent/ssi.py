@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 
 from starlette.types import Receive, Scope, Send
 
+from edge_agent.collect import record_exposures
 from edge_agent.pages import PageContext, decide_slots
 from edge_agent.state import EdgeState
 from models.slots import SLOT_NAME_RE
@@ -108,7 +109,9 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
             headers_out.append((b"set-cookie", cookie.encode("latin-1")))
         wanted = [n for n in query.get("slots", "").split(",")[:MAX_HEADER_SLOTS] if SLOT_NAME_RE.match(n)]
         if wanted:
-            decision = decide_slots(ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms)
+            decision = decide_slots(ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms, state.models)
+            if ctx.exposures:
+                await record_exposures(state, ctx, headers)
             for name in wanted:
                 outcome = decision.outcomes[name]
                 state.metrics.decision(name, outcome.reason)
@@ -143,7 +146,9 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
         rid = (query.get("rid") or headers.get(RID_HEADER, ""))[:_MAX_RID]
         overrides = {k: v for k, v in query.items() if k not in ("rid", "u")}
         ctx = _context(state, headers, query, rid)
-        decision = decide_slots(ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms)
+        decision = decide_slots(ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms, state.models)
+        if ctx.exposures:
+            await record_exposures(state, ctx, headers)
         outcome = decision.outcomes[name]
     except Exception:
         log.warning("slot %s failed; nginx prints its fallback", name, exc_info=True)

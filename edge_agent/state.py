@@ -10,20 +10,25 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+from typing import Any
 
 import aiohttp
 from nats.aio.client import Client as NATS
 
 from edge_agent.group_commit import GroupCommitter
 from edge_agent.metrics import EdgeMetrics
+from edge_agent.model_runtime import EdgeModels
 from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import EdgeStore
 from models.content import ContentBundle, build_content, load_content
+from models.session import new_session, session_attributes
 
 log = logging.getLogger(__name__)
 
+#: Live sessions kept in memory (the SQLite copy holds the rest until they expire).
+MAX_SESSIONS_IN_MEMORY = 200_000
 #: One year, the lifetime of the visitor cookie.
 VISITOR_COOKIE_MAX_AGE = 365 * 24 * 3600
 
@@ -61,6 +66,10 @@ class EdgeState:
     last_error: str = ""
     sdk: bytes = b""
     outbox_writer: GroupCommitter = field(init=False)
+    models: EdgeModels | None = None
+    sessions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    dirty_sessions: set[str] = field(default_factory=set)
+    _categories: tuple[ContentBundle, dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         self.contexts = PageContexts(self.settings.decision_ttl_s)
@@ -70,13 +79,54 @@ class EdgeState:
 
     def page_context(self, headers: Mapping[str, str], page_path: str) -> PageContext:
         s = self.settings
-        return build_context(
+        ctx = build_context(
             headers,
             page_path,
             geo_header=s.geo_header,
             cookie_name=s.cookie_name,
             default_consent=s.default_consent,
         )
+        # live behaviour is read only with personalization consent
+        if ctx.visitor_id and not ctx.new_visitor and "personalization" in ctx.consent:
+            session = self.session(ctx.visitor_id, create=False)
+            if session is not None:
+                ctx.session = session
+                ctx.attrs.update(session_attributes(session))
+        return ctx
+
+    # ------------------------------------------------------------------ sessions
+    def session(self, visitor_id: str, create: bool) -> dict[str, Any] | None:
+        """The visitor's live session: memory first, then SQLite (after a restart)."""
+        now = time.time()
+        session = self.sessions.get(visitor_id)
+        if session is not None and now - float(session.get("last", 0)) > self.settings.session_ttl_s:
+            session = None
+            self.sessions.pop(visitor_id, None)
+        if session is None:
+            session = self.store.get_session(visitor_id, now)  # a primary-key read: microseconds
+            if session is None:
+                if not create:
+                    return None
+                session = new_session()
+            self.sessions[visitor_id] = session
+        self.sessions.move_to_end(visitor_id)
+        while len(self.sessions) > MAX_SESSIONS_IN_MEMORY:
+            evicted, data = self.sessions.popitem(last=False)
+            if evicted in self.dirty_sessions:  # keep it: it is flushed on the next tick
+                self.sessions[evicted] = data
+                break
+        return session
+
+    def session_rows(self) -> list[tuple[str, str, float]]:
+        """Dirty sessions as rows for SQLite (and clears the dirty set)."""
+        ttl = self.settings.session_ttl_s
+        rows = []
+        for vid in self.dirty_sessions:
+            data = self.sessions.get(vid)
+            if data is not None:
+                rows.append((vid, json.dumps(data), float(data.get("last", 0)) + ttl))
+        self.dirty_sessions.clear()
+        return rows
 
     def visitor_cookie(self, ctx: PageContext, secure: bool) -> str | None:
         """``Set-Cookie`` value for a newly identified visitor, else None."""
@@ -92,6 +142,18 @@ class EdgeState:
         if secure:
             morsel["secure"] = True
         return morsel.OutputString()
+
+    @property
+    def category_of(self) -> dict[str, str]:
+        """Item id → category, from the live content bundle (cached per bundle)."""
+        bundle = self.bundle
+        if bundle is None:
+            return {}
+        cached = self._categories
+        if cached is None or cached[0] is not bundle:
+            cached = (bundle, {i: str(item.get("category", "")) for i, item in bundle.items.items()})
+            self._categories = cached
+        return cached[1]
 
     def remember_shell(self, key: str, shell: CachedShell) -> None:
         self.shells[key] = shell

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Ordered schema steps; each runs once, recorded in the same transaction.
 MIGRATIONS: tuple[str, ...] = (
@@ -35,6 +36,14 @@ MIGRATIONS: tuple[str, ...] = (
         body BLOB NOT NULL,
         created REAL NOT NULL
     );
+    """,
+    """
+    CREATE TABLE sessions (
+        visitor_id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX sessions_expires ON sessions(expires);
     """,
 )
 
@@ -135,6 +144,28 @@ class EdgeStore:
     def outbox_depth(self) -> int:
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    # ------------------------------------------------------------------ sessions
+    def get_session(self, visitor_id: str, now: float) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.db.execute("SELECT data FROM sessions WHERE visitor_id = ? AND expires > ?", (visitor_id, now)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_sessions(self, rows: list[tuple[str, str, float]]) -> None:
+        """(visitor id, JSON, expires) rows in one transaction."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+
+    def purge_expired_sessions(self, now: float) -> int:
+        with self._lock:
+            return self.db.execute("DELETE FROM sessions WHERE expires <= ?", (now,)).rowcount
+
+    def session_count(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT count(*) FROM sessions").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ from models.slots import SLOT_NAME_RE
 from models.targeting import Predicate, compile_condition
 
 FORMAT = "p13n-content/1"
-SLOT_KINDS = ("variant", "recommend")
+SLOT_KINDS = ("variant", "recommend", "experiment")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _FRAGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -98,6 +98,11 @@ class SlotDef:
     test: Predicate | None = None
     #: ``recommend`` slots: every catalog item rendered once through ``item`` at load time
     cards: Mapping[str, str] = field(default_factory=dict)
+    #: ``experiment`` slots: hash seed, variant weights, coverage and holdout share
+    seed: str = ""
+    weights: tuple[float, ...] = ()
+    coverage: float = 1.0
+    holdout: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,29 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
     if kind not in SLOT_KINDS:
         raise BundleError(where, f"unknown kind {kind!r} (expected one of {SLOT_KINDS})")
     default = _fragment(raw, spec["default"], where + ".default") if spec.get("default") else None
+    if kind == "experiment":
+        variants = []
+        weights = []
+        for i, v in enumerate(spec.get("variants", [])):
+            vw = f"{where}.variants[{i}]"
+            if not isinstance(v, dict) or not isinstance(v.get("id"), str):
+                raise BundleError(vw, "a variant needs a string id")
+            w = v.get("weight", 1.0)
+            if not isinstance(w, (int, float)) or w <= 0:
+                raise BundleError(vw + ".weight", "must be a positive number")
+            variants.append(Variant(v["id"], None, _fragment(raw, v.get("fragment"), vw)))
+            weights.append(float(w))
+        if not variants:
+            raise BundleError(where + ".variants", "an experiment needs at least one variant")
+        seed = spec.get("seed", name)
+        coverage = spec.get("coverage", 1.0)
+        holdout = spec.get("holdout", 0.0)
+        if not isinstance(seed, str) or not seed:
+            raise BundleError(where + ".seed", "must be a non-empty string")
+        for key, value in (("coverage", coverage), ("holdout", holdout)):
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise BundleError(f"{where}.{key}", "must be between 0 and 1")
+        return SlotDef(name=name, kind=kind, variants=tuple(variants), default=default, seed=seed, weights=tuple(weights), coverage=float(coverage), holdout=float(holdout))
     if kind == "variant":
         variants = []
         for i, v in enumerate(spec.get("variants", [])):

@@ -28,6 +28,7 @@ EVENT_TYPES = (
     "email_open",
     "identify",
     "consent",
+    "exposure",
 )
 
 

@@ -106,7 +106,7 @@ def test_echo_slots_can_be_collected_from_templates() -> None:
 
     from edge_agent.cli import slot_names
 
-    assert slot_names(str(Path(__file__).resolve().parents[2] / "templates" / "pages")) == ("hero", "offer", "recs")
+    assert slot_names(str(Path(__file__).resolve().parents[2] / "templates" / "pages")) == ("banner", "hero", "offer", "recs")
     assert slot_names("hero, offer") == ("hero", "offer")
     with pytest.raises(ValueError, match="invalid slot names"):
         slot_names("../x")

@@ -47,11 +47,11 @@ def test_unsafe_templates_are_refused(source: bytes, message: str) -> None:
 
 def test_demo_templates_compile_without_leftover_tags(tmp_path: Path) -> None:
     report = compile_tree(TEMPLATES / "pages", tmp_path)
-    assert len(report.compiled) == 3 and report.slots == 9
+    assert len(report.compiled) == 3 and report.slots == 10
     for path in report.compiled:
         text = path.read_bytes()
         assert b"<p13n-slot" not in text and b"</p13n-slot" not in text
-        assert text.count(b"<!--# include virtual=") == 3
+        assert text.count(b"<!--# include virtual=") in (3, 4)
 
 
 def test_cli_compiles_and_reports_errors(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_cli_compiles_and_reports_errors(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert ok.returncode == 0 and "compiled 3 template(s) with 9 slot(s)" in ok.stdout
+    assert ok.returncode == 0 and "compiled 3 template(s) with 10 slot(s)" in ok.stdout
     fail = subprocess.run(
         [sys.executable, "-m", "p13n", "templates", "compile", str(bad), str(tmp_path / "o2.html")],
         capture_output=True,

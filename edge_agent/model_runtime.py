@@ -1,0 +1,67 @@
+"""The models of a verified bundle, ready for per-request use at the edge.
+
+ONNX sessions (single-threaded) for the cluster segment and the ALS top-k graph; the
+item factors and ``YᵀY + λI`` for exact fold-in of the visitor's session; the item
+index. Loaded once, swapped whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.als import fold_in
+from models.bundle import Bundle, load_public_key, open_bundle
+from models.features import encode
+from models.onnx_graphs import MASK_PENALTY, OnnxModel, TopKModel
+
+log = logging.getLogger(__name__)
+
+
+class EdgeModels:
+    def __init__(self, bundle: Bundle) -> None:
+        self.version = bundle.version
+        self.spec = bundle.feature_spec()
+        meta = bundle.manifest.get("models", {})
+        self.segment_labels: list[str] = list(meta.get("segments", {}).get("labels", []))
+        self.segments = OnnxModel(bundle.files["segments.onnx"]) if "segments.onnx" in bundle.files else None
+        self.als = TopKModel(bundle.files["als_topk.onnx"])
+        self.item_factors = bundle.array("als_item_factors.npy").astype(np.float32)
+        self.gram = bundle.array("als_gram.npy").astype(np.float64)
+        self.alpha = float(meta.get("als", {}).get("alpha", 1.0))
+        items = bundle.json("items.json")
+        self.item_ids: list[str] = list(items["ids"])
+        self.index = {item: i for i, item in enumerate(self.item_ids)}
+        self.content_doc: dict[str, Any] | None = bundle.json("content.json") if "content.json" in bundle.files else None
+        self._vec = np.zeros((1, self.spec.width), dtype=np.float32)
+
+    def segment(self, attrs: Mapping[str, Any]) -> str:
+        """The visitor's cluster segment label ("" without a segment model)."""
+        if self.segments is None:
+            return ""
+        encode(self.spec, attrs, self._vec[0])
+        label = int(self.segments.run({"features": self._vec})[0][0])
+        return self.segment_labels[label] if 0 <= label < len(self.segment_labels) else str(label)
+
+    def recommend(self, interactions: Sequence[tuple[str, float]], exclude: Sequence[str]) -> list[str]:
+        """Items for a visitor from their session (fold-in + ALS top-k), best first."""
+        known = [(self.index[i], w) for i, w in interactions if i in self.index]
+        if not known:
+            return []
+        idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
+        weights = np.fromiter((w for _, w in known), dtype=np.float64, count=len(known))
+        user = fold_in(self.item_factors, self.gram, idx, weights, self.alpha)
+        excluded = np.array(sorted({self.index[e] for e in exclude if e in self.index}), dtype=np.int64)
+        top, scores = self.als.top(user, excluded)
+        return [self.item_ids[int(i)] for i, s in zip(top, scores, strict=True) if s > -MASK_PENALTY / 2]
+
+
+def load_models(bundle_path: str, public_key_path: str) -> EdgeModels:
+    """Verify and open a bundle file; raises on anything that does not check out."""
+    key = load_public_key(Path(public_key_path).read_bytes())
+    bundle = open_bundle(Path(bundle_path).read_bytes(), key)
+    return EdgeModels(bundle)
