@@ -118,7 +118,11 @@ def _experiment(slot: SlotDef, attrs: Mapping[str, Any], visitor_id: str, exposu
         return SlotOutcome(None, "no_visitor")  # no consent to identify: nobody to keep in a bucket
     choice = assign(slot.seed, visitor_id, slot.weights, slot.coverage, slot.holdout)
     if choice == EXCLUDED:
-        outcome = SlotOutcome(slot.default.render(attrs), "default", "excluded") if slot.default else SlotOutcome(None, "no_match", "excluded")
+        outcome = (
+            SlotOutcome(slot.default.render(attrs), "default", "excluded")
+            if slot.default
+            else SlotOutcome(None, "no_match", "excluded")
+        )
         return outcome
     variant_id = HOLDOUT if choice == HOLDOUT else slot.variants[int(choice)].id
     if exposures is not None:

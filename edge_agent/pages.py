@@ -104,7 +104,14 @@ def decide_slots(
         ctx.attrs["segments"] = bundle.rule_segments(ctx.attrs) if bundle is not None else []
     if todo:
         part = decide_page(
-            bundle, ctx.attrs, todo, deadline_ms, models=models, visitor_id=ctx.visitor_id, exposures=ctx.exposures, session=ctx.session
+            bundle,
+            ctx.attrs,
+            todo,
+            deadline_ms,
+            models=models,
+            visitor_id=ctx.visitor_id,
+            exposures=ctx.exposures,
+            session=ctx.session,
         )
         ctx.decision.outcomes.update(part.outcomes)
         ctx.decision.bundle_version = part.bundle_version

@@ -109,7 +109,9 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
             headers_out.append((b"set-cookie", cookie.encode("latin-1")))
         wanted = [n for n in query.get("slots", "").split(",")[:MAX_HEADER_SLOTS] if SLOT_NAME_RE.match(n)]
         if wanted:
-            decision = decide_slots(ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms, state.models)
+            decision = decide_slots(
+                ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms, state.models
+            )
             if ctx.exposures:
                 await record_exposures(state, ctx, headers)
             for name in wanted:

@@ -168,7 +168,16 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
         for key, value in (("coverage", coverage), ("holdout", holdout)):
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise BundleError(f"{where}.{key}", "must be between 0 and 1")
-        return SlotDef(name=name, kind=kind, variants=tuple(variants), default=default, seed=seed, weights=tuple(weights), coverage=float(coverage), holdout=float(holdout))
+        return SlotDef(
+            name=name,
+            kind=kind,
+            variants=tuple(variants),
+            default=default,
+            seed=seed,
+            weights=tuple(weights),
+            coverage=float(coverage),
+            holdout=float(holdout),
+        )
     if kind == "variant":
         variants = []
         for i, v in enumerate(spec.get("variants", [])):

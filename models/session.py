@@ -38,7 +38,9 @@ def event_items(event: Mapping[str, Any], page_item: Callable[[str], str]) -> li
     return []
 
 
-def apply_event(session: dict[str, Any], event: Mapping[str, Any], category_of: Mapping[str, Any], page_item: Callable[[str], str], now: float) -> None:
+def apply_event(
+    session: dict[str, Any], event: Mapping[str, Any], category_of: Mapping[str, Any], page_item: Callable[[str], str], now: float
+) -> None:
     """Fold one accepted event into ``session`` in place."""
     kind = str(event.get("type", ""))
     counter = _COUNTERS.get(kind)

@@ -203,3 +203,38 @@ def start_hub(tmp_path: Path) -> Iterator[HubFactory]:
     yield start
     for hub in started:
         hub.stop()
+
+
+@dataclass
+class TrainedBundle:
+    path: Path
+    public_key: Path
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> TrainedBundle:
+    """A real signed bundle trained on generated tastes over the demo catalog."""
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("bundle")
+    subprocess.run([sys.executable, "-m", "p13n", "keys", "generate", str(d / "keys")], check=True, capture_output=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "p13n",
+            "train",
+            "--generate",
+            "--templates",
+            str(DEFAULT_TEMPLATES),
+            "--key",
+            str(d / "keys" / "bundle-signing.key"),
+            "--out",
+            str(d / "out"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return TrainedBundle(Path(json.loads(out.stdout)["bundle"]), d / "keys" / "bundle-signing.pub")

@@ -95,3 +95,36 @@ def test_pixel_fires_from_an_img(
     wait_accepted(hub.url, 1)
     ((kind, props),) = warehouse_rows(hub.data_dir, "SELECT type, props FROM events")
     assert kind == "email_open" and json.loads(props)["campaign"] == "spring"
+
+
+def test_hostile_catalog_data_renders_inert(browser: object, tmp_path: Path, start_agent: AgentFactory) -> None:
+    import shutil
+
+    from p13n.procs import DEFAULT_TEMPLATES
+    from tests.conftest import _start_origin
+
+    templates = tmp_path / "tpl"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    catalog = json.loads((templates / "catalog.json").read_text())
+    catalog[0].update(
+        title='<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">',
+        url='" onmouseover="window.__pwned = 3" x="',
+        color="red;background:url(javascript:window.__pwned=4)",
+        popularity=10_000,
+    )
+    (templates / "catalog.json").write_text(json.dumps(catalog))
+    origin = _start_origin(tmp_path / "o", ssi=False, templates=templates)
+    try:
+        agent = start_agent(origin.url, TEMPLATES_DIR=str(templates))
+        page = browser.new_page()  # type: ignore[attr-defined]
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(agent.url + "/")
+        card = page.locator(f'[data-p13n-item="{catalog[0]["id"]}"]')
+        card.hover()
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.__pwned") is None and dialogs == []
+        assert "<script>window.__pwned = 1</script>" in card.inner_text()  # shown as text
+        assert page.locator("script:has-text('__pwned')").count() == 0
+    finally:
+        origin.child.stop()
