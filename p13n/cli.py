@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--generate", action="store_true", help="train on generated planted-structure data")
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
     tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
+    tr.add_argument("--no-tune", action="store_true", help="skip the hyperparameter search (default parameters; quick runs)")
     tr.add_argument("--k", type=int, default=10)
     tr.add_argument("--seed", type=int, default=42)
 

@@ -80,6 +80,7 @@ def train(a: Namespace) -> int:
             seed=a.seed,
             cluster_labels=labels,
             event_weights=_event_weights(a.event_weights),
+            tune=not a.no_tune,
         )
         result = run_training(config, _progress)
     except (OSError, ValueError) as e:

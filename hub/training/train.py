@@ -24,15 +24,16 @@ import numpy as np
 
 from hub.training.evaluate import evaluate
 from models import clusters, text_model
+from models.als import ALSParams
 from models.bundle import build_bundle, load_private_key, npy_bytes
 from models.content import build_content
 from models.data import Interactions, Item, load_interactions, load_items
 from models.evaluation import split
 from models.features import FeatureSpec, default_spec, encode_many
 from models.onnx_graphs import topk_graph
-from models.recommenders import ALS, Catalog, Content
+from models.recommenders import ALS, BlendWeights, Catalog, Content
 from models.synthetic import taste_groups, visitor_archetypes
-from models.tuning import tune
+from models.tuning import Tuned, tune
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class TrainConfig:
     seed: int = 42
     cluster_labels: Mapping[str, str] = field(default_factory=dict)
     event_weights: Mapping[str, float] | None = None
+    #: False: skip the validation search and use default hyperparameters (quick runs)
+    tune: bool = True
 
 
 @dataclass
@@ -131,7 +134,11 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     say(f"loaded {len(data)} interactions, {len(items)} catalog items, {len(profiles)} profiles")
 
     train, test = split(data, "random", 0.75, config.seed)
-    tuned = tune(train, items, config.k, config.seed, progress=say)
+    if config.tune:
+        tuned = tune(train, items, config.k, config.seed, progress=say)
+    else:
+        say("tuning skipped: default hyperparameters")
+        tuned = Tuned(ALSParams(), BlendWeights(0.5, 0.25, 0.25))
     evaluation = evaluate(train, test, items, config.k, config.seed, progress=say, tuned=tuned)
     metrics = evaluation.report["models"]
 
