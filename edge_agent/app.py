@@ -152,6 +152,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
                 models = load_models(settings.model_bundle, settings.bundle_public_key)
                 if models.content_doc is not None:
                     bundle = load_content(models.content_doc)
+                    models.content_doc = None  # the parsed bundle is all that is needed
                 log.info("model bundle v%d loaded", models.version)
             except (OSError, ValueError, KeyError) as e:
                 log.error("model bundle %s refused (%s); serving without models", settings.model_bundle, e)

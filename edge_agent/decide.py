@@ -8,6 +8,7 @@ slot falls back with reason ``error``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -88,7 +89,7 @@ def _recommend(
         candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
         if candidates:
             source = "als"
-    ranked = [*candidates, *bundle.popular] if candidates else bundle.popular
+    ranked = itertools.chain(candidates, bundle.popular) if candidates else bundle.popular
     per_cat: dict[str, int] = {}
     chosen: list[Mapping[str, Any]] = []
     seen: set[str] = set()

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.als import fold_in
+from models.als import fold_in_low_rank
 from models.bundle import Bundle, load_public_key, open_bundle
 from models.features import encode
 from models.onnx_graphs import MASK_PENALTY, OnnxModel, TopKModel
@@ -32,6 +32,7 @@ class EdgeModels:
         self.als = TopKModel(bundle.files["als_topk.onnx"])
         self.item_factors = bundle.array("als_item_factors.npy").astype(np.float32)
         self.gram = bundle.array("als_gram.npy").astype(np.float64)
+        self.gram_inv = np.linalg.inv(self.gram)  # once per model: fold-in is then a k × k solve
         self.alpha = float(meta.get("als", {}).get("alpha", 1.0))
         items = bundle.json("items.json")
         self.item_ids: list[str] = list(items["ids"])
@@ -54,10 +55,11 @@ class EdgeModels:
             return []
         idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
         weights = np.fromiter((w for _, w in known), dtype=np.float64, count=len(known))
-        user = fold_in(self.item_factors, self.gram, idx, weights, self.alpha)
+        user = fold_in_low_rank(self.item_factors, self.gram_inv, idx, weights, self.alpha)
         excluded = np.array(sorted({self.index[e] for e in exclude if e in self.index}), dtype=np.int64)
         top, scores = self.als.top(user, excluded)
-        return [self.item_ids[int(i)] for i, s in zip(top, scores, strict=True) if s > -MASK_PENALTY / 2]
+        ids = self.item_ids
+        return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]
 
 
 def load_models(bundle_path: str, public_key_path: str) -> EdgeModels:

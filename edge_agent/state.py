@@ -28,7 +28,7 @@ from models.session import new_session, session_attributes
 log = logging.getLogger(__name__)
 
 #: Live sessions kept in memory (the SQLite copy holds the rest until they expire).
-MAX_SESSIONS_IN_MEMORY = 200_000
+MAX_SESSIONS_IN_MEMORY = 50_000
 #: One year, the lifetime of the visitor cookie.
 VISITOR_COOKIE_MAX_AGE = 365 * 24 * 3600
 

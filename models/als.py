@@ -85,3 +85,25 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
     k = min(k, len(s))
     part = np.argpartition(-s, k - 1)[:k]
     return part[np.argsort(-s[part], kind="stable")]
+
+
+def fold_in_low_rank(
+    item_factors: np.ndarray, gram_inv: np.ndarray, items: np.ndarray, weights: np.ndarray, alpha: float
+) -> np.ndarray:
+    """The same solution as :func:`fold_in`, through the Woodbury identity.
+
+    ``A = G + Yₖᵀ D Yₖ`` with ``D = diag(c − 1)`` is a rank-k update of ``G = YᵀY + λI``;
+    with ``G⁻¹`` precomputed once per model, a session of k ≪ factors items costs a k × k
+    solve instead of a factors × factors one:
+    ``A⁻¹ = G⁻¹ − G⁻¹Yₖᵀ (I + D Yₖ G⁻¹ Yₖᵀ)⁻¹ D Yₖ G⁻¹`` (valid when some c = 1).
+    """
+    if len(items) == 0:
+        return np.zeros(item_factors.shape[1], dtype=np.float32)
+    y = item_factors[items].astype(np.float64)  # k × f
+    c = alpha * np.asarray(weights, dtype=np.float64)
+    b = y.T @ c
+    z = y @ gram_inv  # k × f  (= Yₖ G⁻¹, G symmetric)
+    m = np.eye(len(c)) + (c - 1.0)[:, None] * (z @ y.T)
+    g_b = gram_inv @ b
+    correction = z.T @ np.linalg.solve(m, (c - 1.0) * (y @ g_b))
+    return (g_b - correction).astype(np.float32)

@@ -135,3 +135,19 @@ def test_batched_recommendations_equal_one_by_one(planted) -> None:  # type: ign
         for u in users:
             single = model.recommend(u, 10)
             assert batched[u][:5] == single[:5], (model.name, u)
+
+
+def test_low_rank_fold_in_equals_the_exact_solve() -> None:
+    from models.als import fold_in_low_rank
+
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(500, 64)).astype(np.float32)
+    gram = y.astype(np.float64).T @ y + 0.05 * np.eye(64)
+    gram_inv = np.linalg.inv(gram)
+    for k in (1, 3, 20):
+        items = rng.choice(500, size=k, replace=False)
+        weights = rng.choice([1.0, 2.0, 4.0, 8.0], size=k) * (rng.random(k) > 0.3)  # some c = 0: "c − 1" negative
+        weights[0] = 0.1  # c = alpha·w = 1 exactly: the D = 0 case
+        exact = fold_in(y, gram, items, weights, 10.0)
+        fast = fold_in_low_rank(y, gram_inv, items, weights, 10.0)
+        assert np.allclose(exact, fast, atol=1e-4), k
