@@ -106,4 +106,4 @@ def fold_in_low_rank(
     m = np.eye(len(c)) + (c - 1.0)[:, None] * (z @ y.T)
     g_b = gram_inv @ b
     correction = z.T @ np.linalg.solve(m, (c - 1.0) * (y @ g_b))
-    return (g_b - correction).astype(np.float32)
+    return np.asarray(g_b - correction, dtype=np.float32)
