@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import collect, outbox, ssi
+from edge_agent import bundle_sync, collect, outbox, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
@@ -61,6 +61,8 @@ async def healthz(request: Request) -> Response:
             "outbox_depth": state.outbox_depth,
             "nats": "connected" if state.nc is not None and state.nc.is_connected else "disconnected",
             "last_error": state.last_error,
+            "model_version": state.models.version if state.models else None,
+            "bundle_error": state.bundle_error,
         }
     )
 
@@ -160,6 +162,16 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         metrics_ = EdgeMetrics.create()
         state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=bundle)
         state.models = models
+        if models is None and settings.bundle_public_key:
+            try:  # offline start: the last bundle this edge accepted from the hub
+                persisted = bundle_sync.load_persisted(state)
+                if persisted is not None:
+                    state.models = persisted
+                    if persisted.content_doc is not None:
+                        state.bundle = load_content(persisted.content_doc)
+                        persisted.content_doc = None
+            except (OSError, ValueError, KeyError) as e:
+                log.error("persisted bundle refused (%s)", e)
         device_class("Mozilla/5.0")  # load the UA parser's rules before traffic arrives
         state.http = aiohttp.ClientSession(
             auto_decompress=False,
@@ -175,6 +187,11 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         state.outbox_writer.start()
         publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
         flusher = asyncio.create_task(sessions_loop(state), name="edge-session-flusher")
+        watcher = (
+            asyncio.create_task(bundle_sync.watch_bundles(state), name="edge-bundle-watcher")
+            if settings.bundle_public_key
+            else None
+        )
         # long-lived start-up objects (bundle, UA rules, modules) leave the collector's
         # view, so full collections stay short under load (docs/PERFORMANCE.md)
         gc.collect()
@@ -183,7 +200,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            for task in (publisher, flusher):
+            for task in (publisher, flusher, *([watcher] if watcher else [])):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

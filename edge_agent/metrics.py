@@ -25,6 +25,7 @@ class EdgeMetrics:
     published: Counter
     publish_failures: Counter
     outbox_depth: Gauge
+    bundles_refused: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -57,6 +58,9 @@ class EdgeMetrics:
             ),
             published=Counter("p13n_edge_events_published", "Events published to NATS", registry=reg),
             publish_failures=Counter("p13n_edge_publish_failures", "Failed NATS connects or publishes", registry=reg),
+            bundles_refused=Counter(
+                "p13n_edge_bundles_refused", "Model bundles refused (verification or loading failed)", registry=reg
+            ),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )

@@ -70,6 +70,7 @@ class EdgeState:
     sessions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     dirty_sessions: set[str] = field(default_factory=set)
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
+    bundle_error: str = ""
 
     def __post_init__(self) -> None:
         self.contexts = PageContexts(self.settings.decision_ttl_s)

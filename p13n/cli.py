@@ -118,6 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     crm_sync.add_argument("--config", type=Path, required=True, help="CRM config JSON (docs/INGESTION.md)")
     crm_sync.add_argument("--data-dir", type=Path, default=Path("./data/hub"))
 
+    push = sub.add_parser("push", help="store a signed bundle in NATS and make it the live one on every edge")
+    push.add_argument("bundle", type=Path)
+    push.add_argument("--public-key", type=Path, required=True, help="verify before pushing")
+    push.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
@@ -163,6 +168,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["P13N_ORIGIN_SSI"] = ("echo" if args.ssi_echo else "1") if args.ssi else ""
         os.environ["P13N_ORIGIN_GZIP"] = "1" if args.gzip else ""
         run_factory("p13n.origin:app_from_env", args.host, args.port, "warning")
+        return 0
+    if args.command == "push":
+        import asyncio
+        import json as _json
+
+        from hub.push import push as push_bundle
+        from models.bundle import BundleRejected
+
+        try:
+            result = asyncio.run(push_bundle(args.bundle, args.public_key, args.nats_url))
+        except (BundleRejected, OSError, ValueError) as e:
+            print(f"p13n push: {e}", file=sys.stderr)
+            return 1
+        print(_json.dumps(result))
         return 0
     if args.command == "catalog":
         from hub.ingest_cli import catalog_import

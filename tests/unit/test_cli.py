@@ -22,6 +22,7 @@ COMMANDS = [
     ["bundle", "verify"],
     ["catalog", "import"],
     ["crm", "sync"],
+    ["push"],
 ]
 
 
