@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import bundle_sync, collect, outbox, ssi
+from edge_agent import bundle_sync, collect, fleet, outbox, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
@@ -187,6 +187,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         state.outbox_writer.start()
         publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
         flusher = asyncio.create_task(sessions_loop(state), name="edge-session-flusher")
+        heartbeat = asyncio.create_task(fleet.heartbeat_loop(state, settings.status_interval_s), name="edge-heartbeat")
         watcher = (
             asyncio.create_task(bundle_sync.watch_bundles(state), name="edge-bundle-watcher")
             if settings.bundle_public_key
@@ -200,7 +201,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            for task in (publisher, flusher, *([watcher] if watcher else [])):
+            for task in (publisher, flusher, heartbeat, *([watcher] if watcher else [])):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -67,6 +67,8 @@ class EdgeSettings:
     bundle_public_key: str = ""
     #: Seconds a visitor's live session survives without activity.
     session_ttl_s: float = 1800.0
+    #: Seconds between status heartbeats to the hub.
+    status_interval_s: float = 5.0
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -122,6 +124,7 @@ class EdgeSettings:
             model_bundle=env_str(env, PREFIX + "MODEL_BUNDLE", d.model_bundle),
             bundle_public_key=env_str(env, PREFIX + "BUNDLE_PUBLIC_KEY", d.bundle_public_key),
             session_ttl_s=env_float(env, PREFIX + "SESSION_TTL_S", d.session_ttl_s, minimum=1.0),
+            status_interval_s=env_float(env, PREFIX + "STATUS_INTERVAL_S", d.status_interval_s, minimum=0.1),
         )
 
 
@@ -152,4 +155,5 @@ ENV_NAMES: dict[str, str] = {
     "model_bundle": PREFIX + "MODEL_BUNDLE",
     "bundle_public_key": PREFIX + "BUNDLE_PUBLIC_KEY",
     "session_ttl_s": PREFIX + "SESSION_TTL_S",
+    "status_interval_s": PREFIX + "STATUS_INTERVAL_S",
 }

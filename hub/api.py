@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from hub import fleet
 from hub.ingest.consumer import consumer_lag
 from models.errors import error_body
 from models.pseudonym import pseudonym
@@ -108,3 +109,22 @@ async def stats(request: Request) -> Response:
             },
         }
     )
+
+
+async def edges(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    view = state.fleet.view(state.settings.edge_stale_s)
+    return JSONResponse({"edges": view, "stale": sum(1 for e in view if e["stale"])})
+
+
+async def activate_bundle(request: Request) -> Response:
+    """Make a stored bundle version the live one on every edge (rollback included)."""
+    state: HubState = request.app.state.hub
+    if state.nc is None or not state.layout_ready:
+        return _error(503, "nats_unavailable", "the hub is not connected to NATS")
+    version = int(request.path_params["version"])
+    try:
+        pointer = await fleet.activate(state.nc, version)
+    except KeyError:
+        return _error(404, "unknown_bundle", f"bundle version {version} is not stored")
+    return JSONResponse(pointer)

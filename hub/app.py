@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub import api
+from hub.fleet import Fleet
 from hub.ingest.consumer import ConsumerState, consume
 from hub.ingest.storage import HubStorage
 from hub.nats_setup import ensure_layout
@@ -46,6 +47,7 @@ class HubState:
     storage: HubStorage | None = None
     consumer: ConsumerState = field(default_factory=ConsumerState)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    fleet: Fleet = field(default_factory=Fleet)
 
     def __post_init__(self) -> None:
         self.connect_failures = Counter(
@@ -77,6 +79,7 @@ async def _connect_loop(state: HubState) -> None:
             state.last_error = ""
             state.nats_up.set(1)
             log.info("NATS layout ready: created=%s updated=%s", report.created, report.updated)
+            await state.fleet.subscribe(nc)
             if state.storage is not None:
                 state.tasks.append(
                     asyncio.create_task(
@@ -163,6 +166,8 @@ def create_app(settings: HubSettings) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/v1/events", api.post_events, methods=["POST"]),
             Route("/v1/stats", api.stats, methods=["GET"]),
+            Route("/v1/edges", api.edges, methods=["GET"]),
+            Route("/v1/bundles/{version:int}/activate", api.activate_bundle, methods=["POST"]),
             Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         ],
         lifespan=lifespan,

@@ -37,6 +37,8 @@ class HubSettings:
     crm_config: str = ""
     #: Seconds between scheduled CRM syncs (±10 % jitter).
     crm_interval_s: float = 900.0
+    #: Seconds without a heartbeat after which an edge is shown as stale.
+    edge_stale_s: float = 30.0
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -68,6 +70,7 @@ class HubSettings:
             pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
             crm_config=env_str(env, PREFIX + "CRM_CONFIG", d.crm_config),
             crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
+            edge_stale_s=env_float(env, PREFIX + "EDGE_STALE_S", d.edge_stale_s, minimum=0.1),
         )
 
 
@@ -83,4 +86,5 @@ ENV_NAMES: dict[str, str] = {
     "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
     "crm_config": PREFIX + "CRM_CONFIG",
     "crm_interval_s": PREFIX + "CRM_INTERVAL_S",
+    "edge_stale_s": PREFIX + "EDGE_STALE_S",
 }

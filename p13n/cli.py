@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     verify = bundle_sub.add_parser("verify", help="check a bundle's signature, hashes and feature spec")
     verify.add_argument("file", type=Path)
     verify.add_argument("--public-key", type=Path, required=True)
+    act = bundle_sub.add_parser("activate", help="make a stored bundle version live on every edge")
+    act.add_argument("version", type=int)
+    act.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    rb = bundle_sub.add_parser("rollback", help="make the previously live bundle version live again")
+    rb.add_argument("--nats-url", default="nats://127.0.0.1:4222")
 
     catalog = sub.add_parser("catalog", help="catalog tools")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
@@ -128,6 +133,35 @@ def _parser() -> argparse.ArgumentParser:
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
     gen.add_argument("dir", type=Path)
     return p
+
+
+def _bundle_pointer(command: str, version: int | None, nats_url: str) -> int:
+    import asyncio
+    import json as _json
+
+    import nats
+
+    from hub.fleet import activate, previous_version
+
+    async def run() -> dict[str, Any]:
+        nc = await nats.connect(nats_url.split(","), connect_timeout=5)
+        try:
+            target = version if command == "activate" else await previous_version(nc)
+            if target is None:
+                raise KeyError("no previous bundle version to roll back to")
+            return await activate(nc, target)
+        finally:
+            await nc.close()
+
+    try:
+        print(_json.dumps(asyncio.run(run())))
+    except KeyError as e:
+        print(f"p13n bundle {command}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"p13n bundle {command}: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve(command: str, load: Callable[[], Any], target: str) -> int:
@@ -198,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return training_cli.evaluate(args)
         if args.command == "train":
             return training_cli.train(args)
+        if args.command == "bundle" and args.bundle_command in ("activate", "rollback"):
+            return _bundle_pointer(args.bundle_command, getattr(args, "version", None), args.nats_url)
         if args.command == "bundle":
             return training_cli.bundle_verify(args.file, args.public_key)
         return training_cli.keys_generate(args.dir)

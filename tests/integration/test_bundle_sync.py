@@ -97,3 +97,71 @@ def test_edge_restarted_without_nats_serves_the_last_accepted_bundle(
     assert h["model_version"] == 1 and h["nats"] == "disconnected"
     page = fetch(offline.url + "/p/dr01")
     assert page.status == 200 and "<p13n-slot" not in page.text
+
+
+def test_fleet_view_activate_and_rollback(
+    nats_server: str, origin: Origin, trained_bundle: TrainedBundle, start_agent: AgentFactory, start_hub, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    key = str(trained_bundle.public_key)
+    hub = start_hub(nats_server, EDGE_STALE_S="1.5")
+    edges = [
+        start_agent(origin.url, NATS_URL=nats_server, BUNDLE_PUBLIC_KEY=key, ID=f"shop-{i}", STATUS_INTERVAL_S="0.3")
+        for i in range(2)
+    ]
+    # a second version: retrain into the same output directory
+    out_dir = trained_bundle.path.parent
+    shutil.copy(trained_bundle.path, tmp_path / "v1.tar")
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "p13n",
+            "train",
+            "--generate",
+            "--no-tune",
+            "--key",
+            str(trained_bundle.public_key.parent / "bundle-signing.key"),
+            "--out",
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    v2 = json.loads(second.stdout)
+    for path in (tmp_path / "v1.tar", v2["bundle"]):
+        subprocess.run(
+            [sys.executable, "-m", "p13n", "push", str(path), "--public-key", key, "--nats-url", nats_server],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    wait_for(lambda: all(health(e.url)["model_version"] == v2["version"] for e in edges))
+
+    def fleet() -> dict[str, dict[str, object]]:
+        return {e["edge_id"]: e for e in json.loads(fetch(hub.url + "/v1/edges").body)["edges"]}
+
+    wait_for(lambda: set(fleet()) == {"shop-0", "shop-1"} and all(e["model_version"] == v2["version"] for e in fleet().values()))
+    assert not any(e["stale"] for e in fleet().values())
+
+    rolled = subprocess.run(
+        [sys.executable, "-m", "p13n", "bundle", "rollback", "--nats-url", nats_server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rolled.returncode == 0, rolled.stderr
+    assert json.loads(rolled.stdout)["version"] == 1
+    wait_for(lambda: all(health(e.url)["model_version"] == 1 for e in edges))
+
+    activated = fetch(hub.url + f"/v1/bundles/{v2['version']}/activate", method="POST", data=b"")
+    assert activated.status == 200
+    wait_for(lambda: all(health(e.url)["model_version"] == v2["version"] for e in edges))
+    assert fetch(hub.url + "/v1/bundles/999/activate", method="POST", data=b"").status == 404
+
+    edges[1].stop()
+    wait_for(lambda: fleet()["shop-1"]["stale"] is True, timeout_s=10)
+    assert fleet()["shop-0"]["stale"] is False

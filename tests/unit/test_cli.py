@@ -23,6 +23,8 @@ COMMANDS = [
     ["catalog", "import"],
     ["crm", "sync"],
     ["push"],
+    ["bundle", "activate"],
+    ["bundle", "rollback"],
 ]
 
 

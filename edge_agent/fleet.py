@@ -1,0 +1,46 @@
+"""Edge status heartbeats on ``p13n.edges.status.<edge>`` (core NATS, every few seconds).
+
+What the hub's fleet view shows: edge id, content and model bundle versions, live
+sessions, outbox depth, last errors. Nothing about any visitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from edge_agent.state import EdgeState
+from models.nats_layout import status_subject
+
+log = logging.getLogger(__name__)
+
+#: Seconds between heartbeats.
+STATUS_INTERVAL_S = 5.0
+
+
+def status(state: EdgeState) -> dict[str, object]:
+    return {
+        "edge_id": state.settings.edge_id,
+        "ts": time.time(),
+        "bundle_version": state.bundle.version if state.bundle else None,
+        "model_version": state.models.version if state.models else None,
+        "sessions_in_memory": len(state.sessions),
+        "outbox_depth": state.outbox_depth,
+        "last_error": state.last_error,
+        "bundle_error": state.bundle_error,
+        "uptime_s": round(time.time() - state.started, 1),
+    }
+
+
+async def heartbeat_loop(state: EdgeState, interval_s: float = STATUS_INTERVAL_S) -> None:
+    subject = status_subject(state.settings.edge_id)
+    while True:
+        nc = state.nc
+        if nc is not None and nc.is_connected:
+            try:
+                await nc.publish(subject, json.dumps(status(state)).encode())
+            except Exception as e:  # a missed heartbeat is only a heartbeat
+                log.debug("status publish failed: %s", e)
+        await asyncio.sleep(interval_s)
