@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import bundle_sync, collect, fleet, outbox, ssi
+from edge_agent import bundle_sync, collect, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
@@ -62,6 +62,7 @@ async def healthz(request: Request) -> Response:
             "nats": "connected" if state.nc is not None and state.nc.is_connected else "disconnected",
             "last_error": state.last_error,
             "model_version": state.models.version if state.models else None,
+            "profiles": state.store.profile_count(),
             "bundle_error": state.bundle_error,
         }
     )
@@ -188,6 +189,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
         flusher = asyncio.create_task(sessions_loop(state), name="edge-session-flusher")
         heartbeat = asyncio.create_task(fleet.heartbeat_loop(state, settings.status_interval_s), name="edge-heartbeat")
+        profiles = asyncio.create_task(profile_sync.follow_profiles(state), name="edge-profiles")
         watcher = (
             asyncio.create_task(bundle_sync.watch_bundles(state), name="edge-bundle-watcher")
             if settings.bundle_public_key
@@ -201,7 +203,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            for task in (publisher, flusher, heartbeat, *([watcher] if watcher else [])):
+            for task in (publisher, flusher, heartbeat, profiles, *([watcher] if watcher else [])):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

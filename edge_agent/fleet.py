@@ -27,6 +27,7 @@ def status(state: EdgeState) -> dict[str, object]:
         "bundle_version": state.bundle.version if state.bundle else None,
         "model_version": state.models.version if state.models else None,
         "sessions_in_memory": len(state.sessions),
+        "profiles": state.store.profile_count(),
         "outbox_depth": state.outbox_depth,
         "last_error": state.last_error,
         "bundle_error": state.bundle_error,

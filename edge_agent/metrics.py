@@ -26,6 +26,7 @@ class EdgeMetrics:
     publish_failures: Counter
     outbox_depth: Gauge
     bundles_refused: Counter
+    profiles_applied: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -60,6 +61,9 @@ class EdgeMetrics:
             publish_failures=Counter("p13n_edge_publish_failures", "Failed NATS connects or publishes", registry=reg),
             bundles_refused=Counter(
                 "p13n_edge_bundles_refused", "Model bundles refused (verification or loading failed)", registry=reg
+            ),
+            profiles_applied=Counter(
+                "p13n_edge_profiles_applied", "Profile updates and purges applied from the hub", registry=reg
             ),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),

@@ -71,6 +71,7 @@ class EdgeState:
     dirty_sessions: set[str] = field(default_factory=set)
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
     bundle_error: str = ""
+    profiles_cache: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.contexts = PageContexts(self.settings.decision_ttl_s)
@@ -87,13 +88,27 @@ class EdgeState:
             cookie_name=s.cookie_name,
             default_consent=s.default_consent,
         )
-        # live behaviour is read only with personalization consent
+        # live behaviour and the synced profile are read only with personalization consent
         if ctx.visitor_id and not ctx.new_visitor and "personalization" in ctx.consent:
             session = self.session(ctx.visitor_id, create=False)
             if session is not None:
                 ctx.session = session
                 ctx.attrs.update(session_attributes(session))
+            profile = self.profile(ctx.visitor_id)
+            if profile is not None:
+                ctx.attrs["profile"] = profile
         return ctx
+
+    def profile(self, subject: str) -> dict[str, Any] | None:
+        """The synced profile of ``subject`` (LRU in memory over SQLite)."""
+        if subject in self.profiles_cache:
+            self.profiles_cache.move_to_end(subject)
+            return self.profiles_cache[subject]
+        profile = self.store.get_profile(subject)  # a primary-key read
+        self.profiles_cache[subject] = profile
+        while len(self.profiles_cache) > MAX_SESSIONS_IN_MEMORY:
+            self.profiles_cache.popitem(last=False)
+        return profile
 
     # ------------------------------------------------------------------ sessions
     def session(self, visitor_id: str, create: bool) -> dict[str, Any] | None:

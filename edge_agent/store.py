@@ -45,6 +45,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX sessions_expires ON sessions(expires);
     """,
+    """
+    CREATE TABLE profiles (
+        subject TEXT PRIMARY KEY,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
 )
 
 
@@ -144,6 +154,38 @@ class EdgeStore:
     def outbox_depth(self) -> int:
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    # ------------------------------------------------------------------ profiles
+    def profile_cursor(self) -> int:
+        """The last profiles-stream sequence applied (0: none)."""
+        with self._lock:
+            row = self.db.execute("SELECT value FROM meta WHERE name = 'profiles_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _apply_profile(self, sql: str, params: tuple[object, ...], seq: int) -> None:
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(sql, params)
+            db.execute(
+                "INSERT INTO meta VALUES ('profiles_seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", (seq,)
+            )
+            db.execute("COMMIT")
+
+    def put_profile(self, subject: str, data: str, seq: int) -> None:
+        self._apply_profile("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (subject, data), seq)
+
+    def delete_profile(self, subject: str, seq: int) -> None:
+        self._apply_profile("DELETE FROM profiles WHERE subject = ?", (subject,), seq)
+
+    def get_profile(self, subject: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.db.execute("SELECT data FROM profiles WHERE subject = ?", (subject,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def profile_count(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT count(*) FROM profiles").fetchone()[0])
 
     # ------------------------------------------------------------------ sessions
     def get_session(self, visitor_id: str, now: float) -> dict[str, Any] | None:

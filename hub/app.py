@@ -28,6 +28,7 @@ from hub.fleet import Fleet
 from hub.ingest.consumer import ConsumerState, consume
 from hub.ingest.storage import HubStorage
 from hub.nats_setup import ensure_layout
+from hub.profiles import ProfilePublisher
 from hub.settings import HubSettings
 from models.errors import error_body
 
@@ -81,6 +82,8 @@ async def _connect_loop(state: HubState) -> None:
             log.info("NATS layout ready: created=%s updated=%s", report.created, report.updated)
             await state.fleet.subscribe(nc)
             if state.storage is not None:
+                state.tasks.append(asyncio.create_task(_profiles_loop(state, nc), name="hub-profiles"))
+            if state.storage is not None:
                 state.tasks.append(
                     asyncio.create_task(
                         consume(nc.jetstream(), state.storage, state.consumer, state.settings.fetch_batch), name="hub-ingest"
@@ -115,6 +118,23 @@ async def _crm_loop(state: HubState) -> None:
             await asyncio.sleep(state.settings.crm_interval_s * random.uniform(0.9, 1.1))
     finally:
         sync.close()
+
+
+async def _profiles_loop(state: HubState, nc: NATS) -> None:
+    """Publish changed consented profiles every few seconds; purge withdrawn ones."""
+    publisher = ProfilePublisher()
+    while True:
+        await asyncio.sleep(state.settings.profile_sync_s)
+        try:
+            assert state.storage is not None
+            await asyncio.to_thread(state.storage.refresh_marts)
+            result = await publisher.run_once(state.storage, nc.jetstream())
+            if result["published"] or result["purged"]:
+                log.info("profiles: %s", result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("profile sync failed; retrying", exc_info=True)
 
 
 async def healthz(request: Request) -> Response:

@@ -39,6 +39,8 @@ class HubSettings:
     crm_interval_s: float = 900.0
     #: Seconds without a heartbeat after which an edge is shown as stale.
     edge_stale_s: float = 30.0
+    #: Seconds between profile publications to the edges.
+    profile_sync_s: float = 5.0
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -71,6 +73,7 @@ class HubSettings:
             crm_config=env_str(env, PREFIX + "CRM_CONFIG", d.crm_config),
             crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
             edge_stale_s=env_float(env, PREFIX + "EDGE_STALE_S", d.edge_stale_s, minimum=0.1),
+            profile_sync_s=env_float(env, PREFIX + "PROFILE_SYNC_S", d.profile_sync_s, minimum=0.1),
         )
 
 
@@ -87,4 +90,5 @@ ENV_NAMES: dict[str, str] = {
     "crm_config": PREFIX + "CRM_CONFIG",
     "crm_interval_s": PREFIX + "CRM_INTERVAL_S",
     "edge_stale_s": PREFIX + "EDGE_STALE_S",
+    "profile_sync_s": PREFIX + "PROFILE_SYNC_S",
 }

@@ -107,7 +107,7 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
 
     def start(origin_url: str, port: int | None = None, **settings: str) -> Agent:
         port = port or free_port()
-        data_dir = tmp_path / f"edge-{len(started)}"
+        data_dir = Path(settings["DATA_DIR"]) if "DATA_DIR" in settings else tmp_path / f"edge-{len(started)}"
         env = {
             "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
             "P13N_EDGE_ORIGIN": origin_url,

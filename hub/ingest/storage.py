@@ -380,14 +380,14 @@ class HubStorage:
             self.warehouse.execute("COMMIT")
 
     # ------------------------------------------------------------------ stats
-    def _reader(self, path: Path) -> sqlite3.Connection:
+    def reader(self, path: Path) -> sqlite3.Connection:
         """A separate read-only connection: WAL readers never wait for the writer."""
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         db.execute("PRAGMA busy_timeout=10000")
         return db
 
     def counters(self) -> dict[str, int]:
-        db = self._reader(self.data_dir / "warehouse.sqlite")
+        db = self.reader(self.data_dir / "warehouse.sqlite")
         try:
             return {r[0]: int(r[1]) for r in db.execute("SELECT name, value FROM counters")}
         finally:
@@ -396,8 +396,8 @@ class HubStorage:
     def table_rows(self) -> dict[str, int]:
         """Rows per table of every tier (read connections; the ingest keeps writing)."""
         out: dict[str, int] = {}
-        wh = self._reader(self.data_dir / "warehouse.sqlite")
-        marts = self._reader(self.data_dir / "marts.sqlite")
+        wh = self.reader(self.data_dir / "warehouse.sqlite")
+        marts = self.reader(self.data_dir / "marts.sqlite")
         try:
             for t in ("events", "users", "identities", "items", "dead_letters"):
                 out[f"warehouse.{t}"] = int(wh.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
@@ -409,7 +409,7 @@ class HubStorage:
         lake_rows = 0
         files = sorted(self.lake_dir.glob("events-*.sqlite"))
         for path in files:
-            db = self._reader(path)
+            db = self.reader(path)
             try:
                 lake_rows += int(db.execute("SELECT count(*) FROM raw_events").fetchone()[0])
             except sqlite3.OperationalError:  # created but not yet written

@@ -1,0 +1,63 @@
+"""Consented profiles from the hub: follow the KV bucket's stream, resume where we were.
+
+nats-py's ``KeyValue.watch`` cannot resume from a revision, so the edge reads the
+bucket's own stream (``$KV.p13n_profiles.>``) with an ordered consumer starting at the
+last applied stream sequence + 1 (kept in SQLite): after a disconnect or a restart it
+catches up on what changed, not on everything. ``PURGE``/``DEL`` operations delete the
+local copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from edge_agent.state import EdgeState
+from models import nats_layout as L
+
+log = logging.getLogger(__name__)
+_PREFIX = f"$KV.{L.PROFILES_BUCKET}."
+
+
+async def follow_profiles(state: EdgeState) -> None:
+    delay = 0.5
+    while True:
+        nc = state.nc
+        if nc is None or not nc.is_connected:
+            await asyncio.sleep(0.2)
+            continue
+        try:
+            js = nc.jetstream()
+            start = await asyncio.to_thread(state.store.profile_cursor)
+            config = (
+                ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1)
+                if start
+                else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            )
+            sub = await js.subscribe(f"{_PREFIX}>", stream=f"KV_{L.PROFILES_BUCKET}", ordered_consumer=True, config=config)
+            delay = 0.5
+            async for msg in sub.messages:
+                subject = msg.subject[len(_PREFIX) :]
+                op = (msg.headers or {}).get("KV-Operation", "")
+                seq = msg.metadata.sequence.stream
+                if op in ("DEL", "PURGE"):
+                    await asyncio.to_thread(state.store.delete_profile, subject, seq)
+                    state.profiles_cache.pop(subject, None)
+                else:
+                    try:
+                        data = json.loads(msg.data)
+                    except ValueError:
+                        continue
+                    await asyncio.to_thread(state.store.put_profile, subject, json.dumps(data), seq)
+                    state.profiles_cache.pop(subject, None)
+                state.metrics.profiles_applied.inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # NATS away: keep serving from SQLite, resume later
+            state.last_error = f"profiles: {type(e).__name__}: {e}"[:300]
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, 15.0)

@@ -1,0 +1,111 @@
+"""Consented profiles to the edges: the ``p13n_profiles`` KV bucket, keyed by subject.
+
+A subject (a user's pseudonym, or an anonymous visitor id) gets a profile only when its
+latest recorded consent includes ``personalization``; a withdrawn consent purges the
+key (a purge, not a delete marker: nothing of the profile stays in the bucket). The
+profile: aggregated behaviour from the marts and mapped CRM attributes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from hub.ingest.storage import HubStorage
+from models import nats_layout as L
+
+log = logging.getLogger(__name__)
+
+
+def consent_by_subject(storage: HubStorage) -> dict[str, bool]:
+    """Latest consent choice per subject: True when it includes personalization."""
+    db = storage.reader(storage.data_dir / "warehouse.sqlite")
+    try:
+        rows = db.execute(
+            "SELECT coalesce(user_id, anonymous_id), props FROM events WHERE type = 'consent' ORDER BY ts, rowid"
+        ).fetchall()
+    finally:
+        db.close()
+    out: dict[str, bool] = {}
+    for subject, props in rows:
+        if subject:
+            categories = json.loads(props or "{}").get("categories", [])
+            out[subject] = "personalization" in categories
+    return out
+
+
+def build_profiles(storage: HubStorage, subjects: list[str]) -> dict[str, dict[str, Any]]:
+    if not subjects:
+        return {}
+    marts = storage.reader(storage.data_dir / "marts.sqlite")
+    wh = storage.reader(storage.data_dir / "warehouse.sqlite")
+    profiles: dict[str, dict[str, Any]] = {}
+    try:
+        for i in range(0, len(subjects), 900):
+            chunk = subjects[i : i + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in marts.execute(
+                f"SELECT subject, views, clicks, carts, purchases, revenue_minor, last_ts, category_views FROM user_features WHERE subject IN ({marks})",
+                chunk,
+            ):
+                profiles[row[0]] = {
+                    "views": row[1],
+                    "clicks": row[2],
+                    "carts": row[3],
+                    "purchases": row[4],
+                    "revenue_minor": row[5],
+                    "last_ts": row[6],
+                    "category_views": json.loads(row[7]) if row[7] else {},
+                }
+            for user_id, attributes in wh.execute(f"SELECT user_id, attributes FROM users WHERE user_id IN ({marks})", chunk):
+                if attributes:
+                    profiles.setdefault(user_id, {})["attributes"] = json.loads(attributes)
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        marts.close()
+        wh.close()
+    return profiles
+
+
+class ProfilePublisher:
+    """Publishes changed consented profiles; purges withdrawn ones."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, str] = {}  # subject → hash of what the KV holds
+
+    async def run_once(self, storage: HubStorage, js: JetStreamContext) -> dict[str, int]:
+        import asyncio
+
+        consent = await asyncio.to_thread(consent_by_subject, storage)
+        allowed = sorted(s for s, ok in consent.items() if ok)
+        profiles = await asyncio.to_thread(build_profiles, storage, allowed)
+        kv = await js.key_value(L.PROFILES_BUCKET)
+        put = purged = 0
+        for subject in allowed:
+            profile = profiles.get(subject, {})
+            body = json.dumps(profile, sort_keys=True).encode()
+            digest = hashlib.sha256(body).hexdigest()
+            if self.published.get(subject) != digest:
+                await kv.put(subject, body)
+                self.published[subject] = digest
+                put += 1
+        for subject, ok in consent.items():
+            if not ok and subject in self.published:
+                await kv.purge(subject)
+                del self.published[subject]
+                purged += 1
+            elif not ok and subject not in self.published:
+                try:  # a subject withdrawn before this hub process started
+                    entry = await kv.get(subject)
+                    if entry is not None:
+                        await kv.purge(subject)
+                        purged += 1
+                except Exception:
+                    pass
+        return {"published": put, "purged": purged}

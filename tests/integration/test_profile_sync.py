@@ -1,0 +1,71 @@
+"""Consented profiles flow hub → every edge; withdrawn consent purges them everywhere;
+an edge resumes from the last revision it applied."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+
+from tests.conftest import AgentFactory, HubFactory, Origin
+from tests.integration.helpers import fetch, metric
+from tests.integration.ingest_helpers import post_events
+
+VISITOR = "profilevisitor0000000001"
+
+
+def profiles(agent_data_dir) -> list[tuple[str, dict[str, object]]]:  # type: ignore[no-untyped-def]
+    db = sqlite3.connect(agent_data_dir / "edge.sqlite3")
+    try:
+        return [(s, json.loads(d)) for s, d in db.execute("SELECT subject, data FROM profiles")]
+    finally:
+        db.close()
+
+
+def wait_for(predicate, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def consent(categories: list[str]) -> dict[str, object]:
+    return {"event_id": uuid.uuid4().hex, "type": "consent", "categories": categories}
+
+
+def test_profiles_reach_every_edge_and_withdrawal_purges_them(
+    nats_server: str, origin: Origin, start_hub: HubFactory, start_agent: AgentFactory
+) -> None:
+    start_hub(nats_server, PROFILE_SYNC_S="0.3")
+    collector = start_agent(origin.url, NATS_URL=nats_server, ID="collector")
+    other = start_agent(origin.url, NATS_URL=nats_server, ID="other")
+    cookie = {"Cookie": f"p13n_id={VISITOR}"}
+    views = [{"event_id": uuid.uuid4().hex, "type": "page_view", "url": f"https://s/p/sh0{i}"} for i in (1, 2)]
+    assert post_events(collector.url, [consent(["necessary", "analytics", "personalization"]), *views], cookie).status == 202
+    # a visitor who never consented to personalization gets no profile
+    assert (
+        post_events(
+            collector.url,
+            [{"event_id": uuid.uuid4().hex, "type": "page_view", "url": "https://s/p/dr01"}],
+            {"Cookie": "p13n_id=noconsentvisitor00000001"},
+        ).status
+        == 202
+    )
+    wait_for(lambda: len(profiles(other.data_dir)) == 1)
+    ((subject, profile),) = profiles(other.data_dir)
+    assert subject == VISITOR and profile["views"] == 2
+    assert [s for s, _ in profiles(collector.data_dir)] == [VISITOR]
+
+    # the edge resumes where it was: a restart applies nothing old again
+    other.stop()
+    again = start_agent(origin.url, NATS_URL=nats_server, ID="other", DATA_DIR=str(other.data_dir))
+    time.sleep(1.5)
+    assert metric(fetch(again.url + "/_p13n/metrics").text, "p13n_edge_profiles_applied_total") == 0
+    assert json.loads(fetch(again.url + "/_p13n/healthz").body)["profiles"] == 1
+
+    assert post_events(collector.url, [consent(["necessary", "analytics"])], cookie).status == 202
+    wait_for(lambda: profiles(again.data_dir) == [] and profiles(collector.data_dir) == [])
+    assert metric(fetch(again.url + "/_p13n/metrics").text, "p13n_edge_profiles_applied_total") == 1  # the purge
