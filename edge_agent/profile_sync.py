@@ -21,6 +21,8 @@ from models import nats_layout as L
 
 log = logging.getLogger(__name__)
 _PREFIX = f"$KV.{L.PROFILES_BUCKET}."
+#: Most profile changes applied in one SQLite transaction while catching up.
+APPLY_BATCH = 2000
 
 
 async def follow_profiles(state: EdgeState) -> None:
@@ -40,21 +42,25 @@ async def follow_profiles(state: EdgeState) -> None:
             )
             sub = await js.subscribe(f"{_PREFIX}>", stream=f"KV_{L.PROFILES_BUCKET}", ordered_consumer=True, config=config)
             delay = 0.5
+            batch: list[tuple[str, str | None, int]] = []
             async for msg in sub.messages:
                 subject = msg.subject[len(_PREFIX) :]
                 op = (msg.headers or {}).get("KV-Operation", "")
                 seq = msg.metadata.sequence.stream
                 if op in ("DEL", "PURGE"):
-                    await asyncio.to_thread(state.store.delete_profile, subject, seq)
-                    state.profiles_cache.pop(subject, None)
+                    batch.append((subject, None, seq))
                 else:
                     try:
-                        data = json.loads(msg.data)
+                        batch.append((subject, json.dumps(json.loads(msg.data)), seq))
                     except ValueError:
                         continue
-                    await asyncio.to_thread(state.store.put_profile, subject, json.dumps(data), seq)
-                    state.profiles_cache.pop(subject, None)
-                state.metrics.profiles_applied.inc()
+                # catching up: apply many per transaction; live: apply at once
+                if sub.pending_msgs == 0 or len(batch) >= APPLY_BATCH:
+                    await asyncio.to_thread(state.store.apply_profiles, batch)
+                    for changed, _, _ in batch:
+                        state.profiles_cache.pop(changed, None)
+                    state.metrics.profiles_applied.inc(len(batch))
+                    batch = []
         except asyncio.CancelledError:
             raise
         except Exception as e:  # NATS away: keep serving from SQLite, resume later

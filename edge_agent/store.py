@@ -162,21 +162,27 @@ class EdgeStore:
             row = self.db.execute("SELECT value FROM meta WHERE name = 'profiles_seq'").fetchone()
         return int(row[0]) if row else 0
 
-    def _apply_profile(self, sql: str, params: tuple[object, ...], seq: int) -> None:
+    def apply_profiles(self, changes: list[tuple[str, str | None, int]]) -> None:
+        """(subject, JSON or None for a purge, stream sequence) in one transaction."""
+        if not changes:
+            return
         with self._lock:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
-            db.execute(sql, params)
-            db.execute(
-                "INSERT INTO meta VALUES ('profiles_seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", (seq,)
-            )
-            db.execute("COMMIT")
-
-    def put_profile(self, subject: str, data: str, seq: int) -> None:
-        self._apply_profile("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (subject, data), seq)
-
-    def delete_profile(self, subject: str, seq: int) -> None:
-        self._apply_profile("DELETE FROM profiles WHERE subject = ?", (subject,), seq)
+            try:
+                for subject, data, _ in changes:
+                    if data is None:
+                        db.execute("DELETE FROM profiles WHERE subject = ?", (subject,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (subject, data))
+                db.execute(
+                    "INSERT INTO meta VALUES ('profiles_seq', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    (changes[-1][2],),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def get_profile(self, subject: str) -> dict[str, Any] | None:
         with self._lock:

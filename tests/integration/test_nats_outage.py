@@ -21,7 +21,9 @@ def test_ten_second_outage_fails_no_page_and_loses_no_event(
     nats_child, _ = start_nats(tmp_path / "nats", port=port)
     url = f"nats://127.0.0.1:{port}"
     hub = start_hub(url)
-    agent = start_agent(origin.url, NATS_URL=url, MODEL_BUNDLE=str(trained_bundle.path), BUNDLE_PUBLIC_KEY=str(trained_bundle.public_key))
+    agent = start_agent(
+        origin.url, NATS_URL=url, MODEL_BUNDLE=str(trained_bundle.path), BUNDLE_PUBLIC_KEY=str(trained_bundle.public_key)
+    )
     failures: list[str] = []
     pages = 0
     accepted: list[str] = []
@@ -58,6 +60,8 @@ def test_ten_second_outage_fails_no_page_and_loses_no_event(
     try:
         assert failures == [] and pages > 100
         wait_accepted(hub.url, len(accepted), timeout_s=60)
-        assert warehouse_rows(hub.data_dir, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(len(accepted), len(accepted))]
+        assert warehouse_rows(hub.data_dir, "SELECT count(*), count(DISTINCT event_id) FROM events") == [
+            (len(accepted), len(accepted))
+        ]
     finally:
         nats_child.stop()
