@@ -196,7 +196,7 @@ def main() -> int:
             flush=True,
         )
 
-        child, port, data = edges[0]
+        child, _, data = edges[0]
         child.stop()
         items = [(f"catchup{n:09d}", json.dumps({"views": n}).encode()) for n in range(args.catchup)]
         last = asyncio.run(kv_put(url, items))
