@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.settings_base import SERVERS, SettingsError, env_bool, env_float, env_host_port, env_int, env_str
+from models.settings_base import (
+    LOG_LEVELS,
+    SERVERS,
+    SettingsError,
+    env_bool,
+    env_choice,
+    env_float,
+    env_host_port,
+    env_int,
+    env_str,
+)
 
 PREFIX = "P13N_EDGE_"
 #: Used only when no key is configured (demo, tests); the agent logs a warning.
@@ -92,12 +102,8 @@ class EdgeSettings:
         edge_id = env_str(env, PREFIX + "ID", d.edge_id)
         if not edge_id or not all(c.isalnum() or c in "-_" for c in edge_id):
             raise SettingsError(PREFIX + "ID", "use letters, digits, '-' and '_' only")
-        level = env_str(env, PREFIX + "LOG_LEVEL", d.log_level).lower()
-        if level not in ("critical", "error", "warning", "info", "debug", "trace"):
-            raise SettingsError(PREFIX + "LOG_LEVEL", f"unknown level {level!r}")
-        server = env_str(env, PREFIX + "SERVER", d.server).lower()
-        if server not in SERVERS:
-            raise SettingsError(PREFIX + "SERVER", f"expected one of {SERVERS}, got {server!r}")
+        level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
+        server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
         return cls(
             edge_id=edge_id,
             listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8700"),

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.settings_base import SERVERS, SettingsError, env_float, env_host_port, env_int, env_str
+from models.settings_base import LOG_LEVELS, SERVERS, SettingsError, env_choice, env_float, env_host_port, env_int, env_str
 
 PREFIX = "P13N_HUB_"
 
@@ -54,12 +54,8 @@ class HubSettings:
         for url in nats_url.split(","):
             if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise SettingsError(PREFIX + "NATS_URL", f"expected nats:// or tls:// URLs, got {url!r}")
-        level = env_str(env, PREFIX + "LOG_LEVEL", d.log_level).lower()
-        if level not in ("critical", "error", "warning", "info", "debug", "trace"):
-            raise SettingsError(PREFIX + "LOG_LEVEL", f"unknown level {level!r}")
-        server = env_str(env, PREFIX + "SERVER", d.server).lower()
-        if server not in SERVERS:
-            raise SettingsError(PREFIX + "SERVER", f"expected one of {SERVERS}, got {server!r}")
+        level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
+        server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
         return cls(
             listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8600"),
             nats_url=nats_url,

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 #: HTTP servers a service can run under (see p13n/serve.py).
 SERVERS = ("granian", "uvicorn")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class SettingsError(ValueError):
@@ -70,3 +71,11 @@ def env_host_port(env: Mapping[str, str], name: str, default: str) -> tuple[str,
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise SettingsError(name, f"expected HOST:PORT, got {raw!r}")
     return host, int(port)
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A lower-cased value that must be one of ``choices``."""
+    value = env_str(env, name, default).lower()
+    if value not in choices:
+        raise SettingsError(name, f"expected one of {choices}, got {value!r}")
+    return value
