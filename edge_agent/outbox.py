@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 
 from edge_agent.state import EdgeState
 from models.nats_layout import events_subject
+from models.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ async def connect(state: EdgeState) -> NATS:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 allow_reconnect=True,
+                tls=client_context(state.settings.nats_ca),
             )
             state.nats_connected = True
             state.last_error = ""

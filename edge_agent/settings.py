@@ -79,6 +79,8 @@ class EdgeSettings:
     session_ttl_s: float = 1800.0
     #: Seconds between status heartbeats to the hub.
     status_interval_s: float = 5.0
+    #: CA certificate (PEM) to verify the NATS server with; set it to use ``tls://`` URLs.
+    nats_ca: str = ""
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -104,6 +106,7 @@ class EdgeSettings:
             raise SettingsError(PREFIX + "ID", "use letters, digits, '-' and '_' only")
         level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
         server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
+        nats_ca = env_str(env, PREFIX + "NATS_CA", d.nats_ca)
         return cls(
             edge_id=edge_id,
             listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8700"),
@@ -122,6 +125,7 @@ class EdgeSettings:
             nats_url=env_str(env, PREFIX + "NATS_URL", d.nats_url),
             cookie_name=env_str(env, PREFIX + "COOKIE_NAME", d.cookie_name),
             default_consent=consent,
+            nats_ca=nats_ca,
             log_level=level,
             server=server,
             outbox_max_events=env_int(env, PREFIX + "OUTBOX_MAX_EVENTS", d.outbox_max_events, minimum=1),
@@ -153,6 +157,7 @@ ENV_NAMES: dict[str, str] = {
     "nats_url": PREFIX + "NATS_URL",
     "cookie_name": PREFIX + "COOKIE_NAME",
     "default_consent": PREFIX + "DEFAULT_CONSENT",
+    "nats_ca": PREFIX + "NATS_CA",
     "log_level": PREFIX + "LOG_LEVEL",
     "server": PREFIX + "SERVER",
     "outbox_max_events": PREFIX + "OUTBOX_MAX_EVENTS",

@@ -31,6 +31,7 @@ from hub.nats_setup import ensure_layout
 from hub.profiles import ProfilePublisher
 from hub.settings import HubSettings
 from models.errors import error_body
+from models.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ async def _connect_loop(state: HubState) -> None:
                 connect_timeout=2,
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
+                tls=client_context(state.settings.nats_ca),
             )
             report = await ensure_layout(nc.jetstream())
             state.nc = nc

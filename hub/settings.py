@@ -41,6 +41,8 @@ class HubSettings:
     edge_stale_s: float = 30.0
     #: Seconds between profile publications to the edges.
     profile_sync_s: float = 5.0
+    #: CA certificate (PEM) to verify the NATS server with; set it to use ``tls://`` URLs.
+    nats_ca: str = ""
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -52,15 +54,17 @@ class HubSettings:
         d = cls()
         nats_url = env_str(env, PREFIX + "NATS_URL", d.nats_url)
         for url in nats_url.split(","):
-            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
+            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):  # user:password@ may follow
                 raise SettingsError(PREFIX + "NATS_URL", f"expected nats:// or tls:// URLs, got {url!r}")
         level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
         server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
+        nats_ca = env_str(env, PREFIX + "NATS_CA", d.nats_ca)
         return cls(
             listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8600"),
             nats_url=nats_url,
             data_dir=Path(env_str(env, PREFIX + "DATA_DIR", str(d.data_dir))),
             nats_retry_s=env_float(env, PREFIX + "NATS_RETRY_S", d.nats_retry_s, minimum=0.05),
+            nats_ca=nats_ca,
             log_level=level,
             server=server,
             api_keys=tuple(k.strip() for k in env_str(env, PREFIX + "API_KEYS", "").split(",") if k.strip()),
@@ -78,6 +82,7 @@ ENV_NAMES: dict[str, str] = {
     "nats_url": PREFIX + "NATS_URL",
     "data_dir": PREFIX + "DATA_DIR",
     "nats_retry_s": PREFIX + "NATS_RETRY_S",
+    "nats_ca": PREFIX + "NATS_CA",
     "log_level": PREFIX + "LOG_LEVEL",
     "server": PREFIX + "SERVER",
     "api_keys": PREFIX + "API_KEYS",

@@ -128,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--public-key", type=Path, required=True, help="verify before pushing")
     push.add_argument("--nats-url", default="nats://127.0.0.1:4222")
 
+    ncfg = sub.add_parser("nats-config", help="print a nats-server config with per-edge credentials (and TLS)")
+    ncfg.add_argument("--listen", default="0.0.0.0:4222")
+    ncfg.add_argument("--store-dir", default="/data/nats")
+    ncfg.add_argument("--hub-password", required=True)
+    ncfg.add_argument("--edge", action="append", default=[], metavar="ID:PASSWORD", help="one per edge")
+    ncfg.add_argument("--tls-cert", default="")
+    ncfg.add_argument("--tls-key", default="")
+
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
@@ -202,6 +210,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["P13N_ORIGIN_SSI"] = ("echo" if args.ssi_echo else "1") if args.ssi else ""
         os.environ["P13N_ORIGIN_GZIP"] = "1" if args.gzip else ""
         run_factory("p13n.origin:app_from_env", args.host, args.port, "warning")
+        return 0
+    if args.command == "nats-config":
+        from hub.nats_auth import render as render_nats
+
+        edges = dict(e.split(":", 1) for e in args.edge if ":" in e)
+        if len(edges) != len(args.edge):
+            print("p13n nats-config: --edge takes ID:PASSWORD", file=sys.stderr)
+            return 2
+        try:
+            sys.stdout.write(render_nats(args.listen, args.store_dir, args.hub_password, edges, args.tls_cert, args.tls_key))
+        except ValueError as e:
+            print(f"p13n nats-config: {e}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "push":
         import asyncio

@@ -25,6 +25,7 @@ COMMANDS = [
     ["push"],
     ["bundle", "activate"],
     ["bundle", "rollback"],
+    ["nats-config"],
 ]
 
 
