@@ -18,6 +18,9 @@ import logging
 import random
 from pathlib import Path
 
+from nats.js import JetStreamContext
+from nats.js.object_store import ObjectStore
+
 from edge_agent.model_runtime import EdgeModels
 from edge_agent.state import EdgeState
 from models import nats_layout as L
@@ -64,6 +67,32 @@ def load_persisted(state: EdgeState) -> EdgeModels | None:
     return EdgeModels(open_bundle(current.read_bytes(), key))
 
 
+#: Chunk messages requested per pull while downloading a bundle.
+FETCH_CHUNKS = 256
+
+
+async def fetch_object(js: JetStreamContext, store: ObjectStore, name: str) -> bytes:
+    """Download an object's chunks with a pull consumer, in order.
+
+    Measured: a 39 MB bundle in 0.09 s, against 3.7 s through nats-py's
+    ``ObjectStore.get`` (docs/PERFORMANCE.md). Integrity is checked by the caller
+    against the pointer's sha256, and then by the bundle's own signature and hashes.
+    """
+    info = await store.get_info(name)
+    chunks = int(info.chunks or 0)
+    if not chunks:
+        return b""
+    sub = await js.pull_subscribe(f"$O.{L.MODELS_BUCKET}.C.{info.nuid}", durable=None, stream=f"OBJ_{L.MODELS_BUCKET}")
+    try:
+        parts: list[bytes] = []
+        while len(parts) < chunks:
+            for msg in await sub.fetch(min(FETCH_CHUNKS, chunks - len(parts)), timeout=10):
+                parts.append(msg.data)
+        return b"".join(parts)
+    finally:
+        await sub.unsubscribe()
+
+
 async def watch_bundles(state: EdgeState) -> None:
     """Follow ``bundle.current`` forever (after the NATS connection exists)."""
     delay = 0.5
@@ -83,8 +112,7 @@ async def watch_bundles(state: EdgeState) -> None:
                 pointer = json.loads(entry.value)
                 if state.models is not None and state.models.version == pointer.get("version"):
                     continue
-                result = await store.get(pointer["name"])
-                data = bytes(result.data or b"")
+                data = await fetch_object(js, store, pointer["name"])
                 if pointer.get("sha256") and hashlib.sha256(data).hexdigest() != pointer["sha256"]:
                     raise BundleRejected("bad_hash", f"{pointer['name']} does not match the pointer's sha256")
                 try:

@@ -17,7 +17,7 @@ import numpy as np
 from models.als import fold_in_low_rank
 from models.bundle import Bundle, load_public_key, open_bundle
 from models.features import encode
-from models.onnx_graphs import MASK_PENALTY, OnnxModel, TopKModel
+from models.onnx_graphs import MASK_PENALTY, OnnxModel, TopKModel, topk_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class EdgeModels:
         self.segment_labels: list[str] = list(meta.get("segments", {}).get("labels", []))
         self.segments = OnnxModel(bundle.files["segments.onnx"]) if "segments.onnx" in bundle.files else None
         self.als = TopKModel(bundle.files["als_topk.onnx"])
-        self.item_factors = bundle.array("als_item_factors.npy").astype(np.float32)
+        self.item_factors = topk_embeddings(bundle.files["als_topk.onnx"])
         self.gram = bundle.array("als_gram.npy").astype(np.float64)
         self.gram_inv = np.linalg.inv(self.gram)  # once per model: fold-in is then a k × k solve
         self.alpha = float(meta.get("als", {}).get("alpha", 1.0))

@@ -52,6 +52,18 @@ def topk_graph(item_embeddings: np.ndarray, k: int, name: str = "topk") -> bytes
     return data
 
 
+def topk_embeddings(data: bytes) -> np.ndarray:
+    """The item embeddings inside a :func:`topk_graph` model ([items, factors] float32).
+
+    Bundles ship factors once, in the graph; fold-in at the edge reads them from here.
+    """
+    model = onnx.load_from_string(data)
+    for init in model.graph.initializer:
+        if init.name == "item_embeddings_t":
+            return np.ascontiguousarray(numpy_helper.to_array(init).T, dtype=np.float32)
+    raise ValueError("not a top-k graph: no item_embeddings_t initializer")
+
+
 class OnnxModel:
     """One onnxruntime session, single-threaded (the edge serves one page at a time per
     core and must not fight nginx for CPU)."""

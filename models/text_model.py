@@ -23,6 +23,8 @@ from sklearn.preprocessing import Normalizer
 #: scikit-learn's default token pattern without the (?u) flag, which RE2 rejects.
 TOKEN_PATTERN = r"\b\w\w+\b"
 ONNX_LOCALE = "C.UTF-8"
+#: Vocabulary cap (unigrams + bigrams): bounds the text model shipped in every bundle.
+MAX_FEATURES = 20_000
 
 
 @dataclass
@@ -37,7 +39,7 @@ class TextModel:
 
 def fit_text(texts: Sequence[str], dims: int = 64, seed: int = 42, min_df: int = 1) -> TextModel:
     vectorizer = TfidfVectorizer(
-        lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), min_df=min_df, max_features=50_000
+        lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), min_df=min_df, max_features=MAX_FEATURES
     )
     tfidf = vectorizer.fit_transform(texts)
     n_components = max(1, min(dims, tfidf.shape[1] - 1, len(texts) - 1))

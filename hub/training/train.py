@@ -158,10 +158,8 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     files: dict[str, bytes] = {
         "segments.onnx": clusters.to_onnx(seg.pipeline, spec.width),
         "als_topk.onnx": topk_graph(als.factors.item_factors, MAX_K, "als_topk"),
-        "als_item_factors.npy": npy_bytes(als.factors.item_factors),
         "als_gram.npy": npy_bytes(als.gram.astype(np.float32)),
         "content_topk.onnx": topk_graph(content.model.item_vectors, MAX_K, "content_topk"),
-        "content_item_vectors.npy": npy_bytes(content.model.item_vectors),
         "text.onnx": text_model.to_onnx(content.model),
         "items.json": json.dumps({"ids": catalog.items.ids, "popularity": catalog.popularity.tolist()}).encode(),
     }

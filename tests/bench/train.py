@@ -32,7 +32,7 @@ from models.als import ALSParams  # noqa: E402
 from models.bundle import build_bundle, generate_key, load_private_key, load_public_key, npy_bytes, open_bundle  # noqa: E402
 from models.data import Item  # noqa: E402
 from models.features import default_spec, encode, encode_many  # noqa: E402
-from models.onnx_graphs import OnnxModel, TopKModel, topk_graph  # noqa: E402
+from models.onnx_graphs import OnnxModel, TopKModel, topk_embeddings, topk_graph  # noqa: E402
 from models.recommenders import ALS, Catalog, Content  # noqa: E402
 from models.synthetic import taste_groups, visitor_archetypes  # noqa: E402
 from models.tuning import tune  # noqa: E402
@@ -112,7 +112,6 @@ def main() -> int:
         lambda: {
             "segments.onnx": clusters.to_onnx(seg.pipeline, spec.width),
             "als_topk.onnx": topk_graph(als.factors.item_factors, 50),
-            "als_item_factors.npy": npy_bytes(als.factors.item_factors),
             "als_gram.npy": npy_bytes(als.gram.astype(np.float32)),
             "content_topk.onnx": topk_graph(content.model.item_vectors, 50),
             "text.onnx": text_model.to_onnx(content.model),
@@ -129,7 +128,7 @@ def main() -> int:
     # per-row inference, as the edge does it
     seg_model = OnnxModel(bundle.files["segments.onnx"])
     topk = TopKModel(topk_graph(als.factors.item_factors, 10))
-    y = bundle.array("als_item_factors.npy")
+    y = topk_embeddings(bundle.files["als_topk.onnx"])  # what the edge reads
     gram = bundle.array("als_gram.npy").astype(np.float64)
     rng = np.random.default_rng(4)
     vec = np.zeros((1, spec.width), dtype=np.float32)

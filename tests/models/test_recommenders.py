@@ -151,3 +151,10 @@ def test_low_rank_fold_in_equals_the_exact_solve() -> None:
         exact = fold_in(y, gram, items, weights, 10.0)
         fast = fold_in_low_rank(y, gram_inv, items, weights, 10.0)
         assert np.allclose(exact, fast, atol=1e-4), k
+
+
+def test_item_factors_are_read_back_from_the_topk_graph() -> None:
+    from models.onnx_graphs import topk_embeddings
+
+    y = np.random.default_rng(3).normal(size=(300, 16)).astype(np.float32)
+    assert np.array_equal(topk_embeddings(topk_graph(y, 10)), y)
