@@ -28,6 +28,7 @@ def status(state: EdgeState) -> dict[str, object]:
         "model_version": state.models.version if state.models else None,
         "sessions_in_memory": len(state.sessions),
         "profiles": state.store.profile_count(),
+        "profiles_seq": state.store.profile_cursor(),
         "outbox_depth": state.outbox_depth,
         "last_error": state.last_error,
         "bundle_error": state.bundle_error,

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from hub import fleet
 from hub.ingest.consumer import consumer_lag
+from models import nats_layout as L
 from models.errors import error_body
 from models.pseudonym import pseudonym
 
@@ -112,9 +113,20 @@ async def stats(request: Request) -> Response:
 
 
 async def edges(request: Request) -> Response:
+    """The fleet: each edge's last heartbeat, staleness and profile sync lag."""
     state: HubState = request.app.state.hub
     view = state.fleet.view(state.settings.edge_stale_s)
-    return JSONResponse({"edges": view, "stale": sum(1 for e in view if e["stale"])})
+    last_seq = None
+    if state.nc is not None and state.layout_ready:
+        try:
+            info = await state.nc.jetstream().stream_info(f"KV_{L.PROFILES_BUCKET}")
+            last_seq = int(info.state.last_seq)
+        except Exception:  # the view answers without the lag when NATS is away
+            last_seq = None
+    for edge in view:
+        seq = edge.get("profiles_seq")
+        edge["profile_sync_lag"] = max(0, last_seq - int(seq)) if last_seq is not None and isinstance(seq, int) else None
+    return JSONResponse({"edges": view, "stale": sum(1 for e in view if e["stale"]), "profiles_last_seq": last_seq})
 
 
 async def activate_bundle(request: Request) -> Response:

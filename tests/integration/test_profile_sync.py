@@ -39,9 +39,9 @@ def consent(categories: list[str]) -> dict[str, object]:
 def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     nats_server: str, origin: Origin, start_hub: HubFactory, start_agent: AgentFactory
 ) -> None:
-    start_hub(nats_server, PROFILE_SYNC_S="0.3")
-    collector = start_agent(origin.url, NATS_URL=nats_server, ID="collector")
-    other = start_agent(origin.url, NATS_URL=nats_server, ID="other")
+    hub = start_hub(nats_server, PROFILE_SYNC_S="0.3")
+    collector = start_agent(origin.url, NATS_URL=nats_server, ID="collector", STATUS_INTERVAL_S="0.3")
+    other = start_agent(origin.url, NATS_URL=nats_server, ID="other", STATUS_INTERVAL_S="0.3")
     cookie = {"Cookie": f"p13n_id={VISITOR}"}
     views = [{"event_id": uuid.uuid4().hex, "type": "page_view", "url": f"https://s/p/sh0{i}"} for i in (1, 2)]
     assert post_events(collector.url, [consent(["necessary", "analytics", "personalization"]), *views], cookie).status == 202
@@ -61,11 +61,19 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
 
     # the edge resumes where it was: a restart applies nothing old again
     other.stop()
-    again = start_agent(origin.url, NATS_URL=nats_server, ID="other", DATA_DIR=str(other.data_dir))
+    again = start_agent(origin.url, NATS_URL=nats_server, ID="other", DATA_DIR=str(other.data_dir), STATUS_INTERVAL_S="0.3")
     time.sleep(1.5)
     assert metric(fetch(again.url + "/_p13n/metrics").text, "p13n_edge_profiles_applied_total") == 0
     assert json.loads(fetch(again.url + "/_p13n/healthz").body)["profiles"] == 1
 
+    fleet = json.loads(fetch(hub.url + "/v1/edges").body)
+    wait_for(
+        lambda: (
+            {e["edge_id"]: e["profile_sync_lag"] for e in json.loads(fetch(hub.url + "/v1/edges").body)["edges"]}.get("other")
+            == 0
+        )
+    )
+    assert fleet["profiles_last_seq"] >= 1
     assert post_events(collector.url, [consent(["necessary", "analytics"])], cookie).status == 202
     wait_for(lambda: profiles(again.data_dir) == [] and profiles(collector.data_dir) == [])
     assert metric(fetch(again.url + "/_p13n/metrics").text, "p13n_edge_profiles_applied_total") == 1  # the purge
