@@ -1,16 +1,20 @@
 """``p13n demo``: the whole product on one machine, as child processes it owns.
 
-nats-server → hub → demo origin → edge agent → nginx (SSI mode) on the public port.
+nats-server → hub → demo origin → edge agent → a model bundle trained on generated
+tastes and pushed over NATS → nginx (SSI mode) on the public port.
 Without nginx on the machine the agent takes the public port in filter mode. When
 everything answers it prints one ready line; SIGINT/SIGTERM stops every child.
 """
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import sys
 import time
 import types
+import urllib.request
 from pathlib import Path
 
 from edge_agent.nginx_config import NginxOptions
@@ -72,6 +76,9 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         origin = spawn("origin", p13n_command(*origin_args), logs)
         children.append(origin)
 
+        keys = data_dir / "keys"
+        if not (keys / "bundle-signing.key").exists():
+            _run(p13n_command("keys", "generate", str(keys)), "keys")
         agent_port = free_port() if use_nginx else port
         edge = spawn(
             "edge",
@@ -85,6 +92,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_EDGE_TEMPLATES_DIR": str(templates),
                 "P13N_EDGE_NATS_URL": nats_url,
                 "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+                "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(keys / "bundle-signing.pub"),
             },
         )
         children.append(edge)
@@ -92,6 +100,25 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         wait_http(origin, f"http://127.0.0.1:{origin_port}/healthz")
         wait_http(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
         wait_http(hub, f"http://127.0.0.1:{hub_port}/v1/healthz", timeout_s=30)
+        # train a small model bundle on generated tastes over the demo catalog and push it:
+        # the edge receives it over NATS like any production edge
+        trained = _run(
+            p13n_command(
+                "train",
+                "--generate",
+                "--no-tune",
+                "--templates",
+                str(templates),
+                "--key",
+                str(keys / "bundle-signing.key"),
+                "--out",
+                str(data_dir / "bundles"),
+            ),
+            "train",
+        )
+        bundle = json.loads(trained)["bundle"]
+        _run(p13n_command("push", bundle, "--public-key", str(keys / "bundle-signing.pub"), "--nats-url", nats_url), "push")
+        _wait_model(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
         if use_nginx:
             opts = NginxOptions(
                 mode="ssi", agent=f"127.0.0.1:{agent_port}", origin=f"http://127.0.0.1:{origin_port}", listen=f"127.0.0.1:{port}"
@@ -114,6 +141,25 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
+
+
+def _run(argv: list[str], name: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise ChildFailed(name, f"exited with {done.returncode}", done.stderr)
+    return done.stdout
+
+
+def _wait_model(child: Child, health_url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise ChildFailed(child.name, "exited while waiting for the model bundle", child.log())
+        with urllib.request.urlopen(health_url, timeout=5) as resp:
+            if json.loads(resp.read()).get("model_version") is not None:
+                return
+        time.sleep(0.2)
+    raise ChildFailed(child.name, "did not load the pushed model bundle", child.log())
 
 
 def default_templates() -> Path:

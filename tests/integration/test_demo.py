@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -49,7 +50,7 @@ def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         line = ""
         while time.monotonic() < deadline and proc.poll() is None:
             ready, _, _ = select.select([proc.stdout], [], [], 0.5)
@@ -64,6 +65,14 @@ def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
         assert "<p13n-slot" not in page.text and "<!--#" not in page.text
         hub = fetch(f"http://127.0.0.1:{match.group(2)}/v1/healthz")
         assert hub.status == 200 and b'"connected"' in hub.body
+        # the demo trained a bundle and pushed it over NATS: the edge reports it in its heartbeat
+        fleet: dict[str, object] = {}
+        for _ in range(100):
+            fleet = {e["edge_id"]: e for e in json.loads(fetch(f"http://127.0.0.1:{match.group(2)}/v1/edges").body)["edges"]}
+            if fleet.get("demo-edge", {}).get("model_version") == 1:
+                break
+            time.sleep(0.1)
+        assert fleet["demo-edge"]["model_version"] == 1, fleet
         kids = children_of(proc.pid)
         assert len(kids) == (5 if nginx_binary() else 4)  # nats, hub, origin, edge (+ nginx)
         proc.send_signal(signal.SIGTERM)
