@@ -89,6 +89,10 @@ def _recommend(
         candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
         if candidates:
             source = "als"
+    elif models is not None and isinstance(attrs.get("profile"), Mapping) and attrs["profile"].get("factors"):
+        candidates = models.recommend_for(attrs["profile"]["factors"], sorted(exclude))  # a known user, no session yet
+        if candidates:
+            source = "als-profile"
     ranked = itertools.chain(candidates, bundle.popular) if candidates else bundle.popular
     per_cat: dict[str, int] = {}
     chosen: list[Mapping[str, Any]] = []

@@ -56,10 +56,21 @@ class EdgeModels:
         idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
         weights = np.fromiter((w for _, w in known), dtype=np.float64, count=len(known))
         user = fold_in_low_rank(self.item_factors, self.gram_inv, idx, weights, self.alpha)
-        excluded = np.array(sorted({self.index[e] for e in exclude if e in self.index}), dtype=np.int64)
-        top, scores = self.als.top(user, excluded)
-        ids = self.item_ids
-        return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]
+        return _top_items(self, user, exclude)
+
+    def recommend_for(self, factors: Sequence[float], exclude: Sequence[str]) -> list[str]:
+        """Items for a known user from the factors their profile carries."""
+        user = np.asarray(factors, dtype=np.float32)
+        if user.shape != (self.item_factors.shape[1],):
+            return []  # factors of another model: ignore rather than guess
+        return _top_items(self, user, exclude)
+
+
+def _top_items(models: EdgeModels, user: np.ndarray, exclude: Sequence[str]) -> list[str]:
+    excluded = np.array(sorted({models.index[e] for e in exclude if e in models.index}), dtype=np.int64)
+    top, scores = models.als.top(user, excluded)
+    ids = models.item_ids
+    return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]
 
 
 def load_models(bundle_path: str, public_key_path: str) -> EdgeModels:

@@ -124,7 +124,9 @@ async def _crm_loop(state: HubState) -> None:
 
 async def _profiles_loop(state: HubState, nc: NATS) -> None:
     """Publish changed consented profiles every few seconds; purge withdrawn ones."""
-    publisher = ProfilePublisher()
+    from hub.profiles import load_user_factors
+
+    publisher = ProfilePublisher(await asyncio.to_thread(load_user_factors, state.settings.user_factors))
     while True:
         await asyncio.sleep(state.settings.profile_sync_s)
         try:

@@ -3,7 +3,8 @@
 A subject (a user's pseudonym, or an anonymous visitor id) gets a profile only when its
 latest recorded consent includes ``personalization``; a withdrawn consent purges the
 key (a purge, not a delete marker: nothing of the profile stays in the bucket). The
-profile: aggregated behaviour from the marts and mapped CRM attributes.
+profile: aggregated behaviour from the marts, mapped CRM attributes, and the subject's
+ALS user factors from the last training run (``P13N_HUB_USER_FACTORS``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import sqlite3
 from typing import Any
 
+import numpy as np
 from nats.js import JetStreamContext
 
 from hub.ingest.storage import HubStorage
@@ -73,11 +75,21 @@ def build_profiles(storage: HubStorage, subjects: list[str]) -> dict[str, dict[s
     return profiles
 
 
+def load_user_factors(path: str) -> dict[str, list[float]]:
+    """Subject → ALS factors from ``p13n train``'s ``user-factors-vN.npz`` (no pickles)."""
+    if not path:
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        ids, factors = data["ids"], data["factors"]
+        return {str(i): [round(float(x), 6) for x in row] for i, row in zip(ids, factors, strict=True)}
+
+
 class ProfilePublisher:
     """Publishes changed consented profiles; purges withdrawn ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, user_factors: dict[str, list[float]] | None = None) -> None:
         self.published: dict[str, str] = {}  # subject → hash of what the KV holds
+        self.user_factors = user_factors or {}
 
     async def run_once(self, storage: HubStorage, js: JetStreamContext) -> dict[str, int]:
         import asyncio
@@ -89,6 +101,8 @@ class ProfilePublisher:
         put = purged = 0
         for subject in allowed:
             profile = profiles.get(subject, {})
+            if subject in self.user_factors:
+                profile["factors"] = self.user_factors[subject]
             body = json.dumps(profile, sort_keys=True).encode()
             digest = hashlib.sha256(body).hexdigest()
             if self.published.get(subject) != digest:

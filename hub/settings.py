@@ -43,6 +43,9 @@ class HubSettings:
     profile_sync_s: float = 5.0
     #: CA certificate (PEM) to verify the NATS server with; set it to use ``tls://`` URLs.
     nats_ca: str = ""
+    #: ``user-factors-vN.npz`` written by ``p13n train``: known users' ALS factors, sent
+    #: with their consented profiles (empty: profiles carry no factors).
+    user_factors: str = ""
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -74,6 +77,7 @@ class HubSettings:
             crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
             edge_stale_s=env_float(env, PREFIX + "EDGE_STALE_S", d.edge_stale_s, minimum=0.1),
             profile_sync_s=env_float(env, PREFIX + "PROFILE_SYNC_S", d.profile_sync_s, minimum=0.1),
+            user_factors=env_str(env, PREFIX + "USER_FACTORS", d.user_factors),
         )
 
 
@@ -92,4 +96,5 @@ ENV_NAMES: dict[str, str] = {
     "crm_interval_s": PREFIX + "CRM_INTERVAL_S",
     "edge_stale_s": PREFIX + "EDGE_STALE_S",
     "profile_sync_s": PREFIX + "PROFILE_SYNC_S",
+    "user_factors": PREFIX + "USER_FACTORS",
 }

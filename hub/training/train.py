@@ -179,6 +179,11 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         "content": {"dims": content.model.dims},
         "max_k": MAX_K,
     }
+    # known users' factors stay out of the bundle (per-user data): the hub publishes them
+    # with each consented profile (P13N_HUB_USER_FACTORS points at this file)
+    factors_path = config.out_dir / f"user-factors-v{version}.npz"
+    with factors_path.open("wb") as f:
+        np.savez(f, ids=np.array(catalog.users.ids, dtype=str), factors=als.factors.user_factors)
     say(f"signing bundle v{version}")
     blob = build_bundle(files, version=version, spec=spec, metrics=metrics, models=models_meta, private_key=key)
     bundle_path = config.out_dir / f"bundle-v{version}.tar"

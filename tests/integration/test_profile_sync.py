@@ -77,3 +77,25 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     assert post_events(collector.url, [consent(["necessary", "analytics"])], cookie).status == 202
     wait_for(lambda: profiles(again.data_dir) == [] and profiles(collector.data_dir) == [])
     assert metric(fetch(again.url + "/_p13n/metrics").text, "p13n_edge_profiles_applied_total") == 1  # the purge
+
+
+def test_a_known_user_gets_model_recommendations_from_profile_factors(
+    nats_server: str, origin: Origin, trained_bundle, start_hub: HubFactory, start_agent: AgentFactory, tmp_path  # type: ignore[no-untyped-def]
+) -> None:
+    import numpy as np
+
+    trained = np.load(trained_bundle.path.parent / "user-factors-v1.npz", allow_pickle=False)
+    factors_file = tmp_path / "user-factors.npz"
+    with factors_file.open("wb") as f:  # this visitor is one of the trained users
+        np.savez(f, ids=np.array([VISITOR]), factors=trained["factors"][:1])
+    start_hub(nats_server, PROFILE_SYNC_S="0.3", USER_FACTORS=str(factors_file))
+    edge = start_agent(origin.url, NATS_URL=nats_server, MODEL_BUNDLE=str(trained_bundle.path), BUNDLE_PUBLIC_KEY=str(trained_bundle.public_key))
+    cookie = {"Cookie": f"p13n_id={VISITOR}"}
+    before = json.loads(fetch(edge.url + "/_p13n/decide?slots=recs&page=/p/dr01", cookie).body)
+    assert before["slots"]["recs"]["detail"] == "popular"
+    assert post_events(edge.url, [consent(["necessary", "analytics", "personalization"])], cookie).status == 202
+    wait_for(lambda: len(profiles(edge.data_dir)) == 1)
+    ((_, profile),) = profiles(edge.data_dir)
+    assert len(profile["factors"]) == trained["factors"].shape[1]
+    after = json.loads(fetch(edge.url + "/_p13n/decide?slots=recs&page=/p/dr01", cookie).body)
+    assert after["slots"]["recs"]["detail"] == "als-profile"
