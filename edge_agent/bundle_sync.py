@@ -15,13 +15,14 @@ import asyncio
 import hashlib
 import json
 import logging
-import random
 from pathlib import Path
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
 from edge_agent.model_runtime import EdgeModels
+from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
 from models.bundle import BundleRejected, load_public_key, open_bundle
@@ -94,40 +95,33 @@ async def fetch_object(js: JetStreamContext, store: ObjectStore, name: str) -> b
 
 
 async def watch_bundles(state: EdgeState) -> None:
-    """Follow ``bundle.current`` forever (after the NATS connection exists)."""
-    delay = 0.5
-    while True:
-        nc = state.nc
-        if nc is None or not nc.is_connected:
-            await asyncio.sleep(0.2)
-            continue
-        try:
-            js = nc.jetstream()
-            kv = await js.key_value(L.CONTROL_BUCKET)
-            store = await js.object_store(L.MODELS_BUCKET)
-            watcher = await kv.watch(L.CURRENT_BUNDLE_KEY)
-            async for entry in watcher:
-                if entry is None or entry.value is None or entry.operation in ("DEL", "PURGE"):
-                    continue
-                pointer = json.loads(entry.value)
-                if state.models is not None and state.models.version == pointer.get("version"):
-                    continue
-                data = await fetch_object(js, store, pointer["name"])
-                if pointer.get("sha256") and hashlib.sha256(data).hexdigest() != pointer["sha256"]:
-                    raise BundleRejected("bad_hash", f"{pointer['name']} does not match the pointer's sha256")
-                try:
-                    models = await asyncio.to_thread(activate, state, data)
-                except (BundleRejected, ValueError, KeyError) as e:
-                    state.bundle_error = f"refused {pointer.get('name')}: {e}"[:300]
-                    state.metrics.bundles_refused.inc()
-                    log.error("bundle %s refused: %s", pointer.get("name"), e)
-                    continue
-                state.bundle_error = ""
-                log.info("bundle v%d active", models.version)
-            delay = 0.5
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # NATS gone, bucket missing…: keep serving, retry
-            state.bundle_error = f"sync: {type(e).__name__}: {e}"[:300]
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 15.0)
+    """Follow ``bundle.current`` forever (whenever the NATS connection is up)."""
+
+    async def body(nc: NATS) -> None:
+        js = nc.jetstream()
+        kv = await js.key_value(L.CONTROL_BUCKET)
+        store = await js.object_store(L.MODELS_BUCKET)
+        watcher = await kv.watch(L.CURRENT_BUNDLE_KEY)
+        async for entry in watcher:
+            if entry is None or entry.value is None or entry.operation in ("DEL", "PURGE"):
+                continue
+            pointer = json.loads(entry.value)
+            if state.models is not None and state.models.version == pointer.get("version"):
+                continue
+            data = await fetch_object(js, store, pointer["name"])
+            if pointer.get("sha256") and hashlib.sha256(data).hexdigest() != pointer["sha256"]:
+                raise BundleRejected("bad_hash", f"{pointer['name']} does not match the pointer's sha256")
+            try:
+                models = await asyncio.to_thread(activate, state, data)
+            except (BundleRejected, ValueError, KeyError) as e:
+                state.bundle_error = f"refused {pointer.get('name')}: {e}"[:300]
+                state.metrics.bundles_refused.inc()
+                log.error("bundle %s refused: %s", pointer.get("name"), e)
+                continue
+            state.bundle_error = ""
+            log.info("bundle v%d active", models.version)
+
+    def on_error(message: str) -> None:
+        state.bundle_error = f"sync: {message}"
+
+    await while_connected(state, body, on_error)

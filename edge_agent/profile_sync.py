@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 
+from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
 
@@ -26,44 +27,38 @@ APPLY_BATCH = 2000
 
 
 async def follow_profiles(state: EdgeState) -> None:
-    delay = 0.5
-    while True:
-        nc = state.nc
-        if nc is None or not nc.is_connected:
-            await asyncio.sleep(0.2)
-            continue
-        try:
-            js = nc.jetstream()
-            start = await asyncio.to_thread(state.store.profile_cursor)
-            config = (
-                ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1)
-                if start
-                else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-            )
-            sub = await js.subscribe(f"{_PREFIX}>", stream=f"KV_{L.PROFILES_BUCKET}", ordered_consumer=True, config=config)
-            delay = 0.5
-            batch: list[tuple[str, str | None, int]] = []
-            async for msg in sub.messages:
-                subject = msg.subject[len(_PREFIX) :]
-                op = (msg.headers or {}).get("KV-Operation", "")
-                seq = msg.metadata.sequence.stream
-                if op in ("DEL", "PURGE"):
-                    batch.append((subject, None, seq))
-                else:
-                    try:
-                        batch.append((subject, json.dumps(json.loads(msg.data)), seq))
-                    except ValueError:
-                        continue
-                # catching up: apply many per transaction; live: apply at once
-                if sub.pending_msgs == 0 or len(batch) >= APPLY_BATCH:
-                    await asyncio.to_thread(state.store.apply_profiles, batch)
-                    for changed, _, _ in batch:
-                        state.profiles_cache.pop(changed, None)
-                    state.metrics.profiles_applied.inc(len(batch))
-                    batch = []
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # NATS away: keep serving from SQLite, resume later
-            state.last_error = f"profiles: {type(e).__name__}: {e}"[:300]
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 15.0)
+    """Apply profile changes forever (whenever the NATS connection is up)."""
+
+    async def body(nc: NATS) -> None:
+        js = nc.jetstream()
+        start = await asyncio.to_thread(state.store.profile_cursor)
+        config = (
+            ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1)
+            if start
+            else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        sub = await js.subscribe(f"{_PREFIX}>", stream=f"KV_{L.PROFILES_BUCKET}", ordered_consumer=True, config=config)
+        batch: list[tuple[str, str | None, int]] = []
+        async for msg in sub.messages:
+            subject = msg.subject[len(_PREFIX) :]
+            op = (msg.headers or {}).get("KV-Operation", "")
+            seq = msg.metadata.sequence.stream
+            if op in ("DEL", "PURGE"):
+                batch.append((subject, None, seq))
+            else:
+                try:
+                    batch.append((subject, json.dumps(json.loads(msg.data)), seq))
+                except ValueError:
+                    continue
+            # catching up: apply many per transaction; live: apply at once
+            if sub.pending_msgs == 0 or len(batch) >= APPLY_BATCH:
+                await asyncio.to_thread(state.store.apply_profiles, batch)
+                for changed, _, _ in batch:
+                    state.profiles_cache.pop(changed, None)
+                state.metrics.profiles_applied.inc(len(batch))
+                batch = []
+
+    def on_error(message: str) -> None:
+        state.last_error = f"profiles: {message}"
+
+    await while_connected(state, body, on_error)

@@ -68,9 +68,12 @@ def make_templates(work: Path, items: int) -> Path:
 
 
 def train(work: Path, tpl: Path, items: int, interactions: int) -> tuple[Path, Path]:
-    data = taste_groups(50_000, items, interactions, groups=len(CATEGORIES), seed=1, item_ids=[f"i{j}" for j in range(items)])
-    write_interactions(work / "interactions.csv", data)
-    subprocess.run([sys.executable, "-m", "p13n", "keys", "generate", str(work / "keys")], check=True, capture_output=True)
+    """Generate interactions and keys (first call only), then train one more bundle version."""
+    if not (work / "interactions.csv").exists():
+        data = taste_groups(50_000, items, interactions, groups=len(CATEGORIES), seed=1, item_ids=[f"i{j}" for j in range(items)])
+        write_interactions(work / "interactions.csv", data)
+    if not (work / "keys" / "bundle-signing.key").exists():
+        subprocess.run([sys.executable, "-m", "p13n", "keys", "generate", str(work / "keys")], check=True, capture_output=True)
     out = subprocess.run(
         [
             sys.executable,

@@ -21,7 +21,6 @@ import json
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,22 +47,22 @@ def p99(samples: list[float]) -> float:
     return round(statistics.quantiles(samples, n=100)[98], 4) if len(samples) >= 2 else round(max(samples), 4)
 
 
+def spawn_edge(work: Path, name: str, i: int, port: int, data: Path, nats_url: str, key: Path, tpl: Path) -> Child:
+    env = {
+        "P13N_EDGE_ID": f"bench-{i}",
+        "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
+        "P13N_EDGE_DATA_DIR": str(data),
+        "P13N_EDGE_TEMPLATES_DIR": str(tpl),
+        "P13N_EDGE_NATS_URL": nats_url,
+        "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(key),
+    }
+    return spawn(name, p13n_command("edge", "serve"), work, env)
+
+
 def start_edge(work: Path, i: int, nats_url: str, key: Path, tpl: Path) -> tuple[Child, int, Path]:
     port = free_port()
     data = work / f"edge-{i}"
-    child = spawn(
-        f"edge-{i}",
-        p13n_command("edge", "serve"),
-        work,
-        {
-            "P13N_EDGE_ID": f"bench-{i}",
-            "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
-            "P13N_EDGE_DATA_DIR": str(data),
-            "P13N_EDGE_TEMPLATES_DIR": str(tpl),
-            "P13N_EDGE_NATS_URL": nats_url,
-            "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(key),
-        },
-    )
+    child = spawn_edge(work, f"edge-{i}", i, port, data, nats_url, key, tpl)
     wait_http(child, f"http://127.0.0.1:{port}/_p13n/healthz", timeout_s=60)
     return child, port, data
 
@@ -130,27 +129,7 @@ def main() -> int:
     try:
         tpl = D.make_templates(work, 20_000)
         b1, key = D.train(work, tpl, 20_000, 200_000)
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "p13n",
-                "train",
-                "--no-tune",
-                "--interactions",
-                str(work / "interactions.csv"),
-                "--templates",
-                str(tpl),
-                "--key",
-                str(work / "keys" / "bundle-signing.key"),
-                "--out",
-                str(work / "bundles"),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        b2 = Path(json.loads(out.stdout)["bundle"])
+        b2, _ = D.train(work, tpl, 20_000, 200_000)  # a second version
         size_mb = round(b1.stat().st_size / 1e6, 1)
         nats_child, nport = start_nats(work / "nats")
         children.append(nats_child)
@@ -201,20 +180,7 @@ def main() -> int:
         items = [(f"catchup{n:09d}", json.dumps({"views": n}).encode()) for n in range(args.catchup)]
         last = asyncio.run(kv_put(url, items))
         t0 = time.perf_counter()
-        port2 = free_port()
-        child2 = spawn(
-            "edge-0b",
-            p13n_command("edge", "serve"),
-            work,
-            {
-                "P13N_EDGE_ID": "bench-0",
-                "P13N_EDGE_LISTEN": f"127.0.0.1:{port2}",
-                "P13N_EDGE_DATA_DIR": str(data),
-                "P13N_EDGE_TEMPLATES_DIR": str(tpl),
-                "P13N_EDGE_NATS_URL": url,
-                "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(key),
-            },
-        )
+        child2 = spawn_edge(work, "edge-0b", 0, free_port(), data, url, key, tpl)
         children.append(child2)
         while cursor(data) < last and time.perf_counter() - t0 < 300:
             time.sleep(0.05)

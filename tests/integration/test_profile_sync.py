@@ -80,7 +80,12 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
 
 
 def test_a_known_user_gets_model_recommendations_from_profile_factors(
-    nats_server: str, origin: Origin, trained_bundle, start_hub: HubFactory, start_agent: AgentFactory, tmp_path  # type: ignore[no-untyped-def]
+    nats_server: str,
+    origin: Origin,
+    trained_bundle,
+    start_hub: HubFactory,
+    start_agent: AgentFactory,
+    tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
     import numpy as np
 
@@ -89,7 +94,9 @@ def test_a_known_user_gets_model_recommendations_from_profile_factors(
     with factors_file.open("wb") as f:  # this visitor is one of the trained users
         np.savez(f, ids=np.array([VISITOR]), factors=trained["factors"][:1])
     start_hub(nats_server, PROFILE_SYNC_S="0.3", USER_FACTORS=str(factors_file))
-    edge = start_agent(origin.url, NATS_URL=nats_server, MODEL_BUNDLE=str(trained_bundle.path), BUNDLE_PUBLIC_KEY=str(trained_bundle.public_key))
+    edge = start_agent(
+        origin.url, NATS_URL=nats_server, MODEL_BUNDLE=str(trained_bundle.path), BUNDLE_PUBLIC_KEY=str(trained_bundle.public_key)
+    )
     cookie = {"Cookie": f"p13n_id={VISITOR}"}
     before = json.loads(fetch(edge.url + "/_p13n/decide?slots=recs&page=/p/dr01", cookie).body)
     assert before["slots"]["recs"]["detail"] == "popular"
