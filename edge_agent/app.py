@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import bundle_sync, collect, fleet, outbox, profile_sync, ssi
+from edge_agent import bundle_sync, collect, consent_endpoint, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
@@ -224,6 +224,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         Route("/_p13n/px.gif", collect.pixel, methods=["GET", "HEAD"]),
         Route("/_p13n/sdk.js", sdk, methods=["GET", "HEAD"]),
         Route("/_p13n/decide", decide_endpoint, methods=["GET"]),
+        Route("/_p13n/consent", consent_endpoint.consent, methods=["GET", "POST"]),
         Route("/_p13n/{rest:path}", not_found, methods=ALL_METHODS),
         Route("/{path:path}", filter_mode.handle, methods=ALL_METHODS),
     ]

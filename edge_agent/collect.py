@@ -67,11 +67,13 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[str], str]:
+def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[str], str, str]:
+    """(consent, visitor id usable for this consent, visitor id the cookie names)."""
     cookies = parse_cookies(headers.get("cookie", ""))
     consent = consent_rules.resolve(headers, cookies, state.settings.default_consent)
-    visitor = cookies.get(state.settings.cookie_name, "")
-    return consent, visitor if valid_visitor_id(visitor) and consent_rules.may_identify(consent) else ""
+    raw = cookies.get(state.settings.cookie_name, "")
+    raw = raw if valid_visitor_id(raw) else ""
+    return consent, raw if consent_rules.may_identify(consent) else "", raw
 
 
 def update_session(state: EdgeState, visitor: str, consent: frozenset[str], events: list[dict[str, Any]]) -> None:
@@ -98,7 +100,7 @@ def prepare_events(
     state: EdgeState, raw_events: list[Any], headers: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(results per event, accepted enriched events)."""
-    consent, visitor = _visitor(state, headers)
+    consent, visitor, cookie_visitor = _visitor(state, headers)
     analytics = "analytics" in consent
     results: list[dict[str, Any]] = []
     accepted: list[dict[str, Any]] = []
@@ -113,7 +115,14 @@ def prepare_events(
             results.append({"index": index, "status": "rejected", "reason": "no_consent"})
             continue
         event = enrich(
-            raw, headers, edge_id=s.edge_id, visitor_id=visitor, geo_header=s.geo_header, pseudonym_key=key, facts=facts
+            raw,
+            headers,
+            edge_id=s.edge_id,
+            # a consent record names the visitor it applies to, even when it withdraws consent
+            visitor_id=cookie_visitor if raw.get("type") == "consent" else visitor,
+            geo_header=s.geo_header,
+            pseudonym_key=key,
+            facts=facts,
         )
         verdict = validate(event)
         if not verdict.ok:

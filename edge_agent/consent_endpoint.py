@@ -1,0 +1,77 @@
+"""``GET/POST /_p13n/consent``: read or set the visitor's consent choice.
+
+POST ``{"categories": ["analytics", "personalization"]}`` (``necessary`` is implied):
+sets the ``p13n_consent`` cookie, records a ``consent`` event (the proof of the choice,
+stored whatever the choice), and when nothing beyond ``necessary`` remains, expires
+the visitor cookie. ``Sec-GPC: 1`` / ``DNT: 1`` still win: the effective consent
+returned is then ``necessary`` only. GET returns the effective consent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from http.cookies import SimpleCookie
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from edge_agent.collect import MAX_BODY_BYTES, _read_body, prepare_events, store
+from edge_agent.pages import parse_cookies
+from edge_agent.responses import json_error
+from edge_agent.state import VISITOR_COOKIE_MAX_AGE, EdgeState
+from models import consent as consent_rules
+
+
+def _cookie(name: str, value: str, max_age: int, secure: bool, http_only: bool) -> str:
+    jar: SimpleCookie = SimpleCookie()
+    jar[name] = value
+    morsel = jar[name]
+    morsel["path"] = "/"
+    morsel["max-age"] = max_age
+    morsel["samesite"] = "Lax"
+    if http_only:
+        morsel["httponly"] = True
+    if secure:
+        morsel["secure"] = True
+    return morsel.OutputString()
+
+
+async def consent(request: Request) -> Response:
+    state: EdgeState = request.app.state.edge
+    cookies = parse_cookies(request.headers.get("cookie", ""))
+    if request.method == "GET":
+        effective = consent_rules.resolve(request.headers, cookies, state.settings.default_consent)
+        return JSONResponse(
+            {"categories": sorted(effective), "explicit": consent_rules.CONSENT_COOKIE in cookies},
+            headers={"cache-control": "no-store"},
+        )
+    body = await _read_body(request, MAX_BODY_BYTES)
+    try:
+        doc = orjson.loads(body or b"")
+    except orjson.JSONDecodeError:
+        return json_error(400, "malformed_json", 'expected {"categories": [...]}')
+    categories = doc.get("categories") if isinstance(doc, dict) else None
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        return json_error(400, "bad_categories", 'expected {"categories": [...]} with category names')
+    unknown = sorted({c.lower() for c in categories} - set(consent_rules.CATEGORIES))
+    if unknown:
+        return json_error(400, "unknown_category", f"unknown categories {unknown}; known: {list(consent_rules.CATEGORIES)}")
+    chosen = sorted({"necessary", *(c.lower() for c in categories)})
+    secure = request.headers.get("x-forwarded-proto") == "https"
+    value = ".".join(chosen)
+    # record the choice as given, with the visitor id it applies to (if any)
+    event_headers = {**request.headers, "cookie": f"{consent_rules.CONSENT_COOKIE}={value}; {request.headers.get('cookie', '')}"}
+    _, accepted = prepare_events(
+        state, [{"event_id": uuid.uuid4().hex, "type": "consent", "categories": chosen, "source": "api"}], event_headers
+    )
+    if not await store(state, accepted):
+        return json_error(503, "outbox_full", "the edge is buffering too many events; retry later")
+    effective = consent_rules.resolve(request.headers, {consent_rules.CONSENT_COOKIE: value}, state.settings.default_consent)
+    response = JSONResponse({"categories": sorted(effective), "recorded": len(accepted)}, headers={"cache-control": "no-store"})
+    response.headers.append(
+        "set-cookie", _cookie(consent_rules.CONSENT_COOKIE, value, VISITOR_COOKIE_MAX_AGE, secure, http_only=False)
+    )
+    if not consent_rules.may_identify(frozenset(effective)) and state.settings.cookie_name in cookies:
+        response.headers.append("set-cookie", _cookie(state.settings.cookie_name, "", 0, secure, http_only=True))
+    return response
