@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-#: Default confidence weight per event type (configurable in training).
-EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+from models.weights import EVENT_WEIGHTS
 
 
 class DataError(ValueError):

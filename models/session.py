@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from models.weights import EVENT_WEIGHTS
+
 #: Items remembered per session for recommendations.
 MAX_RECENT = 20
 MAX_BOUGHT = 50
 #: Interaction weight per event type, as in training.
-WEIGHTS = {"page_view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+WEIGHTS = EVENT_WEIGHTS
 _COUNTERS = {"page_view": "views", "click": "clicks", "add_to_cart": "carts", "purchase": "purchases"}
 
 

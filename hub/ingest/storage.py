@@ -31,6 +31,7 @@ import sqlite_utils
 
 from hub.ingest.normalize import normalize
 from models.contracts import validate
+from models.weights import EVENT_WEIGHTS
 
 _EVENT_COLUMNS = (
     "event_id",
@@ -49,7 +50,7 @@ _EVENT_COLUMNS = (
 )
 _INSERT_EVENT = f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
 #: Mart weights per event type (views count 1 … purchases 8), as in training.
-MART_WEIGHTS = {"page_view": 1, "click": 2, "add_to_cart": 4, "purchase": 8}
+MART_WEIGHTS = {k: int(EVENT_WEIGHTS[k]) for k in ("page_view", "click", "add_to_cart", "purchase")}
 _CHUNK = 900  # SQLite's default limit on host parameters is 999
 
 

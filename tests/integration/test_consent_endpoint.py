@@ -21,7 +21,12 @@ def outbox(agent_data_dir) -> list[dict[str, object]]:  # type: ignore[no-untype
 
 
 def post(url: str, body: object, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return fetch(url + "/_p13n/consent", {"Content-Type": "application/json", **(headers or {})}, method="POST", data=json.dumps(body).encode())
+    return fetch(
+        url + "/_p13n/consent",
+        {"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+        data=json.dumps(body).encode(),
+    )
 
 
 def test_consent_is_set_recorded_and_withdrawn(origin: Origin, start_agent: AgentFactory) -> None:
@@ -33,7 +38,9 @@ def test_consent_is_set_recorded_and_withdrawn(origin: Origin, start_agent: Agen
     cookies = granted.headers.get_all("Set-Cookie") or []
     assert any(c.startswith("p13n_consent=analytics.necessary.personalization") for c in cookies)
 
-    withdrawn = post(agent.url, {"categories": []}, {"Cookie": f"p13n_id={VISITOR}; p13n_consent=analytics.necessary.personalization"})
+    withdrawn = post(
+        agent.url, {"categories": []}, {"Cookie": f"p13n_id={VISITOR}; p13n_consent=analytics.necessary.personalization"}
+    )
     assert json.loads(withdrawn.body)["categories"] == ["necessary"]
     cookies = withdrawn.headers.get_all("Set-Cookie") or []
     assert any(c.startswith("p13n_id=") and "Max-Age=0" in c for c in cookies)  # the identifier goes
