@@ -8,27 +8,17 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 
 import nats
 
 from models import nats_layout as L
 from tests.conftest import AgentFactory, Origin, TrainedBundle
-from tests.integration.helpers import fetch, metric
+from tests.integration.helpers import fetch, metric, wait_for
 
 
 def health(url: str) -> dict[str, object]:
     data: dict[str, object] = json.loads(fetch(url + "/_p13n/healthz").body)
     return data
-
-
-def wait_for(predicate, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 async def publish_raw(nats_url: str, name: str, data: bytes, version: int) -> None:

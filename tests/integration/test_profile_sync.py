@@ -9,7 +9,7 @@ import time
 import uuid
 
 from tests.conftest import AgentFactory, HubFactory, Origin
-from tests.integration.helpers import fetch, metric
+from tests.integration.helpers import fetch, metric, wait_for
 from tests.integration.ingest_helpers import post_events
 
 VISITOR = "profilevisitor0000000001"
@@ -21,15 +21,6 @@ def profiles(agent_data_dir) -> list[tuple[str, dict[str, object]]]:  # type: ig
         return [(s, json.loads(d)) for s, d in db.execute("SELECT subject, data FROM profiles")]
     finally:
         db.close()
-
-
-def wait_for(predicate, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def consent(categories: list[str]) -> dict[str, object]:
