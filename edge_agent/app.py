@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import bundle_sync, collect, consent_endpoint, fleet, outbox, profile_sync, ssi
+from edge_agent import bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.metrics import EdgeMetrics
@@ -33,6 +33,7 @@ from edge_agent.state import EdgeState, load_bundle
 from edge_agent.store import EdgeStore
 from models.consent import CONSENT_COOKIE
 from models.content import BundleError, load_content
+from models.erasure import Tokenizer
 from models.slots import SLOT_NAME_RE
 
 #: Most slots one /_p13n/decide call decides.
@@ -143,6 +144,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = EdgeStore(settings.data_dir / "edge.sqlite3")
+        store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         bundle = None
         try:
             bundle = load_bundle(settings)
@@ -190,6 +192,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         flusher = asyncio.create_task(sessions_loop(state), name="edge-session-flusher")
         heartbeat = asyncio.create_task(fleet.heartbeat_loop(state, settings.status_interval_s), name="edge-heartbeat")
         profiles = asyncio.create_task(profile_sync.follow_profiles(state), name="edge-profiles")
+        erasures = asyncio.create_task(erasure.follow_erasures(state), name="edge-erasures")
         watcher = (
             asyncio.create_task(bundle_sync.watch_bundles(state), name="edge-bundle-watcher")
             if settings.bundle_public_key
@@ -203,7 +206,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            for task in (publisher, flusher, heartbeat, profiles, *([watcher] if watcher else [])):
+            for task in (publisher, flusher, heartbeat, profiles, erasures, *([watcher] if watcher else [])):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

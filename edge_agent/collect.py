@@ -22,12 +22,13 @@ from starlette.responses import Response
 
 from edge_agent.context import page_item
 from edge_agent.enrich import RequestFacts, enrich
-from edge_agent.pages import parse_cookies, valid_visitor_id
+from edge_agent.pages import parse_cookies
 from edge_agent.responses import json_error
 from edge_agent.state import EdgeState
 from models import consent as consent_rules
 from models.contracts import validate
 from models.nats_layout import events_subject
+from models.pseudonym import valid_visitor_id
 from models.session import apply_event
 
 #: Largest request body accepted by /_p13n/collect (bytes).
@@ -107,9 +108,14 @@ def prepare_events(
     s = state.settings
     key = s.pseudonym_key.encode()
     facts = RequestFacts(headers, s.geo_header)
+    suppressed, tokenizer = state.store.suppressed, state.store.tokenizer
+    erased = bool(suppressed) and tokenizer is not None and tokenizer.any_in((cookie_visitor,), suppressed)
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             results.append({"index": index, "status": "rejected", "reason": "not_an_object"})
+            continue
+        if erased:  # an erased subject's late events are dropped, never stored
+            results.append({"index": index, "status": "rejected", "reason": "erased_subject"})
             continue
         if not analytics and raw.get("type") != "consent":
             results.append({"index": index, "status": "rejected", "reason": "no_consent"})
@@ -127,6 +133,9 @@ def prepare_events(
         verdict = validate(event)
         if not verdict.ok:
             results.append({"index": index, "status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
+            continue
+        if suppressed and tokenizer is not None and tokenizer.any_in((event.get("user_id"),), suppressed):
+            results.append({"index": index, "status": "rejected", "reason": "erased_subject"})
             continue
         results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
         accepted.append(event)

@@ -27,6 +27,7 @@ class EdgeMetrics:
     outbox_depth: Gauge
     bundles_refused: Counter
     profiles_applied: Counter
+    erasures_applied: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -65,6 +66,7 @@ class EdgeMetrics:
             profiles_applied=Counter(
                 "p13n_edge_profiles_applied", "Profile updates and purges applied from the hub", registry=reg
             ),
+            erasures_applied=Counter("p13n_edge_erasures_applied", "Erasure orders applied from the hub", registry=reg),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )

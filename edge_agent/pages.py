@@ -19,10 +19,10 @@ from edge_agent.decide import PageDecision, decide_page
 from edge_agent.model_runtime import EdgeModels
 from models import consent as consent_rules
 from models.content import ContentBundle
+from models.pseudonym import valid_visitor_id
 
 #: Upper bound on page contexts kept for SSI fragments.
 MAX_PAGE_CONTEXTS = 50_000
-_ID_ALPHABET = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def parse_cookies(header: str) -> dict[str, str]:
@@ -44,10 +44,6 @@ def parse_cookies(header: str) -> dict[str, str]:
             value = value[1:-1]
         cookies[name] = value
     return cookies
-
-
-def valid_visitor_id(value: str) -> bool:
-    return 16 <= len(value) <= 64 and set(value) <= _ID_ALPHABET
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -132,6 +132,16 @@ class EdgeState:
                 self.sessions[evicted] = data
                 break
         return session
+
+    def forget_subjects(self, erased: Callable[[str], bool]) -> int:
+        """Drop erased visitors' live sessions and cached profiles from memory."""
+        victims = [vid for vid in self.sessions if erased(vid)]
+        for vid in victims:
+            self.sessions.pop(vid, None)
+            self.dirty_sessions.discard(vid)
+        for subject in [s for s in self.profiles_cache if erased(s)]:
+            self.profiles_cache.pop(subject, None)
+        return len(victims)
 
     def session_rows(self) -> list[tuple[str, str, float]]:
         """Dirty sessions as rows for SQLite (and clears the dirty set)."""

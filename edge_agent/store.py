@@ -1,5 +1,6 @@
 """The edge's one SQLite file (WAL): schema migrations and the shell cache table.
 
+Deletes are secure (``secure_delete``): an erased visitor's rows are overwritten.
 One connection guarded by a lock; callers on the event loop go through
 ``asyncio.to_thread`` for anything but microsecond work. Later tables (sessions,
 profiles, bundles, outbox) join the same file through :data:`MIGRATIONS`.
@@ -14,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from models.erasure import Tokenizer
 
 #: Ordered schema steps; each runs once, recorded in the same transaction.
 MIGRATIONS: tuple[str, ...] = (
@@ -55,6 +58,16 @@ MIGRATIONS: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE suppressions (
+        token TEXT PRIMARY KEY,
+        created REAL NOT NULL
+    );
+    CREATE TABLE erasures_applied (
+        request_id TEXT PRIMARY KEY,
+        applied REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -77,7 +90,13 @@ class EdgeStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # deleted rows are overwritten, not left in free pages: an erasure leaves nothing behind
+        self._db.execute("PRAGMA secure_delete=ON")
         self._migrate()
+        #: Erasure tokens of erased subjects; their rows are never written again.
+        self.suppressed: set[str] = {r[0] for r in self.db.execute("SELECT token FROM suppressions")}
+        self.tokenizer: Tokenizer | None = None
+        self._db.create_function("p13n_erased", 1, self._erased_sql, deterministic=True)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -103,6 +122,38 @@ class EdgeStore:
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
+
+    def _is_erased(self, identifier: str | None) -> bool:
+        return bool(identifier) and self.tokenizer is not None and self.tokenizer(str(identifier)) in self.suppressed
+
+    def _erased_sql(self, identifier: str | None) -> int:
+        return 1 if self._is_erased(identifier) else 0
+
+    # ------------------------------------------------------------------ erasure
+    def erase(self, request_id: str, tokens: list[str], now: float) -> dict[str, int]:
+        """Suppress ``tokens`` and delete their subjects' sessions, profiles and queued
+        events; the WAL is truncated so no copy survives there. Idempotent."""
+        with self._lock:
+            db = self.db
+            self.suppressed.update(tokens)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?)", [(t, now) for t in tokens])
+                counts = {
+                    "sessions": db.execute("DELETE FROM sessions WHERE p13n_erased(visitor_id)").rowcount,
+                    "profiles": db.execute("DELETE FROM profiles WHERE p13n_erased(subject)").rowcount,
+                    "outbox": db.execute(
+                        "DELETE FROM outbox WHERE p13n_erased(json_extract(body, '$.anonymous_id')) "
+                        "OR p13n_erased(json_extract(body, '$.user_id'))"
+                    ).rowcount,
+                }
+                db.execute("INSERT OR IGNORE INTO erasures_applied VALUES (?, ?)", (request_id, now))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return counts
 
     def get_shell(self, key: str, now: float) -> StoredShell | None:
         with self._lock:
@@ -171,7 +222,7 @@ class EdgeStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for subject, data, _ in changes:
-                    if data is None:
+                    if data is None or self._is_erased(subject):
                         db.execute("DELETE FROM profiles WHERE subject = ?", (subject,))
                     else:
                         db.execute("INSERT OR REPLACE INTO profiles VALUES (?, ?)", (subject, data))
@@ -202,6 +253,8 @@ class EdgeStore:
     def put_sessions(self, rows: list[tuple[str, str, float]]) -> None:
         """(visitor id, JSON, expires) rows in one transaction."""
         with self._lock:
+            if self.suppressed:  # a flush racing an erasure never writes the session back
+                rows = [r for r in rows if not self._is_erased(r[0])]
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", rows)

@@ -1,9 +1,10 @@
-"""Hub HTTP endpoints for data: ``POST /v1/events`` (API key) and ``GET /v1/stats``."""
+"""Hub HTTP endpoints for data and the fleet: events, stats, edges, bundles, marts.
+
+Authentication and roles are applied around them by :mod:`hub.guard`."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hub import fleet
+from hub.erasure import registered_edges
 from hub.ingest.consumer import consumer_lag
 from models import nats_layout as L
 from models.errors import error_body
@@ -30,18 +32,8 @@ def _error(status: int, reason: str, detail: str) -> JSONResponse:
     return JSONResponse(error_body(status, reason, detail), status_code=status)
 
 
-def _authorized(request: Request, keys: tuple[str, ...]) -> bool:
-    offered = request.headers.get("x-api-key", "")
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        offered = auth[7:].strip()
-    return bool(offered) and any(hmac.compare_digest(offered, k) for k in keys)
-
-
 async def post_events(request: Request) -> Response:
     state: HubState = request.app.state.hub
-    if not _authorized(request, state.settings.api_keys):
-        return _error(401, "unauthorized", "a valid API key is required (Authorization: Bearer KEY)")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -117,16 +109,27 @@ async def edges(request: Request) -> Response:
     state: HubState = request.app.state.hub
     view = state.fleet.view(state.settings.edge_stale_s)
     last_seq = None
+    registered: list[str] | None = None
     if state.nc is not None and state.layout_ready:
         try:
-            info = await state.nc.jetstream().stream_info(f"KV_{L.PROFILES_BUCKET}")
+            js = state.nc.jetstream()
+            info = await js.stream_info(f"KV_{L.PROFILES_BUCKET}")
             last_seq = int(info.state.last_seq)
+            registered = await registered_edges(js)
         except Exception:  # the view answers without the lag when NATS is away
             last_seq = None
     for edge in view:
         seq = edge.get("profiles_seq")
         edge["profile_sync_lag"] = max(0, last_seq - int(seq)) if last_seq is not None and isinstance(seq, int) else None
-    return JSONResponse({"edges": view, "stale": sum(1 for e in view if e["stale"]), "profiles_last_seq": last_seq})
+    return JSONResponse(
+        {
+            "edges": view,
+            "stale": sum(1 for e in view if e["stale"]),
+            "profiles_last_seq": last_seq,
+            # edges that must acknowledge every erasure (they hold an erasure consumer)
+            "erasure_registered": registered,
+        }
+    )
 
 
 async def activate_bundle(request: Request) -> Response:
@@ -140,3 +143,29 @@ async def activate_bundle(request: Request) -> Response:
     except KeyError:
         return _error(404, "unknown_bundle", f"bundle version {version} is not stored")
     return JSONResponse(pointer)
+
+
+async def item_popularity(request: Request) -> Response:
+    """``GET /v1/marts/items?limit=N``: the most popular items (aggregates, no subjects)."""
+    state: HubState = request.app.state.hub
+    assert state.storage is not None
+    try:
+        limit = min(1000, max(1, int(request.query_params.get("limit", "20"))))
+    except ValueError:
+        return _error(400, "bad_query", "limit is an integer")
+
+    def read() -> list[dict[str, Any]]:
+        assert state.storage is not None
+        db = state.storage.reader(state.storage.data_dir / "marts.sqlite")
+        try:
+            return [
+                {"item_id": r[0], "views": r[1], "clicks": r[2], "carts": r[3], "purchases": r[4], "score": r[5]}
+                for r in db.execute(
+                    "SELECT item_id, views, clicks, carts, purchases, score FROM item_popularity ORDER BY score DESC LIMIT ?",
+                    (limit,),
+                )
+            ]
+        finally:
+            db.close()
+
+    return JSONResponse({"items": await asyncio.to_thread(read)})

@@ -23,13 +23,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub import api
+from hub import api, erasure, privacy_api, retention
+from hub.audit import AuditLog
+from hub.auth import TokenStore
 from hub.fleet import Fleet
+from hub.guard import guarded
 from hub.ingest.consumer import ConsumerState, consume
 from hub.ingest.storage import HubStorage
 from hub.nats_setup import ensure_layout
+from hub.pii import PiiCipher
 from hub.profiles import ProfilePublisher
 from hub.settings import HubSettings
+from models.erasure import Tokenizer
 from models.errors import error_body
 from models.tls import client_context
 
@@ -50,8 +55,21 @@ class HubState:
     consumer: ConsumerState = field(default_factory=ConsumerState)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     fleet: Fleet = field(default_factory=Fleet)
+    publisher: ProfilePublisher | None = None
+    erasures: erasure.ErasureRecords = field(init=False)
+    profiles_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
+        s = self.settings
+        self.tokens = TokenStore(s.tokens_file)
+        self.audit = AuditLog(s.data_dir / "audit.sqlite", s.audit_secret)
+        self.cipher = PiiCipher.from_settings(s.pii_keys, s.pii_keys_file, s.data_dir)
+        self.retention_policy = retention.RetentionPolicy(
+            lake_days=s.retention_lake_days,
+            warehouse_days=s.retention_warehouse_days,
+            dead_letter_days=s.retention_dead_letter_days,
+            consent_days=s.retention_consent_days,
+        )
         self.connect_failures = Counter(
             "p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry
         )
@@ -85,6 +103,7 @@ async def _connect_loop(state: HubState) -> None:
             await state.fleet.subscribe(nc)
             if state.storage is not None:
                 state.tasks.append(asyncio.create_task(_profiles_loop(state, nc), name="hub-profiles"))
+                state.tasks.append(asyncio.create_task(_erasure_acks_loop(state, nc), name="hub-erasure-acks"))
             if state.storage is not None:
                 state.tasks.append(
                     asyncio.create_task(
@@ -108,7 +127,7 @@ async def _crm_loop(state: HubState) -> None:
 
     assert state.storage is not None
     config = CrmConfig.from_json(json.loads(Path(state.settings.crm_config).read_text()))
-    sync = CrmSync(config, state.storage, state.settings.pseudonym_key.encode())
+    sync = CrmSync(config, state.storage, state.settings.pseudonym_key.encode(), state.cipher)
     try:
         while True:
             try:
@@ -127,18 +146,48 @@ async def _profiles_loop(state: HubState, nc: NATS) -> None:
     from hub.profiles import load_user_factors
 
     publisher = ProfilePublisher(await asyncio.to_thread(load_user_factors, state.settings.user_factors))
+    state.publisher = publisher
     while True:
         await asyncio.sleep(state.settings.profile_sync_s)
         try:
             assert state.storage is not None
             await asyncio.to_thread(state.storage.refresh_marts)
-            result = await publisher.run_once(state.storage, nc.jetstream())
+            async with state.profiles_lock:  # never interleaved with an erasure
+                result = await publisher.run_once(state.storage, nc.jetstream())
             if result["published"] or result["purged"]:
                 log.info("profiles: %s", result)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning("profile sync failed; retrying", exc_info=True)
+
+
+async def _erasure_acks_loop(state: HubState, nc: NATS) -> None:
+    """Read edges' erasure acknowledgements, restarting after failures."""
+    while True:
+        try:
+            await erasure.consume_acks(nc.jetstream(), state.erasures)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("erasure acknowledgement reader failed; restarting", exc_info=True)
+            await asyncio.sleep(1.0)
+
+
+async def _retention_loop(state: HubState) -> None:
+    """Apply the retention policy every ``retention_interval_s`` (first run after one interval)."""
+    from datetime import UTC, datetime
+
+    while True:
+        await asyncio.sleep(state.settings.retention_interval_s)
+        try:
+            assert state.storage is not None
+            deleted = await asyncio.to_thread(retention.run, state.storage, state.retention_policy, datetime.now(UTC))
+            log.info("retention: %s", deleted)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("retention run failed; retrying next interval", exc_info=True)
 
 
 async def healthz(request: Request) -> Response:
@@ -164,8 +213,11 @@ def create_app(settings: HubSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = HubState(settings)
         state.storage = HubStorage(settings.data_dir)
+        state.storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
+        state.erasures = erasure.ErasureRecords(state.storage)
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
+        state.tasks.append(asyncio.create_task(_retention_loop(state), name="hub-retention"))
         if settings.crm_config:
             state.tasks.append(asyncio.create_task(_crm_loop(state), name="hub-crm-sync"))
         try:
@@ -183,16 +235,43 @@ def create_app(settings: HubSettings) -> Starlette:
                     log.warning("NATS drain failed at shutdown (%s); closing", type(e).__name__)
                     await state.nc.close()
             state.storage.close()
+            state.audit.close()
 
-    return Starlette(
-        routes=[
-            Route("/v1/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/v1/events", api.post_events, methods=["POST"]),
-            Route("/v1/stats", api.stats, methods=["GET"]),
-            Route("/v1/edges", api.edges, methods=["GET"]),
-            Route("/v1/bundles/{version:int}/activate", api.activate_bundle, methods=["POST"]),
-            Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
-        ],
-        lifespan=lifespan,
-    )
+    return Starlette(routes=routes(), lifespan=lifespan)
+
+
+def routes() -> list[Route]:
+    """Every hub endpoint with the permission it needs (docs/PRIVACY.md has the matrix)."""
+    p = privacy_api
+    return [
+        Route("/v1/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/metrics", guarded("status.read", metrics, action="metrics.read", audit_success=False), methods=["GET"]),
+        Route(
+            "/v1/events",
+            guarded("events.write", api.post_events, action="events.write", audit_success=False, api_keys_ok=True),
+            methods=["POST"],
+        ),
+        Route("/v1/stats", guarded("status.read", api.stats, action="stats.read"), methods=["GET"]),
+        Route("/v1/edges", guarded("status.read", api.edges, action="edges.read"), methods=["GET"]),
+        Route("/v1/edges/{edge_id}", guarded("edges.manage", p.deregister_edge, action="edges.deregister"), methods=["DELETE"]),
+        Route(
+            "/v1/bundles/{version:int}/activate",
+            guarded("bundles.activate", api.activate_bundle, action="bundles.activate"),
+            methods=["POST"],
+        ),
+        Route("/v1/marts/items", guarded("marts.read", api.item_popularity, action="marts.read"), methods=["GET"]),
+        Route(
+            "/v1/subjects/{subject}",
+            guarded("subjects.read", p.export_subject, action="subjects.export", subject_param="subject"),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/subjects/{subject}",
+            guarded("subjects.erase", p.erase_subject, action="subjects.erase", subject_param="subject"),
+            methods=["DELETE"],
+        ),
+        Route("/v1/erasures/{request_id}", guarded("erasures.read", p.erasure_status, action="erasures.read"), methods=["GET"]),
+        Route("/v1/retention/run", guarded("retention.run", p.run_retention, action="retention.run"), methods=["POST"]),
+        Route("/v1/audit", guarded("audit.read", p.audit_entries, action="audit.read"), methods=["GET"]),
+        Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+    ]

@@ -4,7 +4,8 @@ Configured by a JSON file (docs/INGESTION.md): base URL, an auth header, paginat
 (``cursor`` or ``page``), incremental filter (``updated_since`` parameter and/or
 ETag), the id field and a field mapping. Requests go through httpx with retries on
 5xx and timeouts (exponential backoff with jitter) and honour ``429 Retry-After``.
-CRM ids are pseudonymized before storage; the sync state (cursor high-water mark,
+CRM ids are pseudonymized before storage, mapped PII attributes are encrypted
+(``hub.pii``) and erased subjects are skipped; the sync state (cursor high-water mark,
 ETag) is kept in the warehouse so each run only fetches what changed.
 """
 
@@ -22,9 +23,27 @@ import httpx
 import orjson
 
 from hub.ingest.storage import HubStorage
+from hub.pii import PiiCipher
 from models.pseudonym import pseudonym
 
 log = logging.getLogger(__name__)
+
+#: Attribute names treated as PII unless the config lists its own.
+DEFAULT_PII = (
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "full_name",
+    "phone",
+    "mobile",
+    "address",
+    "street",
+    "postcode",
+    "zip",
+    "birth_date",
+    "date_of_birth",
+)
 
 
 class CrmError(RuntimeError):
@@ -50,6 +69,8 @@ class CrmConfig:
     updated_since_param: str = "updated_since"
     auth_header: str = ""  # "Authorization: Bearer …"
     mapping: Mapping[str, str] = field(default_factory=dict)  # attribute → CRM field
+    #: Mapped attributes that are PII: stored encrypted (AES-256-GCM), never sent to edges.
+    pii: tuple[str, ...] = DEFAULT_PII
     timeout_s: float = 10.0
     max_retries: int = 5
     max_pages: int = 10_000
@@ -64,6 +85,11 @@ class CrmConfig:
             raise ValueError("CRM 'url' must be an http(s) URL")
         if doc.get("pagination", "cursor") not in ("cursor", "page"):
             raise ValueError("CRM 'pagination' must be 'cursor' or 'page'")
+        doc = dict(doc)
+        if "pii" in doc:
+            if not isinstance(doc["pii"], list) or not all(isinstance(p, str) for p in doc["pii"]):
+                raise ValueError("CRM 'pii' must be a list of attribute names")
+            doc["pii"] = tuple(doc["pii"])
         return cls(**doc)
 
 
@@ -80,8 +106,11 @@ Sleep = Callable[[float], None]
 
 
 class CrmSync:
-    def __init__(self, config: CrmConfig, storage: HubStorage, pseudonym_key: bytes, sleep: Sleep = time.sleep) -> None:
+    def __init__(
+        self, config: CrmConfig, storage: HubStorage, pseudonym_key: bytes, cipher: PiiCipher, sleep: Sleep = time.sleep
+    ) -> None:
         self.config = config
+        self.cipher = cipher
         self.storage = storage
         self.key = pseudonym_key
         self.sleep = sleep
@@ -158,12 +187,15 @@ class CrmSync:
             for rec in records:
                 if not isinstance(rec, dict) or rec.get(c.id_field) in (None, ""):
                     continue
-                attrs = {attr: rec.get(src) for attr, src in c.mapping.items() if rec.get(src) is not None}
+                mapped = {attr: rec.get(src) for attr, src in c.mapping.items() if rec.get(src) is not None}
+                attrs = {k: v for k, v in mapped.items() if k not in c.pii}
+                pii = {k: v for k, v in mapped.items() if k in c.pii}
                 updated = str(rec.get(c.updated_field) or "")
                 newest = max(newest, updated)
-                rows.append((pseudonym(str(rec[c.id_field]), self.key), now, orjson.dumps(attrs).decode()))
-            self.storage.upsert_crm_users(rows)
-            report.profiles += len(rows)
+                subject = pseudonym(str(rec[c.id_field]), self.key)
+                sealed = self.cipher.encrypt(orjson.dumps(pii), aad=subject) if pii else None
+                rows.append((subject, now, orjson.dumps(attrs).decode(), sealed))
+            report.profiles += self.storage.upsert_crm_users(rows)
             if c.pagination == "cursor":
                 cursor = doc.get(c.next_cursor_field) if isinstance(doc, dict) else None
                 if not cursor:

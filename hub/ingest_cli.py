@@ -29,16 +29,24 @@ def catalog_import(path: Path, data_dir: Path, mapping: str, currency: str) -> i
 def crm_sync(config_path: Path, data_dir: Path) -> int:
     from hub.crm import CrmConfig, CrmError, CrmSync
     from hub.ingest.storage import HubStorage
+    from hub.pii import PiiCipher
     from hub.settings import HubSettings
+    from models.erasure import Tokenizer
 
     try:
         config = CrmConfig.from_json(json.loads(config_path.read_text()))
     except (OSError, ValueError) as e:
         print(f"p13n crm sync: {e}", file=sys.stderr)
         return 2
+    settings = HubSettings.from_env(os.environ)
+    try:
+        cipher = PiiCipher.from_settings(settings.pii_keys, settings.pii_keys_file, data_dir)
+    except (OSError, ValueError) as e:
+        print(f"p13n crm sync: {e}", file=sys.stderr)
+        return 2
     storage = HubStorage(data_dir)
-    key = HubSettings.from_env(os.environ).pseudonym_key.encode()
-    sync = CrmSync(config, storage, key)
+    storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
+    sync = CrmSync(config, storage, settings.pseudonym_key.encode(), cipher)
     try:
         report = sync.run_once()
     except CrmError as e:

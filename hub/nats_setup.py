@@ -45,13 +45,35 @@ def stream_configs() -> list[StreamConfig]:
         ),
         StreamConfig(
             name=L.ERASURE_STREAM,
-            description="Erasure orders for every edge (one durable consumer per edge)",
-            subjects=[L.ERASURE_ORDERS_SUBJECT],
+            description="Erasure orders for every edge (one durable consumer per edge) and their acknowledgements",
+            subjects=[L.ERASURE_ORDERS_SUBJECT, f"{L.ERASURE_ACKS_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=L.ERASURE_MAX_AGE_S,
         ),
     ]
+
+
+def profiles_stream_config() -> StreamConfig:
+    """The profiles KV bucket's stream, declared here rather than by ``create_key_value``:
+    the same settings a KV bucket gets, except that single messages may be deleted, so
+    an erasure removes a profile with the server's secure erase and leaves no purge
+    marker (whose subject would be the key) behind."""
+    return StreamConfig(
+        name=f"KV_{L.PROFILES_BUCKET}",
+        description="Consented profiles by subject (KV bucket; erasable message by message)",
+        subjects=[f"$KV.{L.PROFILES_BUCKET}.>"],
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        deny_delete=False,
+        discard=DiscardPolicy.NEW,
+        max_msgs_per_subject=1,
+        max_msgs=-1,
+        max_consumers=-1,
+        num_replicas=1,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    )
 
 
 async def ensure_layout(js: JetStreamContext) -> LayoutReport:
@@ -71,10 +93,12 @@ async def ensure_layout(js: JetStreamContext) -> LayoutReport:
                 updated.append(cfg.name)
             except BadRequestError as e:  # e.g. retention cannot change in place
                 log.error("stream %s differs from the declared layout and cannot be updated: %s", cfg.name, e)
-    for kv in (
-        KeyValueConfig(bucket=L.PROFILES_BUCKET, description="Consented profiles by pseudonym", history=1),
-        KeyValueConfig(bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16),
-    ):
+    try:
+        await js.stream_info(f"KV_{L.PROFILES_BUCKET}")
+    except NotFoundError:
+        await js.add_stream(profiles_stream_config())
+        created.append(L.PROFILES_BUCKET)
+    for kv in (KeyValueConfig(bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16),):
         try:
             await js.key_value(kv.bucket)
         except (NotFoundError, BadRequestError):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -91,10 +92,19 @@ class ProfilePublisher:
         self.published: dict[str, str] = {}  # subject → hash of what the KV holds
         self.user_factors = user_factors or {}
 
+    def forget(self, subjects: Iterable[str]) -> None:
+        """An erased subject: drop what this publisher remembers of it."""
+        for subject in subjects:
+            self.published.pop(subject, None)
+            self.user_factors.pop(subject, None)
+
     async def run_once(self, storage: HubStorage, js: JetStreamContext) -> dict[str, int]:
         import asyncio
 
         consent = await asyncio.to_thread(consent_by_subject, storage)
+        tokenizer = storage.tokenizer
+        if storage.suppressed and tokenizer is not None:  # erased subjects never come back
+            consent = {s: ok for s, ok in consent.items() if tokenizer(s) not in storage.suppressed}
         allowed = sorted(s for s, ok in consent.items() if ok)
         profiles = await asyncio.to_thread(build_profiles, storage, allowed)
         kv = await js.key_value(L.PROFILES_BUCKET)

@@ -5,6 +5,8 @@ Every field is documented in docs/SETTINGS.md (a test keeps the two in step).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +52,25 @@ class HubSettings:
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
     server: str = "granian"
+    #: Admin API tokens file (JSON written by ``p13n tokens create``: names, roles,
+    #: SHA-256 of each token). Empty: every admin endpoint answers 401.
+    tokens_file: str = ""
+    #: Secret keying the audit log's hash chain (empty: derived from the pseudonym key).
+    audit_key: str = ""
+    #: PII key ring ``id:base64[,id:base64…]``; the first key encrypts (``p13n keys pii``).
+    pii_keys: str = ""
+    #: File holding the PII key ring (wins over ``pii_keys``); one ``id:base64`` a line.
+    pii_keys_file: str = ""
+    #: Days raw events stay in the lake (whole day files are dropped).
+    retention_lake_days: int = 30
+    #: Days clean events stay in the warehouse (and user features without newer activity).
+    retention_warehouse_days: int = 395
+    #: Days dead letters are kept.
+    retention_dead_letter_days: int = 30
+    #: Days consent records (the proof of each choice) are kept.
+    retention_consent_days: int = 1095
+    #: Seconds between runs of the retention job.
+    retention_interval_s: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSettings:
@@ -62,6 +83,10 @@ class HubSettings:
         level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
         server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
         nats_ca = env_str(env, PREFIX + "NATS_CA", d.nats_ca)
+        lake_days = env_int(env, PREFIX + "RETENTION_LAKE_DAYS", d.retention_lake_days, minimum=1)
+        warehouse_days = env_int(env, PREFIX + "RETENTION_WAREHOUSE_DAYS", d.retention_warehouse_days, minimum=1)
+        if lake_days > warehouse_days:  # erasure finds lake rows through the warehouse
+            raise SettingsError(PREFIX + "RETENTION_LAKE_DAYS", "must not exceed P13N_HUB_RETENTION_WAREHOUSE_DAYS")
         return cls(
             listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8600"),
             nats_url=nats_url,
@@ -78,7 +103,25 @@ class HubSettings:
             edge_stale_s=env_float(env, PREFIX + "EDGE_STALE_S", d.edge_stale_s, minimum=0.1),
             profile_sync_s=env_float(env, PREFIX + "PROFILE_SYNC_S", d.profile_sync_s, minimum=0.1),
             user_factors=env_str(env, PREFIX + "USER_FACTORS", d.user_factors),
+            tokens_file=env_str(env, PREFIX + "TOKENS_FILE", d.tokens_file),
+            audit_key=env_str(env, PREFIX + "AUDIT_KEY", d.audit_key),
+            pii_keys=env_str(env, PREFIX + "PII_KEYS", d.pii_keys),
+            pii_keys_file=env_str(env, PREFIX + "PII_KEYS_FILE", d.pii_keys_file),
+            retention_lake_days=lake_days,
+            retention_warehouse_days=warehouse_days,
+            retention_dead_letter_days=env_int(
+                env, PREFIX + "RETENTION_DEAD_LETTER_DAYS", d.retention_dead_letter_days, minimum=1
+            ),
+            retention_consent_days=env_int(env, PREFIX + "RETENTION_CONSENT_DAYS", d.retention_consent_days, minimum=1),
+            retention_interval_s=env_float(env, PREFIX + "RETENTION_INTERVAL_S", d.retention_interval_s, minimum=1.0),
         )
+
+    @property
+    def audit_secret(self) -> bytes:
+        """The audit chain key: the configured one, else derived from the pseudonym key."""
+        if self.audit_key:
+            return self.audit_key.encode()
+        return hmac.new(self.pseudonym_key.encode(), b"p13n-audit-chain", hashlib.sha256).digest()
 
 
 ENV_NAMES: dict[str, str] = {
@@ -97,4 +140,13 @@ ENV_NAMES: dict[str, str] = {
     "edge_stale_s": PREFIX + "EDGE_STALE_S",
     "profile_sync_s": PREFIX + "PROFILE_SYNC_S",
     "user_factors": PREFIX + "USER_FACTORS",
+    "tokens_file": PREFIX + "TOKENS_FILE",
+    "audit_key": PREFIX + "AUDIT_KEY",
+    "pii_keys": PREFIX + "PII_KEYS",
+    "pii_keys_file": PREFIX + "PII_KEYS_FILE",
+    "retention_lake_days": PREFIX + "RETENTION_LAKE_DAYS",
+    "retention_warehouse_days": PREFIX + "RETENTION_WAREHOUSE_DAYS",
+    "retention_dead_letter_days": PREFIX + "RETENTION_DEAD_LETTER_DAYS",
+    "retention_consent_days": PREFIX + "RETENTION_CONSENT_DAYS",
+    "retention_interval_s": PREFIX + "RETENTION_INTERVAL_S",
 }

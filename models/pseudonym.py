@@ -24,3 +24,11 @@ def is_pseudonym(value: str) -> bool:
     return (
         value.startswith(PREFIX) and len(value) == len(PREFIX) + 40 and all(c in "0123456789abcdef" for c in value[len(PREFIX) :])
     )
+
+
+_VISITOR_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def valid_visitor_id(value: str) -> bool:
+    """The shape of a visitor cookie id (random, URL-safe, 16 to 64 characters)."""
+    return 16 <= len(value) <= 64 and set(value) <= _VISITOR_ALPHABET

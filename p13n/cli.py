@@ -136,10 +136,16 @@ def _parser() -> argparse.ArgumentParser:
     ncfg.add_argument("--tls-cert", default="")
     ncfg.add_argument("--tls-key", default="")
 
-    keys = sub.add_parser("keys", help="signing keys")
+    keys = sub.add_parser("keys", help="signing and encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
     gen.add_argument("dir", type=Path)
+    pii_key = keys_sub.add_parser("pii", help="print a new AES-256 key for the PII key ring (id:base64)")
+    pii_key.add_argument("--id", default="", help="key id (default: k + the current date and time)")
+
+    from hub.privacy_cli import add_commands
+
+    add_commands(sub)
     return p
 
 
@@ -246,6 +252,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.ingest_cli import crm_sync
 
         return crm_sync(args.config, args.data_dir)
+    if args.command == "keys" and args.keys_command == "pii":
+        from datetime import UTC, datetime
+
+        from hub.pii import new_key
+
+        kid = args.id or "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        if not kid.isalnum():
+            print("p13n keys pii: --id is alphanumeric", file=sys.stderr)
+            return 2
+        print(f"{kid}:{new_key()}")
+        return 0
+    if args.command in ("erase", "subject", "erasure", "audit", "tokens", "pii", "retention"):
+        from hub.privacy_cli import dispatch
+
+        return dispatch(args)
     if args.command in ("evaluate", "train", "bundle", "keys"):
         from hub.training import cli as training_cli
 

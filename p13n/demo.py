@@ -40,6 +40,21 @@ def _raise_stop(signum: int, frame: types.FrameType | None) -> None:
     raise _Stop()
 
 
+def demo_admin_token(data_dir: Path) -> Path:
+    """The demo's tokens file, with an admin token kept in ``admin.token`` (mode 600)."""
+    from hub.auth import create_token
+
+    tokens_file = data_dir / "hub-tokens.json"
+    token_file = data_dir / "admin.token"
+    if not token_file.exists() or not tokens_file.exists():
+        tokens_file.unlink(missing_ok=True)
+        token = create_token(tokens_file, "demo-admin", "admin")
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+    print(f"p13n demo: admin API token in {token_file}", file=sys.stderr)
+    return tokens_file
+
+
 def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -57,6 +72,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         nats_url = f"nats://127.0.0.1:{nats_port}"
 
         hub_port = free_port()
+        tokens_file = demo_admin_token(data_dir)
         hub = spawn(
             "hub",
             p13n_command("hub", "serve"),
@@ -65,6 +81,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_HUB_LISTEN": f"127.0.0.1:{hub_port}",
                 "P13N_HUB_NATS_URL": nats_url,
                 "P13N_HUB_DATA_DIR": str(data_dir / "hub"),
+                "P13N_HUB_TOKENS_FILE": str(tokens_file),
             },
         )
         children.append(hub)

@@ -169,9 +169,21 @@ class Hub:
     port: int
     child: Child
     data_dir: Path
+    tokens: dict[str, str]
 
     def stop(self) -> None:
         self.child.stop()
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        """Headers carrying the token of ``role`` (one token per role is created)."""
+        return {"authorization": f"Bearer {self.tokens[role]}"}
+
+
+def role_tokens(path: Path) -> dict[str, str]:
+    """A tokens file with one token per role; returns role → token."""
+    from hub.auth import ROLES, create_token
+
+    return {role: create_token(path, f"test-{role}", role) for role in ROLES}
 
 
 HubFactory = Callable[..., Hub]
@@ -186,7 +198,10 @@ def start_hub(tmp_path: Path) -> Iterator[HubFactory]:
     def start(nats_url: str, port: int | None = None, data_dir: Path | None = None, **settings: str) -> Hub:
         port = port or free_port()
         data = data_dir or tmp_path / f"hub-{len(started)}"
+        tokens_file = tmp_path / f"hub-tokens-{len(started)}.json"
+        tokens = role_tokens(tokens_file)
         env = {
+            "P13N_HUB_TOKENS_FILE": str(tokens_file),
             "P13N_HUB_LISTEN": f"127.0.0.1:{port}",
             "P13N_HUB_NATS_URL": nats_url,
             "P13N_HUB_DATA_DIR": str(data),
@@ -195,7 +210,7 @@ def start_hub(tmp_path: Path) -> Iterator[HubFactory]:
         }
         env.update({f"P13N_HUB_{k.upper()}": v for k, v in settings.items()})
         child = spawn(f"hub-{len(started)}", p13n_command("hub", "serve"), tmp_path, env)
-        hub = Hub(f"http://127.0.0.1:{port}", port, child, data)
+        hub = Hub(f"http://127.0.0.1:{port}", port, child, data, tokens)
         started.append(hub)
         wait_http(child, hub.url + "/v1/healthz", timeout_s=30)
         return hub

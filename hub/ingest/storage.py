@@ -31,6 +31,7 @@ import sqlite_utils
 
 from hub.ingest.normalize import normalize
 from models.contracts import validate
+from models.erasure import Tokenizer
 from models.weights import EVENT_WEIGHTS
 
 _EVENT_COLUMNS = (
@@ -60,6 +61,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=10000")
+    # deleted rows are overwritten, not left in free pages: an erasure leaves nothing behind
+    db.execute("PRAGMA secure_delete=ON")
     return db
 
 
@@ -68,6 +71,7 @@ class IngestReport:
     received: int = 0
     accepted: int = 0
     duplicates: int = 0
+    suppressed: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     results: list[dict[str, Any]] = field(default_factory=list)
 
@@ -83,7 +87,17 @@ class HubStorage:
         self.warehouse = _connect(data_dir / "warehouse.sqlite")
         self.marts = _connect(data_dir / "marts.sqlite")
         self._lakes: dict[str, sqlite3.Connection] = {}
+        #: Erasure tokens of erased subjects (their late events are dropped) and the
+        #: tokenizer that names incoming events' subjects; set by the hub (``suppress``).
+        self.suppressed: set[str] = set()
+        self.tokenizer: Tokenizer | None = None
         self._create_schema()
+        self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The writer lock: hold it for any write outside :meth:`ingest`."""
+        return self._lock
 
     # ------------------------------------------------------------------ schema
     def _create_schema(self) -> None:
@@ -94,8 +108,18 @@ class HubStorage:
         for cols in (["anonymous_id"], ["user_id"]):  # erasure and stitching look-ups; no more on the hot insert path
             wh.table("events").create_index(cols, if_not_exists=True)
         wh.table("users").create(
-            {"user_id": str, "first_seen": str, "last_seen": str, "attributes": str}, pk="user_id", if_not_exists=True
+            {"user_id": str, "first_seen": str, "last_seen": str, "attributes": str, "pii": str}, pk="user_id", if_not_exists=True
         )
+        if "pii" not in wh.table("users").columns_dict:  # databases from before encryption at rest
+            wh.execute("ALTER TABLE users ADD COLUMN pii TEXT")
+        # proof of every consent choice: what, when, where from (kept beyond event retention)
+        wh.table("consent_log").create(
+            {"event_id": str, "subject": str, "categories": str, "source": str, "edge": str, "ts": str, "received_at": str},
+            pk="event_id",
+            if_not_exists=True,
+        )
+        wh.table("consent_log").create_index(["subject"], if_not_exists=True)
+        wh.table("suppressions").create({"token": str, "created": str}, pk="token", if_not_exists=True)
         wh.table("identities").create(
             {"anonymous_id": str, "user_id": str, "first_seen": str}, pk=("anonymous_id", "user_id"), if_not_exists=True
         )
@@ -145,7 +169,7 @@ class HubStorage:
         marts.table("item_popularity").create_index(["score"], if_not_exists=True)
         marts.table("watermarks").create({"name": str, "rowid": int}, pk="name", if_not_exists=True)
 
-    def _lake(self, day: str) -> sqlite3.Connection:
+    def lake(self, day: str) -> sqlite3.Connection:
         db = self._lakes.get(day)
         if db is None:
             db = _connect(self.lake_dir / f"events-{day}.sqlite")
@@ -157,6 +181,15 @@ class HubStorage:
                 oldest = min(self._lakes)
                 self._lakes.pop(oldest).close()
         return db
+
+    def drop_lake_day(self, day: str) -> None:
+        """Remove one day's lake file (retention drops whole days)."""
+        with self._lock:
+            db = self._lakes.pop(day, None)
+            if db is not None:
+                db.close()
+            for suffix in ("", "-wal", "-shm"):
+                (self.lake_dir / f"events-{day}.sqlite{suffix}").unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, events: Sequence[Any], source: str, received_at: str) -> IngestReport:
@@ -171,6 +204,10 @@ class HubStorage:
                 dead_rows.append((received_at, source, verdict.reason, verdict.detail, orjson.dumps(raw).decode()))
                 report.results.append({"status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
                 continue
+            if self.suppressed and self._is_suppressed(raw):
+                report.suppressed += 1
+                report.results.append({"status": "rejected", "reason": "erased_subject"})
+                continue
             valid.append(raw)
             report.results.append({"status": "accepted", "event_id": raw["event_id"]})
         with self._lock:
@@ -181,7 +218,7 @@ class HubStorage:
                     (row["event_id"], row["received_at"], row["edge"], orjson.dumps(e).decode())
                 )
             for day, lake_rows in by_day.items():
-                lake = self._lake(day)
+                lake = self.lake(day)
                 lake.execute("BEGIN IMMEDIATE")
                 lake.executemany("INSERT OR IGNORE INTO raw_events VALUES (?, ?, ?, ?)", lake_rows)
                 lake.execute("COMMIT")
@@ -194,11 +231,17 @@ class HubStorage:
                 inserted = wh.total_changes - before
                 report.duplicates = len(rows) - inserted
                 self._identities(rows)
+                self._consent_log(rows)
                 if dead_rows:
                     wh.executemany(
                         "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, ?, ?, ?, ?)", dead_rows
                     )
-                counts = {"received": report.received, "accepted": inserted, "duplicates": report.duplicates}
+                counts = {
+                    "received": report.received,
+                    "accepted": inserted,
+                    "duplicates": report.duplicates,
+                    "suppressed": report.suppressed,
+                }
                 counts.update({f"dead:{reason}": n for reason, n in report.dead.items()})
                 wh.executemany(
                     "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
@@ -226,6 +269,37 @@ class HubStorage:
                 "first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
                 users,
             )
+
+    def _is_suppressed(self, event: dict[str, Any]) -> bool:
+        tokenizer = self.tokenizer
+        return tokenizer is not None and tokenizer.any_in((event.get("user_id"), event.get("anonymous_id")), self.suppressed)
+
+    def _consent_log(self, rows: Iterable[dict[str, Any]]) -> None:
+        log_rows = []
+        for r in rows:
+            if r["type"] != "consent":
+                continue
+            props = orjson.loads(r["props"]) if r["props"] else {}
+            log_rows.append(
+                (
+                    r["event_id"],
+                    r["user_id"] or r["anonymous_id"] or "",
+                    orjson.dumps(sorted(props.get("categories") or [])).decode(),
+                    str(props.get("source") or ""),
+                    r["edge"] or "",
+                    r["ts"],
+                    r["received_at"],
+                )
+            )
+        if log_rows:
+            self.warehouse.executemany("INSERT OR IGNORE INTO consent_log VALUES (?, ?, ?, ?, ?, ?, ?)", log_rows)
+
+    def suppress(self, tokens: Iterable[str], now: str) -> None:
+        """Record erasure tokens: events of those subjects are dropped from now on."""
+        new = [t for t in tokens if t not in self.suppressed]
+        with self._lock:
+            self.warehouse.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?)", [(t, now) for t in new])
+            self.suppressed.update(new)
 
     def dead_letter_raw(self, payloads: Sequence[bytes], reason: str, received_at: str) -> None:
         """Keep payloads that were not even a JSON array of events."""
@@ -369,16 +443,21 @@ class HubStorage:
                 "INSERT INTO crm_state VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", list(values.items())
             )
 
-    def upsert_crm_users(self, rows: Sequence[tuple[str, str, str]]) -> None:
-        """(pseudonym, seen time, attributes JSON): attributes are replaced by the CRM's."""
+    def upsert_crm_users(self, rows: Sequence[tuple[str, str, str, str | None]]) -> int:
+        """(pseudonym, seen time, attributes JSON, encrypted PII or None): the CRM's
+        attributes replace the previous ones. Erased (suppressed) subjects are skipped;
+        returns the rows stored."""
+        keep = [r for r in rows if not (self.suppressed and self.tokenizer and self.tokenizer(r[0]) in self.suppressed)]
         with self._lock:
             self.warehouse.execute("BEGIN IMMEDIATE")
             self.warehouse.executemany(
-                "INSERT INTO users (user_id, first_seen, last_seen, attributes) VALUES (?, ?, ?2, ?3) "
-                "ON CONFLICT(user_id) DO UPDATE SET attributes = excluded.attributes, last_seen = max(last_seen, excluded.last_seen)",
-                rows,
+                "INSERT INTO users (user_id, first_seen, last_seen, attributes, pii) VALUES (?1, ?2, ?2, ?3, ?4) "
+                "ON CONFLICT(user_id) DO UPDATE SET attributes = excluded.attributes, pii = excluded.pii, "
+                "last_seen = max(last_seen, excluded.last_seen)",
+                keep,
             )
             self.warehouse.execute("COMMIT")
+        return len(keep)
 
     # ------------------------------------------------------------------ stats
     def reader(self, path: Path) -> sqlite3.Connection:

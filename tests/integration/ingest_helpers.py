@@ -12,19 +12,20 @@ from typing import Any
 from tests.integration.helpers import fetch
 
 
-def stats(hub_url: str) -> dict[str, Any]:
-    reply = fetch(hub_url + "/v1/stats")
+def stats(hub: Any) -> dict[str, Any]:
+    """The hub's ``/v1/stats`` (``hub``: the conftest ``Hub``, read with a viewer token)."""
+    reply = fetch(hub.url + "/v1/stats", hub.auth("viewer"))
     assert reply.status == 200, reply.text
     data: dict[str, Any] = json.loads(reply.body)
     return data
 
 
-def wait_accepted(hub_url: str, expected: int, timeout_s: float = 30.0) -> dict[str, Any]:
+def wait_accepted(hub: Any, expected: int, timeout_s: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
-            last = stats(hub_url)
+            last = stats(hub)
         except (AssertionError, OSError):
             time.sleep(0.2)
             continue

@@ -64,7 +64,7 @@ def test_browser_session_lands_in_the_warehouse_exactly(
     page.wait_for_timeout(300)
     visitor = next(c["value"] for c in context.cookies() if c["name"] == "p13n_id")
     page.goto("about:blank")  # leave: pagehide sends time on page with a beacon
-    wait_accepted(hub.url, 7, timeout_s=30)
+    wait_accepted(hub, 7, timeout_s=30)
     time.sleep(1.0)  # nothing more may arrive
     rows = warehouse_rows(hub.data_dir, "SELECT type, item_id, props, context, anonymous_id, url FROM events")
     kinds = Counter(r[0] for r in rows)
@@ -92,7 +92,7 @@ def test_pixel_fires_from_an_img(
     page.goto(agent.url + "/_p13n/healthz")
     page.set_content(f'<img id="px" src="{agent.url}/_p13n/px.gif?e=email_open&campaign=spring" width="1" height="1">')
     page.wait_for_function("document.getElementById('px').complete && document.getElementById('px').naturalWidth === 1")
-    wait_accepted(hub.url, 1)
+    wait_accepted(hub, 1)
     ((kind, props),) = warehouse_rows(hub.data_dir, "SELECT type, props FROM events")
     assert kind == "email_open" and json.loads(props)["campaign"] == "spring"
 

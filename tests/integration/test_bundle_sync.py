@@ -132,7 +132,7 @@ def test_fleet_view_activate_and_rollback(
     wait_for(lambda: all(health(e.url)["model_version"] == v2["version"] for e in edges))
 
     def fleet() -> dict[str, dict[str, object]]:
-        return {e["edge_id"]: e for e in json.loads(fetch(hub.url + "/v1/edges").body)["edges"]}
+        return {e["edge_id"]: e for e in json.loads(fetch(hub.url + "/v1/edges", hub.auth("viewer")).body)["edges"]}
 
     wait_for(lambda: set(fleet()) == {"shop-0", "shop-1"} and all(e["model_version"] == v2["version"] for e in fleet().values()))
     assert not any(e["stale"] for e in fleet().values())
@@ -147,10 +147,10 @@ def test_fleet_view_activate_and_rollback(
     assert json.loads(rolled.stdout)["version"] == 1
     wait_for(lambda: all(health(e.url)["model_version"] == 1 for e in edges))
 
-    activated = fetch(hub.url + f"/v1/bundles/{v2['version']}/activate", method="POST", data=b"")
+    activated = fetch(hub.url + f"/v1/bundles/{v2['version']}/activate", hub.auth("operator"), method="POST", data=b"")
     assert activated.status == 200
     wait_for(lambda: all(health(e.url)["model_version"] == v2["version"] for e in edges))
-    assert fetch(hub.url + "/v1/bundles/999/activate", method="POST", data=b"").status == 404
+    assert fetch(hub.url + "/v1/bundles/999/activate", hub.auth("operator"), method="POST", data=b"").status == 404
 
     edges[1].stop()
     wait_for(lambda: fleet()["shop-1"]["stale"] is True, timeout_s=10)

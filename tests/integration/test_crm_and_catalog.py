@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import subprocess
@@ -21,9 +22,12 @@ from starlette.routing import Route
 
 from hub.crm import CrmConfig, CrmError, CrmSync
 from hub.ingest.storage import HubStorage
+from hub.pii import PiiCipher, new_key
 from models.pseudonym import pseudonym
 from p13n.procs import free_port
 from tests.conftest import SHARED
+
+CIPHER = PiiCipher([("k1", base64.b64decode(new_key()))])
 
 PROFILES = [
     {
@@ -105,7 +109,7 @@ def test_sync_survives_5xx_429_and_timeouts_then_goes_incremental(crm: tuple[Fla
     fake, url = crm
     storage = HubStorage(tmp_path)
     waits: list[float] = []
-    sync = CrmSync(config(url), storage, b"k", sleep=lambda s: waits.append(s) or time.sleep(min(s, 0.05)))
+    sync = CrmSync(config(url), storage, b"k", CIPHER, sleep=lambda s: waits.append(s) or time.sleep(min(s, 0.05)))
     try:
         report = sync.run_once()
         assert report.profiles == 23 and report.pages == 3
@@ -113,7 +117,9 @@ def test_sync_survives_5xx_429_and_timeouts_then_goes_incremental(crm: tuple[Fla
         assert 1.0 in waits  # Retry-After honoured
         users = dict(storage.warehouse.execute("SELECT user_id, attributes FROM users").fetchall())
         assert len(users) == 23
-        assert json.loads(users[pseudonym("c3", b"k")]) == {"tier": "gold", "email": "user3@example.com"}
+        assert json.loads(users[pseudonym("c3", b"k")]) == {"tier": "gold"}  # PII is not among the attributes
+        (sealed,) = storage.warehouse.execute("SELECT pii FROM users WHERE user_id = ?", (pseudonym("c3", b"k"),)).fetchone()
+        assert json.loads(CIPHER.decrypt(sealed, aad=pseudonym("c3", b"k"))) == {"email": "user3@example.com"}
         assert "c3" not in users  # ids are pseudonymized
         # nothing changed: one request, nothing fetched
         fake.calls.clear()
@@ -135,7 +141,7 @@ def test_etag_makes_an_unchanged_crm_a_304(crm: tuple[FlakyCrm, str], tmp_path: 
     fake, url = crm
     fake.failed |= {"500", "429", "slow"}
     storage = HubStorage(tmp_path)
-    sync = CrmSync(config(url, updated_since_param=""), storage, b"k", sleep=lambda s: None)
+    sync = CrmSync(config(url, updated_since_param=""), storage, b"k", CIPHER, sleep=lambda s: None)
     try:
         assert sync.run_once().profiles == 23
         fake.calls.clear()
@@ -148,7 +154,7 @@ def test_etag_makes_an_unchanged_crm_a_304(crm: tuple[FlakyCrm, str], tmp_path: 
 
 def test_sync_gives_up_clearly_when_the_crm_stays_down(tmp_path: Path) -> None:
     storage = HubStorage(tmp_path)
-    sync = CrmSync(config(f"http://127.0.0.1:{free_port()}/profiles", max_retries=2), storage, b"k", sleep=lambda s: None)
+    sync = CrmSync(config(f"http://127.0.0.1:{free_port()}/profiles", max_retries=2), storage, b"k", CIPHER, sleep=lambda s: None)
     try:
         with pytest.raises(CrmError, match="gave up after 2 retries"):
             sync.run_once()

@@ -68,7 +68,10 @@ def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
         # the demo trained a bundle and pushed it over NATS: the edge reports it in its heartbeat
         fleet: dict[str, object] = {}
         for _ in range(100):
-            fleet = {e["edge_id"]: e for e in json.loads(fetch(f"http://127.0.0.1:{match.group(2)}/v1/edges").body)["edges"]}
+            admin = {"authorization": "Bearer " + (tmp_path / "demo" / "admin.token").read_text().strip()}
+            fleet = {
+                e["edge_id"]: e for e in json.loads(fetch(f"http://127.0.0.1:{match.group(2)}/v1/edges", admin).body)["edges"]
+            }
             if fleet.get("demo-edge", {}).get("model_version") == 1:
                 break
             time.sleep(0.1)

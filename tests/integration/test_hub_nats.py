@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import nats
 from nats.js.api import RetentionPolicy
@@ -50,8 +51,8 @@ async def _streams(js):  # type: ignore[no-untyped-def]
         yield info
 
 
-def test_hub_creates_streams_and_buckets_once(nats_server: str) -> None:
-    settings = HubSettings(nats_url=nats_server)
+def test_hub_creates_streams_and_buckets_once(nats_server: str, tmp_path: Path) -> None:
+    settings = HubSettings(nats_url=nats_server, data_dir=tmp_path / "hub")
     with TestClient(create_app(settings)) as client:
         assert wait_ready(client) == {"status": "ok", "nats": "connected"}
     first = asyncio.run(layout(nats_server))
@@ -74,15 +75,25 @@ def test_hub_creates_streams_and_buckets_once(nats_server: str) -> None:
 
 
 def test_hub_waits_for_nats_and_becomes_ready_when_it_appears(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hub.auth import create_token
     from p13n.procs import free_port, start_nats
 
     port = free_port()
-    with TestClient(create_app(HubSettings(nats_url=f"nats://127.0.0.1:{port}", nats_retry_s=0.1))) as client:
+    token = create_token(tmp_path / "tokens.json", "ops", "viewer")
+    settings = HubSettings(
+        nats_url=f"nats://127.0.0.1:{port}",
+        nats_retry_s=0.1,
+        data_dir=tmp_path / "hub",
+        tokens_file=str(tmp_path / "tokens.json"),
+    )
+    with TestClient(create_app(settings)) as client:
         r = client.get("/v1/healthz")
         assert r.status_code == 503 and r.json()["nats"] == "unavailable"
         child, _ = start_nats(tmp_path, port=port)
         try:
             assert wait_ready(client)["status"] == "ok"
-            assert "p13n_hub_nats_connected 1.0" in client.get("/metrics").text
+            assert client.get("/metrics").status_code == 401  # metrics need a token
+            metrics = client.get("/metrics", headers={"authorization": f"Bearer {token}"})
+            assert "p13n_hub_nats_connected 1.0" in metrics.text
         finally:
             child.stop()

@@ -40,7 +40,7 @@ def test_events_flow_to_every_tier_enriched_and_normalized(
     assert [r["status"] for r in body["results"]] == ["accepted", "accepted", "rejected", "accepted", "accepted", "rejected"]
     assert body["results"][2]["reason"] == "invalid" and "depth" in body["results"][2]["detail"]
     assert body["results"][5]["reason"] == "not_an_object"
-    s = wait_accepted(hub.url, 4)
+    s = wait_accepted(hub, 4)
     assert s["accepted"] == 4 and s["duplicates_dropped"] == 0
     rows = {
         r[0]: r
@@ -64,7 +64,7 @@ def test_events_flow_to_every_tier_enriched_and_normalized(
     ]
     # the lake holds the raw accepted events, the marts the aggregates
     assert s["rows"]["lake.raw_events"] == 4 and s["rows"]["lake.files"] == 1
-    deadline_stats = wait_marts(hub.url)
+    deadline_stats = wait_marts(hub)
     assert deadline_stats["rows"]["marts.item_popularity"] >= 1
     raw = sqlite3.connect(next(hub.data_dir.glob("lake/events-*.sqlite"))).execute("SELECT body FROM raw_events").fetchall()
     assert not any("alice" in r[0] for r in raw)
@@ -88,14 +88,14 @@ def test_same_events_twice_are_stored_once(
     agent = start_agent(origin.url, NATS_URL=nats_server)
     events = [page_view() for _ in range(5)]
     assert post_events(agent.url, events).status == 202
-    wait_accepted(hub.url, 5)
+    wait_accepted(hub, 5)
     assert post_events(agent.url, events).status == 202
     import time
 
     deadline = time.monotonic() + 20
-    while stats(hub.url)["duplicates_dropped"] < 5 and time.monotonic() < deadline:
+    while stats(hub)["duplicates_dropped"] < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
-    s = stats(hub.url)
+    s = stats(hub)
     assert s["accepted"] == 5 and s["duplicates_dropped"] == 5 and s["received"] == 10
     assert warehouse_rows(hub.data_dir, "SELECT count(*) FROM events") == [(5,)]
 
@@ -149,7 +149,7 @@ def test_pixel_always_answers_a_gif_and_records_valid_events(
     for reply in (ok, bad):
         assert reply.status == 200 and reply.headers["Content-Type"] == "image/gif" and reply.body.startswith(b"GIF89a")
         assert "no-store" in reply.headers["Cache-Control"]
-    wait_accepted(hub.url, 1)
+    wait_accepted(hub, 1)
     ((kind, props, context),) = warehouse_rows(hub.data_dir, "SELECT type, props, context FROM events")
     assert kind == "email_open" and json.loads(props)["campaign"] == "winter-sale"
     assert json.loads(context)["utm_source"] == "newsletter"

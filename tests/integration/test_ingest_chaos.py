@@ -61,13 +61,13 @@ def test_nats_restart_and_hub_crash_lose_and_duplicate_nothing(
         sender.join(30)
     try:
         assert errors == [] and len(accepted) >= 500
-        s = wait_accepted(hub.url, len(accepted), timeout_s=60)
+        s = wait_accepted(hub, len(accepted), timeout_s=60)
         assert s["accepted"] == len(accepted)
         rows = warehouse_rows(hub.data_dir, "SELECT count(*), count(DISTINCT event_id) FROM events")
         assert rows == [(len(accepted), len(accepted))]
         stored = {r[0] for r in warehouse_rows(hub.data_dir, "SELECT event_id FROM events")}
         assert stored == set(accepted)
-        final = stats(hub.url)
+        final = stats(hub)
         assert final["received"] == final["accepted"] + final["duplicates_dropped"]
         # the outage was real: the edge saw NATS gone and buffered meanwhile
         assert during["nats"] == "disconnected"

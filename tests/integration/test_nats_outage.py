@@ -59,7 +59,7 @@ def test_ten_second_outage_fails_no_page_and_loses_no_event(
         worker.join(30)
     try:
         assert failures == [] and pages > 100
-        wait_accepted(hub.url, len(accepted), timeout_s=60)
+        wait_accepted(hub, len(accepted), timeout_s=60)
         assert warehouse_rows(hub.data_dir, "SELECT count(*), count(DISTINCT event_id) FROM events") == [
             (len(accepted), len(accepted))
         ]

@@ -75,7 +75,7 @@ def test_credentials_and_tls(tmp_path: Path, origin: Origin, start_hub: HubFacto
         hub = start_hub(f"tls://hub:hub-secret@127.0.0.1:{port}", NATS_CA=str(ca))
         edge = start_agent(origin.url, ID="edge-1", NATS_URL=f"tls://edge-1:pw-1@127.0.0.1:{port}", NATS_CA=str(ca))
         assert post_events(edge.url, [page_view() for _ in range(3)]).status == 202
-        wait_accepted(hub.url, 3)  # TLS + the edge's own user, end to end
+        wait_accepted(hub, 3)  # TLS + the edge's own user, end to end
 
         async def probe() -> dict[str, str]:
             out: dict[str, str] = {}

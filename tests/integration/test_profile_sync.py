@@ -57,10 +57,13 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     assert metric(fetch(again.url + "/_p13n/metrics").text, "p13n_edge_profiles_applied_total") == 0
     assert json.loads(fetch(again.url + "/_p13n/healthz").body)["profiles"] == 1
 
-    fleet = json.loads(fetch(hub.url + "/v1/edges").body)
+    fleet = json.loads(fetch(hub.url + "/v1/edges", hub.auth("viewer")).body)
     wait_for(
         lambda: (
-            {e["edge_id"]: e["profile_sync_lag"] for e in json.loads(fetch(hub.url + "/v1/edges").body)["edges"]}.get("other")
+            {
+                e["edge_id"]: e["profile_sync_lag"]
+                for e in json.loads(fetch(hub.url + "/v1/edges", hub.auth("viewer")).body)["edges"]
+            }.get("other")
             == 0
         )
     )

@@ -26,6 +26,15 @@ COMMANDS = [
     ["bundle", "activate"],
     ["bundle", "rollback"],
     ["nats-config"],
+    ["keys", "pii"],
+    ["erase"],
+    ["subject", "export"],
+    ["erasure", "status"],
+    ["audit", "verify"],
+    ["tokens", "create"],
+    ["tokens", "revoke"],
+    ["pii", "rekey"],
+    ["retention", "run"],
 ]
 
 

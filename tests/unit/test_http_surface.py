@@ -62,8 +62,8 @@ def test_broken_bundle_file_serves_fallbacks(tmp_path: Path) -> None:
         assert 'reason="no_bundle"' in c.get("/_p13n/metrics").text
 
 
-def test_hub_reports_degraded_without_nats_and_uses_the_error_shape() -> None:
-    with TestClient(create_hub(HubSettings(nats_url="nats://127.0.0.1:9", nats_retry_s=5))) as c:
+def test_hub_reports_degraded_without_nats_and_uses_the_error_shape(tmp_path: Path) -> None:
+    with TestClient(create_hub(HubSettings(nats_url="nats://127.0.0.1:9", nats_retry_s=5, data_dir=tmp_path))) as c:
         health = c.get("/v1/healthz")
         missing = c.get("/v1/nothing")
     assert health.status_code == 503 and health.json()["status"] == "degraded"

@@ -1,0 +1,86 @@
+"""Apply the hub's erasure orders and acknowledge them.
+
+The edge reads ``P13N_ERASURE`` through its own durable consumer ``erasure-<edge>``
+(created at first connect; that is what registers the edge for erasures), so an order
+published while the edge was offline is delivered when it reconnects. Applying an
+order: its tokens join the suppression list (late events of the subject are refused
+from then on), the subject's live sessions and cached profiles leave memory, events
+already accepted are committed (a barrier on the outbox writer) and then deleted with
+the subject's sessions and profiles from SQLite. Only then is the acknowledgement
+published (with JetStream's ack, so it is stored) and the order acked: a crash in
+between applies the order again, which is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import FetchTimeoutError
+
+from edge_agent.nats_loop import while_connected
+from edge_agent.state import EdgeState
+from models import nats_layout as L
+from models.erasure import ErasureOrder, ack_doc
+
+log = logging.getLogger(__name__)
+
+#: Orders taken per fetch; the fetch long-polls this many seconds.
+FETCH_BATCH = 16
+FETCH_WAIT_S = 5.0
+
+
+def consumer_name(edge_id: str) -> str:
+    return f"erasure-{edge_id}"
+
+
+async def apply_order(state: EdgeState, order: ErasureOrder) -> dict[str, int]:
+    tokens = set(order.tokens)
+    tokenizer = state.store.tokenizer
+    assert tokenizer is not None
+    state.store.suppressed.update(tokens)  # from now on no event of the subject is accepted
+    in_memory = state.forget_subjects(lambda vid: tokenizer(vid) in tokens)
+    await state.outbox_writer.write([])  # barrier: events accepted before are committed
+    deleted = await asyncio.to_thread(state.store.erase, order.request_id, sorted(tokens), time.time())
+    deleted["sessions_in_memory"] = in_memory
+    state.metrics.erasures_applied.inc()
+    return deleted
+
+
+async def follow_erasures(state: EdgeState) -> None:
+    edge_id = state.settings.edge_id
+
+    async def body(nc: NATS) -> None:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            L.ERASURE_ORDERS_SUBJECT,
+            durable=consumer_name(edge_id),
+            stream=L.ERASURE_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=60),
+        )
+        while True:
+            try:
+                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+            except (FetchTimeoutError, TimeoutError):
+                continue
+            for msg in msgs:
+                try:
+                    order = ErasureOrder.from_doc(json.loads(msg.data))
+                except ValueError as e:
+                    log.warning("ignoring a malformed erasure order: %s", e)
+                    await msg.term()
+                    continue
+                deleted = await apply_order(state, order)
+                ack = ack_doc(order.request_id, edge_id, deleted, time.time())
+                await js.publish(L.erasure_ack_subject(edge_id), json.dumps(ack).encode())
+                await msg.ack()
+                log.info("erasure %s applied: %s", order.request_id, deleted)
+
+    def on_error(message: str) -> None:
+        state.last_error = f"erasure: {message}"
+
+    await while_connected(state, body, on_error)

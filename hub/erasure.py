@@ -1,0 +1,224 @@
+"""Erasure requests across the fleet: orders out, acknowledgements in, status per edge.
+
+The registered edges are the durable consumers ``erasure-<edge>`` on ``P13N_ERASURE``
+(each edge creates its own at first connect; ``DELETE /v1/edges/{id}`` removes one):
+an edge offline when an order is published still finds it there on reconnect. An
+order names the subject's erasure tokens only. Edges acknowledge on
+``p13n.erasure.acks.<edge>`` (kept in the same stream, so acks sent while the hub is
+down are read when it is back); a request completes when every edge registered at
+request time has acknowledged.
+
+The request record is the minimal trace the erasure leaves: request id, tokens, who
+asked, when, rows deleted per tier, and the acknowledgements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, FetchTimeoutError, NotFoundError
+
+from hub.ingest.storage import HubStorage
+from models import nats_layout as L
+from models.erasure import ACK_KIND, ErasureOrder
+
+log = logging.getLogger(__name__)
+
+EDGE_CONSUMER_PREFIX = "erasure-"
+ACKS_DURABLE = "hub-erasure-acks"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS erasures (
+    request_id TEXT PRIMARY KEY,
+    tokens TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    requested_by TEXT NOT NULL,
+    edges TEXT NOT NULL,
+    hub TEXT NOT NULL,
+    completed_at REAL
+);
+CREATE TABLE IF NOT EXISTS erasure_acks (
+    request_id TEXT NOT NULL,
+    edge_id TEXT NOT NULL,
+    acked_at REAL NOT NULL,
+    deleted TEXT NOT NULL,
+    PRIMARY KEY (request_id, edge_id)
+);
+"""
+
+
+def edge_consumer(edge_id: str) -> str:
+    return EDGE_CONSUMER_PREFIX + edge_id
+
+
+class ErasureRecords:
+    """The ``erasures`` and ``erasure_acks`` tables of the warehouse."""
+
+    def __init__(self, storage: HubStorage) -> None:
+        self.storage = storage
+        with storage.lock:
+            storage.warehouse.executescript(_SCHEMA)
+
+    def create(self, order: ErasureOrder, requested_by: str, edges: list[str], hub: dict[str, Any]) -> None:
+        with self.storage.lock:
+            self.storage.warehouse.execute(
+                "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    order.request_id,
+                    json.dumps(list(order.tokens)),
+                    order.issued_at,
+                    requested_by,
+                    json.dumps(sorted(edges)),
+                    json.dumps(hub, sort_keys=True),
+                    order.issued_at if not edges else None,
+                ),
+            )
+
+    def ack(self, request_id: str, edge_id: str, deleted: dict[str, int], now: float) -> bool:
+        """Record an edge's acknowledgement; True when it completes the request."""
+        with self.storage.lock:
+            db = self.storage.warehouse
+            db.execute("INSERT OR IGNORE INTO erasure_acks VALUES (?, ?, ?, ?)", (request_id, edge_id, now, json.dumps(deleted)))
+            return self._maybe_complete(db, request_id, now)
+
+    def _maybe_complete(self, db: sqlite3.Connection, request_id: str, now: float) -> bool:
+        row = db.execute("SELECT edges, completed_at FROM erasures WHERE request_id = ?", (request_id,)).fetchone()
+        if row is None or row[1] is not None:
+            return False
+        expected = set(json.loads(row[0]))
+        acked = {r[0] for r in db.execute("SELECT edge_id FROM erasure_acks WHERE request_id = ?", (request_id,))}
+        if expected <= acked:
+            db.execute("UPDATE erasures SET completed_at = ? WHERE request_id = ?", (now, request_id))
+            return True
+        return False
+
+    def forget_edge(self, edge_id: str, now: float) -> list[str]:
+        """A deregistered edge no longer holds up pending requests; returns those completed."""
+        completed = []
+        with self.storage.lock:
+            db = self.storage.warehouse
+            for request_id, edges in db.execute("SELECT request_id, edges FROM erasures WHERE completed_at IS NULL").fetchall():
+                expected = json.loads(edges)
+                if edge_id in expected:
+                    expected.remove(edge_id)
+                    db.execute("UPDATE erasures SET edges = ? WHERE request_id = ?", (json.dumps(expected), request_id))
+                    if self._maybe_complete(db, request_id, now):
+                        completed.append(request_id)
+        return completed
+
+    def status(self, request_id: str) -> dict[str, Any] | None:
+        db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")
+        try:
+            row = db.execute(
+                "SELECT request_id, requested_at, requested_by, edges, hub, completed_at FROM erasures WHERE request_id = ?",
+                (request_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            acks = {
+                e: {"acked_at": a, "deleted": json.loads(d)}
+                for e, a, d in db.execute(
+                    "SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = ?", (request_id,)
+                )
+            }
+        finally:
+            db.close()
+        edges = {e: {"status": "acknowledged", **acks[e]} if e in acks else {"status": "pending"} for e in json.loads(row[3])}
+        completed = row[5]
+        return {
+            "request_id": row[0],
+            "status": "completed" if completed is not None else "pending",
+            "requested_at": row[1],
+            "requested_by": row[2],
+            "completed_at": completed,
+            "completion_s": round(completed - row[1], 3) if completed is not None else None,
+            "hub": json.loads(row[4]),
+            "edges": edges,
+        }
+
+
+async def registered_edges(js: JetStreamContext) -> list[str]:
+    """Edge ids that hold an erasure consumer (they must acknowledge every order)."""
+    names: list[str] = []
+    offset = 0
+    while True:  # the API pages consumers 256 at a time
+        page = await js.consumers_info(L.ERASURE_STREAM, offset=offset)
+        names.extend(c.name for c in page if c.name)
+        if len(page) < 256:
+            break
+        offset += len(page)
+    return sorted({n[len(EDGE_CONSUMER_PREFIX) :] for n in names if n.startswith(EDGE_CONSUMER_PREFIX)})
+
+
+async def deregister_edge(js: JetStreamContext, edge_id: str) -> bool:
+    try:
+        return bool(await js.delete_consumer(L.ERASURE_STREAM, edge_consumer(edge_id)))
+    except NotFoundError:
+        return False
+
+
+async def publish_order(js: JetStreamContext, order: ErasureOrder) -> None:
+    await js.publish(
+        L.ERASURE_ORDERS_SUBJECT, json.dumps(order.to_doc()).encode(), headers={"Nats-Msg-Id": f"order:{order.request_id}"}
+    )
+
+
+async def purge_profiles(js: JetStreamContext, subjects: frozenset[str]) -> int:
+    """Remove the subjects' keys from the profiles bucket, leaving no marker behind.
+
+    A KV purge writes a marker whose subject is the key (the pseudonym); instead every
+    message of the key is deleted from the bucket's stream with the server's secure
+    erase (overwritten, not just unlinked). Edges drop their copy through the order.
+    """
+    stream = f"KV_{L.PROFILES_BUCKET}"
+    removed = 0
+    for subject in subjects:
+        while True:
+            try:
+                msg = await js.get_last_msg(stream, f"$KV.{L.PROFILES_BUCKET}.{subject}")
+            except NotFoundError:
+                break
+            if msg.seq is None:
+                break
+            try:
+                await js.delete_msg(stream, msg.seq)
+            except APIError:  # a bucket created by an older version denies deletes
+                log.warning("profiles bucket denies message deletes: purging instead (recreate it to erase securely)")
+                await js.purge_stream(stream, subject=f"$KV.{L.PROFILES_BUCKET}.{subject}")
+            removed += 1
+    return removed
+
+
+async def consume_acks(js: JetStreamContext, records: ErasureRecords) -> None:
+    """Read edge acknowledgements forever (durable: none is lost while the hub is down)."""
+    sub = await js.pull_subscribe(
+        f"{L.ERASURE_ACKS_PREFIX}.>",
+        durable=ACKS_DURABLE,
+        stream=L.ERASURE_STREAM,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30),
+    )
+    while True:
+        try:
+            msgs = await sub.fetch(50, timeout=5)
+        except (FetchTimeoutError, TimeoutError):
+            continue
+        for msg in msgs:
+            edge_from_subject = msg.subject.rsplit(".", 1)[-1]
+            try:
+                doc = json.loads(msg.data)
+                if doc.get("kind") != ACK_KIND or doc.get("edge_id") != edge_from_subject:
+                    raise ValueError("not an erasure acknowledgement of this edge")
+                deleted = {str(k): int(v) for k, v in dict(doc.get("deleted") or {}).items()}
+                done = await asyncio.to_thread(records.ack, str(doc["request_id"]), edge_from_subject, deleted, time.time())
+                if done:
+                    log.info("erasure %s completed", doc["request_id"])
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning("ignoring a malformed erasure acknowledgement on %s: %s", msg.subject, e)
+            await msg.ack()

@@ -1,0 +1,91 @@
+"""Wrap hub endpoints with authentication, the role check and the audit entry.
+
+``guarded(permission, handler, action=…)`` gives a Starlette endpoint that answers 401
+without a valid token, 403 when the role lacks the permission, and otherwise calls the
+handler. Every admin call and every refusal is appended to the audit log with who,
+role, action, target and status; a handler adds details through
+``request.state.audit``. Paths naming a subject are logged with the subject's
+erasure token instead of the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hub.auth import Principal
+from models.erasure import erasure_token
+from models.errors import error_body
+
+if TYPE_CHECKING:
+    from hub.app import HubState
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _error(status: int, reason: str, detail: str) -> JSONResponse:
+    headers = {"www-authenticate": 'Bearer realm="p13n-hub"'} if status == 401 else None
+    return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers)
+
+
+def _api_key_ok(request: Request, keys: tuple[str, ...]) -> bool:
+    offered = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    if not offered and auth.lower().startswith("bearer "):
+        offered = auth[7:].strip()
+    return bool(offered) and any(hmac.compare_digest(offered, k) for k in keys)
+
+
+def _target(request: Request, state: HubState, subject_param: str | None) -> str:
+    if subject_param and subject_param in request.path_params:
+        token = erasure_token(str(request.path_params[subject_param]), state.settings.pseudonym_key.encode())
+        route = request.scope.get("route")
+        template = getattr(route, "path", request.url.path)
+        return template.replace("{" + subject_param + "}", token)
+    return request.url.path
+
+
+def guarded(
+    permission: str,
+    handler: Handler,
+    *,
+    action: str,
+    subject_param: str | None = None,
+    audit_success: bool = True,
+    api_keys_ok: bool = False,
+) -> Handler:
+    """The endpoint for ``handler``, allowed to roles holding ``permission``.
+
+    ``api_keys_ok``: the ingest API keys (``P13N_HUB_API_KEYS``) are accepted too (as
+    principal ``api-key``); ``audit_success=False`` logs only refusals (the data plane).
+    """
+
+    async def endpoint(request: Request) -> Response:
+        state: HubState = request.app.state.hub
+        principal = state.tokens.authenticate(request.headers.get("authorization", ""))
+        if principal is None and api_keys_ok and _api_key_ok(request, state.settings.api_keys):
+            principal = Principal("api-key", "operator")
+        target = _target(request, state, subject_param)
+        if principal is None:
+            await _audit(state, Principal("anonymous", "-"), action, target, 401, {})
+            return _error(401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)")
+        if not principal.may(permission):
+            await _audit(state, principal, action, target, 403, {"permission": permission})
+            return _error(403, "forbidden", f"role {principal.role!r} may not {permission}")
+        request.state.principal = principal
+        request.state.audit = {}
+        response = await handler(request)
+        if audit_success or response.status_code >= 400:
+            await _audit(state, principal, action, target, response.status_code, request.state.audit)
+        return response
+
+    return endpoint
+
+
+async def _audit(state: HubState, principal: Principal, action: str, target: str, status: int, detail: dict[str, Any]) -> None:
+    await asyncio.to_thread(state.audit.append, principal.name, principal.role, action, target, status, detail)

@@ -1,0 +1,172 @@
+"""Hub endpoints for data subjects and privacy operations.
+
+* ``DELETE /v1/subjects/{subject}`` — erase everywhere (202 + request id);
+* ``GET /v1/subjects/{subject}`` — export everything held (the access request);
+* ``GET /v1/erasures/{request_id}`` — a request's status per edge;
+* ``DELETE /v1/edges/{edge_id}`` — deregister an edge (it no longer holds up erasures);
+* ``POST /v1/retention/run`` — run the retention job now;
+* ``GET /v1/audit`` — read the audit log.
+
+Roles are checked by :mod:`hub.guard` around each handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hub import erasure, retention, subjects
+from models import nats_layout as L
+from models.erasure import ErasureOrder, erasure_token
+from models.errors import error_body
+
+if TYPE_CHECKING:
+    from hub.app import HubState
+
+MAX_SUBJECT_CHARS = 256
+RETRY_AFTER_S = 5
+
+
+def _state(request: Request) -> HubState:
+    state: HubState = request.app.state.hub
+    return state
+
+
+def _error(status: int, reason: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers or None)
+
+
+def _subject_param(request: Request) -> str | None:
+    given = str(request.path_params["subject"]).strip()
+    return given if 0 < len(given) <= MAX_SUBJECT_CHARS else None
+
+
+def factor_files(configured: str) -> list[Path]:
+    """The configured user-factors file and its other versions beside it."""
+    if not configured:
+        return []
+    path = Path(configured)
+    return sorted({path, *path.parent.glob("user-factors-v*.npz")})
+
+
+async def erase_subject(request: Request) -> Response:
+    state = _state(request)
+    given = _subject_param(request)
+    if given is None:
+        return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
+    nc = state.nc
+    if nc is None or not state.layout_ready or not nc.is_connected:
+        return _error(
+            503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after=str(RETRY_AFTER_S)
+        )
+    js = nc.jetstream()
+    storage = state.storage
+    assert storage is not None
+    key = state.settings.pseudonym_key.encode()
+    subject = await asyncio.to_thread(subjects.resolve, storage, given, key)
+    tokens = sorted({erasure_token(i, key) for i in subject.all})
+    now = time.time()
+    # suppress first: from here on, late events of the subject are dropped at ingest
+    await asyncio.to_thread(storage.suppress, tokens, datetime.fromtimestamp(now, UTC).isoformat())
+    async with state.profiles_lock:
+        hub_counts = await asyncio.to_thread(subjects.erase, storage, subject)
+        if state.publisher is not None:
+            state.publisher.forget(subject.all)
+        hub_counts["profiles_kv"] = await erasure.purge_profiles(js, subject.all)
+        hub_counts["user_factors"] = await asyncio.to_thread(
+            subjects.erase_user_factors, factor_files(state.settings.user_factors), subject.all
+        )
+    edges = await erasure.registered_edges(js)
+    order = ErasureOrder("er_" + uuid.uuid4().hex, tuple(tokens), now)
+    principal = request.state.principal
+    await asyncio.to_thread(state.erasures.create, order, principal.name, edges, hub_counts)
+    await erasure.publish_order(js, order)
+    request.state.audit = {"request_id": order.request_id, "tokens": tokens, "edges": len(edges)}
+    body = await asyncio.to_thread(state.erasures.status, order.request_id)
+    assert body is not None
+    # item factors were learned with the subject's interactions: the next training run
+    # (which no longer sees them) replaces them
+    body["retrain_recommended"] = hub_counts.get("warehouse.events", 0) > 0 or hub_counts["user_factors"] > 0
+    return JSONResponse(body, status_code=202, headers={"location": f"/v1/erasures/{order.request_id}"})
+
+
+async def erasure_status(request: Request) -> Response:
+    state = _state(request)
+    request_id = str(request.path_params["request_id"])
+    body = await asyncio.to_thread(state.erasures.status, request_id)
+    if body is None:
+        return _error(404, "unknown_request", f"no erasure request {request_id!r}")
+    return JSONResponse(body)
+
+
+async def export_subject(request: Request) -> Response:
+    state = _state(request)
+    given = _subject_param(request)
+    if given is None:
+        return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
+    storage = state.storage
+    assert storage is not None
+    subject = await asyncio.to_thread(subjects.resolve, storage, given, state.settings.pseudonym_key.encode())
+    doc = await asyncio.to_thread(subjects.export, storage, subject, state.cipher)
+    profiles: dict[str, Any] = {}
+    if state.nc is not None and state.layout_ready:
+        try:
+            kv = await state.nc.jetstream().key_value(L.PROFILES_BUCKET)
+            for identifier in sorted(subject.all):
+                try:
+                    entry = await kv.get(identifier)
+                except Exception:  # no such key
+                    continue
+                if entry is not None and entry.value:
+                    profiles[identifier] = orjson.loads(entry.value)
+        except Exception as e:  # the export answers without NATS, and says so
+            doc["profiles_error"] = type(e).__name__
+    doc["profiles"] = profiles
+    doc["exported_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    request.state.audit = {"events": len(doc["events"])}
+    return Response(
+        orjson.dumps(doc),
+        media_type="application/json",
+        headers={"cache-control": "no-store", "content-disposition": 'attachment; filename="subject-export.json"'},
+    )
+
+
+async def deregister_edge(request: Request) -> Response:
+    state = _state(request)
+    edge_id = str(request.path_params["edge_id"])
+    nc = state.nc
+    if nc is None or not state.layout_ready:
+        return _error(503, "nats_unavailable", "the hub is not connected to NATS", retry_after=str(RETRY_AFTER_S))
+    removed = await erasure.deregister_edge(nc.jetstream(), edge_id)
+    completed = await asyncio.to_thread(state.erasures.forget_edge, edge_id, time.time())
+    state.fleet.edges.pop(edge_id, None)
+    if not removed and not completed:
+        return _error(404, "unknown_edge", f"edge {edge_id!r} is not registered")
+    return JSONResponse({"edge_id": edge_id, "deregistered": removed, "erasures_completed": completed})
+
+
+async def run_retention(request: Request) -> Response:
+    state = _state(request)
+    assert state.storage is not None
+    deleted = await asyncio.to_thread(retention.run, state.storage, state.retention_policy, datetime.now(UTC))
+    request.state.audit = {"deleted": deleted}
+    return JSONResponse({"deleted": deleted})
+
+
+async def audit_entries(request: Request) -> Response:
+    state = _state(request)
+    try:
+        after = int(request.query_params.get("after", "0"))
+        limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
+    except ValueError:
+        return _error(400, "bad_query", "after and limit are integers")
+    entries = await asyncio.to_thread(state.audit.entries, after, limit)
+    return JSONResponse({"entries": entries})

@@ -1,0 +1,252 @@
+"""Privacy commands: ``erase``, ``subject export``, ``erasure status``, ``audit verify``,
+``tokens``, ``keys pii``, ``pii rekey`` and ``retention run``.
+
+``erase``/``subject export``/``erasure status`` are clients of the hub's admin API (so
+they are authorised, audited and reach the edges); ``audit verify``, ``pii rekey`` and
+``retention run`` work on the hub's data directory directly (for auditors, key
+rotation and cron), reading the same ``P13N_HUB_*`` settings as the hub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+DEFAULT_HUB = "http://127.0.0.1:8600"
+
+
+def add_commands(sub: Any) -> None:
+    def api_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--hub", default=os.environ.get("P13N_HUB_URL", DEFAULT_HUB), help="hub URL (P13N_HUB_URL)")
+        p.add_argument("--token", default="", help="admin API token (default: P13N_TOKEN)")
+
+    erase = sub.add_parser("erase", help="erase a data subject everywhere (hub tiers, profiles, every edge)")
+    erase.add_argument("subject", help="raw user id, pseudonym (p1_…) or visitor id")
+    erase.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for every edge")
+    api_args(erase)
+
+    subject = sub.add_parser("subject", help="data subject requests")
+    subject_sub = subject.add_subparsers(dest="subject_command", required=True, metavar="SUBCOMMAND")
+    export = subject_sub.add_parser("export", help="export everything held about a subject (access request)")
+    export.add_argument("subject")
+    export.add_argument("--out", type=Path, default=None, help="write the JSON here (default: stdout)")
+    api_args(export)
+
+    erasure = sub.add_parser("erasure", help="erasure requests")
+    erasure_sub = erasure.add_subparsers(dest="erasure_command", required=True, metavar="SUBCOMMAND")
+    status = erasure_sub.add_parser("status", help="an erasure request's status per edge")
+    status.add_argument("request_id")
+    api_args(status)
+
+    audit = sub.add_parser("audit", help="audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 when tampered)")
+    verify.add_argument("--data-dir", type=Path, default=None, help="the hub's data directory (P13N_HUB_DATA_DIR)")
+    verify.add_argument("--head", default="", metavar="SEQ:HASH", help="a head recorded earlier, to detect truncation")
+
+    tokens = sub.add_parser("tokens", help="admin API tokens")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True, metavar="SUBCOMMAND")
+    create = tokens_sub.add_parser("create", help="add a token with a role; prints it once")
+    create.add_argument("--file", type=Path, required=True, help="the tokens file (P13N_HUB_TOKENS_FILE)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, help="viewer, analyst, operator, privacy_officer or admin")
+    revoke = tokens_sub.add_parser("revoke", help="remove a token by name (the hub notices within a second)")
+    revoke.add_argument("--file", type=Path, required=True)
+    revoke.add_argument("--name", required=True)
+
+    pii = sub.add_parser("pii", help="PII encryption at rest")
+    pii_sub = pii.add_subparsers(dest="pii_command", required=True, metavar="SUBCOMMAND")
+    rekey = pii_sub.add_parser("rekey", help="re-encrypt every PII value with the first key of the ring")
+    rekey.add_argument("--data-dir", type=Path, default=None)
+
+    retention = sub.add_parser("retention", help="data retention")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True, metavar="SUBCOMMAND")
+    run = retention_sub.add_parser("run", help="apply the retention policy once (P13N_HUB_RETENTION_* settings)")
+    run.add_argument("--data-dir", type=Path, default=None)
+    run.add_argument("--now", default="", help="ISO time to apply the policy as of (default: now)")
+
+
+def _token(args: argparse.Namespace) -> str:
+    return str(args.token or os.environ.get("P13N_TOKEN", ""))
+
+
+def _call(args: argparse.Namespace, method: str, path: str) -> tuple[int, Any]:
+    import httpx
+
+    headers = {"authorization": f"Bearer {_token(args)}"}
+    try:
+        resp = httpx.request(method, args.hub.rstrip("/") + path, headers=headers, timeout=30)
+    except httpx.HTTPError as e:
+        return 0, {"error": {"reason": "unreachable", "detail": str(e)}}
+    try:
+        return resp.status_code, resp.json()
+    except ValueError:
+        return resp.status_code, {"error": {"reason": "not_json", "detail": resp.text[:200]}}
+
+
+def _fail(command: str, status: int, body: Any) -> int:
+    err = body.get("error", {}) if isinstance(body, dict) else {}
+    print(f"p13n {command}: {status or 'no answer'} {err.get('reason', '')}: {err.get('detail', '')}", file=sys.stderr)
+    return 1
+
+
+def _settings(data_dir: Path | None) -> Any:
+    from hub.settings import HubSettings
+
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["P13N_HUB_DATA_DIR"] = str(data_dir)
+    return HubSettings.from_env(env)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    c = args.command
+    if c == "erase":
+        status, body = _call(args, "DELETE", "/v1/subjects/" + quote(args.subject, safe=""))
+        if status != 202:
+            return _fail("erase", status, body)
+        deadline = time.monotonic() + args.wait
+        while body.get("status") != "completed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, body = _call(args, "GET", "/v1/erasures/" + body["request_id"])
+            if status != 200:
+                return _fail("erase", status, body)
+        print(json.dumps(body, indent=1))
+        return 0 if body.get("status") == "completed" or not args.wait else 3
+    if c == "subject":
+        status, body = _call(args, "GET", "/v1/subjects/" + quote(args.subject, safe=""))
+        if status != 200:
+            return _fail("subject export", status, body)
+        text = json.dumps(body, indent=1, ensure_ascii=False)
+        if args.out:
+            args.out.write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
+        return 0
+    if c == "erasure":
+        status, body = _call(args, "GET", "/v1/erasures/" + quote(args.request_id, safe=""))
+        if status != 200:
+            return _fail("erasure status", status, body)
+        print(json.dumps(body, indent=1))
+        return 0
+    if c == "audit":
+        return _audit_verify(args)
+    if c == "tokens":
+        return _tokens(args)
+    if c == "pii":
+        return _rekey(args)
+    if c == "retention":
+        return _retention(args)
+    return 2
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from hub.audit import verify
+
+    settings = _settings(args.data_dir)
+    expect = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            print("p13n audit verify: --head takes SEQ:HASH (as printed by an earlier verify)", file=sys.stderr)
+            return 2
+        expect = (int(seq), digest)
+    report = verify(settings.data_dir / "audit.sqlite", settings.audit_secret, expect)
+    print(
+        json.dumps(
+            {
+                "ok": report.ok,
+                "entries": report.entries,
+                "head": f"{report.head_seq}:{report.head_hash}",
+                "problems": report.problems,
+            }
+        )
+    )
+    return 0 if report.ok else 1
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from hub.auth import create_token, revoke_token
+
+    if args.tokens_command == "create":
+        try:
+            token = create_token(args.file, args.name, args.role)
+        except ValueError as e:
+            print(f"p13n tokens create: {e}", file=sys.stderr)
+            return 2
+        print(token)
+        return 0
+    if not revoke_token(args.file, args.name):
+        print(f"p13n tokens revoke: no token named {args.name!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    from hub.ingest.storage import HubStorage
+    from hub.pii import PiiCipher, PiiKeyError
+
+    settings = _settings(args.data_dir)
+    try:
+        cipher = PiiCipher.from_settings(settings.pii_keys, settings.pii_keys_file, settings.data_dir)
+    except (OSError, ValueError) as e:
+        print(f"p13n pii rekey: {e}", file=sys.stderr)
+        return 2
+    storage = HubStorage(settings.data_dir)
+    changed = failed = 0
+    try:
+        with storage.lock:
+            db = storage.warehouse
+            rows = db.execute("SELECT user_id, pii FROM users WHERE pii IS NOT NULL").fetchall()
+            db.execute("BEGIN IMMEDIATE")
+            for user_id, value in rows:
+                try:
+                    if cipher.key_id(value) == cipher.active_id:
+                        continue
+                    fresh = cipher.encrypt(cipher.decrypt(value, aad=user_id), aad=user_id)
+                except PiiKeyError as e:
+                    failed += 1
+                    print(f"p13n pii rekey: a value does not decrypt ({e})", file=sys.stderr)
+                    continue
+                db.execute("UPDATE users SET pii = ? WHERE user_id = ?", (fresh, user_id))
+                changed += 1
+            db.execute("COMMIT")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        storage.close()
+    print(json.dumps({"reencrypted": changed, "failed": failed, "active_key": cipher.active_id}))
+    return 0 if not failed else 1
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from hub import retention
+    from hub.ingest.storage import HubStorage
+
+    settings = _settings(args.data_dir)
+    try:
+        now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else datetime.now(UTC)
+    except ValueError:
+        print("p13n retention run: --now takes an ISO time, e.g. 2027-01-31T00:00:00Z", file=sys.stderr)
+        return 2
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    policy = retention.RetentionPolicy(
+        settings.retention_lake_days,
+        settings.retention_warehouse_days,
+        settings.retention_dead_letter_days,
+        settings.retention_consent_days,
+    )
+    storage = HubStorage(settings.data_dir)
+    try:
+        deleted = retention.run(storage, policy, now)
+    finally:
+        storage.close()
+    print(json.dumps({"as_of": now.isoformat(), "deleted": deleted}))
+    return 0

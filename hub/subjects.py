@@ -1,0 +1,232 @@
+"""A data subject in the hub's tiers: find every identifier, erase, or export.
+
+A request names a subject by a raw user id, a pseudonym (``p1_…``) or an anonymous
+visitor id. Its identifiers are the pseudonym, every anonymous id linked to it
+(identities, and events that carried both) and the given id itself as a possible
+visitor id. Lake rows are found through the warehouse (every lake row has its
+warehouse twin: lake retention never exceeds warehouse retention), so an erasure
+touches only the subject's rows, through indexes, whatever the warehouse size.
+Connections use ``secure_delete`` and are checkpointed with ``TRUNCATE`` afterwards, so
+no copy stays in free pages or the WAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from hub.ingest.storage import HubStorage
+from hub.pii import PiiCipher, PiiKeyError
+from models.pseudonym import is_pseudonym, pseudonym, valid_visitor_id
+
+_CHUNK = 400
+
+
+@dataclass(frozen=True)
+class SubjectIds:
+    given: str
+    pseudonym: str
+    anonymous_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def all(self) -> frozenset[str]:
+        return frozenset({self.pseudonym, *self.anonymous_ids})
+
+
+def _in(ids: Sequence[str]) -> str:
+    return ",".join("?" * len(ids))
+
+
+def resolve(storage: HubStorage, given: str, key: bytes) -> SubjectIds:
+    given = given.strip()
+    pseud = given if is_pseudonym(given) else pseudonym(given, key)
+    anon: set[str] = set()
+    if valid_visitor_id(given) and not is_pseudonym(given):
+        anon.add(given)  # a visitor id: edges may hold its session even when the hub has nothing
+    db = storage.warehouse
+    with storage.lock:
+        anon.update(r[0] for r in db.execute("SELECT anonymous_id FROM identities WHERE user_id = ?", (pseud,)))
+        anon.update(
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT anonymous_id FROM events WHERE user_id = ? AND anonymous_id IS NOT NULL", (pseud,)
+            )
+        )
+    anon.discard("")
+    anon.discard(pseud)
+    return SubjectIds(given, pseud, frozenset(anon))
+
+
+def _event_days(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[str]]:
+    """Lake day → event ids of the subject (from the warehouse)."""
+    days: dict[str, list[str]] = defaultdict(list)
+    marks = _in(ids)
+    for event_id, received in db.execute(
+        f"SELECT event_id, received_at FROM events WHERE user_id IN ({marks}) UNION "
+        f"SELECT event_id, received_at FROM events WHERE anonymous_id IN ({marks})",
+        [*ids, *ids],
+    ):
+        days[str(received)[:10]].append(event_id)
+    return days
+
+
+def _truncate_wal(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def erase(storage: HubStorage, subject: SubjectIds) -> dict[str, int]:
+    """Delete the subject from lake, warehouse and marts; returns rows deleted per table."""
+    ids = sorted(subject.all)
+    needles = sorted(subject.all | {subject.given})
+    marks = _in(ids)
+    counts: dict[str, int] = {}
+    with storage.lock:
+        wh = storage.warehouse
+        days = _event_days(wh, ids)
+        lake_rows = 0
+        for day, event_ids in sorted(days.items()):
+            path = storage.lake_dir / f"events-{day}.sqlite"
+            if not path.exists():
+                continue
+            lake = storage.lake(day)
+            lake.execute("BEGIN IMMEDIATE")
+            for i in range(0, len(event_ids), _CHUNK):
+                chunk = event_ids[i : i + _CHUNK]
+                lake_rows += lake.execute(f"DELETE FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk).rowcount
+            lake.execute("COMMIT")
+            _truncate_wal(lake)
+        counts["lake.raw_events"] = lake_rows
+        wh.execute("BEGIN IMMEDIATE")
+        try:
+            counts["warehouse.events"] = wh.execute(f"DELETE FROM events WHERE user_id IN ({marks})", ids).rowcount
+            counts["warehouse.events"] += wh.execute(f"DELETE FROM events WHERE anonymous_id IN ({marks})", ids).rowcount
+            counts["warehouse.users"] = wh.execute(f"DELETE FROM users WHERE user_id IN ({marks})", ids).rowcount
+            counts["warehouse.identities"] = wh.execute(
+                f"DELETE FROM identities WHERE user_id IN ({marks}) OR anonymous_id IN ({marks})", [*ids, *ids]
+            ).rowcount
+            counts["warehouse.consent_log"] = wh.execute(f"DELETE FROM consent_log WHERE subject IN ({marks})", ids).rowcount
+            dead = 0
+            for needle in needles:  # raw payloads: no columns to index, so a scan (the table is small)
+                dead += wh.execute(
+                    "DELETE FROM dead_letters WHERE instr(raw, ?) > 0 OR instr(detail, ?) > 0", (needle, needle)
+                ).rowcount
+            counts["warehouse.dead_letters"] = dead
+            wh.execute("COMMIT")
+        except BaseException:
+            wh.execute("ROLLBACK")
+            raise
+        _truncate_wal(wh)
+        marts = storage.marts
+        counts["marts.user_features"] = marts.execute(f"DELETE FROM user_features WHERE subject IN ({marks})", ids).rowcount
+        _truncate_wal(marts)
+    return counts
+
+
+def erase_user_factors(paths: Iterable[Path], ids: frozenset[str]) -> int:
+    """Rewrite ``user-factors-*.npz`` files without the subject's rows; rows removed."""
+    removed = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        with np.load(path, allow_pickle=False) as data:
+            names, factors = data["ids"], data["factors"]
+        keep = np.array([str(n) not in ids for n in names], dtype=bool)
+        if keep.all():
+            continue
+        removed += int((~keep).sum())
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as f:
+            np.savez(f, ids=names[keep], factors=factors[keep])
+        tmp.replace(path)
+    return removed
+
+
+def export(storage: HubStorage, subject: SubjectIds, cipher: PiiCipher) -> dict[str, Any]:
+    """Everything the hub's tiers hold about the subject (the access request)."""
+    ids = sorted(subject.all)
+    marks = _in(ids)
+    wh = storage.reader(storage.data_dir / "warehouse.sqlite")
+    marts = storage.reader(storage.data_dir / "marts.sqlite")
+    out: dict[str, Any] = {"identifiers": {"pseudonym": subject.pseudonym, "anonymous_ids": sorted(subject.anonymous_ids)}}
+    try:
+        users = []
+        for user_id, first, last, attributes, pii in wh.execute(
+            f"SELECT user_id, first_seen, last_seen, attributes, pii FROM users WHERE user_id IN ({marks})", ids
+        ):
+            row: dict[str, Any] = {"user_id": user_id, "first_seen": first, "last_seen": last}
+            row["attributes"] = orjson.loads(attributes) if attributes else {}
+            if pii:
+                try:
+                    row["pii"] = orjson.loads(cipher.decrypt(pii, aad=user_id))
+                except PiiKeyError as err:
+                    row["pii_error"] = str(err)
+            users.append(row)
+        out["users"] = users
+        cols = [d[1] for d in wh.execute("PRAGMA table_info(events)")]
+        events = [
+            dict(zip(cols, r, strict=True))
+            for r in wh.execute(
+                f"SELECT * FROM events WHERE user_id IN ({marks}) UNION SELECT * FROM events WHERE anonymous_id IN ({marks}) ORDER BY ts",
+                [*ids, *ids],
+            )
+        ]
+        for event in events:
+            for k in ("props", "context"):
+                if event.get(k):
+                    event[k] = orjson.loads(event[k])
+        out["events"] = events
+        out["identities"] = [
+            {"anonymous_id": a, "user_id": u, "first_seen": f}
+            for a, u, f in wh.execute(
+                f"SELECT anonymous_id, user_id, first_seen FROM identities WHERE user_id IN ({marks}) OR anonymous_id IN ({marks})",
+                [*ids, *ids],
+            )
+        ]
+        out["consents"] = [
+            {
+                "event_id": eid,
+                "subject": s,
+                "categories": orjson.loads(c),
+                "source": src,
+                "edge": edge,
+                "ts": ts,
+                "received_at": r,
+            }
+            for eid, s, c, src, edge, ts, r in wh.execute(
+                f"SELECT event_id, subject, categories, source, edge, ts, received_at FROM consent_log WHERE subject IN ({marks}) ORDER BY ts",
+                ids,
+            )
+        ]
+        days = _event_days(wh, ids)
+        fcols = [d[1] for d in marts.execute("PRAGMA table_info(user_features)")]
+        out["features"] = [
+            dict(zip(fcols, r, strict=True))
+            for r in marts.execute(f"SELECT * FROM user_features WHERE subject IN ({marks})", ids)
+        ]
+    finally:
+        wh.close()
+        marts.close()
+    raw: list[Any] = []
+    for day, event_ids in sorted(days.items()):
+        path = storage.lake_dir / f"events-{day}.sqlite"
+        if not path.exists():
+            continue
+        lake = storage.reader(path)
+        try:
+            for i in range(0, len(event_ids), _CHUNK):
+                chunk = event_ids[i : i + _CHUNK]
+                raw.extend(
+                    orjson.loads(b)
+                    for (b,) in lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk)
+                )
+        finally:
+            lake.close()
+    out["lake"] = raw
+    return out

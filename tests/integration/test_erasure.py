@@ -1,0 +1,179 @@
+"""Erasure end to end: real nats-server, the hub, two edge agents, one of them offline.
+
+After the request completes, neither the raw id, nor the pseudonym, nor the linked
+visitor id is anywhere: not in any file of the hub's or the edges' data directories
+(SQLite databases with their WAL, user factors), not in any message of any NATS stream
+or bucket. Late events of the erased subject are dropped at the edge and at the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.pseudonym import pseudonym
+from tests.conftest import API_KEY, AgentFactory, Hub, HubFactory, Origin
+from tests.integration.helpers import fetch, wait_for
+from tests.integration.ingest_helpers import wait_accepted
+from tests.integration.privacy_helpers import files_containing, nats_messages_containing
+
+RAW_ID = "alice-raw-id-42"
+KEY = "erasure-test-key"
+VISITOR = "visitorErasure0000000001"
+OTHER = "visitorBystander00000001"
+CONSENT = "analytics.personalization"
+
+
+def collect(agent_url: str, visitor: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    reply = fetch(
+        agent_url + "/_p13n/collect",
+        {"Content-Type": "application/json", "Cookie": f"p13n_id={visitor}; p13n_consent={CONSENT}"},
+        method="POST",
+        data=json.dumps({"events": events}).encode(),
+    )
+    assert reply.status == 202, reply.text
+    body: dict[str, Any] = json.loads(reply.body)
+    return body
+
+
+def browse(agent_url: str, visitor: str, user: str | None) -> int:
+    events: list[dict[str, Any]] = [
+        {"type": "consent", "categories": ["necessary", "analytics", "personalization"], "source": "banner"},
+        {"type": "page_view", "url": "https://shop.example/p/dr01"},
+        {"type": "click", "item_id": "dr01", "url": "https://shop.example/p/dr01"},
+    ]
+    if user:
+        events.append({"type": "identify", "user_id": user})
+    body = collect(agent_url, visitor, [{**e, "event_id": uuid.uuid4().hex} for e in events])
+    assert body["accepted"] == len(events), body
+    return len(events)
+
+
+def health(agent_url: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(fetch(agent_url + "/_p13n/healthz").body)
+    return data
+
+
+def erasure_status(hub: Hub, request_id: str) -> dict[str, Any]:
+    reply = fetch(hub.url + f"/v1/erasures/{request_id}", hub.auth("privacy_officer"))
+    assert reply.status == 200, reply.text
+    data: dict[str, Any] = json.loads(reply.body)
+    return data
+
+
+def registered(hub: Hub) -> list[str]:
+    data = json.loads(fetch(hub.url + "/v1/edges", hub.auth("viewer")).body)
+    return list(data.get("erasure_registered") or [])
+
+
+def test_erasure_reaches_every_edge_including_an_offline_one_and_leaves_nothing(
+    nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory, tmp_path: Path
+) -> None:
+    pseud = pseudonym(RAW_ID, KEY.encode())
+    factors = tmp_path / "factors" / "user-factors-v1.npz"
+    factors.parent.mkdir()
+    np.savez(factors, ids=np.array([pseud, "p1_" + "0" * 40]), factors=np.ones((2, 4), dtype=np.float32))
+    hub = start_hub(nats_server, PSEUDONYM_KEY=KEY, PROFILE_SYNC_S="0.3", USER_FACTORS=str(factors))
+    edge = {"NATS_URL": nats_server, "PSEUDONYM_KEY": KEY, "STATUS_INTERVAL_S": "0.5"}
+    a = start_agent(origin.url, ID="edge-a", **edge)
+    b = start_agent(origin.url, ID="edge-b", **edge)
+    wait_for(lambda: registered(hub) == ["edge-a", "edge-b"])
+
+    # the subject browses on both edges and logs in on edge-a; a bystander browses too
+    sent = browse(a.url, VISITOR, RAW_ID) + browse(b.url, VISITOR, None) + browse(a.url, OTHER, None)
+    wait_accepted(hub, sent)
+    # consented profiles reach both edges (the KV bucket holds the subject's profile)
+    wait_for(lambda: health(a.url)["profiles"] >= 2 and health(b.url)["profiles"] >= 2)
+    b.stop()  # edge-b goes offline holding the subject's session and profile
+    assert files_containing([b.data_dir], [VISITOR]), "edge-b must hold the subject before the erasure"
+    assert files_containing([hub.data_dir], [pseud, VISITOR])
+
+    reply = fetch(hub.url + f"/v1/subjects/{RAW_ID}", hub.auth("privacy_officer"), method="DELETE")
+    assert reply.status == 202, reply.text
+    started = json.loads(reply.body)
+    request_id = started["request_id"]
+    assert started["hub"]["warehouse.events"] == 7 and started["hub"]["lake.raw_events"] == 7
+    assert started["hub"]["profiles_kv"] >= 1 and started["hub"]["user_factors"] == 1
+    assert set(started["edges"]) == {"edge-a", "edge-b"}
+
+    wait_for(lambda: erasure_status(hub, request_id)["edges"]["edge-a"]["status"] == "acknowledged")
+    status = erasure_status(hub, request_id)
+    assert status["status"] == "pending" and status["edges"]["edge-b"]["status"] == "pending"
+    assert status["edges"]["edge-a"]["deleted"]["sessions_in_memory"] == 1  # and in SQLite once flushed
+
+    # late events of the erased subject: dropped at the edge and at the hub
+    late = collect(a.url, VISITOR, [{"event_id": uuid.uuid4().hex, "type": "page_view", "url": "https://shop.example/"}])
+    assert late["accepted"] == 0 and late["results"][0]["reason"] == "erased_subject"
+    api = fetch(
+        hub.url + "/v1/events",
+        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        method="POST",
+        data=json.dumps(
+            [{"event_id": uuid.uuid4().hex, "type": "page_view", "user_id": RAW_ID, "url": "https://x.example/"}]
+        ).encode(),
+    )
+    assert api.status == 202 and json.loads(api.body)["results"][0]["reason"] == "erased_subject"
+
+    # edge-b comes back: it applies the order it missed, and the request completes
+    b2 = start_agent(origin.url, port=b.port, DATA_DIR=str(b.data_dir), ID="edge-b", **edge)
+    wait_for(lambda: erasure_status(hub, request_id)["status"] == "completed")
+    done = erasure_status(hub, request_id)
+    assert done["edges"]["edge-b"]["deleted"]["sessions"] == 1 and done["edges"]["edge-b"]["deleted"]["profiles"] == 1
+    assert done["completion_s"] is not None
+
+    needles = [RAW_ID, pseud, VISITOR]
+    assert files_containing([hub.data_dir, a.data_dir, b2.data_dir, factors.parent], needles) == []
+    assert nats_messages_containing(nats_server, needles) == []
+    # the bystander is untouched
+    assert files_containing([hub.data_dir], [OTHER]) and health(b2.url)["profiles"] >= 1
+    with np.load(factors) as data:
+        assert list(data["ids"]) == ["p1_" + "0" * 40]
+
+    # the access request now finds nothing; the erasure itself is in the audit log, by token only
+    export = json.loads(fetch(hub.url + f"/v1/subjects/{RAW_ID}", hub.auth("privacy_officer")).body)
+    assert export["events"] == [] and export["lake"] == [] and export["profiles"] == {}
+    audit = json.loads(fetch(hub.url + "/v1/audit?limit=1000", hub.auth("admin")).body)["entries"]
+    erasures = [e for e in audit if e["action"] == "subjects.erase"]
+    assert len(erasures) == 1 and erasures[0]["detail"]["request_id"] == request_id
+    assert RAW_ID not in json.dumps(audit) and pseud not in json.dumps(audit)
+
+
+def test_erasure_without_registered_edges_completes_at_once_and_export_lists_the_data(
+    nats_server: str, start_hub: HubFactory
+) -> None:
+    hub = start_hub(nats_server, PSEUDONYM_KEY=KEY)
+    events = [
+        {"event_id": uuid.uuid4().hex, "type": "identify", "user_id": "bob-7", "anonymous_id": "visitorBob0000000000001"},
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "page_view",
+            "anonymous_id": "visitorBob0000000000001",
+            "url": "https://s.example/p/1",
+        },
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "consent",
+            "anonymous_id": "visitorBob0000000000001",
+            "categories": ["necessary", "analytics"],
+            "source": "crm-import",
+        },
+    ]
+    reply = fetch(hub.url + "/v1/events", {"Authorization": f"Bearer {API_KEY}"}, method="POST", data=json.dumps(events).encode())
+    assert reply.status == 202 and json.loads(reply.body)["accepted"] == 3
+    export = json.loads(fetch(hub.url + "/v1/subjects/bob-7", hub.auth("privacy_officer")).body)
+    assert export["identifiers"]["anonymous_ids"] == ["visitorBob0000000000001"]
+    assert len(export["events"]) == 3 and len(export["lake"]) == 3
+    assert [c["categories"] for c in export["consents"]] == [["analytics", "necessary"]]
+    assert export["consents"][0]["source"] == "crm-import"
+    erased = fetch(hub.url + "/v1/subjects/bob-7", hub.auth("privacy_officer"), method="DELETE")
+    body = json.loads(erased.body)
+    assert erased.status == 202 and body["status"] == "completed" and body["edges"] == {}
+    assert body["hub"]["warehouse.events"] == 3 and body["hub"]["warehouse.consent_log"] == 1
+    assert fetch(hub.url + "/v1/erasures/er_unknown", hub.auth("privacy_officer")).status == 404
+    time.sleep(0.1)
+    assert files_containing([hub.data_dir], ["visitorBob0000000000001", pseudonym("bob-7", KEY.encode())]) == []
