@@ -100,11 +100,17 @@ def _page_item(url: str) -> str:
 def prepare_events(
     state: EdgeState, raw_events: list[Any], headers: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(results per event, accepted enriched events)."""
+    """(results per event, accepted enriched events).
+
+    Without ``analytics`` consent an event is never stored; with ``personalization``
+    consent it still updates the visitor's live session on this edge (status
+    ``session_only``), so in-session personalization works without analytics."""
     consent, visitor, cookie_visitor = _visitor(state, headers)
     analytics = "analytics" in consent
+    personalization = "personalization" in consent
     results: list[dict[str, Any]] = []
     accepted: list[dict[str, Any]] = []
+    session_only: list[dict[str, Any]] = []
     s = state.settings
     key = s.pseudonym_key.encode()
     facts = RequestFacts(headers, s.geo_header)
@@ -117,7 +123,8 @@ def prepare_events(
         if erased:  # an erased subject's late events are dropped, never stored
             results.append({"index": index, "status": "rejected", "reason": "erased_subject"})
             continue
-        if not analytics and raw.get("type") != "consent":
+        local = not analytics and raw.get("type") != "consent"
+        if local and not personalization:
             results.append({"index": index, "status": "rejected", "reason": "no_consent"})
             continue
         event = enrich(
@@ -137,9 +144,13 @@ def prepare_events(
         if suppressed and tokenizer is not None and tokenizer.any_in((event.get("user_id"),), suppressed):
             results.append({"index": index, "status": "rejected", "reason": "erased_subject"})
             continue
+        if local:
+            results.append({"index": index, "status": "session_only", "reason": "no_consent"})
+            session_only.append(event)
+            continue
         results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
         accepted.append(event)
-    update_session(state, visitor, consent, accepted)
+    update_session(state, visitor, consent, accepted + session_only)
     return results, accepted
 
 

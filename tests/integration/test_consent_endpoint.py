@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tests.conftest import AgentFactory, Origin
-from tests.integration.helpers import fetch
+from tests.conftest import AgentFactory, HubFactory, Origin
+from tests.integration.helpers import fetch, wait_for
+from tests.integration.ingest_helpers import warehouse_rows
 
 VISITOR = "consentvisitor0000000001"
 
@@ -53,3 +54,24 @@ def test_consent_is_set_recorded_and_withdrawn(origin: Origin, start_agent: Agen
     assert json.loads(gpc.body)["categories"] == ["necessary"]
     assert post(agent.url, {"categories": ["tracking"]}).status == 400
     assert post(agent.url, {"nope": 1}).status == 400
+
+
+def test_every_consent_change_is_recorded_at_the_hub_as_proof(
+    nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
+) -> None:
+    hub = start_hub(nats_server)
+    agent = start_agent(origin.url, ID="edge-proof", NATS_URL=nats_server, DEFAULT_CONSENT="necessary")
+    post(agent.url, {"categories": ["analytics", "personalization"]}, {"Cookie": f"p13n_id={VISITOR}"})
+    post(agent.url, {"categories": ["analytics"]}, {"Cookie": f"p13n_id={VISITOR}; p13n_consent=analytics.personalization"})
+    post(agent.url, {"categories": []}, {"Cookie": f"p13n_id={VISITOR}; p13n_consent=analytics"})
+    wait_for(lambda: len(warehouse_rows(hub.data_dir, "SELECT * FROM consent_log")) == 3)
+    proof = warehouse_rows(hub.data_dir, "SELECT subject, categories, source, edge, ts, received_at FROM consent_log ORDER BY ts")
+    assert [(s, json.loads(c), src, e) for s, c, src, e, _, _ in proof] == [
+        (VISITOR, ["analytics", "necessary", "personalization"], "api", "edge-proof"),
+        (VISITOR, ["analytics", "necessary"], "api", "edge-proof"),
+        (VISITOR, ["necessary"], "api", "edge-proof"),  # a withdrawal is recorded too
+    ]
+    assert all(ts and received for *_, ts, received in proof)
+    # the access request shows the same history
+    export = json.loads(fetch(hub.url + f"/v1/subjects/{VISITOR}", hub.auth("privacy_officer")).body)
+    assert [c["categories"] for c in export["consents"]] == [json.loads(p[1]) for p in proof]

@@ -230,3 +230,74 @@ def test_catalog_import_json_and_errors(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "bad mapping" in bad.stderr
+
+
+def test_crm_pii_is_encrypted_at_rest_and_the_key_rotates(crm: tuple[FlakyCrm, str], tmp_path: Path) -> None:
+    """The real `p13n crm sync`: no plaintext PII in any file of the hub's data
+    directory; `p13n pii rekey` moves every value to a new key."""
+    import os
+
+    from hub.subjects import export, resolve
+
+    _, url = crm
+    cfg = tmp_path / "crm.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "auth_header": "Authorization: Bearer crm-token",
+                "page_size": 10,
+                "timeout_s": 1.0,
+                "mapping": {"tier": "tier", "email": "email"},
+            }
+        )
+    )
+    k1 = subprocess.run(
+        [sys.executable, "-m", "p13n", "keys", "pii", "--id", "k1"], capture_output=True, text=True
+    ).stdout.strip()
+    k2 = subprocess.run(
+        [sys.executable, "-m", "p13n", "keys", "pii", "--id", "k2"], capture_output=True, text=True
+    ).stdout.strip()
+    assert k1.startswith("k1:") and len(base64.b64decode(k1[3:])) == 32
+    data = tmp_path / "hub"
+    env = {**os.environ, "P13N_HUB_PII_KEYS": k1, "P13N_HUB_PSEUDONYM_KEY": "k"}
+    out = subprocess.run(
+        [sys.executable, "-m", "p13n", "crm", "sync", "--config", str(cfg), "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["profiles"] == 23
+    plaintexts = [p["email"].encode() for p in PROFILES] + [b"@example.com"]
+    for path in data.rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert not [p for p in plaintexts if p in blob], f"plaintext PII in {path}"
+
+    def stored_key_ids() -> set[str]:
+        db = sqlite3.connect(data / "warehouse.sqlite")
+        try:
+            return {v.split(":")[1] for (v,) in db.execute("SELECT pii FROM users")}
+        finally:
+            db.close()
+
+    assert stored_key_ids() == {"k1"}
+    rotated = subprocess.run(
+        [sys.executable, "-m", "p13n", "pii", "rekey", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env={**env, "P13N_HUB_PII_KEYS": f"{k2},{k1}"},
+    )
+    assert rotated.returncode == 0 and json.loads(rotated.stdout)["reencrypted"] == 23, rotated.stderr
+    assert stored_key_ids() == {"k2"}
+    # the old key can go: the new one alone reads everything (the access export decrypts)
+    storage = HubStorage(data)
+    try:
+        only_k2 = PiiCipher([("k2", base64.b64decode(k2[3:]))])
+        doc = export(storage, resolve(storage, "c3", b"k"), only_k2)
+        assert doc["users"][0]["pii"] == {"email": "user3@example.com"} and doc["users"][0]["attributes"] == {"tier": "gold"}
+        only_k1 = PiiCipher([("k1", base64.b64decode(k1[3:]))])
+        assert "not in the key ring" in export(storage, resolve(storage, "c3", b"k"), only_k1)["users"][0]["pii_error"]
+    finally:
+        storage.close()

@@ -134,7 +134,9 @@ def test_without_analytics_consent_nothing_is_stored(origin: Origin, start_agent
                 agent.url, [page_view(), {"event_id": uuid.uuid4().hex, "type": "consent", "categories": ["necessary"]}], headers
             ).body
         )
-        assert body["results"][0] == {"index": 0, "status": "rejected", "reason": "no_consent"}
+        # never stored; with personalization consent it only feeds the live session
+        status = "session_only" if "personalization" in headers.get("Cookie", "") else "rejected"
+        assert body["results"][0] == {"index": 0, "status": status, "reason": "no_consent"}
         assert body["results"][1]["status"] == "accepted"  # the record of the choice itself
     assert json.loads(fetch(agent.url + "/_p13n/healthz").body)["outbox_depth"] == 3
 
