@@ -29,8 +29,9 @@ from models.erasure import ErasureOrder, ack_doc
 
 log = logging.getLogger(__name__)
 
-#: Orders taken per fetch; the fetch long-polls this many seconds.
-FETCH_BATCH = 16
+#: The fetch long-polls this many seconds. One order per fetch: nats-py's multi-message
+#: fetch holds the first message until the batch fills or the wait ends (up to 5 s of
+#: latency, measured in tests/bench/erasure.py); a single-message fetch returns at once.
 FETCH_WAIT_S = 5.0
 
 
@@ -64,7 +65,7 @@ async def follow_erasures(state: EdgeState) -> None:
         )
         while True:
             try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+                msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
             except (FetchTimeoutError, TimeoutError):
                 continue
             for msg in msgs:

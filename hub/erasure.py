@@ -206,7 +206,7 @@ async def consume_acks(js: JetStreamContext, records: ErasureRecords) -> None:
     )
     while True:
         try:
-            msgs = await sub.fetch(50, timeout=5)
+            msgs = await sub.fetch(1, timeout=5)  # one at a time: a batch fetch waits to fill (edge_agent/erasure.py)
         except (FetchTimeoutError, TimeoutError):
             continue
         for msg in msgs:

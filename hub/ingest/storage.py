@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +86,7 @@ class HubStorage:
         self._lock = threading.RLock()
         self.warehouse = _connect(data_dir / "warehouse.sqlite")
         self.marts = _connect(data_dir / "marts.sqlite")
-        self._lakes: dict[str, sqlite3.Connection] = {}
+        self._lakes: OrderedDict[str, sqlite3.Connection] = OrderedDict()
         #: Erasure tokens of erased subjects (their late events are dropped) and the
         #: tokenizer that names incoming events' subjects; set by the hub (``suppress``).
         self.suppressed: set[str] = set()
@@ -177,9 +177,11 @@ class HubStorage:
                 "CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)"
             )
             self._lakes[day] = db
-            while len(self._lakes) > 3:  # keep today's and yesterday's open
-                oldest = min(self._lakes)
-                self._lakes.pop(oldest).close()
+            while len(self._lakes) > 3:  # keep the most recently used few (today's, yesterday's) open
+                stale = next(d for d in self._lakes if d != day)
+                self._lakes.pop(stale).close()
+        else:
+            self._lakes.move_to_end(day)
         return db
 
     def drop_lake_day(self, day: str) -> None:
