@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -65,32 +66,38 @@ class AuditLog:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an audit entry survives a power cut
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        self._seq, self._head = (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def append(self, actor: str, role: str, action: str, target: str, status: int, detail: dict[str, Any] | None = None) -> int:
+        """Append one entry. The chain head is read inside the write transaction, so
+        several hub processes on one data directory extend a single chain."""
         with self._lock:
-            seq = self._seq + 1
-            entry: dict[str, Any] = {
-                "seq": seq,
-                "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "actor": actor,
-                "role": role,
-                "action": action,
-                "target": target,
-                "status": int(status),
-                "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
-            }
-            digest = chain_hash(self.key, self._head, entry)
-            self._db.execute(
-                "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*[entry[k] for k in _FIELDS], self._head, digest)
-            )
-            self._seq, self._head = seq, digest
-            tmp = self.head_path.with_suffix(".head.tmp")
-            tmp.write_text(json.dumps({"seq": self._seq, "hash": digest}))
-            tmp.replace(self.head_path)
-            return self._seq
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, head = (int(row[0]) + 1, str(row[1])) if row else (1, GENESIS)
+                entry: dict[str, Any] = {
+                    "seq": seq,
+                    "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "actor": actor,
+                    "role": role,
+                    "action": action,
+                    "target": target,
+                    "status": int(status),
+                    "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
+                }
+                digest = chain_hash(self.key, head, entry)
+                db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*[entry[k] for k in _FIELDS], head, digest))
+                tmp = self.head_path.with_suffix(f".head.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"seq": seq, "hash": digest}))
+                tmp.replace(self.head_path)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return seq
 
     def entries(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:

@@ -76,7 +76,7 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Agent
     wait_http(agent_child, f"http://127.0.0.1:{ap}/_p13n/healthz")
     yield (
         Agent(f"http://127.0.0.1:{ap}", ap, agent_child, work / "edge"),
-        Hub(f"http://127.0.0.1:{hp}", hp, hub_child, work / "hub"),
+        Hub(f"http://127.0.0.1:{hp}", hp, hub_child, work / "hub", {}),
     )
     for child in (agent_child, hub_child, nats_child):
         child.stop()
