@@ -89,6 +89,8 @@ def test_erasure_reaches_every_edge_including_an_offline_one_and_leaves_nothing(
     wait_accepted(hub, sent)
     # consented profiles reach both edges (the KV bucket holds the subject's profile)
     wait_for(lambda: health(a.url)["profiles"] >= 2 and health(b.url)["profiles"] >= 2)
+    # raw ids never reach storage anywhere: edges pseudonymize before writing
+    assert files_containing([a.data_dir, b.data_dir, hub.data_dir], [RAW_ID]) == []
     b.stop()  # edge-b goes offline holding the subject's session and profile
     assert files_containing([b.data_dir], [VISITOR]), "edge-b must hold the subject before the erasure"
     assert files_containing([hub.data_dir], [pseud, VISITOR])
