@@ -110,7 +110,10 @@ def fleet(work: Path, edges: int, erasures: int) -> dict[str, float]:
         for s in subjects:  # every subject has a session and queued events on every edge
             for port in ports:
                 body = json.dumps(
-                    [{"event_id": uuid.uuid4().hex, "type": "page_view", "url": f"https://s.example/p/sh0{k}"} for k in range(1, 4)]
+                    [
+                        {"event_id": uuid.uuid4().hex, "type": "page_view", "url": f"https://s.example/p/sh0{k}"}
+                        for k in range(1, 4)
+                    ]
                 ).encode()
                 call(
                     "POST",
@@ -178,7 +181,9 @@ def build_warehouse(data: Path, events: int, days: int = 30, per_subject: int = 
                 db = lakes[day] = sqlite3.connect(data / "lake" / f"events-{day}.sqlite")
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=OFF")
-                db.execute("CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)"
+                )
             db.executemany("INSERT INTO raw_events VALUES (?, ?, ?, ?)", rows)
             db.commit()
         lake_chunks.clear()
@@ -194,7 +199,9 @@ def build_warehouse(data: Path, events: int, days: int = 30, per_subject: int = 
         event_id = f"{n:016x}{rng.getrandbits(32):08x}"
         item = f"sku{rng.randrange(20000):05d}"
         body = json.dumps({"event_id": event_id, "type": "page_view", "anonymous_id": anon, "user_id": user, "item_id": item})
-        chunk.append((event_id, "page_view", ts, ts, "bench", anon, user, item, f"https://s.example/p/{item}", None, None, None, None))
+        chunk.append(
+            (event_id, "page_view", ts, ts, "bench", anon, user, item, f"https://s.example/p/{item}", None, None, None, None)
+        )
         lake_chunks.setdefault(ts[:10], []).append((event_id, ts, "bench", body))
         if user and n < visitors:
             identities.append((anon, user, ts))

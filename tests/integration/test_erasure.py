@@ -9,6 +9,8 @@ or bucket. Late events of the erased subject are dropped at the edge and at the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -167,14 +169,26 @@ def test_erasure_without_registered_edges_completes_at_once_and_export_lists_the
     ]
     reply = fetch(hub.url + "/v1/events", {"Authorization": f"Bearer {API_KEY}"}, method="POST", data=json.dumps(events).encode())
     assert reply.status == 202 and json.loads(reply.body)["accepted"] == 3
-    export = json.loads(fetch(hub.url + "/v1/subjects/bob-7", hub.auth("privacy_officer")).body)
+    # the commands are clients of the admin API (authorised and audited like any call)
+    token = ["--hub", hub.url, "--token", hub.tokens["privacy_officer"]]
+    exported = subprocess.run(
+        [sys.executable, "-m", "p13n", "subject", "export", "bob-7", *token], capture_output=True, text=True
+    )
+    assert exported.returncode == 0, exported.stderr
+    export = json.loads(exported.stdout)
     assert export["identifiers"]["anonymous_ids"] == ["visitorBob0000000000001"]
     assert len(export["events"]) == 3 and len(export["lake"]) == 3
     assert [c["categories"] for c in export["consents"]] == [["analytics", "necessary"]]
     assert export["consents"][0]["source"] == "crm-import"
-    erased = fetch(hub.url + "/v1/subjects/bob-7", hub.auth("privacy_officer"), method="DELETE")
-    body = json.loads(erased.body)
-    assert erased.status == 202 and body["status"] == "completed" and body["edges"] == {}
+    viewer = ["--hub", hub.url, "--token", hub.tokens["viewer"]]
+    denied = subprocess.run([sys.executable, "-m", "p13n", "erase", "bob-7", *viewer], capture_output=True, text=True)
+    assert denied.returncode == 1 and "403 forbidden" in denied.stderr
+    erased = subprocess.run(
+        [sys.executable, "-m", "p13n", "erase", "bob-7", "--wait", "5", *token], capture_output=True, text=True
+    )
+    assert erased.returncode == 0, erased.stderr
+    body = json.loads(erased.stdout)
+    assert body["status"] == "completed" and body["edges"] == {}
     assert body["hub"]["warehouse.events"] == 3 and body["hub"]["warehouse.consent_log"] == 1
     assert fetch(hub.url + "/v1/erasures/er_unknown", hub.auth("privacy_officer")).status == 404
     time.sleep(0.1)
