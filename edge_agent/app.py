@@ -36,6 +36,7 @@ from models.content import BundleError, load_content
 from models.erasure import Tokenizer
 from models.slots import SLOT_NAME_RE
 
+COLLECT_PATH = "/_p13n/collect"
 #: Most slots one /_p13n/decide call decides.
 MAX_DECIDE_SLOTS = 32
 
@@ -250,6 +251,9 @@ class EdgeApp:
             if not path.startswith("/_p13n/"):
                 scope["app"] = self.app
                 await self._pages(scope, receive, send)
+                return
+            if path == COLLECT_PATH and scope["method"] == "POST":
+                await collect.collect_asgi(self.state.edge, scope, receive, send)
                 return
             if scope["method"] in ("GET", "HEAD"):
                 if path.startswith(ssi.SLOT_PREFIX):

@@ -19,14 +19,15 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from edge_agent.context import page_item
 from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.pages import parse_cookies
-from edge_agent.responses import json_error
 from edge_agent.state import EdgeState
 from models import consent as consent_rules
 from models.contracts import validate
+from models.errors import error_body
 from models.nats_layout import events_subject
 from models.pseudonym import valid_visitor_id
 from models.session import apply_event
@@ -160,51 +161,90 @@ async def store(state: EdgeState, events: list[dict[str, Any]]) -> bool:
         return True
     if state.outbox_depth + len(events) > state.settings.outbox_max_events:
         return False
-    subject = events_subject(state.settings.edge_id)
-    rows = [(e["event_id"], subject, orjson.dumps(e)) for e in events]
-    state.outbox_depth += len(rows)
+    # one outbox row per request: a JSON array of its events
+    row = (str(events[0]["event_id"]), events_subject(state.settings.edge_id), orjson.dumps(events), len(events))
+    state.outbox_depth += len(events)
     try:
-        await state.outbox_writer.write(rows)
+        await state.outbox_writer.write([row])
     except BaseException:
-        state.outbox_depth -= len(rows)
+        state.outbox_depth -= len(events)
         raise
     state.outbox_wakeup.set()
     return True
 
 
-async def collect(request: Request) -> Response:
-    state = _state(request)
+async def handle_batch(state: EdgeState, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """(status, JSON body, extra headers) for one collect request; ``body`` is None when
+    it exceeded :data:`MAX_BODY_BYTES`."""
     m = state.metrics
-    body = await _read_body(request, MAX_BODY_BYTES)
     if body is None:
         m.collect_rejected("too_large")
-        return json_error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        return _error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         m.collect_rejected("malformed_json")
-        return json_error(400, "malformed_json", f"the body is not valid JSON: {e}"[:300])
+        return _error(400, "malformed_json", f"the body is not valid JSON: {e}"[:300])
     raw_events = doc.get("events") if isinstance(doc, dict) else doc
     if not isinstance(raw_events, list):
         m.collect_rejected("no_events")
-        return json_error(400, "no_events", 'expected {"events": [...]} or a JSON array of events')
+        return _error(400, "no_events", 'expected {"events": [...]} or a JSON array of events')
     if len(raw_events) > MAX_BATCH_EVENTS:
         m.collect_rejected("too_many_events")
-        return json_error(400, "too_many_events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(raw_events)}")
-    results, accepted = prepare_events(state, raw_events, request.headers)
+        return _error(400, "too_many_events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(raw_events)}")
+    results, accepted = prepare_events(state, raw_events, headers)
     if not await store(state, accepted):
         m.collect_rejected("outbox_full")
-        response = json_error(503, "outbox_full", "the edge is buffering too many events; retry later")
-        response.headers["retry-after"] = str(RETRY_AFTER_S)
-        return response
+        status, payload, extra = _error(503, "outbox_full", "the edge is buffering too many events; retry later")
+        return status, payload, [*extra, (b"retry-after", str(RETRY_AFTER_S).encode())]
     m.events("accepted", len(accepted))
     m.events("rejected", len(results) - len(accepted))
-    return Response(
-        orjson.dumps({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}),
-        status_code=202,
-        media_type="application/json",
-        headers={"cache-control": "no-store"},
+    payload = orjson.dumps({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
+    return 202, payload, []
+
+
+def _error(status: int, reason: str, detail: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    return status, orjson.dumps(error_body(status, reason, detail)), []
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+async def collect_asgi(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /_p13n/collect`` as a plain ASGI handler (the SDK's hot path)."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    declared = headers.get("content-length", "")
+    body: bytes | None = None
+    if not (declared.isdigit() and int(declared) > MAX_BODY_BYTES):
+        chunks = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(chunks) > MAX_BODY_BYTES:
+                break
+        body = bytes(chunks) if len(chunks) <= MAX_BODY_BYTES else None
+    status, payload, extra = await handle_batch(state, body, headers)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *extra],
+        }
     )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def collect(request: Request) -> Response:
+    """The same endpoint through Starlette (the agent dispatches POSTs to :func:`collect_asgi`)."""
+    status, payload, extra = await handle_batch(_state(request), await _read_body(request, MAX_BODY_BYTES), request.headers)
+    response = Response(payload, status_code=status, media_type="application/json", headers={"cache-control": "no-store"})
+    for name, value in extra:
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 async def pixel(request: Request) -> Response:

@@ -8,7 +8,7 @@ known user ids replaced by their pseudonym. Raw IPs are never read.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -71,7 +71,7 @@ def enrich(
     moment = f.moment
     out = {k: v for k, v in event.items() if k not in _SERVER_FIELDS}
     if not isinstance(out.get("event_id"), str) or not out.get("event_id"):
-        out["event_id"] = uuid.uuid4().hex
+        out["event_id"] = os.urandom(16).hex()  # 128 random bits, as uuid4 but without its object
     out["received_at"] = f.received_at
     out["edge"] = edge_id
     if visitor_id:

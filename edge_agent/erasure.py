@@ -47,6 +47,7 @@ async def apply_order(state: EdgeState, order: ErasureOrder) -> dict[str, int]:
     in_memory = state.forget_subjects(lambda vid: tokenizer(vid) in tokens)
     await state.outbox_writer.write([])  # barrier: events accepted before are committed
     deleted = await asyncio.to_thread(state.store.erase, order.request_id, sorted(tokens), time.time())
+    state.outbox_depth = await asyncio.to_thread(state.store.outbox_depth)  # rows left with the subject
     deleted["sessions_in_memory"] = in_memory
     state.metrics.erasures_applied.inc()
     return deleted

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-Row = tuple[str, str, bytes]
+Row = tuple[str, str, bytes, int]
 
 
 class GroupCommitter:

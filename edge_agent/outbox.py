@@ -1,6 +1,7 @@
 """Drain the SQLite outbox into JetStream: many events per message, deleted after ack.
 
-A message carries up to ``publish_batch`` events as a JSON array, with
+Each outbox row is one request's events (a JSON array); a message splices rows into
+one array of about ``publish_batch`` events, with
 ``Nats-Msg-Id = <edge>:<first seq>-<last seq>`` so a republish after a crash is
 dropped by the stream's duplicate window; the hub also deduplicates on event ids. Rows
 are deleted only after the PubAck. NATS outages and agent restarts lose nothing:
@@ -72,7 +73,9 @@ async def publish_loop(state: EdgeState) -> None:
                 pass
             continue
         first, last = rows[0][0], rows[-1][0]
-        payload = b"[" + b",".join(body for _, body in rows) + b"]"
+        # rows are JSON arrays: splice their elements into one array
+        payload = b"[" + b",".join(body[1:-1] for _, body, _ in rows) + b"]"
+        count = sum(n for _, _, n in rows)
         try:
             await js.publish(subject, payload, timeout=5, headers={"Nats-Msg-Id": f"{state.settings.edge_id}:{first}-{last}"})
         except asyncio.CancelledError:
@@ -80,11 +83,11 @@ async def publish_loop(state: EdgeState) -> None:
         except Exception as e:
             state.metrics.publish_failures.inc()
             state.last_error = f"publish: {type(e).__name__}: {e}"[:300]
-            log.warning("publishing %d events failed (%s); retrying in %.1fs", len(rows), state.last_error, delay)
+            log.warning("publishing %d events failed (%s); retrying in %.1fs", count, state.last_error, delay)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, MAX_BACKOFF_S)
             continue
         delay = 0.2
-        deleted = await asyncio.to_thread(state.store.outbox_delete_through, last)
-        state.outbox_depth = max(0, state.outbox_depth - deleted)
-        state.metrics.published.inc(len(rows))
+        await asyncio.to_thread(state.store.outbox_delete_through, last)
+        state.outbox_depth = max(0, state.outbox_depth - count)
+        state.metrics.published.inc(count)

@@ -68,6 +68,10 @@ MIGRATIONS: tuple[str, ...] = (
         applied REAL NOT NULL
     );
     """,
+    # one row per accepted request: ``body`` is a JSON array of its events
+    """
+    ALTER TABLE outbox ADD COLUMN events INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 
@@ -142,9 +146,11 @@ class EdgeStore:
                 counts = {
                     "sessions": db.execute("DELETE FROM sessions WHERE p13n_erased(visitor_id)").rowcount,
                     "profiles": db.execute("DELETE FROM profiles WHERE p13n_erased(subject)").rowcount,
+                    # a row is one request's events (one visitor): it goes whole
                     "outbox": db.execute(
-                        "DELETE FROM outbox WHERE p13n_erased(json_extract(body, '$.anonymous_id')) "
-                        "OR p13n_erased(json_extract(body, '$.user_id'))"
+                        "DELETE FROM outbox WHERE EXISTS (SELECT 1 FROM json_each(outbox.body) AS e "
+                        "WHERE p13n_erased(json_extract(e.value, '$.anonymous_id')) "
+                        "OR p13n_erased(json_extract(e.value, '$.user_id')))"
                     ).rowcount,
                 }
                 db.execute("INSERT OR IGNORE INTO erasures_applied VALUES (?, ?)", (request_id, now))
@@ -177,34 +183,44 @@ class EdgeStore:
             return self.db.execute("DELETE FROM shells WHERE expires <= ?", (now,)).rowcount
 
     # ------------------------------------------------------------------ outbox
-    def outbox_add(self, rows: list[tuple[str, str, bytes]], now: float) -> None:
-        """Append (event_id, subject, body) rows in one transaction (durable before 202)."""
+    def outbox_add(self, rows: list[tuple[str, str, bytes, int]], now: float) -> None:
+        """Append (first event id, subject, JSON array of events, event count) rows in
+        one transaction (durable before the 202)."""
         with self._lock:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
-                    "INSERT INTO outbox (event_id, subject, body, created) VALUES (?, ?, ?, ?)", [(*r, now) for r in rows]
+                    "INSERT INTO outbox (event_id, subject, body, events, created) VALUES (?, ?, ?, ?, ?)",
+                    [(*r, now) for r in rows],
                 )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
-    def outbox_batch(self, limit: int) -> list[tuple[int, bytes]]:
-        """The oldest ``limit`` rows as (seq, body), in order."""
+    def outbox_batch(self, max_events: int) -> list[tuple[int, bytes, int]]:
+        """The oldest rows as (seq, JSON array, events), in order, holding about
+        ``max_events`` events (at least one row)."""
+        out: list[tuple[int, bytes, int]] = []
+        total = 0
         with self._lock:
-            return [
-                (int(r[0]), bytes(r[1])) for r in self.db.execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,))
-            ]
+            for seq, body, events in self.db.execute("SELECT seq, body, events FROM outbox ORDER BY seq LIMIT ?", (max_events,)):
+                out.append((int(seq), bytes(body), int(events)))
+                total += int(events)
+                if total >= max_events:
+                    break
+        return out
 
     def outbox_delete_through(self, seq: int) -> int:
+        """Delete rows up to ``seq`` (after their PubAck); returns the rows deleted."""
         with self._lock:
             return self.db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,)).rowcount
 
     def outbox_depth(self) -> int:
+        """Events waiting in the outbox."""
         with self._lock:
-            return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return int(self.db.execute("SELECT coalesce(sum(events), 0) FROM outbox").fetchone()[0])
 
     # ------------------------------------------------------------------ profiles
     def profile_cursor(self) -> int:

@@ -16,7 +16,7 @@ VISITOR = "consentvisitor0000000001"
 def outbox(agent_data_dir) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     db = sqlite3.connect(agent_data_dir / "edge.sqlite3")
     try:
-        return [json.loads(r[0]) for r in db.execute("SELECT body FROM outbox ORDER BY seq")]
+        return [e for r in db.execute("SELECT body FROM outbox ORDER BY seq") for e in json.loads(r[0])]
     finally:
         db.close()
 

@@ -37,7 +37,7 @@ CASES = {
 def outbox_for(data_dir: Path, visitor: str) -> list[dict[str, object]]:
     db = sqlite3.connect(data_dir / "edge.sqlite3")
     try:
-        rows = [json.loads(r[0]) for r in db.execute("SELECT body FROM outbox")]
+        rows = [e for r in db.execute("SELECT body FROM outbox") for e in json.loads(r[0])]
     finally:
         db.close()
     return [r for r in rows if r.get("anonymous_id") == visitor]
