@@ -39,10 +39,10 @@ def epoch_ms_iso(ms: int) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _received(value: str) -> tuple[datetime, str] | None:
+def _received(value: str) -> tuple[datetime, str, float] | None:
     # one batch shares a handful of receive times: parse each once
     parsed = parse_ts(value)
-    return (parsed, utc_iso(parsed)) if parsed else None
+    return (parsed, utc_iso(parsed), parsed.timestamp() * 1000) if parsed else None
 
 
 def utc_iso(moment: datetime) -> str:
@@ -102,10 +102,12 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
     """A warehouse row for a validated, enriched event."""
     raw_received = event.get("received_at")
     cached = _received(raw_received) if isinstance(raw_received, str) else None
-    received, received_iso = cached if cached else (datetime.now(UTC), "")
-    received_iso = received_iso or utc_iso(received)
+    if cached:
+        received, received_iso, received_ms = cached
+    else:
+        received = datetime.now(UTC)
+        received_iso, received_ms = utc_iso(received), received.timestamp() * 1000
     raw_ts = event.get("ts")
-    received_ms = received.timestamp() * 1000
     ts_iso: str
     if type(raw_ts) is int and raw_ts > 1e11 and abs(raw_ts - received_ms) <= MAX_CLOCK_SKEW_S * 1000:
         ts_iso = epoch_ms_iso(raw_ts)  # the SDK's Date.now(): the common case, kept cheap
@@ -137,10 +139,12 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
                     "amount_minor": minor_units(float(line["price"]["amount"]), line["price"]["currency"]),
                     "currency": str(line["price"]["currency"]).upper(),
                 }
-    context = event.get("context") or {}
-    context = {k: (v.lower() if isinstance(v, str) and k in ("device",) else v) for k, v in context.items()}
-    if isinstance(context.get("country"), str):
-        context["country"] = context["country"].upper()
+    context = dict(event.get("context") or {})
+    device, country = context.get("device"), context.get("country")
+    if isinstance(device, str):
+        context["device"] = device.lower()
+    if isinstance(country, str):
+        context["country"] = country.upper()
     return {
         "event_id": event["event_id"],
         "type": str(kind).lower(),

@@ -53,6 +53,8 @@ _INSERT_EVENT = f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) VAL
 #: Mart weights per event type (views count 1 … purchases 8), as in training.
 MART_WEIGHTS = {k: int(EVENT_WEIGHTS[k]) for k in ("page_view", "click", "add_to_cart", "purchase")}
 _CHUNK = 900  # SQLite's default limit on host parameters is 999
+#: Event type → the user_features counter it increments.
+_MART_COUNTS = {"page_view": "views", "click": "clicks", "scroll": "scrolls", "add_to_cart": "carts", "purchase": "purchases"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -336,9 +338,9 @@ class HubStorage:
             items: dict[str, Counter[str]] = {}
             for _, kind, subject, item, amount, ts, category in events:
                 if subject:
-                    u = users.setdefault(
-                        subject,
-                        {
+                    u = users.get(subject)
+                    if u is None:  # built once per subject, not once per event
+                        u = users[subject] = {
                             "views": 0,
                             "clicks": 0,
                             "scrolls": 0,
@@ -347,24 +349,21 @@ class HubStorage:
                             "revenue": 0,
                             "last": "",
                             "cats": Counter(),
-                        },
-                    )
-                    key = {
-                        "page_view": "views",
-                        "click": "clicks",
-                        "scroll": "scrolls",
-                        "add_to_cart": "carts",
-                        "purchase": "purchases",
-                    }.get(kind)
+                        }
+                    key = _MART_COUNTS.get(kind)
                     if key:
                         u[key] += 1
                     if kind == "purchase" and amount:
                         u["revenue"] += amount
-                    u["last"] = max(u["last"], ts)
+                    if ts > u["last"]:
+                        u["last"] = ts
                     if category:
                         u["cats"][category] += 1
                 if item and kind in MART_WEIGHTS:
-                    items.setdefault(item, Counter())[kind] += 1
+                    counts = items.get(item)
+                    if counts is None:
+                        counts = items[item] = Counter()
+                    counts[kind] += 1
             db = self.marts
             db.execute("BEGIN IMMEDIATE")
             try:
