@@ -173,7 +173,9 @@ async def store(state: EdgeState, events: list[dict[str, Any]]) -> bool:
     return True
 
 
-async def handle_batch(state: EdgeState, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+async def handle_batch(
+    state: EdgeState, body: bytes | None, headers: Mapping[str, str]
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """(status, JSON body, extra headers) for one collect request; ``body`` is None when
     it exceeded :data:`MAX_BODY_BYTES`."""
     m = state.metrics

@@ -89,7 +89,9 @@ class AuditLog:
                     "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
                 }
                 digest = chain_hash(self.key, head, entry)
-                db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*[entry[k] for k in _FIELDS], head, digest))
+                db.execute(
+                    "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*[entry[k] for k in _FIELDS], head, digest)
+                )
                 tmp = self.head_path.with_suffix(f".head.{os.getpid()}.tmp")
                 tmp.write_text(json.dumps({"seq": seq, "hash": digest}))
                 tmp.replace(self.head_path)

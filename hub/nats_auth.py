@@ -48,8 +48,11 @@ def render(
     tls_cert: str = "",
     tls_key: str = "",
     extra: Sequence[str] = (),
+    store_key: str = "",
 ) -> str:
-    """The configuration text; ``edges`` maps edge id → password."""
+    """The configuration text; ``edges`` maps edge id → password. ``store_key``
+    encrypts JetStream's store at rest (ChaCha20-Poly1305), so consumed or deleted
+    messages left in block files are not readable from the disk."""
     users: list[dict[str, object]] = [
         {"user": "hub", "password": hub_password, "permissions": {"publish": ">", "subscribe": ">"}}
     ]
@@ -59,7 +62,9 @@ def render(
         users.append({"user": edge_id, "password": password, "permissions": edge_permissions(edge_id)})
     lines = [
         f"listen: {json.dumps(listen)}",
-        f"jetstream {{ store_dir: {json.dumps(store_dir)} }}",
+        f"jetstream {{ store_dir: {json.dumps(store_dir)}"
+        + (f", cipher: chachapoly, key: {json.dumps(store_key)}" if store_key else "")
+        + " }",
         f"authorization {{ users: {json.dumps(users)} }}",
     ]
     if tls_cert and tls_key:

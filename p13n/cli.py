@@ -135,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     ncfg.add_argument("--edge", action="append", default=[], metavar="ID:PASSWORD", help="one per edge")
     ncfg.add_argument("--tls-cert", default="")
     ncfg.add_argument("--tls-key", default="")
+    ncfg.add_argument("--store-key", default="", help="encrypt the JetStream store at rest with this secret")
 
     keys = sub.add_parser("keys", help="signing and encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
@@ -225,7 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("p13n nats-config: --edge takes ID:PASSWORD", file=sys.stderr)
             return 2
         try:
-            sys.stdout.write(render_nats(args.listen, args.store_dir, args.hub_password, edges, args.tls_cert, args.tls_key))
+            sys.stdout.write(
+                render_nats(
+                    args.listen, args.store_dir, args.hub_password, edges, args.tls_cert, args.tls_key, store_key=args.store_key
+                )
+            )
         except ValueError as e:
             print(f"p13n nats-config: {e}", file=sys.stderr)
             return 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hub.nats_auth import render
+from models import nats_layout as L
 from models.tls import client_context
 from p13n.procs import free_port, nats_server_binary, spawn, wait_port
 from tests.conftest import AgentFactory, HubFactory, Origin
@@ -67,7 +69,15 @@ def test_credentials_and_tls(tmp_path: Path, origin: Origin, start_hub: HubFacto
     port = free_port()
     conf = tmp_path / "nats.conf"
     conf.write_text(
-        render(f"127.0.0.1:{port}", str(tmp_path / "js"), "hub-secret", {"edge-1": "pw-1", "edge-2": "pw-2"}, str(cert), str(key))
+        render(
+            f"127.0.0.1:{port}",
+            str(tmp_path / "js"),
+            "hub-secret",
+            {"edge-1": "pw-1", "edge-2": "pw-2"},
+            str(cert),
+            str(key),
+            store_key="store-secret-0123456789",
+        )
     )
     server = spawn("nats-tls", [str(nats_server_binary()), "-c", str(conf)], tmp_path)
     try:
@@ -76,6 +86,19 @@ def test_credentials_and_tls(tmp_path: Path, origin: Origin, start_hub: HubFacto
         edge = start_agent(origin.url, ID="edge-1", NATS_URL=f"tls://edge-1:pw-1@127.0.0.1:{port}", NATS_CA=str(ca))
         assert post_events(edge.url, [page_view() for _ in range(3)]).status == 202
         wait_accepted(hub, 3)  # TLS + the edge's own user, end to end
+
+        async def keep_marker() -> None:
+            nc = await nats.connect(f"tls://hub:hub-secret@127.0.0.1:{port}", tls=client_context(str(ca)))
+            kv = await nc.jetstream().key_value(L.CONTROL_BUCKET)
+            await kv.put("test.marker", b"plaintext-marker")
+            await nc.flush()
+            await nc.close()
+
+        asyncio.run(keep_marker())
+        time.sleep(0.5)
+        # the JetStream store is encrypted at rest: a stored value is not readable on disk
+        blocks = [p for p in (tmp_path / "js").rglob("*.blk")]
+        assert blocks and not [p for p in blocks if b"plaintext-marker" in p.read_bytes()]
 
         async def probe() -> dict[str, str]:
             out: dict[str, str] = {}

@@ -20,7 +20,9 @@ USER = "p1_" + "a" * 40
 def events(visitor: str, user: str | None = None) -> bytes:
     batch = [{"event_id": f"{visitor}-{i}", "type": "page_view", "anonymous_id": visitor} for i in range(3)]
     if user:
-        batch.append({"event_id": f"{visitor}-id", "type": "identify", "anonymous_id": "visitorOther000000000001", "user_id": user})
+        batch.append(
+            {"event_id": f"{visitor}-id", "type": "identify", "anonymous_id": "visitorOther000000000001", "user_id": user}
+        )
     return orjson.dumps(batch)
 
 
