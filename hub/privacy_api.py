@@ -44,9 +44,12 @@ def _error(status: int, reason: str, detail: str, **headers: str) -> JSONRespons
     return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers or None)
 
 
-def _subject_param(request: Request) -> str | None:
+def _subject_param(request: Request) -> str | JSONResponse:
+    """The subject id of the path, or the 400 to answer."""
     given = str(request.path_params["subject"]).strip()
-    return given if 0 < len(given) <= MAX_SUBJECT_CHARS else None
+    if 0 < len(given) <= MAX_SUBJECT_CHARS:
+        return given
+    return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
 
 
 def factor_files(configured: str) -> list[Path]:
@@ -60,8 +63,8 @@ def factor_files(configured: str) -> list[Path]:
 async def erase_subject(request: Request) -> Response:
     state = _state(request)
     given = _subject_param(request)
-    if given is None:
-        return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
+    if isinstance(given, Response):
+        return given
     nc = state.nc
     if nc is None or not state.layout_ready or not nc.is_connected:
         return _error(
@@ -110,8 +113,8 @@ async def erasure_status(request: Request) -> Response:
 async def export_subject(request: Request) -> Response:
     state = _state(request)
     given = _subject_param(request)
-    if given is None:
-        return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
+    if isinstance(given, Response):
+        return given
     storage = state.storage
     assert storage is not None
     subject = await asyncio.to_thread(subjects.resolve, storage, given, state.settings.pseudonym_key.encode())
