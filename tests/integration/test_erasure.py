@@ -191,5 +191,7 @@ def test_erasure_without_registered_edges_completes_at_once_and_export_lists_the
     assert body["status"] == "completed" and body["edges"] == {}
     assert body["hub"]["warehouse.events"] == 3 and body["hub"]["warehouse.consent_log"] == 1
     assert fetch(hub.url + "/v1/erasures/er_unknown", hub.auth("privacy_officer")).status == 404
+    too_long = fetch(hub.url + "/v1/subjects/" + "x" * 300, hub.auth("privacy_officer"), method="DELETE")
+    assert too_long.status == 400 and json.loads(too_long.body)["error"]["reason"] == "bad_subject"
     time.sleep(0.1)
     assert files_containing([hub.data_dir], ["visitorBob0000000000001", pseudonym("bob-7", KEY.encode())]) == []
