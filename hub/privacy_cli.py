@@ -4,7 +4,8 @@
 ``erase``/``subject export``/``erasure status`` are clients of the hub's admin API (so
 they are authorised, audited and reach the edges); ``audit verify``, ``pii rekey`` and
 ``retention run`` work on the hub's data directory directly (for auditors, key
-rotation and cron), reading the same ``P13N_HUB_*`` settings as the hub.
+rotation and cron), reading the same ``P13N_HUB_*`` settings as the hub; the two that
+change data append an audit entry (actor ``cli:<user>``).
 """
 
 from __future__ import annotations
@@ -147,6 +148,19 @@ def dispatch(args: argparse.Namespace) -> int:
     return 2
 
 
+def _audit_local(settings: Any, action: str, status: int, detail: dict[str, Any]) -> None:
+    """Commands that change the hub's data directly are audited like API calls."""
+    import getpass
+
+    from hub.audit import AuditLog
+
+    log = AuditLog(settings.data_dir / "audit.sqlite", settings.audit_secret)
+    try:
+        log.append(f"cli:{getpass.getuser()}", "local", action, str(settings.data_dir), status, detail)
+    finally:
+        log.close()
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from hub.audit import verify
 
@@ -221,7 +235,9 @@ def _rekey(args: argparse.Namespace) -> int:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         storage.close()
-    print(json.dumps({"reencrypted": changed, "failed": failed, "active_key": cipher.active_id}))
+    result = {"reencrypted": changed, "failed": failed, "active_key": cipher.active_id}
+    _audit_local(settings, "pii.rekey", 200 if not failed else 500, result)
+    print(json.dumps(result))
     return 0 if not failed else 1
 
 
@@ -248,5 +264,6 @@ def _retention(args: argparse.Namespace) -> int:
         deleted = retention.run(storage, policy, now)
     finally:
         storage.close()
+    _audit_local(settings, "retention.run", 200, {"as_of": now.isoformat(), "deleted": deleted})
     print(json.dumps({"as_of": now.isoformat(), "deleted": deleted}))
     return 0

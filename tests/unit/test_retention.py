@@ -85,6 +85,14 @@ def test_retention_command_takes_the_clock_and_settings(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["deleted"]["lake.files"] == 2 and report["deleted"]["warehouse.events"] == 4
+    # a local run changes data: it is in the audit log like an API call
+    from hub.audit import AuditLog
+
+    log = AuditLog(tmp_path / "hub" / "audit.sqlite", b"read-only")
+    entries = log.entries()
+    log.close()
+    assert [(e["action"], e["role"]) for e in entries] == [("retention.run", "local")]
+    assert entries[0]["actor"].startswith("cli:") and entries[0]["detail"]["deleted"]["lake.files"] == 2
     bad = subprocess.run(
         [sys.executable, "-m", "p13n", "retention", "run", "--data-dir", str(tmp_path / "hub"), "--now", "yesterday"],
         capture_output=True,

@@ -1,0 +1,47 @@
+"""Suppression at the hub: after an erasure, the subject's late events and CRM records
+are dropped and counted, never stored (and never dead-lettered, which would keep them)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from hub.ingest.storage import HubStorage
+from models.erasure import Tokenizer, erasure_token
+from models.pseudonym import pseudonym
+
+KEY = b"suppression-key"
+RECEIVED = "2026-11-26T10:00:00.000Z"
+
+
+def view(**ids: str) -> dict[str, object]:
+    return {"event_id": uuid.uuid4().hex, "type": "page_view", "url": "https://s.example/", "received_at": RECEIVED, **ids}
+
+
+def test_late_events_and_crm_records_of_an_erased_subject_are_dropped(tmp_path: Path) -> None:
+    storage = HubStorage(tmp_path)
+    storage.tokenizer = Tokenizer(KEY)
+    user = pseudonym("carol", KEY)
+    try:
+        storage.suppress([erasure_token("visitorCarol0000000001", KEY), erasure_token(user, KEY)], RECEIVED)
+        report = storage.ingest(
+            [view(anonymous_id="visitorCarol0000000001"), view(user_id=user), view(anonymous_id="visitorDave00000000001")],
+            "nats",
+            RECEIVED,
+        )
+        assert report.suppressed == 2 and report.accepted == 1
+        assert [r["status"] for r in report.results] == ["rejected", "rejected", "accepted"]
+        assert {r.get("reason") for r in report.results[:2]} == {"erased_subject"}
+        assert storage.warehouse.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+        assert dict(storage.warehouse.execute("SELECT name, value FROM counters"))["suppressed"] == 2
+        stored = storage.upsert_crm_users([(user, RECEIVED, "{}", None), (pseudonym("erin", KEY), RECEIVED, "{}", None)])
+        assert stored == 1
+        assert [r[0] for r in storage.warehouse.execute("SELECT user_id FROM users")] == [pseudonym("erin", KEY)]
+    finally:
+        storage.close()
+    # the suppression list survives a restart
+    again = HubStorage(tmp_path)
+    try:
+        assert erasure_token(user, KEY) in again.suppressed
+    finally:
+        again.close()
