@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import time
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ def add_commands(sub: Any) -> None:
     def api_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--hub", default=os.environ.get("P13N_HUB_URL", DEFAULT_HUB), help="hub URL (P13N_HUB_URL)")
         p.add_argument("--token", default="", help="admin API token (default: P13N_TOKEN)")
+        p.add_argument("--ca", default=os.environ.get("P13N_CA", ""), help="CA certificate that verifies an https hub (P13N_CA)")
 
     erase = sub.add_parser("erase", help="erase a data subject everywhere (hub tiers, profiles, every edge)")
     erase.add_argument("subject", help="raw user id, pseudonym (p1_…) or visitor id")
@@ -83,13 +85,17 @@ def _call(args: argparse.Namespace, method: str, path: str) -> tuple[int, Any]:
 
     headers = {"authorization": f"Bearer {_token(args)}"}
     try:
-        resp = httpx.request(method, args.hub.rstrip("/") + path, headers=headers, timeout=30)
+        resp = httpx.request(method, args.hub.rstrip("/") + path, headers=headers, timeout=30, verify=_verify(args.ca))
     except httpx.HTTPError as e:
         return 0, {"error": {"reason": "unreachable", "detail": str(e)}}
     try:
         return resp.status_code, resp.json()
     except ValueError:
         return resp.status_code, {"error": {"reason": "not_json", "detail": resp.text[:200]}}
+
+
+def _verify(ca: str) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=ca) if ca else True
 
 
 def _fail(command: str, status: int, body: Any) -> int:

@@ -71,6 +71,10 @@ class HubSettings:
     retention_consent_days: int = 1095
     #: Seconds between runs of the retention job.
     retention_interval_s: float = 3600.0
+    #: Certificate (PEM) for HTTPS on the hub's API; with ``tls_key``. Empty: plain HTTP.
+    tls_cert: str = ""
+    #: Private key (PEM) of ``tls_cert``.
+    tls_key: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSettings:
@@ -83,6 +87,13 @@ class HubSettings:
         level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
         server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
         nats_ca = env_str(env, PREFIX + "NATS_CA", d.nats_ca)
+        tls_cert = env_str(env, PREFIX + "TLS_CERT", d.tls_cert)
+        tls_key = env_str(env, PREFIX + "TLS_KEY", d.tls_key)
+        if bool(tls_cert) != bool(tls_key):
+            raise SettingsError(PREFIX + "TLS_CERT", "set both P13N_HUB_TLS_CERT and P13N_HUB_TLS_KEY, or neither")
+        for name, value in ((PREFIX + "TLS_CERT", tls_cert), (PREFIX + "TLS_KEY", tls_key)):
+            if value and not Path(value).is_file():
+                raise SettingsError(name, f"no such file {value!r}")
         lake_days = env_int(env, PREFIX + "RETENTION_LAKE_DAYS", d.retention_lake_days, minimum=1)
         warehouse_days = env_int(env, PREFIX + "RETENTION_WAREHOUSE_DAYS", d.retention_warehouse_days, minimum=1)
         if lake_days > warehouse_days:  # erasure finds lake rows through the warehouse
@@ -114,6 +125,8 @@ class HubSettings:
             ),
             retention_consent_days=env_int(env, PREFIX + "RETENTION_CONSENT_DAYS", d.retention_consent_days, minimum=1),
             retention_interval_s=env_float(env, PREFIX + "RETENTION_INTERVAL_S", d.retention_interval_s, minimum=1.0),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
 
     @property
@@ -149,4 +162,6 @@ ENV_NAMES: dict[str, str] = {
     "retention_dead_letter_days": PREFIX + "RETENTION_DEAD_LETTER_DAYS",
     "retention_consent_days": PREFIX + "RETENTION_CONSENT_DAYS",
     "retention_interval_s": PREFIX + "RETENTION_INTERVAL_S",
+    "tls_cert": PREFIX + "TLS_CERT",
+    "tls_key": PREFIX + "TLS_KEY",
 }

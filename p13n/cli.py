@@ -189,7 +189,15 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
     except SettingsError as e:
         print(f"p13n {command}: invalid setting {e}", file=sys.stderr)
         return 2
-    run_factory(target, settings.listen[0], settings.listen[1], settings.log_level, settings.server)
+    run_factory(
+        target,
+        settings.listen[0],
+        settings.listen[1],
+        settings.log_level,
+        settings.server,
+        tls_cert=getattr(settings, "tls_cert", ""),
+        tls_key=getattr(settings, "tls_key", ""),
+    )
     return 0
 
 

@@ -9,9 +9,13 @@ a factory in the worker process (``module:function``), so nothing opens before i
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 
-def run_factory(target: str, host: str, port: int, log_level: str, server: str = "granian") -> None:
+def run_factory(
+    target: str, host: str, port: int, log_level: str, server: str = "granian", tls_cert: str = "", tls_key: str = ""
+) -> None:
+    """Serve ``target``; with ``tls_cert`` and ``tls_key`` over HTTPS only."""
     if server == "granian":
         from granian import Granian
         from granian.constants import Interfaces, Loops
@@ -29,6 +33,8 @@ def run_factory(target: str, host: str, port: int, log_level: str, server: str =
             log_level=level,  # type: ignore[arg-type]
             log_access=False,
             backlog=2048,
+            ssl_cert=Path(tls_cert) if tls_cert else None,
+            ssl_key=Path(tls_key) if tls_key else None,
         ).serve()
         return
     import uvicorn
@@ -44,4 +50,6 @@ def run_factory(target: str, host: str, port: int, log_level: str, server: str =
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        ssl_certfile=tls_cert or None,
+        ssl_keyfile=tls_key or None,
     )
