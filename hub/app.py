@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Longest pause between NATS connection attempts (seconds).
 MAX_RETRY_S = 30.0
+#: Seconds between checks for interrupted erasure requests.
+ERASURE_RESUME_S = 5.0
 
 
 @dataclass
@@ -104,6 +106,7 @@ async def _connect_loop(state: HubState) -> None:
             if state.storage is not None:
                 state.tasks.append(asyncio.create_task(_profiles_loop(state, nc), name="hub-profiles"))
                 state.tasks.append(asyncio.create_task(_erasure_acks_loop(state, nc), name="hub-erasure-acks"))
+                state.tasks.append(asyncio.create_task(_erasure_resume_loop(state, nc), name="hub-erasure-resume"))
             if state.storage is not None:
                 state.tasks.append(
                     asyncio.create_task(
@@ -160,6 +163,20 @@ async def _profiles_loop(state: HubState, nc: NATS) -> None:
             raise
         except Exception:
             log.warning("profile sync failed; retrying", exc_info=True)
+
+
+async def _erasure_resume_loop(state: HubState, nc: NATS) -> None:
+    """Finish erasure requests a crash or a NATS outage interrupted (every few seconds)."""
+    from hub import erasure_service
+
+    while True:
+        try:
+            await erasure_service.resume(state, nc.jetstream())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("resuming erasures failed; retrying", exc_info=True)
+        await asyncio.sleep(ERASURE_RESUME_S)
 
 
 async def _erasure_acks_loop(state: HubState, nc: NATS) -> None:

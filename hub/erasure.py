@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS erasures (
     requested_by TEXT NOT NULL,
     edges TEXT NOT NULL,
     hub TEXT NOT NULL,
-    completed_at REAL
+    completed_at REAL,
+    work TEXT,
+    published INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS erasure_acks (
     request_id TEXT NOT NULL,
@@ -64,22 +66,55 @@ class ErasureRecords:
     def __init__(self, storage: HubStorage) -> None:
         self.storage = storage
         with storage.lock:
-            storage.warehouse.executescript(_SCHEMA)
+            db = storage.warehouse
+            db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(erasures)")}
+            if "work" not in columns:  # tables from before resumable erasures
+                db.execute("ALTER TABLE erasures ADD COLUMN work TEXT")
+                db.execute("ALTER TABLE erasures ADD COLUMN published INTEGER NOT NULL DEFAULT 1")
 
-    def create(self, order: ErasureOrder, requested_by: str, edges: list[str], hub: dict[str, Any]) -> None:
+    def create(self, order: ErasureOrder, requested_by: str, edges: list[str], work: str) -> None:
+        """Record the request before any deletion: ``work`` (the subject's identifiers,
+        encrypted) lets a restarted hub finish the hub-side deletion; it is wiped when
+        that is done."""
         with self.storage.lock:
             self.storage.warehouse.execute(
-                "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, '{}', ?, ?, 0)",
                 (
                     order.request_id,
                     json.dumps(list(order.tokens)),
                     order.issued_at,
                     requested_by,
                     json.dumps(sorted(edges)),
-                    json.dumps(hub, sort_keys=True),
                     order.issued_at if not edges else None,
+                    work,
                 ),
             )
+
+    def hub_done(self, request_id: str, hub: dict[str, Any]) -> None:
+        with self.storage.lock:
+            db = self.storage.warehouse
+            db.execute(
+                "UPDATE erasures SET hub = ?, work = NULL WHERE request_id = ?", (json.dumps(hub, sort_keys=True), request_id)
+            )
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the encrypted identifiers leave the WAL too
+
+    def mark_published(self, request_id: str) -> None:
+        with self.storage.lock:
+            self.storage.warehouse.execute("UPDATE erasures SET published = 1 WHERE request_id = ?", (request_id,))
+
+    def pending_work(self) -> list[tuple[str, str]]:
+        """(request id, encrypted identifiers) of requests whose hub-side deletion is unfinished."""
+        with self.storage.lock:
+            return [(r[0], r[1]) for r in self.storage.warehouse.execute("SELECT request_id, work FROM erasures WHERE work IS NOT NULL")]
+
+    def unpublished(self) -> list[ErasureOrder]:
+        """Orders of requests done at the hub but not yet published to the edges."""
+        with self.storage.lock:
+            rows = self.storage.warehouse.execute(
+                "SELECT request_id, tokens, requested_at FROM erasures WHERE published = 0 AND work IS NULL ORDER BY requested_at"
+            ).fetchall()
+        return [ErasureOrder(r[0], tuple(json.loads(r[1])), float(r[2])) for r in rows]
 
     def ack(self, request_id: str, edge_id: str, deleted: dict[str, int], now: float) -> bool:
         """Record an edge's acknowledgement; True when it completes the request."""

@@ -16,14 +16,13 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub import erasure, retention, subjects
+from hub import erasure, erasure_service, retention, subjects
 from models import nats_layout as L
 from models.erasure import ErasureOrder, erasure_token
 from models.errors import error_body
@@ -52,14 +51,6 @@ def _subject_param(request: Request) -> str | JSONResponse:
     return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
 
 
-def factor_files(configured: str) -> list[Path]:
-    """The configured user-factors file and its other versions beside it."""
-    if not configured:
-        return []
-    path = Path(configured)
-    return sorted({path, *path.parent.glob("user-factors-v*.npz")})
-
-
 async def erase_subject(request: Request) -> Response:
     state = _state(request)
     given = _subject_param(request)
@@ -67,34 +58,26 @@ async def erase_subject(request: Request) -> Response:
         return given
     nc = state.nc
     if nc is None or not state.layout_ready or not nc.is_connected:
-        return _error(
-            503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after=str(RETRY_AFTER_S)
-        )
+        return _error(503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after=str(RETRY_AFTER_S))
     js = nc.jetstream()
     storage = state.storage
     assert storage is not None
     key = state.settings.pseudonym_key.encode()
     subject = await asyncio.to_thread(subjects.resolve, storage, given, key)
     tokens = sorted({erasure_token(i, key) for i in subject.all})
-    now = time.time()
-    # suppress first: from here on, late events of the subject are dropped at ingest
-    await asyncio.to_thread(storage.suppress, tokens, datetime.fromtimestamp(now, UTC).isoformat())
-    async with state.profiles_lock:
-        hub_counts = await asyncio.to_thread(subjects.erase, storage, subject)
-        if state.publisher is not None:
-            state.publisher.forget(subject.all)
-        hub_counts["profiles_kv"] = await erasure.purge_profiles(js, subject.all)
-        hub_counts["user_factors"] = await asyncio.to_thread(
-            subjects.erase_user_factors, factor_files(state.settings.user_factors), subject.all
-        )
     edges = await erasure.registered_edges(js)
-    order = ErasureOrder("er_" + uuid.uuid4().hex, tuple(tokens), now)
+    order = ErasureOrder("er_" + uuid.uuid4().hex, tuple(tokens), time.time())
+    # each step is durable before the next; erasure_service.resume() finishes an interrupted one
+    await asyncio.to_thread(storage.suppress, tokens, datetime.fromtimestamp(order.issued_at, UTC).isoformat())
     principal = request.state.principal
-    await asyncio.to_thread(state.erasures.create, order, principal.name, edges, hub_counts)
-    await erasure.publish_order(js, order)
+    work = erasure_service.seal(state, order.request_id, subject)
+    await asyncio.to_thread(state.erasures.create, order, principal.name, edges, work)
+    hub_counts = await erasure_service.erase_at_hub(state, js, order.request_id, subject)
+    published = await erasure_service.publish(state, js, order)
     request.state.audit = {"request_id": order.request_id, "tokens": tokens, "edges": len(edges)}
     body = await asyncio.to_thread(state.erasures.status, order.request_id)
     assert body is not None
+    body["order_published"] = published
     # item factors were learned with the subject's interactions: the next training run
     # (which no longer sees them) replaces them
     body["retrain_recommended"] = hub_counts.get("warehouse.events", 0) > 0 or hub_counts["user_factors"] > 0

@@ -8,6 +8,7 @@ or bucket. Late events of the erased subject are dropped at the edge and at the 
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import numpy as np
 from models.pseudonym import pseudonym
 from tests.conftest import API_KEY, AgentFactory, Hub, HubFactory, Origin
 from tests.integration.helpers import fetch, wait_for
-from tests.integration.ingest_helpers import wait_accepted
+from tests.integration.ingest_helpers import wait_accepted, warehouse_rows
 from tests.integration.privacy_helpers import files_containing, nats_messages_containing
 
 RAW_ID = "alice-raw-id-42"
@@ -195,3 +196,68 @@ def test_erasure_without_registered_edges_completes_at_once_and_export_lists_the
     assert too_long.status == 400 and json.loads(too_long.body)["error"]["reason"] == "bad_subject"
     time.sleep(0.1)
     assert files_containing([hub.data_dir], ["visitorBob0000000000001", pseudonym("bob-7", KEY.encode())]) == []
+
+
+def test_an_erasure_interrupted_by_a_crash_is_finished_after_the_restart(nats_server: str, start_hub: HubFactory) -> None:
+    """The hub died after recording the request and before deleting or publishing: the
+    restarted hub finishes both from the record (identifiers kept encrypted until then)."""
+    import asyncio
+
+    import nats as nats_client
+
+    from hub.erasure import ErasureRecords
+    from hub.ingest.storage import HubStorage
+    from hub.pii import PiiCipher, parse_keyring
+    from hub.subjects import resolve
+    from models import nats_layout as L
+    from models.erasure import ErasureOrder, erasure_token
+
+    ring = "k1:" + base64.b64encode(b"k" * 32).decode()
+    hub = start_hub(nats_server, PSEUDONYM_KEY=KEY, PII_KEYS=ring)
+    events = [
+        {"event_id": uuid.uuid4().hex, "type": "identify", "user_id": "frank-9", "anonymous_id": "visitorFrank00000000001"},
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "page_view",
+            "anonymous_id": "visitorFrank00000000001",
+            "url": "https://s.example/",
+        },
+    ]
+    reply = fetch(hub.url + "/v1/events", {"Authorization": f"Bearer {API_KEY}"}, method="POST", data=json.dumps(events).encode())
+    assert json.loads(reply.body)["accepted"] == 2
+    hub.stop()
+    # what the request had made durable when the hub died: suppression and the record
+    storage = HubStorage(hub.data_dir)
+    subject = resolve(storage, "frank-9", KEY.encode())
+    tokens = sorted(erasure_token(i, KEY.encode()) for i in subject.all)
+    order = ErasureOrder("er_crashtest", tuple(tokens), time.time())
+    storage.suppress(tokens, "now")
+    sealed = PiiCipher(parse_keyring(ring)).encrypt(
+        json.dumps(
+            {"given": subject.given, "pseudonym": subject.pseudonym, "anonymous_ids": sorted(subject.anonymous_ids)}
+        ).encode(),
+        aad=order.request_id,
+    )
+    ErasureRecords(storage).create(order, "test", [], sealed)
+    storage.close()
+
+    hub = start_hub(nats_server, port=hub.port, data_dir=hub.data_dir, PSEUDONYM_KEY=KEY, PII_KEYS=ring)
+
+    def finished() -> bool:
+        status = json.loads(fetch(hub.url + "/v1/erasures/er_crashtest", hub.auth("privacy_officer")).body)
+        return bool(status["hub"]) and status["hub"]["warehouse.events"] == 2
+
+    wait_for(finished)
+
+    async def published_order() -> dict[str, Any]:
+        nc = await nats_client.connect(nats_server)
+        try:
+            msg = await nc.jetstream().get_last_msg(L.ERASURE_STREAM, L.ERASURE_ORDERS_SUBJECT)
+            doc: dict[str, Any] = json.loads(msg.data or b"{}")
+            return doc
+        finally:
+            await nc.close()
+
+    wait_for(lambda: asyncio.run(published_order()).get("request_id") == "er_crashtest")
+    assert files_containing([hub.data_dir], ["visitorFrank00000000001", subject.pseudonym]) == []
+    wait_for(lambda: warehouse_rows(hub.data_dir, "SELECT work, published FROM erasures") == [(None, 1)])

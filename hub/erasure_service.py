@@ -1,0 +1,92 @@
+"""Carry an erasure request through, and finish any that a crash interrupted.
+
+Order of work, each step durable before the next:
+
+1. suppression tokens recorded (late events dropped from here on);
+2. the request recorded, with the subject's identifiers encrypted (PII key ring) as
+   the pending hub-side work;
+3. hub-side deletion (tiers, profiles bucket, user factors), then the identifiers are
+   wiped from the record;
+4. the order published to the edges, then marked published.
+
+:func:`resume` (run by the hub every few seconds while connected) finishes step 3 for
+records that still hold work and step 4 for records not yet published, so a hub
+killed at any point completes the erasure after its restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+from nats.js import JetStreamContext
+
+from hub import erasure, subjects
+from hub.subjects import SubjectIds
+from models.erasure import ErasureOrder
+
+if TYPE_CHECKING:
+    from hub.app import HubState
+
+log = logging.getLogger(__name__)
+
+
+def seal(state: HubState, request_id: str, subject: SubjectIds) -> str:
+    doc = {"given": subject.given, "pseudonym": subject.pseudonym, "anonymous_ids": sorted(subject.anonymous_ids)}
+    return state.cipher.encrypt(orjson.dumps(doc), aad=request_id)
+
+
+def unseal(state: HubState, request_id: str, work: str) -> SubjectIds:
+    doc = orjson.loads(state.cipher.decrypt(work, aad=request_id))
+    return SubjectIds(doc["given"], doc["pseudonym"], frozenset(doc["anonymous_ids"]))
+
+
+def factor_files(configured: str) -> list[Path]:
+    """The configured user-factors file and its other versions beside it."""
+    if not configured:
+        return []
+    path = Path(configured)
+    return sorted({path, *path.parent.glob("user-factors-v*.npz")})
+
+
+async def erase_at_hub(state: HubState, js: JetStreamContext, request_id: str, subject: SubjectIds) -> dict[str, int]:
+    """Step 3: delete everywhere the hub holds data; idempotent."""
+    storage = state.storage
+    assert storage is not None
+    async with state.profiles_lock:
+        counts = await asyncio.to_thread(subjects.erase, storage, subject)
+        if state.publisher is not None:
+            state.publisher.forget(subject.all)
+        counts["profiles_kv"] = await erasure.purge_profiles(js, subject.all)
+        counts["user_factors"] = await asyncio.to_thread(
+            subjects.erase_user_factors, factor_files(state.settings.user_factors), subject.all
+        )
+    await asyncio.to_thread(state.erasures.hub_done, request_id, counts)
+    return counts
+
+
+async def publish(state: HubState, js: JetStreamContext, order: ErasureOrder) -> bool:
+    """Step 4; False when NATS refused (the order stays unpublished for :func:`resume`)."""
+    try:
+        await erasure.publish_order(js, order)
+    except Exception as e:  # NATS away mid-request: resume() publishes it later
+        log.warning("erasure order %s not published yet (%s)", order.request_id, type(e).__name__)
+        return False
+    await asyncio.to_thread(state.erasures.mark_published, order.request_id)
+    return True
+
+
+async def resume(state: HubState, js: JetStreamContext) -> int:
+    """Finish interrupted requests; returns how many steps were completed."""
+    done = 0
+    for request_id, work in await asyncio.to_thread(state.erasures.pending_work):
+        await erase_at_hub(state, js, request_id, unseal(state, request_id, work))
+        log.info("erasure %s: hub-side deletion finished after an interruption", request_id)
+        done += 1
+    for order in await asyncio.to_thread(state.erasures.unpublished):
+        if await publish(state, js, order):
+            done += 1
+    return done
