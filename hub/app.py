@@ -29,6 +29,7 @@ from hub.auth import TokenStore
 from hub.fleet import Fleet
 from hub.guard import guarded
 from hub.ingest.consumer import ConsumerState, consume
+from hub.ingest.prep import Preparer
 from hub.ingest.storage import HubStorage
 from hub.nats_setup import ensure_layout
 from hub.pii import PiiCipher
@@ -64,6 +65,7 @@ class HubState:
     def __post_init__(self) -> None:
         s = self.settings
         self.tokens = TokenStore(s.tokens_file)
+        self.preparer = Preparer(s.ingest_workers)
         self.audit = AuditLog(s.data_dir / "audit.sqlite", s.audit_secret)
         self.cipher = PiiCipher.from_settings(s.pii_keys, s.pii_keys_file, s.data_dir)
         self.retention_policy = retention.RetentionPolicy(
@@ -110,7 +112,8 @@ async def _connect_loop(state: HubState) -> None:
             if state.storage is not None:
                 state.tasks.append(
                     asyncio.create_task(
-                        consume(nc.jetstream(), state.storage, state.consumer, state.settings.fetch_batch), name="hub-ingest"
+                        consume(nc.jetstream(), state.storage, state.consumer, state.settings.fetch_batch, state.preparer),
+                        name="hub-ingest",
                     )
                 )
             return
@@ -251,6 +254,7 @@ def create_app(settings: HubSettings) -> Starlette:
                 except Exception as e:  # NATS gone or reconnecting: close without draining
                     log.warning("NATS drain failed at shutdown (%s); closing", type(e).__name__)
                     await state.nc.close()
+            state.preparer.close()
             state.storage.close()
             state.audit.close()
 

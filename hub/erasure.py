@@ -106,7 +106,10 @@ class ErasureRecords:
     def pending_work(self) -> list[tuple[str, str]]:
         """(request id, encrypted identifiers) of requests whose hub-side deletion is unfinished."""
         with self.storage.lock:
-            return [(r[0], r[1]) for r in self.storage.warehouse.execute("SELECT request_id, work FROM erasures WHERE work IS NOT NULL")]
+            return [
+                (r[0], r[1])
+                for r in self.storage.warehouse.execute("SELECT request_id, work FROM erasures WHERE work IS NOT NULL")
+            ]
 
     def unpublished(self) -> list[ErasureOrder]:
         """Orders of requests done at the hub but not yet published to the edges."""

@@ -58,7 +58,9 @@ async def erase_subject(request: Request) -> Response:
         return given
     nc = state.nc
     if nc is None or not state.layout_ready or not nc.is_connected:
-        return _error(503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after=str(RETRY_AFTER_S))
+        return _error(
+            503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after=str(RETRY_AFTER_S)
+        )
     js = nc.jetstream()
     storage = state.storage
     assert storage is not None

@@ -12,16 +12,17 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-import orjson
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
-from hub.ingest.storage import HubStorage, IngestReport
+from hub.ingest.prep import Preparer
+from hub.ingest.storage import HubStorage, IngestReport, PreparedBatch
 from models import nats_layout as L
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ DURABLE = "hub-ingest"
 ACK_WAIT_S = 60.0
 #: Marts trail the warehouse by at most this long under load (and refresh when idle).
 MARTS_EVERY_S = 5.0
+#: With batches in flight, how long a fetch waits for more messages before committing.
+PIPELINE_WAIT_S = 0.05
 
 
 @dataclass
@@ -42,15 +45,12 @@ class ConsumerState:
     last_marts: float = field(default_factory=time.monotonic)
 
 
-def _events_of(data: bytes) -> list[Any] | None:
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, list) else None
-
-
-async def consume(js: JetStreamContext, storage: HubStorage, state: ConsumerState, fetch_batch: int = 20) -> None:
+async def consume(
+    js: JetStreamContext, storage: HubStorage, state: ConsumerState, fetch_batch: int = 20, preparer: Preparer | None = None
+) -> None:
+    """Fetch, prepare (in worker processes when configured), commit, ack — pipelined:
+    while one batch commits, the next ones are being prepared."""
+    preparer = preparer or Preparer(0)
     sub = await js.pull_subscribe(
         f"{L.EVENTS_SUBJECT_PREFIX}.>",
         durable=DURABLE,
@@ -59,38 +59,43 @@ async def consume(js: JetStreamContext, storage: HubStorage, state: ConsumerStat
             ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=10_000, deliver_policy=DeliverPolicy.ALL
         ),
     )
+    depth = max(1, preparer.workers) + 1
+    inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]] = deque()
     delay = 0.5
     while True:
-        try:
-            msgs = await sub.fetch(fetch_batch, timeout=1.0)
-        except (FetchTimeoutError, TimeoutError):
-            await _maybe_refresh_marts(storage, state, idle=True)
+        if len(inflight) < depth:
+            try:
+                msgs = await sub.fetch(fetch_batch, timeout=PIPELINE_WAIT_S if inflight else 1.0)
+            except (FetchTimeoutError, TimeoutError):
+                msgs = []
+                if not inflight:
+                    await _maybe_refresh_marts(storage, state, idle=True)
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                state.last_error = f"fetch: {type(e).__name__}: {e}"[:300]
+                log.warning("fetch failed (%s); retrying in %.1fs", state.last_error, delay)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 15.0)
+                continue
+            delay = 0.5
+            if msgs:
+                received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                inflight.append((asyncio.ensure_future(preparer.prepare([m.data for m in msgs], received)), msgs, received))
+                if len(inflight) < depth:
+                    continue  # keep the preparers busy before committing
+        if not inflight:
             continue
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            state.last_error = f"fetch: {type(e).__name__}: {e}"[:300]
-            log.warning("fetch failed (%s); retrying in %.1fs", state.last_error, delay)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, 15.0)
-            continue
-        delay = 0.5
-        events: list[Any] = []
-        malformed: list[bytes] = []
-        for msg in msgs:
-            batch = _events_of(msg.data)
-            if batch is None:
-                malformed.append(msg.data)
-            else:
-                events.extend(batch)
-        received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        pending, msgs, received = inflight.popleft()
         try:
-            report: IngestReport = await asyncio.to_thread(storage.ingest, events, "nats", received)
+            prepared, malformed = await pending
+            report: IngestReport = await asyncio.to_thread(storage.commit, prepared)
             if malformed:
                 await asyncio.to_thread(storage.dead_letter_raw, malformed, "malformed_message", received)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # storage failure: do not ack, the messages come back
+        except Exception as e:  # preparation or storage failure: do not ack, the messages come back
             state.last_error = f"store: {type(e).__name__}: {e}"[:300]
             log.error("storing a batch failed; it will be redelivered", exc_info=True)
             for msg in msgs:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,9 @@ _EVENT_COLUMNS = (
     "props",
     "context",
 )
+Row = tuple[Any, ...]
+"""A warehouse event row: the values of :data:`_EVENT_COLUMNS`, in order."""
+(_ID, _TYPE, _TS, _RECEIVED, _EDGE, _ANON, _USER, _ITEM, _URL, _AMOUNT, _CURRENCY, _PROPS, _CONTEXT) = range(len(_EVENT_COLUMNS))
 _INSERT_EVENT = f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
 #: Mart weights per event type (views count 1 … purchases 8), as in training.
 MART_WEIGHTS = {k: int(EVENT_WEIGHTS[k]) for k in ("page_view", "click", "add_to_cart", "purchase")}
@@ -78,6 +81,53 @@ class IngestReport:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
+def prepare_batch(
+    events: Sequence[Any],
+    source: str,
+    received_at: str,
+    results: bool,
+    suppression_version: int,
+    suppressed: Callable[[dict[str, Any]], bool] | None,
+) -> PreparedBatch:
+    """Validate and normalize ``events`` into rows (no database): see :meth:`HubStorage.prepare`."""
+    report = IngestReport(received=len(events))
+    batch = PreparedBatch(report, suppression_version)
+    answers = report.results
+    for raw in events:
+        verdict = validate(raw)
+        if not verdict.ok:
+            report.dead[verdict.reason] += 1
+            batch.dead_rows.append((received_at, source, verdict.reason, verdict.detail, orjson.dumps(raw).decode()))
+            if results:
+                answers.append({"status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
+            continue
+        if suppressed is not None and suppressed(raw):
+            report.suppressed += 1
+            if results:
+                answers.append({"status": "rejected", "reason": "erased_subject"})
+            continue
+        row = normalize(raw)
+        values = tuple(row[c] for c in _EVENT_COLUMNS)
+        batch.rows.append(values)
+        batch.lake.setdefault(values[_RECEIVED][:10], []).append(
+            (values[_ID], values[_RECEIVED], values[_EDGE], orjson.dumps(raw).decode())
+        )
+        if results:
+            answers.append({"status": "accepted", "event_id": raw["event_id"]})
+    return batch
+
+
+@dataclass
+class PreparedBatch:
+    """A validated, normalized batch waiting for :meth:`HubStorage.commit`."""
+
+    report: IngestReport
+    suppression_version: int
+    rows: list[Row] = field(default_factory=list)
+    lake: dict[str, list[tuple[str, str, str, str]]] = field(default_factory=dict)
+    dead_rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+
+
 class HubStorage:
     """Lake, warehouse and marts under ``data_dir``. One writer; ``close()`` is idempotent."""
 
@@ -93,6 +143,7 @@ class HubStorage:
         #: tokenizer that names incoming events' subjects; set by the hub (``suppress``).
         self.suppressed: set[str] = set()
         self.tokenizer: Tokenizer | None = None
+        self._suppression_version = 0
         self._create_schema()
         self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
 
@@ -107,8 +158,14 @@ class HubStorage:
         wh.table("events").create(
             {c: (int if c == "amount_minor" else str) for c in _EVENT_COLUMNS}, pk="event_id", if_not_exists=True
         )
-        for cols in (["anonymous_id"], ["user_id"]):  # erasure and stitching look-ups; no more on the hot insert path
-            wh.table("events").create_index(cols, if_not_exists=True)
+        # erasure and stitching look-ups; no more on the hot insert path. Most events are
+        # anonymous, so the user index is partial: NULLs cost nothing (the planner uses it
+        # for user_id = ? and IN (...), which imply NOT NULL)
+        wh.table("events").create_index(["anonymous_id"], if_not_exists=True)
+        user_index = wh.execute("SELECT sql FROM sqlite_master WHERE name = 'idx_events_user_id'").fetchone()
+        if user_index is not None and "WHERE" not in (user_index[0] or ""):
+            wh.execute("DROP INDEX idx_events_user_id")  # an index from before: rebuilt partial, once
+        wh.execute("CREATE INDEX IF NOT EXISTS idx_events_user_id ON events (user_id) WHERE user_id IS NOT NULL")
         wh.table("users").create(
             {"user_id": str, "first_seen": str, "last_seen": str, "attributes": str, "pii": str}, pk="user_id", if_not_exists=True
         )
@@ -197,31 +254,23 @@ class HubStorage:
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, events: Sequence[Any], source: str, received_at: str) -> IngestReport:
-        """Validate, deduplicate, normalize and store one batch. Thread: the writer's."""
-        report = IngestReport(received=len(events))
-        dead_rows: list[tuple[str, str, str, str, str]] = []
-        valid: list[dict[str, Any]] = []
-        for raw in events:
-            verdict = validate(raw)
-            if not verdict.ok:
-                report.dead[verdict.reason] += 1
-                dead_rows.append((received_at, source, verdict.reason, verdict.detail, orjson.dumps(raw).decode()))
-                report.results.append({"status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
-                continue
-            if self.suppressed and self._is_suppressed(raw):
-                report.suppressed += 1
-                report.results.append({"status": "rejected", "reason": "erased_subject"})
-                continue
-            valid.append(raw)
-            report.results.append({"status": "accepted", "event_id": raw["event_id"]})
+        """Validate, deduplicate, normalize and store one batch."""
+        return self.commit(self.prepare(events, source, received_at))
+
+    def prepare(self, events: Sequence[Any], source: str, received_at: str, results: bool = True) -> PreparedBatch:
+        """Validate and normalize one batch: CPU only, no database. The consumer runs it
+        in worker processes (``hub.ingest.prep``) while the previous batch commits.
+        ``results=False`` skips the per-event answers only the HTTP API returns."""
+        return prepare_batch(events, source, received_at, results, self._suppression_version, self._is_suppressed)
+
+    def commit(self, batch: PreparedBatch) -> IngestReport:
+        """Store a prepared batch: lake, then warehouse with its counters. Thread: the writer's."""
+        report = batch.report
         with self._lock:
-            rows = [normalize(e) for e in valid]
-            by_day: dict[str, list[tuple[str, str, str, str]]] = {}
-            for e, row in zip(valid, rows, strict=True):
-                by_day.setdefault(row["received_at"][:10], []).append(
-                    (row["event_id"], row["received_at"], row["edge"], orjson.dumps(e).decode())
-                )
-            for day, lake_rows in by_day.items():
+            if self.suppressed and batch.suppression_version != self._suppression_version:
+                self._drop_suppressed(batch)  # prepared elsewhere, or an erasure came in between
+            rows = batch.rows
+            for day, lake_rows in batch.lake.items():
                 lake = self.lake(day)
                 lake.execute("BEGIN IMMEDIATE")
                 lake.executemany("INSERT OR IGNORE INTO raw_events VALUES (?, ?, ?, ?)", lake_rows)
@@ -231,14 +280,15 @@ class HubStorage:
             try:
                 before = wh.total_changes
                 # the primary key deduplicates: a known event_id is ignored, and counted
-                wh.executemany(_INSERT_EVENT, [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
+                wh.executemany(_INSERT_EVENT, rows)
                 inserted = wh.total_changes - before
                 report.duplicates = len(rows) - inserted
                 self._identities(rows)
                 self._consent_log(rows)
-                if dead_rows:
+                if batch.dead_rows:
                     wh.executemany(
-                        "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, ?, ?, ?, ?)", dead_rows
+                        "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, ?, ?, ?, ?)",
+                        batch.dead_rows,
                     )
                 counts = {
                     "received": report.received,
@@ -258,13 +308,25 @@ class HubStorage:
         report.accepted = inserted
         return report
 
-    def _identities(self, rows: Iterable[dict[str, Any]]) -> None:
-        links = [
-            (r["anonymous_id"], r["user_id"], r["ts"])
-            for r in rows
-            if r["type"] == "identify" and r["anonymous_id"] and r["user_id"]
+    def _drop_suppressed(self, batch: PreparedBatch) -> None:
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            return
+        keep = [r for r in batch.rows if not tokenizer.any_in((r[_USER], r[_ANON]), self.suppressed)]
+        dropped = {r[_ID] for r in batch.rows} - {r[_ID] for r in keep}
+        if not dropped:
+            return
+        batch.rows = keep
+        batch.lake = {day: [x for x in rows if x[0] not in dropped] for day, rows in batch.lake.items()}
+        batch.report.suppressed += len(dropped)
+        batch.report.results = [
+            {"status": "rejected", "reason": "erased_subject"} if r.get("event_id") in dropped else r
+            for r in batch.report.results
         ]
-        users = [(r["user_id"], r["ts"], r["ts"]) for r in rows if r["user_id"]]
+
+    def _identities(self, rows: Iterable[Row]) -> None:
+        links = [(r[_ANON], r[_USER], r[_TS]) for r in rows if r[_TYPE] == "identify" and r[_ANON] and r[_USER]]
+        users = [(r[_USER], r[_TS], r[_TS]) for r in rows if r[_USER]]
         if links:
             self.warehouse.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)", links)
         if users:
@@ -278,21 +340,21 @@ class HubStorage:
         tokenizer = self.tokenizer
         return tokenizer is not None and tokenizer.any_in((event.get("user_id"), event.get("anonymous_id")), self.suppressed)
 
-    def _consent_log(self, rows: Iterable[dict[str, Any]]) -> None:
+    def _consent_log(self, rows: Iterable[Row]) -> None:
         log_rows = []
         for r in rows:
-            if r["type"] != "consent":
+            if r[_TYPE] != "consent":
                 continue
-            props = orjson.loads(r["props"]) if r["props"] else {}
+            props = orjson.loads(r[_PROPS]) if r[_PROPS] else {}
             log_rows.append(
                 (
-                    r["event_id"],
-                    r["user_id"] or r["anonymous_id"] or "",
+                    r[_ID],
+                    r[_USER] or r[_ANON] or "",
                     orjson.dumps(sorted(props.get("categories") or [])).decode(),
                     str(props.get("source") or ""),
-                    r["edge"] or "",
-                    r["ts"],
-                    r["received_at"],
+                    r[_EDGE] or "",
+                    r[_TS],
+                    r[_RECEIVED],
                 )
             )
         if log_rows:
@@ -304,6 +366,7 @@ class HubStorage:
         with self._lock:
             self.warehouse.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?)", [(t, now) for t in new])
             self.suppressed.update(new)
+            self._suppression_version += 1
 
     def dead_letter_raw(self, payloads: Sequence[bytes], reason: str, received_at: str) -> None:
         """Keep payloads that were not even a JSON array of events."""
