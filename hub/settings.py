@@ -35,7 +35,7 @@ class HubSettings:
     fetch_batch: int = 20
     #: Worker processes that decode, validate and normalize ingest batches while the
     #: main process commits (0: all in the main process).
-    ingest_workers: int = 1
+    ingest_workers: int = 2
     #: Deployment secret for pseudonyms; must equal the edges'.
     pseudonym_key: str = "p13n-development-key-change-me"
     #: CRM sync config JSON (docs/INGESTION.md); empty = no scheduled sync.
