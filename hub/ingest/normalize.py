@@ -109,13 +109,14 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
         received_iso, received_ms = utc_iso(received), received.timestamp() * 1000
     raw_ts = event.get("ts")
     ts_iso: str
-    if type(raw_ts) is int and raw_ts > 1e11 and abs(raw_ts - received_ms) <= MAX_CLOCK_SKEW_S * 1000:
-        ts_iso = epoch_ms_iso(raw_ts)  # the SDK's Date.now(): the common case, kept cheap
+    if type(raw_ts) is int and raw_ts > 1e11:  # the SDK's Date.now(): the common case, kept cheap
+        ts_iso = epoch_ms_iso(raw_ts) if abs(raw_ts - received_ms) <= MAX_CLOCK_SKEW_S * 1000 else received_iso
     else:
         ts = parse_ts(raw_ts)
         if ts is None or abs((ts - received).total_seconds()) > MAX_CLOCK_SKEW_S:
-            ts = received
-        ts_iso = utc_iso(ts)
+            ts_iso = received_iso  # an untrusted client clock: the receive time stands in
+        else:
+            ts_iso = utc_iso(ts)
     props = {k: v for k, v in event.items() if k not in _ENVELOPE}
     amount_minor: int | None = None
     currency: str | None = None
