@@ -113,10 +113,9 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
         ts_iso = epoch_ms_iso(raw_ts) if abs(raw_ts - received_ms) <= MAX_CLOCK_SKEW_S * 1000 else received_iso
     else:
         ts = parse_ts(raw_ts)
-        if ts is None or abs((ts - received).total_seconds()) > MAX_CLOCK_SKEW_S:
-            ts_iso = received_iso  # an untrusted client clock: the receive time stands in
-        else:
-            ts_iso = utc_iso(ts)
+        trusted = ts is not None and abs((ts - received).total_seconds()) <= MAX_CLOCK_SKEW_S
+        # an untrusted client clock: the receive time stands in
+        ts_iso = utc_iso(ts) if trusted and ts is not None else received_iso
     props = {k: v for k, v in event.items() if k not in _ENVELOPE}
     amount_minor: int | None = None
     currency: str | None = None
