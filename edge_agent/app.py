@@ -65,6 +65,7 @@ async def healthz(request: Request) -> Response:
             "last_error": state.last_error,
             "model_version": state.models.version if state.models else None,
             "profiles": state.store.profile_count(),
+            "suppressed_subjects": len(state.store.suppressed),
             "bundle_error": state.bundle_error,
         }
     )

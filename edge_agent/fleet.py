@@ -30,6 +30,7 @@ def status(state: EdgeState) -> dict[str, object]:
         "profiles": state.store.profile_count(),
         "profiles_seq": state.store.profile_cursor(),
         "outbox_depth": state.outbox_depth,
+        "suppressed_subjects": len(state.store.suppressed),
         "last_error": state.last_error,
         "bundle_error": state.bundle_error,
         "uptime_s": round(time.time() - state.started, 1),

@@ -91,6 +91,8 @@ async def stats(request: Request) -> Response:
             "received": counters.get("received", 0),
             "accepted": counters.get("accepted", 0),
             "duplicates_dropped": counters.get("duplicates", 0),
+            # late events of erased subjects, dropped (never stored, never dead-lettered)
+            "suppressed": counters.get("suppressed", 0),
             "dead_letters": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("dead:")},
             "rows": rows,
             "consumer": {

@@ -81,6 +81,11 @@ class HubState:
         self.nats_up = Gauge(
             "p13n_hub_nats_connected", "1 when connected to NATS and the layout is declared", registry=self.registry
         )
+        self.erasure_requests = Counter("p13n_hub_erasure_requests", "Erasure requests accepted", registry=self.registry)
+        self.erasures_pending = Gauge(
+            "p13n_hub_erasures_pending", "Erasure requests not yet acknowledged by every edge", registry=self.registry
+        )
+        self.erasures_pending.set_function(lambda: self.erasures.pending_count() if hasattr(self, "erasures") else 0)
 
 
 async def _connect_loop(state: HubState) -> None:

@@ -151,6 +151,13 @@ class ErasureRecords:
                         completed.append(request_id)
         return completed
 
+    def pending_count(self) -> int:
+        db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")
+        try:
+            return int(db.execute("SELECT count(*) FROM erasures WHERE completed_at IS NULL").fetchone()[0])
+        finally:
+            db.close()
+
     def status(self, request_id: str) -> dict[str, Any] | None:
         db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")
         try:

@@ -74,6 +74,7 @@ async def erase_subject(request: Request) -> Response:
     principal = request.state.principal
     work = erasure_service.seal(state, order.request_id, subject)
     await asyncio.to_thread(state.erasures.create, order, principal.name, edges, work)
+    state.erasure_requests.inc()
     hub_counts = await erasure_service.erase_at_hub(state, js, order.request_id, subject)
     published = await erasure_service.publish(state, js, order)
     request.state.audit = {"request_id": order.request_id, "tokens": tokens, "edges": len(edges)}

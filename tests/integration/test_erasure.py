@@ -21,8 +21,8 @@ import numpy as np
 
 from models.pseudonym import pseudonym
 from tests.conftest import API_KEY, AgentFactory, Hub, HubFactory, Origin
-from tests.integration.helpers import fetch, wait_for
-from tests.integration.ingest_helpers import wait_accepted, warehouse_rows
+from tests.integration.helpers import fetch, metric, wait_for
+from tests.integration.ingest_helpers import stats, wait_accepted, warehouse_rows
 from tests.integration.privacy_helpers import files_containing, nats_messages_containing
 
 RAW_ID = "alice-raw-id-42"
@@ -69,6 +69,11 @@ def erasure_status(hub: Hub, request_id: str) -> dict[str, Any]:
     return data
 
 
+def started_tokens(hub: Hub, request_id: str) -> list[str]:
+    audit = json.loads(fetch(hub.url + "/v1/audit?limit=1000", hub.auth("admin")).body)["entries"]
+    return next(list(e["detail"]["tokens"]) for e in audit if e["detail"].get("request_id") == request_id)
+
+
 def registered(hub: Hub) -> list[str]:
     data = json.loads(fetch(hub.url + "/v1/edges", hub.auth("viewer")).body)
     return list(data.get("erasure_registered") or [])
@@ -109,6 +114,8 @@ def test_erasure_reaches_every_edge_including_an_offline_one_and_leaves_nothing(
     wait_for(lambda: erasure_status(hub, request_id)["edges"]["edge-a"]["status"] == "acknowledged")
     status = erasure_status(hub, request_id)
     assert status["status"] == "pending" and status["edges"]["edge-b"]["status"] == "pending"
+    metrics = fetch(hub.url + "/metrics", hub.auth("viewer")).text
+    assert metric(metrics, "p13n_hub_erasures_pending") == 1 and metric(metrics, "p13n_hub_erasure_requests_total") == 1
     assert status["edges"]["edge-a"]["deleted"]["sessions_in_memory"] == 1  # and in SQLite once flushed
 
     # late events of the erased subject: dropped at the edge and at the hub
@@ -123,11 +130,13 @@ def test_erasure_reaches_every_edge_including_an_offline_one_and_leaves_nothing(
         ).encode(),
     )
     assert api.status == 202 and json.loads(api.body)["results"][0]["reason"] == "erased_subject"
+    assert stats(hub)["suppressed"] == 1 and health(a.url)["suppressed_subjects"] == len(started_tokens(hub, request_id))
 
     # edge-b comes back: it applies the order it missed, and the request completes
     b2 = start_agent(origin.url, port=b.port, DATA_DIR=str(b.data_dir), ID="edge-b", **edge)
     wait_for(lambda: erasure_status(hub, request_id)["status"] == "completed")
     done = erasure_status(hub, request_id)
+    assert metric(fetch(hub.url + "/metrics", hub.auth("viewer")).text, "p13n_hub_erasures_pending") == 0
     assert done["edges"]["edge-b"]["deleted"]["sessions"] == 1 and done["edges"]["edge-b"]["deleted"]["profiles"] == 1
     assert done["completion_s"] is not None
 
