@@ -77,6 +77,8 @@ class EdgeSettings:
     bundle_public_key: str = ""
     #: Seconds a visitor's live session survives without activity.
     session_ttl_s: float = 1800.0
+    #: Live sessions (and synced profiles) kept in memory; SQLite holds the rest.
+    sessions_in_memory: int = 25_000
     #: Seconds between status heartbeats to the hub.
     status_interval_s: float = 5.0
     #: CA certificate (PEM) to verify the NATS server with; set it to use ``tls://`` URLs.
@@ -134,6 +136,7 @@ class EdgeSettings:
             model_bundle=env_str(env, PREFIX + "MODEL_BUNDLE", d.model_bundle),
             bundle_public_key=env_str(env, PREFIX + "BUNDLE_PUBLIC_KEY", d.bundle_public_key),
             session_ttl_s=env_float(env, PREFIX + "SESSION_TTL_S", d.session_ttl_s, minimum=1.0),
+            sessions_in_memory=env_int(env, PREFIX + "SESSIONS_IN_MEMORY", d.sessions_in_memory, minimum=100),
             status_interval_s=env_float(env, PREFIX + "STATUS_INTERVAL_S", d.status_interval_s, minimum=0.1),
         )
 
@@ -166,5 +169,6 @@ ENV_NAMES: dict[str, str] = {
     "model_bundle": PREFIX + "MODEL_BUNDLE",
     "bundle_public_key": PREFIX + "BUNDLE_PUBLIC_KEY",
     "session_ttl_s": PREFIX + "SESSION_TTL_S",
+    "sessions_in_memory": PREFIX + "SESSIONS_IN_MEMORY",
     "status_interval_s": PREFIX + "STATUS_INTERVAL_S",
 }

@@ -27,8 +27,6 @@ from models.session import new_session, session_attributes
 
 log = logging.getLogger(__name__)
 
-#: Live sessions kept in memory (the SQLite copy holds the rest until they expire).
-MAX_SESSIONS_IN_MEMORY = 50_000
 #: One year, the lifetime of the visitor cookie.
 VISITOR_COOKIE_MAX_AGE = 365 * 24 * 3600
 
@@ -106,7 +104,7 @@ class EdgeState:
             return self.profiles_cache[subject]
         profile = self.store.get_profile(subject)  # a primary-key read
         self.profiles_cache[subject] = profile
-        while len(self.profiles_cache) > MAX_SESSIONS_IN_MEMORY:
+        while len(self.profiles_cache) > self.settings.sessions_in_memory:
             self.profiles_cache.popitem(last=False)
         return profile
 
@@ -126,7 +124,7 @@ class EdgeState:
                 session = new_session()
             self.sessions[visitor_id] = session
         self.sessions.move_to_end(visitor_id)
-        while len(self.sessions) > MAX_SESSIONS_IN_MEMORY:
+        while len(self.sessions) > self.settings.sessions_in_memory:
             evicted, data = self.sessions.popitem(last=False)
             if evicted in self.dirty_sessions:  # keep it: it is flushed on the next tick
                 self.sessions[evicted] = data

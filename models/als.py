@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:  # training only: the edge imports this module for fold-in and never loads SciPy (~20 MB)
+    import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class ALSFactors:
 def train_als(user_items: sp.csr_matrix, params: ALSParams, seed: int = 42, threads: int = 0) -> ALSFactors:
     """Fit ALS on a users × items weight matrix."""
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):  # implicit checks BLAS threads when constructed
         model = AlternatingLeastSquares(
