@@ -8,10 +8,9 @@ slot falls back with reason ``error``.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,29 +92,70 @@ def _recommend(
         candidates = models.recommend_for(attrs["profile"]["factors"], sorted(exclude))  # a known user, no session yet
         if candidates:
             source = "als-profile"
-    ranked = itertools.chain(candidates, bundle.popular) if candidates else bundle.popular
     per_cat: dict[str, int] = {}
     chosen: list[Mapping[str, Any]] = []
     seen: set[str] = set()
-    for item_id in ranked:
-        if item_id in exclude or item_id in seen or item_id not in bundle.items:
-            continue
+    cap = slot.max_per_category
+
+    def take(item_id: str) -> None:
         seen.add(item_id)
         item = bundle.items[item_id]
-        if slot.max_per_category:
+        if cap:
             cat = str(item.get("category", ""))
-            if per_cat.get(cat, 0) >= slot.max_per_category:
-                continue
+            if per_cat.get(cat, 0) >= cap:
+                return
             per_cat[cat] = per_cat.get(cat, 0) + 1
         chosen.append(item)
+
+    for item_id in candidates:
         if len(chosen) >= count:
             break
+        if item_id not in exclude and item_id not in seen and item_id in bundle.items:
+            take(item_id)
+    if len(chosen) < count:
+        _fill_from_popular(bundle, count, cap, exclude, seen, per_cat, chosen, take)
     if not chosen:
         return SlotOutcome(None, "empty")
     body = "".join(slot.cards[item["id"]] for item in chosen)
     if slot.wrapper is not None:
         body = slot.wrapper.render({}).replace("<!--items-->", body)
     return SlotOutcome(body, "recommend", source)
+
+
+def _fill_from_popular(
+    bundle: ContentBundle,
+    count: int,
+    cap: int,
+    exclude: set[str],
+    seen: set[str],
+    per_cat: dict[str, int],
+    chosen: list[Mapping[str, Any]],
+    take: Callable[[str], None],
+) -> None:
+    """The popularity fallback. With a per-category cap it merges the categories that
+    still have room by overall rank, so a full category is never walked item by item
+    (a catalog whose most popular thousands share one category cost milliseconds)."""
+    if not cap or not bundle.popular_by_category:
+        for item_id in bundle.popular:
+            if len(chosen) >= count:
+                return
+            if item_id not in exclude and item_id not in seen:
+                take(item_id)
+        return
+    rank = bundle.popularity_rank
+    cursors = {cat: 0 for cat, ids in bundle.popular_by_category.items() if per_cat.get(cat, 0) < cap and ids}
+    while len(chosen) < count and cursors:
+        cat = min(cursors, key=lambda c: rank[bundle.popular_by_category[c][cursors[c]]])
+        ids = bundle.popular_by_category[cat]
+        item_id = ids[cursors[cat]]
+        cursors[cat] += 1
+        if cursors[cat] >= len(ids):
+            del cursors[cat]
+        if item_id in exclude or item_id in seen:
+            continue
+        take(item_id)
+        if per_cat.get(cat, 0) >= cap:
+            cursors.pop(cat, None)
 
 
 def _experiment(slot: SlotDef, attrs: Mapping[str, Any], visitor_id: str, exposures: list[dict[str, Any]] | None) -> SlotOutcome:

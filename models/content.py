@@ -115,6 +115,10 @@ class ContentBundle:
     popular: tuple[str, ...]
     #: rule segments: name → compiled condition (``segments.json``)
     segments: Mapping[str, Predicate] = field(default_factory=dict)
+    #: category → its items in popularity order, and each item's overall rank, so a
+    #: per-category cap never scans past a full category
+    popular_by_category: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    popularity_rank: Mapping[str, int] = field(default_factory=dict)
 
     def rule_segments(self, attrs: Mapping[str, Any]) -> list[str]:
         """Names of the rule segments ``attrs`` belong to, in definition order."""
@@ -230,6 +234,9 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
             raise BundleError(f"catalog[{i}]", "an item needs a string id")
         items[item["id"]] = item
     popular = tuple(sorted(items, key=lambda k: (-float(items[k].get("popularity", 0) or 0), k)))
+    by_category: dict[str, list[str]] = {}
+    for item_id in popular:
+        by_category.setdefault(str(items[item_id].get("category", "")), []).append(item_id)
     slots = {name: _slot(raw, name, spec) for name, spec in slots_raw.items()}
     segments_raw = raw.get("segments", {})
     if not isinstance(segments_raw, dict):
@@ -251,6 +258,8 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         items=items,
         popular=popular,
         segments=segments,
+        popular_by_category={cat: tuple(ids) for cat, ids in by_category.items()},
+        popularity_rank={item_id: rank for rank, item_id in enumerate(popular)},
     )
 
 

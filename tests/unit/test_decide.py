@@ -121,3 +121,39 @@ def test_rule_segments_are_computed_once_per_page_and_usable_in_slots(doc: dict[
     assert decision.outcomes["offer"].detail == "vip"
     with pytest.raises(BundleError, match="segments"):
         load_content({**raw, "segments": {"ok": "not a condition"}})
+
+
+def reference_popular_fill(bundle: Any, exclude: set[str], count: int, cap: int) -> list[str]:
+    """The plain definition: walk the whole popularity order, skipping full categories."""
+    chosen: list[str] = []
+    per_cat: dict[str, int] = {}
+    for item_id in bundle.popular:
+        if item_id in exclude:
+            continue
+        cat = str(bundle.items[item_id].get("category", ""))
+        if per_cat.get(cat, 0) >= cap:
+            continue
+        per_cat[cat] = per_cat.get(cat, 0) + 1
+        chosen.append(item_id)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def test_popularity_fallback_skips_full_categories_without_walking_them(doc: dict[str, Any]) -> None:
+    """Thousands of popular items in one category: the capped fallback takes the same
+    items as walking the whole list would, in rank order, but jumps to the categories
+    that still have room."""
+    raw = copy.deepcopy(doc)
+    shoes = [{"id": f"s{i:05d}", "title": f"Shoe {i}", "category": "shoes", "popularity": 100_000 - i} for i in range(5000)]
+    rest = [{"id": f"{c[0]}{i}", "title": f"{c} {i}", "category": c, "popularity": 10 - i} for c in ("bags", "hats") for i in range(3)]
+    raw["catalog"] = shoes + rest
+    bundle = load_content(raw)
+    cap = bundle.slots["recs"].max_per_category
+    assert cap
+    for exclude_item, count in (("", 4), ("s00000", 6), ("b0", 5)):
+        d = decide_page(bundle, attrs(item=exclude_item), [("recs", {"count": str(count)})], 50)
+        html = d.outcomes["recs"].html or ""
+        ids = [part.split('"')[0] for part in html.split('data-p13n-item="')[1:]]
+        assert ids == reference_popular_fill(bundle, {exclude_item}, count, cap)
+        assert sum(i.startswith("s") for i in ids) == cap
