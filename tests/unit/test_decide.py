@@ -146,7 +146,9 @@ def test_popularity_fallback_skips_full_categories_without_walking_them(doc: dic
     that still have room."""
     raw = copy.deepcopy(doc)
     shoes = [{"id": f"s{i:05d}", "title": f"Shoe {i}", "category": "shoes", "popularity": 100_000 - i} for i in range(5000)]
-    rest = [{"id": f"{c[0]}{i}", "title": f"{c} {i}", "category": c, "popularity": 10 - i} for c in ("bags", "hats") for i in range(3)]
+    rest = [
+        {"id": f"{c[0]}{i}", "title": f"{c} {i}", "category": c, "popularity": 10 - i} for c in ("bags", "hats") for i in range(3)
+    ]
     raw["catalog"] = shoes + rest
     bundle = load_content(raw)
     cap = bundle.slots["recs"].max_per_category
