@@ -39,8 +39,9 @@ def _state(request: Request) -> HubState:
     return state
 
 
-def _error(status: int, reason: str, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers or None)
+def _error(status: int, reason: str, detail: str, retry_after_s: int | None = None) -> JSONResponse:
+    headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers)
 
 
 def _subject_param(request: Request) -> str | JSONResponse:
@@ -58,9 +59,7 @@ async def erase_subject(request: Request) -> Response:
         return given
     nc = state.nc
     if nc is None or not state.layout_ready or not nc.is_connected:
-        return _error(
-            503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after=str(RETRY_AFTER_S)
-        )
+        return _error(503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after_s=RETRY_AFTER_S)
     js = nc.jetstream()
     storage = state.storage
     assert storage is not None
@@ -133,7 +132,7 @@ async def deregister_edge(request: Request) -> Response:
     edge_id = str(request.path_params["edge_id"])
     nc = state.nc
     if nc is None or not state.layout_ready:
-        return _error(503, "nats_unavailable", "the hub is not connected to NATS", retry_after=str(RETRY_AFTER_S))
+        return _error(503, "nats_unavailable", "the hub is not connected to NATS", retry_after_s=RETRY_AFTER_S)
     removed = await erasure.deregister_edge(nc.jetstream(), edge_id)
     completed = await asyncio.to_thread(state.erasures.forget_edge, edge_id, time.time())
     state.fleet.edges.pop(edge_id, None)

@@ -156,3 +156,10 @@ def test_audit_verify_detects_changed_and_removed_entries(tmp_path: Path) -> Non
     db.close()
     truncated = _p13n("audit", "verify", "--head", head, env=env)
     assert truncated.returncode == 1 and "truncated" in truncated.stdout
+
+
+def test_erasure_without_nats_is_refused_with_retry_after(hub: tuple[TestClient, dict[str, str], Path]) -> None:
+    client, tokens, _ = hub
+    r = client.delete("/v1/subjects/someone-123", headers={"authorization": f"Bearer {tokens['privacy_officer']}"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["error"]["reason"] == "nats_unavailable"  # nothing was deleted or suppressed
