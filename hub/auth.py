@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "analyst", "operator", "privacy_officer", "admin")
 TOKEN_PREFIX = "p13n_"
@@ -111,7 +114,11 @@ class TokenStore:
             return
         if mtime == self._mtime:
             return
-        doc = json.loads(self.path.read_text())
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError) as e:  # a half-written edit: keep the tokens we had
+            log.error("tokens file %s unreadable (%s); keeping the previous tokens", self.path, e)
+            return
         table = {}
         for t in doc.get("tokens", []):
             if t.get("role") in ROLES and isinstance(t.get("sha256"), str):

@@ -163,3 +163,20 @@ def test_erasure_without_nats_is_refused_with_retry_after(hub: tuple[TestClient,
     r = client.delete("/v1/subjects/someone-123", headers={"authorization": f"Bearer {tokens['privacy_officer']}"})
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     assert r.json()["error"]["reason"] == "nats_unavailable"  # nothing was deleted or suppressed
+
+
+def test_a_broken_tokens_file_keeps_the_tokens_already_loaded(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from hub.auth import TokenStore
+
+    path = tmp_path / "tokens.json"
+    token = create_token(path, "ops", "operator")
+    store = TokenStore(str(path))
+    path.write_text("{ half written")
+    os.utime(path, (1, 1))  # a new mtime: the store re-reads it…
+    time.sleep(1.1)  # …at its next check, at most once a second
+    principal = store.authenticate(f"Bearer {token}")
+    assert principal is not None and principal.role == "operator"
+    assert store.authenticate("Bearer p13n_unknown") is None
