@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse, Response
 from hub import fleet
 from hub.erasure import registered_edges
 from hub.ingest.consumer import consumer_lag
+from hub.responses import json_error
 from models import nats_layout as L
-from models.errors import error_body
 from models.pseudonym import pseudonym
 
 if TYPE_CHECKING:
@@ -28,26 +28,22 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_EVENTS = 1000
 
 
-def _error(status: int, reason: str, detail: str) -> JSONResponse:
-    return JSONResponse(error_body(status, reason, detail), status_code=status)
-
-
 async def post_events(request: Request) -> Response:
     state: HubState = request.app.state.hub
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            return _error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+            return json_error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
     try:
         doc = orjson.loads(bytes(body))
     except orjson.JSONDecodeError as e:
-        return _error(400, "malformed_json", f"the body is not valid JSON: {e}"[:300])
+        return json_error(400, "malformed_json", f"the body is not valid JSON: {e}"[:300])
     events = doc.get("events") if isinstance(doc, dict) else doc
     if not isinstance(events, list):
-        return _error(400, "no_events", 'expected {"events": [...]} or a JSON array of events')
+        return json_error(400, "no_events", 'expected {"events": [...]} or a JSON array of events')
     if len(events) > MAX_BATCH_EVENTS:
-        return _error(400, "too_many_events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(events)}")
+        return json_error(400, "too_many_events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(events)}")
     received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     key = state.settings.pseudonym_key.encode()
     prepared: list[Any] = []
@@ -138,12 +134,12 @@ async def activate_bundle(request: Request) -> Response:
     """Make a stored bundle version the live one on every edge (rollback included)."""
     state: HubState = request.app.state.hub
     if state.nc is None or not state.layout_ready:
-        return _error(503, "nats_unavailable", "the hub is not connected to NATS")
+        return json_error(503, "nats_unavailable", "the hub is not connected to NATS")
     version = int(request.path_params["version"])
     try:
         pointer = await fleet.activate(state.nc, version)
     except KeyError:
-        return _error(404, "unknown_bundle", f"bundle version {version} is not stored")
+        return json_error(404, "unknown_bundle", f"bundle version {version} is not stored")
     return JSONResponse(pointer)
 
 
@@ -154,7 +150,7 @@ async def item_popularity(request: Request) -> Response:
     try:
         limit = min(1000, max(1, int(request.query_params.get("limit", "20"))))
     except ValueError:
-        return _error(400, "bad_query", "limit is an integer")
+        return json_error(400, "bad_query", "limit is an integer")
 
     def read() -> list[dict[str, Any]]:
         assert state.storage is not None

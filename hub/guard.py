@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from hub.auth import Principal
+from hub.responses import json_error
 from models.erasure import erasure_token
-from models.errors import error_body
 
 if TYPE_CHECKING:
     from hub.app import HubState
@@ -28,9 +28,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _error(status: int, reason: str, detail: str) -> JSONResponse:
-    headers = {"www-authenticate": 'Bearer realm="p13n-hub"'} if status == 401 else None
-    return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers)
+_CHALLENGE = {"www-authenticate": 'Bearer realm="p13n-hub"'}
 
 
 def _api_key_ok(request: Request, keys: tuple[str, ...]) -> bool:
@@ -73,10 +71,10 @@ def guarded(
         target = _target(request, state, subject_param)
         if principal is None:
             await _audit(state, Principal("anonymous", "-"), action, target, 401, {})
-            return _error(401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)")
+            return json_error(401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)", _CHALLENGE)
         if not principal.may(permission):
             await _audit(state, principal, action, target, 403, {"permission": permission})
-            return _error(403, "forbidden", f"role {principal.role!r} may not {permission}")
+            return json_error(403, "forbidden", f"role {principal.role!r} may not {permission}")
         request.state.principal = principal
         request.state.audit = {}
         response = await handler(request)

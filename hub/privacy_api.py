@@ -23,15 +23,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hub import erasure, erasure_service, retention, subjects
+from hub.responses import json_error
 from models import nats_layout as L
 from models.erasure import ErasureOrder, erasure_token
-from models.errors import error_body
 
 if TYPE_CHECKING:
     from hub.app import HubState
 
 MAX_SUBJECT_CHARS = 256
 RETRY_AFTER_S = 5
+RETRY_HEADERS = {"retry-after": str(RETRY_AFTER_S)}
 
 
 def _state(request: Request) -> HubState:
@@ -39,17 +40,12 @@ def _state(request: Request) -> HubState:
     return state
 
 
-def _error(status: int, reason: str, detail: str, retry_after_s: int | None = None) -> JSONResponse:
-    headers = {"retry-after": str(retry_after_s)} if retry_after_s is not None else None
-    return JSONResponse(error_body(status, reason, detail), status_code=status, headers=headers)
-
-
 def _subject_param(request: Request) -> str | JSONResponse:
     """The subject id of the path, or the 400 to answer."""
     given = str(request.path_params["subject"]).strip()
     if 0 < len(given) <= MAX_SUBJECT_CHARS:
         return given
-    return _error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
+    return json_error(400, "bad_subject", f"a subject id is 1 to {MAX_SUBJECT_CHARS} characters")
 
 
 async def erase_subject(request: Request) -> Response:
@@ -59,7 +55,7 @@ async def erase_subject(request: Request) -> Response:
         return given
     nc = state.nc
     if nc is None or not state.layout_ready or not nc.is_connected:
-        return _error(503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", retry_after_s=RETRY_AFTER_S)
+        return json_error(503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", RETRY_HEADERS)
     js = nc.jetstream()
     storage = state.storage
     assert storage is not None
@@ -91,7 +87,7 @@ async def erasure_status(request: Request) -> Response:
     request_id = str(request.path_params["request_id"])
     body = await asyncio.to_thread(state.erasures.status, request_id)
     if body is None:
-        return _error(404, "unknown_request", f"no erasure request {request_id!r}")
+        return json_error(404, "unknown_request", f"no erasure request {request_id!r}")
     return JSONResponse(body)
 
 
@@ -132,12 +128,12 @@ async def deregister_edge(request: Request) -> Response:
     edge_id = str(request.path_params["edge_id"])
     nc = state.nc
     if nc is None or not state.layout_ready:
-        return _error(503, "nats_unavailable", "the hub is not connected to NATS", retry_after_s=RETRY_AFTER_S)
+        return json_error(503, "nats_unavailable", "the hub is not connected to NATS", RETRY_HEADERS)
     removed = await erasure.deregister_edge(nc.jetstream(), edge_id)
     completed = await asyncio.to_thread(state.erasures.forget_edge, edge_id, time.time())
     state.fleet.edges.pop(edge_id, None)
     if not removed and not completed:
-        return _error(404, "unknown_edge", f"edge {edge_id!r} is not registered")
+        return json_error(404, "unknown_edge", f"edge {edge_id!r} is not registered")
     return JSONResponse({"edge_id": edge_id, "deregistered": removed, "erasures_completed": completed})
 
 
@@ -155,6 +151,6 @@ async def audit_entries(request: Request) -> Response:
         after = int(request.query_params.get("after", "0"))
         limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
     except ValueError:
-        return _error(400, "bad_query", "after and limit are integers")
+        return json_error(400, "bad_query", "after and limit are integers")
     entries = await asyncio.to_thread(state.audit.entries, after, limit)
     return JSONResponse({"entries": entries})
