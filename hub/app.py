@@ -30,7 +30,7 @@ from hub.fleet import Fleet
 from hub.guard import guarded
 from hub.ingest.consumer import ConsumerState, consume
 from hub.ingest.prep import Preparer
-from hub.ingest.storage import HubStorage
+from hub.ingest.storage import LAKE_DIR, HubStorage
 from hub.nats_setup import ensure_layout
 from hub.pii import PiiCipher
 from hub.profiles import ProfilePublisher
@@ -65,7 +65,7 @@ class HubState:
     def __post_init__(self) -> None:
         s = self.settings
         self.tokens = TokenStore(s.tokens_file)
-        self.preparer = Preparer(s.ingest_workers)
+        self.preparer = Preparer(s.ingest_workers, s.data_dir / LAKE_DIR)
         self.audit = AuditLog(s.data_dir / "audit.sqlite", s.audit_secret)
         self.cipher = PiiCipher.from_settings(s.pii_keys, s.pii_keys_file, s.data_dir)
         self.retention_policy = retention.RetentionPolicy(

@@ -4,8 +4,14 @@ The hub's ingest is CPU-bound Python; SQLite writes are a third of it. With
 ``P13N_HUB_INGEST_WORKERS`` ≥ 1, raw NATS payloads go to worker processes that return
 ready rows, while the main process commits the previous batch: the two halves run on
 different cores instead of sharing one GIL (threads were measured and do not help:
-docs/PERFORMANCE.md). Workers hold no state and touch no database; suppression of
-erased subjects is applied by the writer at commit.
+docs/PERFORMANCE.md).
+
+Workers also append the batch's raw events to the day's lake file before returning
+it: the lake commits before the warehouse, as when the writer does both, so a crash in
+between is still repaired by redelivery (the lake ignores a known event id). Workers
+hold no other state and touch no other database. Suppression of erased subjects is
+applied by the writer at commit, which also takes out of the lake the events of a
+subject erased while their batch was being prepared.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ import asyncio
 import atexit
 import multiprocessing
 import multiprocessing.util
+import sqlite3
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import orjson
 
-from hub.ingest.storage import PreparedBatch, prepare_batch
+from hub.ingest.storage import PreparedBatch, open_lake, prepare_batch, write_lake
 from models.process import die_with_parent
 
 #: Marks a batch prepared without the live suppression list (the writer re-checks it).
@@ -35,8 +44,23 @@ def events_of(data: bytes) -> list[object] | None:
     return doc if isinstance(doc, list) else None
 
 
-def prepare_payloads(payloads: list[bytes], received_at: str) -> tuple[PreparedBatch, list[bytes]]:
-    """(prepared batch, payloads that were not JSON arrays of events)."""
+#: This worker's open lake files, (directory, day) → connection; the last few only.
+_LAKES: OrderedDict[tuple[Path, str], sqlite3.Connection] = OrderedDict()
+
+
+def _lake(lake_dir: Path, day: str) -> sqlite3.Connection:
+    key = (lake_dir, day)
+    db = _LAKES.get(key)
+    if db is None:
+        db = _LAKES[key] = open_lake(lake_dir / f"events-{day}.sqlite")
+        while len(_LAKES) > 2:  # today's and yesterday's; retention may remove older files
+            _LAKES.popitem(last=False)[1].close()
+    return db
+
+
+def prepare_payloads(payloads: list[bytes], received_at: str, lake_dir: Path | None = None) -> tuple[PreparedBatch, list[bytes]]:
+    """(prepared batch, payloads that were not JSON arrays of events). With ``lake_dir``
+    the batch's lake rows are written here and listed in ``lake_written``."""
     events: list[object] = []
     malformed: list[bytes] = []
     for data in payloads:
@@ -45,14 +69,23 @@ def prepare_payloads(payloads: list[bytes], received_at: str) -> tuple[PreparedB
             malformed.append(data)
         else:
             events.extend(batch)
-    return prepare_batch(events, "nats", received_at, False, UNKNOWN_SUPPRESSION, None), malformed
+    prepared = prepare_batch(events, "nats", received_at, False, UNKNOWN_SUPPRESSION, None)
+    if lake_dir is not None:
+        for day, rows in prepared.lake.items():
+            write_lake(_lake(lake_dir, day), rows)
+            prepared.lake_written[day] = [r[0] for r in rows]
+        prepared.lake = {}
+    return prepared, malformed
 
 
 class Preparer:
-    """Runs :func:`prepare_payloads` in ``workers`` processes (0: in this process)."""
+    """Runs :func:`prepare_payloads` in ``workers`` processes (0: in this process, and
+    the writer stores the lake rows). With workers, ``lake_dir`` is where they append
+    the lake rows."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, lake_dir: Path | None = None) -> None:
         self.workers = workers
+        self.lake_dir = lake_dir
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -73,7 +106,7 @@ class Preparer:
             return await asyncio.to_thread(prepare_payloads, payloads, received_at)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor(), prepare_payloads, payloads, received_at)
+            return await loop.run_in_executor(self._executor(), prepare_payloads, payloads, received_at, self.lake_dir)
         except BrokenProcessPool:  # a worker died (OOM killer…): start a fresh pool next time
             self.close()
             raise

@@ -71,6 +71,32 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+#: The lake's directory under the hub's data directory.
+LAKE_DIR = "lake"
+_LAKE_TABLE = "CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)"
+LakeRow = tuple[str, str, str, str]
+"""A lake row: event id, receive time, edge, the event as received (JSON)."""
+
+
+def open_lake(path: Path) -> sqlite3.Connection:
+    """A connection to one day's lake file (created with its table when new)."""
+    db = _connect(path)
+    db.execute(_LAKE_TABLE)
+    return db
+
+
+def write_lake(db: sqlite3.Connection, rows: Sequence[LakeRow]) -> None:
+    """Append rows to a lake file in one transaction; a known event id is ignored
+    (a redelivered batch), so every event is in its day's file once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR IGNORE INTO raw_events VALUES (?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 @dataclass
 class IngestReport:
     received: int = 0
@@ -124,7 +150,11 @@ class PreparedBatch:
     report: IngestReport
     suppression_version: int
     rows: list[Row] = field(default_factory=list)
-    lake: dict[str, list[tuple[str, str, str, str]]] = field(default_factory=dict)
+    #: Lake rows by day, for the writer to store at commit …
+    lake: dict[str, list[LakeRow]] = field(default_factory=dict)
+    #: … or the event ids a preparation worker already wrote to each day's lake file
+    #: (committed before the warehouse, as the writer would: see ``hub.ingest.prep``).
+    lake_written: dict[str, list[str]] = field(default_factory=dict)
     dead_rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
 
@@ -133,7 +163,7 @@ class HubStorage:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.lake_dir = data_dir / "lake"
+        self.lake_dir = data_dir / LAKE_DIR
         self.lake_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.warehouse = _connect(data_dir / "warehouse.sqlite")
@@ -231,11 +261,7 @@ class HubStorage:
     def lake(self, day: str) -> sqlite3.Connection:
         db = self._lakes.get(day)
         if db is None:
-            db = _connect(self.lake_dir / f"events-{day}.sqlite")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)"
-            )
-            self._lakes[day] = db
+            db = self._lakes[day] = open_lake(self.lake_dir / f"events-{day}.sqlite")
             while len(self._lakes) > 3:  # keep the most recently used few (today's, yesterday's) open
                 stale = next(d for d in self._lakes if d != day)
                 self._lakes.pop(stale).close()
@@ -271,10 +297,7 @@ class HubStorage:
                 self._drop_suppressed(batch)  # prepared elsewhere, or an erasure came in between
             rows = batch.rows
             for day, lake_rows in batch.lake.items():
-                lake = self.lake(day)
-                lake.execute("BEGIN IMMEDIATE")
-                lake.executemany("INSERT OR IGNORE INTO raw_events VALUES (?, ?, ?, ?)", lake_rows)
-                lake.execute("COMMIT")
+                write_lake(self.lake(day), lake_rows)
             wh = self.warehouse
             wh.execute("BEGIN IMMEDIATE")
             try:
@@ -318,6 +341,18 @@ class HubStorage:
             return
         batch.rows = keep
         batch.lake = {day: [x for x in rows if x[0] not in dropped] for day, rows in batch.lake.items()}
+        for day, ids in batch.lake_written.items():
+            # a worker stored these before the subject was erased: take them out again
+            # (the erasure itself found no warehouse twin to lead it to them)
+            gone = [i for i in ids if i in dropped]
+            if gone:
+                lake = self.lake(day)
+                lake.execute("BEGIN IMMEDIATE")
+                for s in range(0, len(gone), _CHUNK):
+                    chunk = gone[s : s + _CHUNK]
+                    lake.execute(f"DELETE FROM raw_events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk)
+                lake.execute("COMMIT")
+                lake.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         batch.report.suppressed += len(dropped)
         batch.report.results = [
             {"status": "rejected", "reason": "erased_subject"} if r.get("event_id") in dropped else r

@@ -45,3 +45,31 @@ def test_late_events_and_crm_records_of_an_erased_subject_are_dropped(tmp_path: 
         assert erasure_token(user, KEY) in again.suppressed
     finally:
         again.close()
+
+
+def test_a_subject_erased_while_its_batch_is_prepared_leaves_the_lake_too(tmp_path: Path) -> None:
+    """Preparation workers write the lake before the writer commits: an erasure in
+    between finds no warehouse row, so the commit must take the lake rows out itself."""
+    import orjson
+
+    from hub.ingest.prep import prepare_payloads
+
+    storage = HubStorage(tmp_path)
+    storage.tokenizer = Tokenizer(KEY)
+    carol, dave = "visitorCarol0000000001", "visitorDave00000000001"
+    events = [view(anonymous_id=carol), view(anonymous_id=dave), view(anonymous_id=carol)]
+    try:
+        prepared, malformed = prepare_payloads([orjson.dumps(events)], RECEIVED, storage.lake_dir)
+        assert malformed == [] and prepared.lake == {}
+        lake = storage.lake(RECEIVED[:10])
+        assert lake.execute("SELECT count(*) FROM raw_events").fetchone()[0] == 3  # written by "the worker"
+        storage.suppress([erasure_token(carol, KEY)], RECEIVED)  # the erasure lands now
+        report = storage.commit(prepared)
+        assert (report.accepted, report.suppressed) == (1, 2)
+        assert [r[0] for r in lake.execute("SELECT event_id FROM raw_events")] == [events[1]["event_id"]]
+        assert [r[0] for r in storage.warehouse.execute("SELECT anonymous_id FROM events")] == [dave]
+        # nothing of Carol's is left in the lake file or its write-ahead log
+        lake_files = b"".join(p.read_bytes() for p in storage.lake_dir.iterdir())
+        assert carol.encode() not in lake_files and dave.encode() in lake_files
+    finally:
+        storage.close()
