@@ -72,17 +72,43 @@ def test_train_als_uses_the_users_by_items_orientation() -> None:
     assert factors.user_factors.shape == (40, 8) and factors.item_factors.shape == (25, 8)
 
 
-def test_topk_onnx_graph_matches_numpy() -> None:
+@pytest.mark.parametrize("n_items", [500, 5000])  # one exact stage; int8 stage + exact re-score
+def test_topk_onnx_graph_matches_numpy(n_items: int) -> None:
     rng = np.random.default_rng(2)
-    items = rng.normal(size=(5000, 32)).astype(np.float32)
-    user = rng.normal(size=32).astype(np.float32)
-    exclude = np.array([3, 99, 4000])
+    items = rng.normal(size=(n_items, 32)).astype(np.float32)
     model = TopKModel(topk_graph(items, 10))
-    idx, scores = model.top(user, exclude)
-    expected = top_k(items @ user, 10, exclude)
-    assert list(idx) == list(expected)
-    assert np.allclose(scores, (items @ user)[expected], atol=1e-4)
-    assert not set(idx) & set(exclude)
+    for trial in range(50):
+        user = rng.normal(size=32).astype(np.float32)
+        exact = items @ user
+        # exclude some of the true winners, so the answer must reach past them
+        exclude = np.array(sorted({int(np.argmax(exact)), 3, 99, n_items - 1}))
+        idx, scores = model.top(user, exclude)
+        expected = top_k(exact, 10, exclude)
+        assert list(idx) == list(expected), trial
+        assert np.allclose(scores, exact[expected], atol=1e-4)
+        assert not set(idx.tolist()) & set(exclude.tolist())
+
+
+def test_topk_graph_with_more_exclusions_than_candidates_never_returns_an_excluded_item() -> None:
+    """The int8 stage ranks before exclusions apply: as many exclusions as the candidate
+    margin still leave k answers (exactly scored, best first); excluding the whole
+    candidate set leaves fewer answers (their scores marked), never an excluded item."""
+    from models.onnx_graphs import MASK_PENALTY, candidates
+
+    rng = np.random.default_rng(4)
+    items = rng.normal(size=(4000, 16)).astype(np.float32)
+    user = rng.normal(size=16).astype(np.float32)
+    model = TopKModel(topk_graph(items, 10))
+    exact = items @ user
+    order = np.argsort(-exact)
+    few = order[: candidates(10, 4000) - 10]  # as many as the candidate margin absorbs
+    idx, scores = model.top(user, few)
+    assert len(idx) == 10 and not set(idx.tolist()) & set(few.tolist())
+    assert np.allclose(scores, exact[idx], atol=1e-4) and list(scores) == sorted(scores, reverse=True)
+    many = order[: 2 * candidates(10, 4000)]
+    idx, scores = model.top(user, many)
+    kept = [i for i, s in zip(idx.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]
+    assert not set(kept) & set(many.tolist())
 
 
 def retail_titles() -> list[str]:
@@ -156,5 +182,6 @@ def test_low_rank_fold_in_equals_the_exact_solve() -> None:
 def test_item_factors_are_read_back_from_the_topk_graph() -> None:
     from models.onnx_graphs import topk_embeddings
 
-    y = np.random.default_rng(3).normal(size=(300, 16)).astype(np.float32)
-    assert np.array_equal(topk_embeddings(topk_graph(y, 10)), y)
+    for n in (300, 3000):  # both graph shapes
+        y = np.random.default_rng(3).normal(size=(n, 16)).astype(np.float32)
+        assert np.array_equal(topk_embeddings(topk_graph(y, 10)), y)
