@@ -237,8 +237,8 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
 
 
 class EdgeApp:
-    """Dispatches the hot paths directly: pages to the filter handler, SSI fragments and
-    the page decision to their raw ASGI handlers. Other ``/_p13n/*`` endpoints and the
+    """Dispatches the hot paths directly: pages whose shell is in memory, SSI fragments
+    and the page decision to their raw ASGI handlers, other pages to the filter handler. Other ``/_p13n/*`` endpoints and the
     lifespan go through the Starlette router (measured in docs/PERFORMANCE.md)."""
 
     def __init__(self, app: Starlette) -> None:
@@ -250,6 +250,12 @@ class EdgeApp:
         if scope["type"] == "http":
             path: str = scope["path"]
             if not path.startswith("/_p13n/"):
+                if scope["method"] == "GET":
+                    query: bytes = scope["query_string"]
+                    shell = filter_mode.memory_shell(self.state.edge, path + "?" + query.decode("latin-1") if query else path)
+                    if shell is not None:
+                        await filter_mode.page_asgi(self.state.edge, scope, send, shell)
+                        return
                 scope["app"] = self.app
                 await self._pages(scope, receive, send)
                 return

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Scope, Send
 
 from edge_agent.collect import record_exposures
 from edge_agent.http_cache import shell_ttl
@@ -178,21 +179,29 @@ async def _shell(state: EdgeState, request: Request, key: str) -> CachedShell | 
     return await _fetch_shell(state, request, key)
 
 
-def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> tuple[Response, PageContext | None]:
+def _page(
+    state: EdgeState, headers: Mapping[str, str], path: str, shell: CachedShell
+) -> tuple[list[tuple[bytes, bytes]], bytes, PageContext | None]:
+    """(raw response headers without Content-Length, body, context whose exposures are
+    to be recorded) of one personalized page; fallbacks when anything fails."""
     started = time.perf_counter()
     exposures_ctx: PageContext | None = None
     page = shell.page
-    headers = {k: v for k, v in shell.headers.items() if k not in _REWRITTEN_DROP and k != "set-cookie"}
-    if "vary" in headers:
-        headers["vary"] = _strip_vary_cookie(headers["vary"])
-        if not headers["vary"]:
-            del headers["vary"]
-    headers["content-type"] = page.content_type
-    headers["cache-control"] = "private"
-    cookies = [c for c in shell.headers.get("set-cookie", "").split("\n") if c]
+    out = shell.page_headers
+    if out is None:  # the shell's own headers as they go out with every page: once per shell
+        kept = {k: v for k, v in shell.headers.items() if k not in _REWRITTEN_DROP and k != "set-cookie"}
+        if "vary" in kept:
+            kept["vary"] = _strip_vary_cookie(kept["vary"])
+            if not kept["vary"]:
+                del kept["vary"]
+        kept["content-type"] = page.content_type
+        kept["cache-control"] = "private"
+        out = shell.page_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in kept.items()]
+        out.extend((b"set-cookie", c.encode("latin-1")) for c in shell.headers.get("set-cookie", "").split("\n") if c)
+    raw = list(out)
     try:
-        ctx = state.page_context(request.headers, request.url.path)
-        slots = [(s.name, s.attrs) for s in page.template.slots]
+        ctx = state.page_context(headers, path)
+        slots = [(slot.name, slot.attrs) for slot in page.template.slots]
         decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms, state.models)
         exposures_ctx = ctx
         body = render(page, decision.fills())
@@ -201,20 +210,44 @@ def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> tu
             state.metrics.decision(name, outcome.reason)
             if outcome.html is None:
                 state.metrics.fallback(outcome.reason)
-        cookie = state.visitor_cookie(ctx, request.headers.get("x-forwarded-proto") == "https")
+        cookie = state.visitor_cookie(ctx, headers.get("x-forwarded-proto") == "https")
         if cookie:
-            cookies.append(cookie)
+            raw.append((b"set-cookie", cookie.encode("latin-1")))
         if state.settings.debug:
-            headers["x-p13n-debug"] = decision.explain()
+            raw.append((b"x-p13n-debug", decision.explain().encode("latin-1", "replace")))
     except Exception:
-        log.warning("personalization failed for %s; serving fallbacks", request.url.path, exc_info=True)
+        log.warning("personalization failed for %s; serving fallbacks", path, exc_info=True)
         state.metrics.fallback("error")
         body = page.template.render({})
     state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
-    response = Response(body, status_code=shell.status, headers=headers)
-    for c in cookies:
-        response.raw_headers.append((b"set-cookie", c.encode("latin-1")))
-    return response, exposures_ctx
+    return raw, body, exposures_ctx
+
+
+def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> tuple[Response, PageContext | None]:
+    raw, body, ctx = _page(state, request.headers, request.url.path, shell)
+    response = Response(body, status_code=shell.status)
+    response.raw_headers = [*raw, (b"content-length", str(len(body)).encode("ascii"))]
+    return response, ctx
+
+
+def memory_shell(state: EdgeState, key: str) -> CachedShell | None:
+    """The page's shell when the memory cache holds a fresh one (the fast path)."""
+    cached = state.shells.get(key)
+    return cached if cached is not None and cached.expires > time.time() else None
+
+
+async def page_asgi(state: EdgeState, scope: Scope, send: Send, shell: CachedShell) -> None:
+    """A GET whose shell is in memory, answered without building a Request or Response
+    (the same page as :func:`handle` gives; measured in docs/PERFORMANCE.md)."""
+    state.metrics.shell("memory")
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}  # first value wins
+    raw, body, ctx = _page(state, headers, scope["path"], shell)
+    raw.append((b"content-length", str(len(body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": shell.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+    if ctx is not None and ctx.exposures:
+        await record_exposures(state, ctx, headers)
+    state.metrics.request("page", f"{shell.status // 100}xx")
 
 
 async def _passthrough(state: EdgeState, request: Request) -> Response:

@@ -37,6 +37,8 @@ class CachedShell:
     headers: dict[str, str]
     page: PreparedPage
     expires: float
+    #: The raw headers every page from this shell starts with (built on first use).
+    page_headers: list[tuple[bytes, bytes]] | None = None
 
 
 def load_bundle(settings: EdgeSettings) -> ContentBundle:
@@ -67,6 +69,10 @@ class EdgeState:
     models: EdgeModels | None = None
     sessions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     dirty_sessions: set[str] = field(default_factory=set)
+    #: Visitors known to have no stored session (as bounded as ``sessions``): a
+    #: returning visitor without one costs a dict look-up per page, not a SQLite read.
+    #: Coherent because sessions are only created through :meth:`session` here.
+    sessionless: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
     bundle_error: str = ""
     profiles_cache: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
@@ -117,11 +123,17 @@ class EdgeState:
             session = None
             self.sessions.pop(visitor_id, None)
         if session is None:
+            if not create and visitor_id in self.sessionless:
+                return None
             session = self.store.get_session(visitor_id, now)  # a primary-key read: microseconds
             if session is None:
                 if not create:
+                    self.sessionless[visitor_id] = None
+                    if len(self.sessionless) > self.settings.sessions_in_memory:
+                        self.sessionless.popitem(last=False)
                     return None
                 session = new_session()
+            self.sessionless.pop(visitor_id, None)
             self.sessions[visitor_id] = session
         self.sessions.move_to_end(visitor_id)
         while len(self.sessions) > self.settings.sessions_in_memory:
@@ -139,6 +151,8 @@ class EdgeState:
             self.dirty_sessions.discard(vid)
         for subject in [s for s in self.profiles_cache if erased(s)]:
             self.profiles_cache.pop(subject, None)
+        for vid in [v for v in self.sessionless if erased(v)]:
+            self.sessionless.pop(vid, None)
         return len(victims)
 
     def session_rows(self) -> list[tuple[str, str, float]]:

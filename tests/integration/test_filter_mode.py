@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AgentFactory, NginxFactory, Origin, _start_origin
-from tests.integration.helpers import DESKTOP_UA, MOBILE_UA, fetch, metric
+from tests.integration.helpers import DESKTOP_UA, MOBILE_UA, Reply, fetch, metric
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,30 @@ def test_shareable_shells_are_cached_in_memory_and_sqlite(origin: Origin, start_
     assert fetch(again.url + "/c/shoes", {"User-Agent": DESKTOP_UA}).status == 200
     text = fetch(again.url + "/_p13n/metrics").text
     assert metric(text, "p13n_edge_shell_cache_total", result="sqlite") == 1
+
+
+def test_a_page_from_the_memory_cache_is_the_page_the_origin_fetch_gave(origin: Origin, start_agent: AgentFactory) -> None:
+    """The first request fetches the shell (full handler); the next ones find it in
+    memory (the direct path): same status, bytes and headers."""
+    agent = start_agent(origin.url)
+    headers = {"User-Agent": MOBILE_UA, "Cookie": "p13n_id=abcdefghijklmnopqrstuv"}
+    replies = [fetch(agent.url + "/p/dr01?ref=x", headers) for _ in range(3)]
+    text = fetch(agent.url + "/_p13n/metrics").text
+    assert metric(text, "p13n_edge_shell_cache_total", result="miss") == 1
+    assert metric(text, "p13n_edge_shell_cache_total", result="memory") == 2
+    assert metric(text, "p13n_edge_requests_total", route="page", status="2xx") == 3
+
+    def shape(reply: Reply) -> tuple[int, bytes, list[tuple[str, str]]]:
+        kept = sorted((k.lower(), v) for k, v in reply.headers.items() if k.lower() not in ("date", "server"))
+        return reply.status, reply.body, kept
+
+    first = shape(replies[0])
+    assert first[0] == 200 and b"<p13n-slot" not in first[1] and replies[0].variants()[0] == "mobile-app"
+    assert ("cache-control", "private") in first[2] and ("content-length", str(len(first[1]))) in first[2]
+    assert all(shape(r) == first for r in replies[1:])
+    # a new visitor on the direct path still gets the visitor cookie
+    new = fetch(agent.url + "/p/dr01?ref=x", {"User-Agent": MOBILE_UA})
+    assert (new.headers.get("Set-Cookie") or "").startswith("p13n_id=")
 
 
 def test_private_pages_are_never_cached_and_keep_origin_cookies(origin: Origin, start_agent: AgentFactory) -> None:

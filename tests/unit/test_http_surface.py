@@ -80,3 +80,24 @@ def test_fragments_become_single_line_utf8_header_values() -> None:
         "note": "a b c",
         "flag": "",
     }
+
+
+def test_a_visitor_without_a_session_is_looked_up_once_and_seen_once_they_act(tmp_path: Path) -> None:
+    """Pages of a returning visitor who has no stored session read SQLite once, not
+    per page; their first accepted event gives the next page their session."""
+    visitor = "p13n_id=visitorWithoutSession0001"
+    consent = "p13n_consent=necessary,analytics,personalization"
+    headers = {"Cookie": f"{visitor}; {consent}", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"}
+    with edge_client(tmp_path) as c:
+        state = c.app.state.edge  # type: ignore[attr-defined]
+        reads: list[str] = []
+        state.store.db.set_trace_callback(lambda sql: reads.append(sql) if "FROM sessions" in sql else None)
+        for _ in range(3):
+            assert c.get("/_p13n/decide?slots=hero&page=/p/sh01", headers=headers).status_code == 200
+        assert len(reads) == 1
+        asgi_headers = {k.lower(): v for k, v in headers.items()}
+        assert state.page_context(asgi_headers, "/p/sh01").session is None
+        event = {"event_id": "e" * 32, "type": "page_view", "url": "https://shop.example/p/sh01"}
+        assert c.post("/_p13n/collect", json={"events": [event]}, headers=headers).status_code == 202
+        session = state.page_context(asgi_headers, "/p/sh01").session
+        assert session is not None and session["views"] >= 1
