@@ -6,7 +6,11 @@ Loads each with wrk when installed (else a bounded Python load generator), print
 table, and as its last line one JSON object with req/s, p50/p99 latency and the ratios
 to plain nginx.
 
-    python tests/bench/edge_throughput.py [--duration 10] [--connections 32]
+    python tests/bench/edge_throughput.py [--duration 10] [--connections 32] [--ceiling]
+
+``--ceiling`` adds the SSI ceiling of this machine: the same SSI configurations in
+front of an agent that does no work (``zero_work_agent.py``: the real agent's answers,
+captured, served by the same server code) and in front of nginx itself answering them.
 
 Everything listens on 127.0.0.1 and every run is bounded in time.
 """
@@ -27,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -143,12 +148,92 @@ def start_static_nginx(work: Path, page: bytes) -> tuple[Child, str]:
     return child, f"http://127.0.0.1:{port}{PAGE}"
 
 
+def capture_answers(agent: str, slots: tuple[str, ...]) -> dict[str, object]:
+    """The real agent's SSI answers for the benchmark's visitor (auth with every slot, and
+    each fragment), to replay without work. ``$`` becomes ``&#36;`` (nginx strings)."""
+    headers = {"User-Agent": UA, "Cookie": COOKIE, "X-P13N-Page": PAGE}
+    reply = urllib.request.urlopen(urllib.request.Request(f"http://{agent}/_p13n/auth?slots={','.join(slots)}", headers=headers))
+    auth = [
+        (k.lower(), v.replace("$", "&#36;"))
+        for k, v in reply.headers.items()
+        if k.lower().startswith("x-p13n-slot-") or k.lower() == "cache-control"
+    ]
+    bodies = {
+        name: urllib.request.urlopen(urllib.request.Request(f"http://{agent}/_p13n/slot/{name}", headers=headers))
+        .read()
+        .decode("utf-8")
+        .replace("$", "&#36;")
+        for name in slots
+    }
+    return {"auth": auth, "slots": bodies}
+
+
+def start_nginx_agent(work: Path, captured: dict[str, Any]) -> tuple[Child, str]:
+    """nginx answering the agent's SSI endpoints with the captured answers (C speed)."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    port = free_port()
+    auth = "".join(f"        add_header {k} {quoted(v)} always;\n" for k, v in captured["auth"])
+    slots = "".join(
+        f"    location = /_p13n/slot/{name} {{\n        default_type {quoted('text/html; charset=utf-8')};\n"
+        f"        add_header cache-control private always;\n        return 200 {quoted(body)};\n    }}\n"
+        for name, body in captured["slots"].items()
+    )
+    server = (
+        f"server {{\n    listen 127.0.0.1:{port};\n    location = /_p13n/auth {{\n{auth}        return 204;\n    }}\n{slots}}}\n"
+    )
+    prefix = work / "nginx-agent"
+    prefix.mkdir()
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_main(server, str(prefix), "1", user="root" if os.geteuid() == 0 else ""))
+    child = spawn(
+        "nginx-agent",
+        [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+        work,
+    )
+    wait_port(child, port)
+    return child, f"127.0.0.1:{port}"
+
+
+def ceiling_targets(
+    work: Path, children: list[Child], agent: str, ssi_origin: str, echo_origin: str, slots: tuple[str, ...]
+) -> dict[str, str]:
+    """SSI and one-round-trip SSI in front of a zero-work agent and of nginx as the agent."""
+    captured = capture_answers(agent, slots)
+    capture = work / "captured.json"
+    capture.write_text(json.dumps(captured))
+    z_port = free_port()
+    serve = f"from p13n.serve import run_factory; run_factory('zero_work_agent:app_from_env', '127.0.0.1', {z_port}, 'warning')"
+    env = {"P13N_BENCH_CAPTURE": str(capture), "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)])}
+    children.append(spawn("zero-work-agent", [sys.executable, "-c", serve], work, env))
+    wait_port(children[-1], z_port)
+    nginx_agent, nginx_agent_addr = start_nginx_agent(work, captured)
+    children.append(nginx_agent)
+    targets = {}
+    for label, upstream in (("zero_work", f"127.0.0.1:{z_port}"), ("nginx_agent", nginx_agent_addr)):
+        for mode, origin, echo in (("ssi", ssi_origin, ()), ("ssi_echo", echo_origin, slots)):
+            port = free_port()
+            children.append(
+                start_nginx(
+                    work / f"{mode}-{label}",
+                    NginxOptions(mode="ssi", agent=upstream, origin=origin, listen=f"127.0.0.1:{port}", echo_slots=echo),
+                )
+            )
+            targets[f"{mode}_{label}"] = f"http://127.0.0.1:{port}{PAGE}"
+    return targets
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--also-uvicorn", action="store_true", help="also measure SSI and filter mode with the agent under uvicorn")
+    ap.add_argument(
+        "--ceiling", action="store_true", help="also measure SSI in front of a zero-work agent and of nginx as the agent"
+    )
     ap.add_argument(
         "--hold", type=float, default=0, help="keep everything running this many seconds before loading (for profiling)"
     )
@@ -265,6 +350,8 @@ def main() -> int:
             )
             targets["ssi_uvicorn"] = f"http://127.0.0.1:{us}{PAGE}"
             targets["filter_uvicorn"] = f"http://127.0.0.1:{uf}{PAGE}"
+        if args.ceiling:
+            targets.update(ceiling_targets(work, children, f"127.0.0.1:{a_port}", ssi_origin, echo_origin, slots))
         for name, url in targets.items():  # every target answers the page before we load it
             body = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": UA, "Cookie": COOKIE})).read()
             assert b"<p13n-slot" not in body, name
@@ -279,10 +366,10 @@ def main() -> int:
             child.stop()
         shutil.rmtree(work, ignore_errors=True)
     base = results["plain_nginx"]["rps"]
-    print(f"{'target':<12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'non-2xx':>8}")
+    print(f"{'target':<22} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6} {'non-2xx':>8}")
     for name, r in results.items():
         print(
-            f"{name:<12} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps'] / base:>6.2f} {r['non_2xx']:>8.0f}"
+            f"{name:<22} {r['rps']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['rps'] / base:>6.2f} {r['non_2xx']:>8.0f}"
         )
     summary = {
         "bench": "edge_throughput",
@@ -300,6 +387,14 @@ def main() -> int:
         **(
             {f"{n}_ratio": round(results[n]["rps"] / base, 3) for n in ("ssi_uvicorn", "filter_uvicorn")}
             if args.also_uvicorn
+            else {}
+        ),
+        **(
+            {
+                f"{n}_ratio": round(results[n]["rps"] / base, 3)
+                for n in ("ssi_zero_work", "ssi_echo_zero_work", "ssi_nginx_agent", "ssi_echo_nginx_agent")
+            }
+            if args.ceiling
             else {}
         ),
     }
