@@ -6,8 +6,9 @@ live sessions through ``/_p13n/collect``, then measures:
 
 * in-process decision + render of one page for returning visitors with sessions
   (context, ONNX segment, rule segments, ALS fold-in + top-k, rendering), p50/p99;
-* through nginx in SSI mode, personalized page req/s as a ratio to nginx serving the
-  same page unpersonalized (wrk, 32 connections);
+* through nginx in SSI mode (an include per slot, and the one-round-trip variant),
+  personalized page req/s as a ratio to nginx serving the same page unpersonalized
+  (wrk, 32 connections);
 * the agent's resident memory.
 
     python tests/bench/decision.py [--sessions 100000] [--duration 10]
@@ -208,13 +209,21 @@ def ssi_ratio(work: Path, tpl: Path, agent_port: int, duration: int) -> dict[str
 
     children = []
     try:
-        o_port, s_port, n_port = free_port(), free_port(), free_port()
+        o_port, s_port, n_port, e_port, ne_port = free_port(), free_port(), free_port(), free_port(), free_port()
         children.append(spawn("origin", p13n_command("origin", "serve", "--port", str(o_port), "--templates", str(tpl)), work))
         children.append(
             spawn("origin-ssi", p13n_command("origin", "serve", "--port", str(s_port), "--templates", str(tpl), "--ssi"), work)
         )
+        children.append(
+            spawn(
+                "origin-echo",
+                p13n_command("origin", "serve", "--port", str(e_port), "--templates", str(tpl), "--ssi", "--ssi-echo"),
+                work,
+            )
+        )
         wait_http(children[0], f"http://127.0.0.1:{o_port}/healthz")
         wait_http(children[1], f"http://127.0.0.1:{s_port}/healthz")
+        wait_http(children[2], f"http://127.0.0.1:{e_port}/healthz")
         raw = urllib.request.urlopen(f"http://127.0.0.1:{o_port}{PAGE}").read()
         static, static_url = et.start_static_nginx(work / "static", scan(raw).render({}))
         children.append(static)
@@ -226,19 +235,36 @@ def ssi_ratio(work: Path, tpl: Path, agent_port: int, duration: int) -> dict[str
                 ),
             )
         )
+        children.append(
+            start_nginx(
+                work / "ssi-echo",
+                NginxOptions(
+                    mode="ssi",
+                    agent=f"127.0.0.1:{agent_port}",
+                    origin=f"http://127.0.0.1:{e_port}",
+                    listen=f"127.0.0.1:{ne_port}",
+                    echo_slots=tuple(sorted({s.name for s in scan(raw).slots})),
+                ),
+            )
+        )
         et.COOKIE = f"p13n_id={visitor(1)}"
         et.PAGE = PAGE
-        body = urllib.request.urlopen(
-            urllib.request.Request(f"http://127.0.0.1:{n_port}{PAGE}", headers={"Cookie": et.COOKIE})
-        ).read()
-        assert b"category-fan" in body and b"<p13n-slot" not in body
+        for port in (n_port, ne_port):
+            body = urllib.request.urlopen(
+                urllib.request.Request(f"http://127.0.0.1:{port}{PAGE}", headers={"Cookie": et.COOKIE})
+            ).read()
+            assert b"category-fan" in body and b"<p13n-slot" not in body and b"<!--#" not in body
         plain = et.load(static_url.replace("/p/dr01", PAGE), duration, 32, 2)
         ssi = et.load(f"http://127.0.0.1:{n_port}{PAGE}", duration, 32, 2)
+        echo = et.load(f"http://127.0.0.1:{ne_port}{PAGE}", duration, 32, 2)
         return {
             "plain_rps": plain["rps"],
             "ssi_rps": ssi["rps"],
             "ssi_p99_ms": ssi["p99_ms"],
             "ssi_ratio": round(ssi["rps"] / plain["rps"], 3),
+            "ssi_echo_rps": echo["rps"],
+            "ssi_echo_p99_ms": echo["p99_ms"],
+            "ssi_echo_ratio": round(echo["rps"] / plain["rps"], 3),
         }
     finally:
         for child in reversed(children):
@@ -289,7 +315,8 @@ def main() -> int:
             health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/_p13n/healthz").read())
             ssi = ssi_ratio(work, tpl, port, args.duration)
             print(
-                f"SSI personalized {ssi['ssi_rps']:.0f} req/s vs plain nginx {ssi['plain_rps']:.0f} req/s = {ssi['ssi_ratio']}",
+                f"SSI personalized {ssi['ssi_rps']:.0f} req/s (one round trip {ssi['ssi_echo_rps']:.0f}) "
+                f"vs plain nginx {ssi['plain_rps']:.0f} req/s = {ssi['ssi_ratio']} ({ssi['ssi_echo_ratio']})",
                 flush=True,
             )
             pids = [
