@@ -74,14 +74,18 @@ def _page_path(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
     return page.split("?", 1)[0][:2048]
 
 
-def _context(state: EdgeState, headers: Mapping[str, str], query: Mapping[str, str], rid: str) -> PageContext:
+def _context(
+    state: EdgeState, headers: Mapping[str, str], query: Mapping[str, str], rid: str, keep: bool = True
+) -> PageContext:
+    """The page's context: the one stored under ``rid`` by an earlier request of the same
+    page, else built now (and stored for the page's next requests when ``keep``)."""
     ctx = state.contexts.get(rid) if rid else None
     if ctx is not None:
         state.metrics.context("reused")
         return ctx
     ctx = state.page_context(headers, _page_path(headers, query))
     state.metrics.context("built")
-    if rid:
+    if rid and keep:
         state.contexts.put(rid, ctx)
     return ctx
 
@@ -103,11 +107,13 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
         headers = header_map(scope)
         rid = headers.get(RID_HEADER, "")[:_MAX_RID]
         query = parse_query(scope["query_string"])
-        ctx = _context(state, headers, query, rid)
+        wanted = [n for n in query.get("slots", "").split(",")[:MAX_HEADER_SLOTS] if SLOT_NAME_RE.match(n)]
+        # one-round-trip pages decide everything here: no fragment request follows, so
+        # the context is not kept (thousands of live contexts lengthen every full GC)
+        ctx = _context(state, headers, query, rid, keep=not wanted)
         cookie = state.visitor_cookie(ctx, headers.get("x-forwarded-proto") == "https")
         if cookie:
             headers_out.append((b"set-cookie", cookie.encode("latin-1")))
-        wanted = [n for n in query.get("slots", "").split(",")[:MAX_HEADER_SLOTS] if SLOT_NAME_RE.match(n)]
         if wanted:
             decision = decide_slots(
                 ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms, state.models

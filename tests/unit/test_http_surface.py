@@ -101,3 +101,21 @@ def test_a_visitor_without_a_session_is_looked_up_once_and_seen_once_they_act(tm
         assert c.post("/_p13n/collect", json={"events": [event]}, headers=headers).status_code == 202
         session = state.page_context(asgi_headers, "/p/sh01").session
         assert session is not None and session["views"] >= 1
+
+
+def test_one_round_trip_auth_keeps_no_page_context_and_include_auth_does(tmp_path: Path) -> None:
+    """An auth call that decides every slot is the page's only agent request: keeping its
+    context would only feed the garbage collector. The include-mode auth keeps it for
+    the page's fragments."""
+    headers = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", "X-P13N-Page": "/p/dr01"}
+    with edge_client(tmp_path) as c:
+        contexts = c.app.state.edge.contexts  # type: ignore[attr-defined]
+        echo = c.get("/_p13n/auth?slots=hero,offer", headers={**headers, "X-Request-Id": "a" * 32})
+        assert echo.status_code == 204 and "mobile-app" in echo.headers["x-p13n-slot-hero"]
+        assert len(contexts) == 0
+        assert c.get("/_p13n/auth", headers={**headers, "X-Request-Id": "b" * 32}).status_code == 204
+        assert len(contexts) == 1
+        fragment = c.get("/_p13n/slot/hero", headers={**headers, "X-Request-Id": "b" * 32})
+        assert fragment.status_code == 200 and "mobile-app" in fragment.text
+        metrics = c.get("/_p13n/metrics").text
+    assert 'p13n_edge_page_contexts_total{how="reused"} 1.0' in metrics
