@@ -74,9 +74,7 @@ def _page_path(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
     return page.split("?", 1)[0][:2048]
 
 
-def _context(
-    state: EdgeState, headers: Mapping[str, str], query: Mapping[str, str], rid: str, keep: bool = True
-) -> PageContext:
+def _context(state: EdgeState, headers: Mapping[str, str], query: Mapping[str, str], rid: str, keep: bool = True) -> PageContext:
     """The page's context: the one stored under ``rid`` by an earlier request of the same
     page, else built now (and stored for the page's next requests when ``keep``)."""
     ctx = state.contexts.get(rid) if rid else None
