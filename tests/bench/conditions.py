@@ -47,7 +47,7 @@ def main() -> int:
     result["interpreted_us"] = [round(x, 2) for x in interp]
     result["compiled_us"] = [round(x, 2) for x in comp]
     try:
-        from growthbook.core import evalCondition  # type: ignore[import-not-found]
+        from growthbook.core import evalCondition
 
         result["growthbook_conformance_failures"] = sum(
             evalCondition(c[2], c[1], c[4] if len(c) > 4 else {}) is not c[3] for c in cases

@@ -30,6 +30,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -138,8 +139,8 @@ def fleet(work: Path, edges: int, erasures: int) -> dict[str, float]:
                 time.sleep(0.01)
             client_s.append(time.perf_counter() - t0)
             server_s.append(float(st["completion_s"]))  # type: ignore[arg-type]
-            acked = st["edges"]
-            assert len(acked) == edges and all(e["status"] == "acknowledged" for e in acked.values())  # type: ignore[union-attr]
+            acked = cast(dict[str, dict[str, str]], st["edges"])
+            assert len(acked) == edges and all(e["status"] == "acknowledged" for e in acked.values())
         return {
             "edges": edges,
             "erasures": len(subjects),
