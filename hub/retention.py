@@ -60,6 +60,8 @@ def run(storage: HubStorage, policy: RetentionPolicy, now: datetime) -> dict[str
     out["lake.files"] = files
     wh_cutoff = _iso(now - timedelta(days=policy.warehouse_days))
     out["warehouse.events"] = _sliced_delete(storage, "events", "received_at", wh_cutoff)
+    if out["warehouse.events"]:
+        storage.events_deleted()
     out["warehouse.dead_letters"] = _sliced_delete(
         storage, "dead_letters", "received_at", _iso(now - timedelta(days=policy.dead_letter_days))
     )

@@ -123,6 +123,7 @@ def erase(storage: HubStorage, subject: SubjectIds) -> dict[str, int]:
             wh.execute("ROLLBACK")
             raise
         _truncate_wal(wh)
+        storage.events_deleted()
         marts = storage.marts
         counts["marts.user_features"] = marts.execute(f"DELETE FROM user_features WHERE subject IN ({marks})", ids).rowcount
         _truncate_wal(marts)

@@ -419,6 +419,15 @@ class HubStorage:
             wh.execute("COMMIT")
 
     # ------------------------------------------------------------------ marts
+    def events_deleted(self) -> None:
+        """Call after deleting warehouse events (erasure, retention). SQLite numbers a
+        new row max(rowid) + 1, so once the newest events are gone the next ones reuse
+        rowids the marts watermark has already passed: lower it to the newest remaining
+        event (nothing above it exists, so nothing is folded twice)."""
+        with self._lock:
+            top = self.warehouse.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+            self.marts.execute("UPDATE watermarks SET rowid = min(rowid, ?) WHERE name = 'events'", (top,))
+
     def refresh_marts(self, limit: int = 200_000) -> int:
         """Fold warehouse events past the watermark into the marts; returns events folded."""
         with self._lock:

@@ -73,3 +73,25 @@ def test_a_subject_erased_while_its_batch_is_prepared_leaves_the_lake_too(tmp_pa
         assert carol.encode() not in lake_files and dave.encode() in lake_files
     finally:
         storage.close()
+
+
+def test_marts_count_new_events_after_the_newest_events_were_erased(tmp_path: Path) -> None:
+    """SQLite gives a new row max(rowid) + 1: once an erasure removed the newest events,
+    the next events reuse rowids the marts watermark has passed. The erasure lowers the
+    watermark to the newest remaining row, so those events are still folded in once."""
+    from hub import subjects
+
+    storage = HubStorage(tmp_path)
+    storage.tokenizer = Tokenizer(KEY)
+    carol, dave, erin = "visitorCarol0000000001", "visitorDave00000000001", "visitorErin00000000001"
+    try:
+        storage.ingest([view(anonymous_id=dave), view(anonymous_id=carol), view(anonymous_id=carol)], "nats", RECEIVED)
+        assert storage.refresh_marts() == 3
+        subjects.erase(storage, subjects.SubjectIds(given=carol, pseudonym="", anonymous_ids=frozenset({carol})))
+        storage.ingest([view(anonymous_id=erin), view(anonymous_id=dave)], "nats", RECEIVED)
+        assert storage.refresh_marts() == 2
+        views = dict(storage.marts.execute("SELECT subject, views FROM user_features"))
+        assert views == {dave: 2, erin: 1}
+        assert storage.refresh_marts() == 0  # nothing folded twice
+    finally:
+        storage.close()

@@ -67,6 +67,13 @@ def test_each_data_class_keeps_only_its_window(tmp_path: Path) -> None:
         # a year later everything has aged out
         later = retention.run(storage, policy, NOW + timedelta(days=400))
         assert later["lake.files"] == 1 and rows(storage, "SELECT count(*) FROM events") == 0
+        # events after an empty warehouse start again at rowid 1: the marts still fold them
+        fresh = at(-400)
+        storage.ingest([event("page_view", "visitor-fresh-000000001", fresh, url="https://s.example/p/1")], "test", fresh)
+        assert storage.refresh_marts() == 1
+        assert storage.marts.execute("SELECT views FROM user_features WHERE subject = 'visitor-fresh-000000001'").fetchone() == (
+            1,
+        )
     finally:
         storage.close()
 
