@@ -21,6 +21,9 @@ from models.experiments import EXCLUDED, HOLDOUT, assign
 log = logging.getLogger(__name__)
 
 #: Reason codes a slot can end with (metrics label values; keep the set closed).
+#: Popularity-fallback bodies remembered per recommend slot (one per product page, say).
+POPULAR_MEMO_ENTRIES = 1024  # ~1 KB each
+
 FALLBACK_REASONS = (
     "no_bundle",
     "unknown_slot",
@@ -92,6 +95,12 @@ def _recommend(
         candidates = models.recommend_for(attrs["profile"]["factors"], sorted(exclude))  # a known user, no session yet
         if candidates:
             source = "als-profile"
+    memo_key = (count, frozenset(exclude))
+    if not candidates:  # the popularity fallback alone: the same body for the same exclusions
+        body = slot.popular_memo.get(memo_key)
+        if body is not None:
+            slot.popular_memo.move_to_end(memo_key)
+            return SlotOutcome(body, "recommend", source)
     per_cat: dict[str, int] = {}
     chosen: list[Mapping[str, Any]] = []
     seen: set[str] = set()
@@ -119,6 +128,11 @@ def _recommend(
     body = "".join(slot.cards[item["id"]] for item in chosen)
     if slot.wrapper is not None:
         body = slot.wrapper.render({}).replace("<!--items-->", body)
+    if not candidates:
+        memo = slot.popular_memo
+        memo[memo_key] = body
+        if len(memo) > POPULAR_MEMO_ENTRIES:
+            memo.popitem(last=False)
     return SlotOutcome(body, "recommend", source)
 
 

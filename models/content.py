@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -103,6 +104,9 @@ class SlotDef:
     weights: tuple[float, ...] = ()
     coverage: float = 1.0
     holdout: float = 0.0
+    #: ``recommend`` slots, filled at serving time: the popularity fallback's rendered
+    #: body by (count, excluded items) — it depends on nothing else (bounded LRU)
+    popular_memo: OrderedDict[tuple[int, frozenset[str]], str] = field(default_factory=OrderedDict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,3 +159,32 @@ def test_popularity_fallback_skips_full_categories_without_walking_them(doc: dic
         ids = [part.split('"')[0] for part in html.split('data-p13n-item="')[1:]]
         assert ids == reference_popular_fill(bundle, {exclude_item}, count, cap)
         assert sum(i.startswith("s") for i in ids) == cap
+
+
+def test_popularity_fallback_is_remembered_per_exclusion_set_and_bounded(doc: dict[str, Any]) -> None:
+    """Visitors without model candidates on the same page get the same fallback: it is
+    computed once per (count, excluded items), and stays what the walk gives."""
+    from edge_agent import decide
+
+    bundle = load_content(doc)
+    slot = bundle.slots["recs"]
+    cap = slot.max_per_category
+    first, second = bundle.popular[0], bundle.popular[1]
+    for _ in range(2):
+        for item in (first, second):
+            d = decide_page(bundle, attrs(item=item), [("recs", {"count": "5"})], 50)
+            html = d.outcomes["recs"].html or ""
+            ids = [part.split('"')[0] for part in html.split('data-p13n-item="')[1:]]
+            assert ids == reference_popular_fill(bundle, {item}, 5, cap)
+            assert d.outcomes["recs"].detail == "popular"
+    assert len(slot.popular_memo) == 2
+    # a bought item changes the exclusions, so it is its own entry
+    d = decide_page(bundle, attrs(item=first, bought_items=[second]), [("recs", {"count": "5"})], 50)
+    assert f'data-p13n-item="{second}"' not in (d.outcomes["recs"].html or "")
+    assert len(slot.popular_memo) == 3
+    for i in range(decide.POPULAR_MEMO_ENTRIES + 10):
+        slot.popular_memo[(i, frozenset())] = ""
+        if len(slot.popular_memo) > decide.POPULAR_MEMO_ENTRIES:
+            slot.popular_memo.popitem(last=False)
+    decide_page(bundle, attrs(item=first), [("recs", {"count": "3"})], 50)
+    assert len(slot.popular_memo) == decide.POPULAR_MEMO_ENTRIES
