@@ -43,6 +43,8 @@ class ConsumerState:
     last_error: str = ""
     pending: int = 0
     last_marts: float = field(default_factory=time.monotonic)
+    #: ``batches`` when the marts were last refreshed: behind while it differs
+    marts_batches: int = 0
 
 
 async def consume(
@@ -65,7 +67,10 @@ async def consume(
     while True:
         if len(inflight) < depth:
             try:
-                msgs = await sub.fetch(fetch_batch, timeout=PIPELINE_WAIT_S if inflight else 1.0)
+                # short waits while batches are in flight, or while the marts are behind
+                # the warehouse: once the stream drains they are refreshed at once
+                busy = bool(inflight) or state.marts_batches != state.batches
+                msgs = await sub.fetch(fetch_batch, timeout=PIPELINE_WAIT_S if busy else 1.0)
             except (FetchTimeoutError, TimeoutError):
                 msgs = []
                 if not inflight:
@@ -114,7 +119,9 @@ async def _maybe_refresh_marts(storage: HubStorage, state: ConsumerState, idle: 
     now = time.monotonic()
     if idle or now - state.last_marts >= MARTS_EVERY_S:
         state.last_marts = now
+        batches = state.batches
         await asyncio.to_thread(storage.refresh_marts)
+        state.marts_batches = batches
 
 
 async def consumer_lag(js: JetStreamContext) -> dict[str, int]:
