@@ -134,18 +134,22 @@ def start_static_nginx(work: Path, page: bytes) -> tuple[Child, str]:
     (root / "page.html").write_bytes(page)
     port = free_port()
     server = f"server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        root {root};\n        try_files /page.html =404;\n        default_type text/html;\n    }}\n}}\n"
-    prefix = work / "nginx-static"
+    return _serve_nginx(work, "nginx-static", server, port, "auto"), f"http://127.0.0.1:{port}{PAGE}"
+
+
+def _serve_nginx(work: Path, name: str, server: str, port: int, workers: str) -> Child:
+    """nginx running one ``server`` block from its own prefix under ``work``."""
+    prefix = work / name
     prefix.mkdir()
     conf = prefix / "nginx.conf"
-    user = "root" if os.geteuid() == 0 else ""
-    conf.write_text(render_main(server, str(prefix), "auto", user=user))
+    conf.write_text(render_main(server, str(prefix), workers, user="root" if os.geteuid() == 0 else ""))
     child = spawn(
-        "nginx-static",
+        name,
         [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"],
         work,
     )
     wait_port(child, port)
-    return child, f"http://127.0.0.1:{port}{PAGE}"
+    return child
 
 
 def capture_answers(agent: str, slots: tuple[str, ...]) -> dict[str, object]:
@@ -184,17 +188,7 @@ def start_nginx_agent(work: Path, captured: dict[str, Any]) -> tuple[Child, str]
     server = (
         f"server {{\n    listen 127.0.0.1:{port};\n    location = /_p13n/auth {{\n{auth}        return 204;\n    }}\n{slots}}}\n"
     )
-    prefix = work / "nginx-agent"
-    prefix.mkdir()
-    conf = prefix / "nginx.conf"
-    conf.write_text(render_main(server, str(prefix), "1", user="root" if os.geteuid() == 0 else ""))
-    child = spawn(
-        "nginx-agent",
-        [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"],
-        work,
-    )
-    wait_port(child, port)
-    return child, f"127.0.0.1:{port}"
+    return _serve_nginx(work, "nginx-agent", server, port, "1"), f"127.0.0.1:{port}"
 
 
 def ceiling_targets(
