@@ -175,6 +175,12 @@ class HubStorage:
         self.tokenizer: Tokenizer | None = None
         self._suppression_version = 0
         self._create_schema()
+        # the marts refresh aggregates warehouse events straight into the marts file
+        self.warehouse.execute("ATTACH DATABASE ? AS marts", (str(data_dir / "marts.sqlite"),))
+        self.warehouse.execute("PRAGMA marts.secure_delete=ON")
+        self.warehouse.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS mart_rows (type TEXT, subject TEXT, item_id TEXT, amount_minor INTEGER, ts TEXT, category TEXT)"
+        )
         self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
 
     @property
@@ -429,109 +435,86 @@ class HubStorage:
             self.marts.execute("UPDATE watermarks SET rowid = min(rowid, ?) WHERE name = 'events'", (top,))
 
     def refresh_marts(self, limit: int = 200_000) -> int:
-        """Fold warehouse events past the watermark into the marts; returns events folded."""
+        """Fold warehouse events past the watermark into the marts; returns the event rows
+        folded (an event counts once per identity its anonymous id is linked to).
+
+        The aggregation runs in SQLite (the marts are attached to the warehouse
+        connection), so it costs the writer no Python per event: only subjects whose
+        events carry a category have their JSON category counts merged here."""
         with self._lock:
-            row = self.marts.execute("SELECT rowid FROM watermarks WHERE name = 'events'").fetchone()
+            wh = self.warehouse
+            row = wh.execute("SELECT rowid FROM marts.watermarks WHERE name = 'events'").fetchone()
             mark = int(row[0]) if row else 0
-            events = self.warehouse.execute(
-                "SELECT e.rowid, e.type, coalesce(i.user_id, e.user_id, e.anonymous_id), e.item_id, e.amount_minor, e.ts, it.category "
-                "FROM events e LEFT JOIN identities i ON i.anonymous_id = e.anonymous_id AND e.user_id IS NULL "
-                "LEFT JOIN items it ON it.item_id = e.item_id WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?",
-                (mark, limit),
-            ).fetchall()
-            if not events:
+            top = wh.execute(
+                "SELECT max(rowid) FROM (SELECT rowid FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?)", (mark, limit)
+            ).fetchone()[0]
+            if top is None:
                 return 0
-            users: dict[str, dict[str, Any]] = {}
-            items: dict[str, Counter[str]] = {}
-            for _, kind, subject, item, amount, ts, category in events:
-                if subject:
-                    u = users.get(subject)
-                    if u is None:  # built once per subject, not once per event
-                        u = users[subject] = {
-                            "views": 0,
-                            "clicks": 0,
-                            "scrolls": 0,
-                            "carts": 0,
-                            "purchases": 0,
-                            "revenue": 0,
-                            "last": "",
-                            "cats": Counter(),
-                        }
-                    key = _MART_COUNTS.get(kind)
-                    if key:
-                        u[key] += 1
-                    if kind == "purchase" and amount:
-                        u["revenue"] += amount
-                    if ts > u["last"]:
-                        u["last"] = ts
-                    if category:
-                        u["cats"][category] += 1
-                if item and kind in MART_WEIGHTS:
-                    counts = items.get(item)
-                    if counts is None:
-                        counts = items[item] = Counter()
-                    counts[kind] += 1
-            db = self.marts
-            db.execute("BEGIN IMMEDIATE")
+            wh.execute("BEGIN")
             try:
-                existing = {
-                    r[0]: r[1]
-                    for s in range(0, len(users), _CHUNK)
-                    for r in db.execute(
-                        f"SELECT subject, category_views FROM user_features WHERE subject IN ({','.join('?' * len(list(users)[s : s + _CHUNK]))})",
-                        list(users)[s : s + _CHUNK],
-                    )
-                }
-                rows = []
-                for subject, u in users.items():
-                    cats = Counter(orjson.loads(existing[subject])) if existing.get(subject) else Counter()
-                    cats.update(u["cats"])
-                    rows.append(
-                        (
-                            subject,
-                            u["views"],
-                            u["clicks"],
-                            u["scrolls"],
-                            u["carts"],
-                            u["purchases"],
-                            u["revenue"],
-                            u["last"],
-                            orjson.dumps(cats).decode(),
-                        )
-                    )
-                db.executemany(
-                    "INSERT INTO user_features VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(subject) DO UPDATE SET "
-                    "views = views + excluded.views, clicks = clicks + excluded.clicks, scrolls = scrolls + excluded.scrolls, "
-                    "carts = carts + excluded.carts, purchases = purchases + excluded.purchases, "
-                    "revenue_minor = revenue_minor + excluded.revenue_minor, last_ts = max(last_ts, excluded.last_ts), "
-                    "category_views = excluded.category_views",
-                    rows,
+                wh.execute("DELETE FROM temp.mart_rows")
+                folded = wh.execute(
+                    "INSERT INTO temp.mart_rows SELECT e.type, coalesce(i.user_id, e.user_id, e.anonymous_id), e.item_id, "
+                    "e.amount_minor, e.ts, it.category FROM events e "
+                    "LEFT JOIN identities i ON i.anonymous_id = e.anonymous_id AND e.user_id IS NULL "
+                    "LEFT JOIN items it ON it.item_id = e.item_id WHERE e.rowid > ? AND e.rowid <= ?",
+                    (mark, top),
+                ).rowcount
+                wh.execute(
+                    "INSERT INTO marts.user_features SELECT subject, sum(type = 'page_view'), sum(type = 'click'), "
+                    "sum(type = 'scroll'), sum(type = 'add_to_cart'), sum(type = 'purchase'), "
+                    "sum(CASE WHEN type = 'purchase' AND amount_minor THEN amount_minor ELSE 0 END), max(ts), '{}' "
+                    "FROM temp.mart_rows WHERE subject IS NOT NULL AND subject != '' GROUP BY subject "
+                    "ON CONFLICT(subject) DO UPDATE SET views = views + excluded.views, clicks = clicks + excluded.clicks, "
+                    "scrolls = scrolls + excluded.scrolls, carts = carts + excluded.carts, "
+                    "purchases = purchases + excluded.purchases, revenue_minor = revenue_minor + excluded.revenue_minor, "
+                    "last_ts = max(last_ts, excluded.last_ts)"
                 )
-                db.executemany(
-                    "INSERT INTO item_popularity VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
-                    "views = views + excluded.views, clicks = clicks + excluded.clicks, carts = carts + excluded.carts, "
+                self._merge_category_views()
+                w = MART_WEIGHTS
+                wh.execute(
+                    "INSERT INTO marts.item_popularity SELECT item_id, sum(type = 'page_view'), sum(type = 'click'), "
+                    "sum(type = 'add_to_cart'), sum(type = 'purchase'), sum(CASE type WHEN 'page_view' THEN ? "
+                    "WHEN 'click' THEN ? WHEN 'add_to_cart' THEN ? ELSE ? END) FROM temp.mart_rows "
+                    "WHERE item_id IS NOT NULL AND item_id != '' AND type IN ('page_view', 'click', 'add_to_cart', 'purchase') "
+                    "GROUP BY item_id ON CONFLICT(item_id) DO UPDATE SET views = views + excluded.views, "
+                    "clicks = clicks + excluded.clicks, carts = carts + excluded.carts, "
                     "purchases = purchases + excluded.purchases, score = score + excluded.score",
-                    [
-                        (
-                            item,
-                            c["page_view"],
-                            c["click"],
-                            c["add_to_cart"],
-                            c["purchase"],
-                            sum(MART_WEIGHTS[k] * n for k, n in c.items()),
-                        )
-                        for item, c in items.items()
-                    ],
+                    (w["page_view"], w["click"], w["add_to_cart"], w["purchase"]),
                 )
-                db.execute(
-                    "INSERT INTO watermarks VALUES ('events', ?) ON CONFLICT(name) DO UPDATE SET rowid = excluded.rowid",
-                    (events[-1][0],),
+                wh.execute(
+                    "INSERT INTO marts.watermarks VALUES ('events', ?) ON CONFLICT(name) DO UPDATE SET rowid = excluded.rowid",
+                    (top,),
                 )
-                db.execute("COMMIT")
+                wh.execute("DELETE FROM temp.mart_rows")
+                wh.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                wh.execute("ROLLBACK")
                 raise
-            return len(events)
+            return int(folded)
+
+    def _merge_category_views(self) -> None:
+        """Add this fold's per-category counts to each subject's JSON map."""
+        wh = self.warehouse
+        counts: dict[str, Counter[str]] = {}
+        for subject, category, n in wh.execute(
+            "SELECT subject, category, count(*) FROM temp.mart_rows WHERE subject IS NOT NULL AND subject != '' "
+            "AND category IS NOT NULL AND category != '' GROUP BY subject, category"
+        ):
+            counts.setdefault(subject, Counter())[category] += n
+        if not counts:
+            return
+        subjects = list(counts)
+        updates = []
+        for s in range(0, len(subjects), _CHUNK):
+            chunk = subjects[s : s + _CHUNK]
+            for subject, current in wh.execute(
+                f"SELECT subject, category_views FROM marts.user_features WHERE subject IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                merged = Counter(orjson.loads(current)) if current else Counter()
+                merged.update(counts[subject])
+                updates.append((orjson.dumps(merged).decode(), subject))
+        wh.executemany("UPDATE marts.user_features SET category_views = ? WHERE subject = ?", updates)
 
     # ------------------------------------------------------------------ catalog
     def upsert_items(self, items: Sequence[dict[str, Any]], now: str) -> int:
