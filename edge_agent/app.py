@@ -237,9 +237,10 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
 
 
 class EdgeApp:
-    """Dispatches the hot paths directly: pages whose shell is in memory, SSI fragments
-    and the page decision to their raw ASGI handlers, other pages to the filter handler. Other ``/_p13n/*`` endpoints and the
-    lifespan go through the Starlette router (measured in docs/PERFORMANCE.md)."""
+    """Dispatches the hot paths directly: GET pages whose shell is in memory, collection,
+    SSI fragments and the page decision to their raw ASGI handlers; other pages to the
+    filter handler. Other ``/_p13n/*`` endpoints and the lifespan go through the
+    Starlette router (measured in docs/PERFORMANCE.md)."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
