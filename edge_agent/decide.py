@@ -95,8 +95,8 @@ def _recommend(
         candidates = models.recommend_for(attrs["profile"]["factors"], sorted(exclude))  # a known user, no session yet
         if candidates:
             source = "als-profile"
-    memo_key = (count, frozenset(exclude))
-    if not candidates:  # the popularity fallback alone: the same body for the same exclusions
+    memo_key = (count, frozenset(exclude)) if not candidates else None
+    if memo_key is not None:  # the popularity fallback alone: the same body for the same exclusions
         body = slot.popular_memo.get(memo_key)
         if body is not None:
             slot.popular_memo.move_to_end(memo_key)
@@ -128,7 +128,7 @@ def _recommend(
     body = "".join(slot.cards[item["id"]] for item in chosen)
     if slot.wrapper is not None:
         body = slot.wrapper.render({}).replace("<!--items-->", body)
-    if not candidates:
+    if memo_key is not None:
         memo = slot.popular_memo
         memo[memo_key] = body
         if len(memo) > POPULAR_MEMO_ENTRIES:
