@@ -1,8 +1,9 @@
 """Apply the hub's erasure orders and acknowledge them.
 
-The edge reads ``P13N_ERASURE`` through its own durable consumer ``erasure-<edge>``
-(created at first connect; that is what registers the edge for erasures), so an order
-published while the edge was offline is delivered when it reconnects. Applying an
+The edge reads ``P13N_ERASURE`` through its own durable consumer ``erasure-<edge>``,
+which the hub creates when it first hears the edge's heartbeat (that is what registers
+the edge for erasures; an edge may not create consumers itself: docs/SECURITY.md), so
+an order published while the edge was offline is delivered when it reconnects. Applying an
 order: its tokens join the suppression list (late events of the subject are refused
 from then on), the subject's live sessions and cached profiles leave memory, events
 already accepted are committed (a barrier on the outbox writer) and then deleted with
@@ -19,7 +20,6 @@ import logging
 import time
 
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 
 from edge_agent.nats_loop import while_connected
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 #: fetch holds the first message until the batch fills or the wait ends (up to 5 s of
 #: latency, measured in tests/bench/erasure.py); a single-message fetch returns at once.
 FETCH_WAIT_S = 5.0
-
-
-def consumer_name(edge_id: str) -> str:
-    return f"erasure-{edge_id}"
 
 
 async def apply_order(state: EdgeState, order: ErasureOrder) -> dict[str, int]:
@@ -58,12 +54,9 @@ async def follow_erasures(state: EdgeState) -> None:
 
     async def body(nc: NATS) -> None:
         js = nc.jetstream()
-        sub = await js.pull_subscribe(
-            L.ERASURE_ORDERS_SUBJECT,
-            durable=consumer_name(edge_id),
-            stream=L.ERASURE_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=60),
-        )
+        # bound to the consumer the hub made for this edge; until it exists the fetch
+        # fails and the loop retries with backoff
+        sub = await js.pull_subscribe_bind(durable=L.erasure_consumer(edge_id), stream=L.ERASURE_STREAM)
         while True:
             try:
                 msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)

@@ -38,12 +38,16 @@ def status(state: EdgeState) -> dict[str, object]:
 
 
 async def heartbeat_loop(state: EdgeState, interval_s: float = STATUS_INTERVAL_S) -> None:
+    """A heartbeat every ``interval_s``, the first as soon as NATS is connected (the
+    hub registers the edge for erasure orders when it hears the first one)."""
     subject = status_subject(state.settings.edge_id)
     while True:
         nc = state.nc
-        if nc is not None and nc.is_connected:
-            try:
-                await nc.publish(subject, json.dumps(status(state)).encode())
-            except Exception as e:  # a missed heartbeat is only a heartbeat
-                log.debug("status publish failed: %s", e)
+        if nc is None or not nc.is_connected:
+            await asyncio.sleep(min(0.2, interval_s))
+            continue
+        try:
+            await nc.publish(subject, json.dumps(status(state)).encode())
+        except Exception as e:  # a missed heartbeat is only a heartbeat
+            log.debug("status publish failed: %s", e)
         await asyncio.sleep(interval_s)

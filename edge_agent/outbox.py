@@ -18,6 +18,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from edge_agent.state import EdgeState
+from models.nats_layout import edge_inbox_prefix as inbox_prefix
 from models.nats_layout import events_subject
 from models.tls import client_context
 
@@ -37,6 +38,7 @@ async def connect(state: EdgeState) -> NATS:
             nc = await nats.connect(
                 state.settings.nats_url.split(","),
                 name=f"p13n-edge-{state.settings.edge_id}",
+                inbox_prefix=inbox_prefix(state.settings.edge_id),
                 connect_timeout=2,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,

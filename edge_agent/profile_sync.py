@@ -1,10 +1,13 @@
-"""Consented profiles from the hub: follow the KV bucket's stream, resume where we were.
+"""Consented profiles from the hub: read the KV bucket's stream from where we were.
 
-nats-py's ``KeyValue.watch`` cannot resume from a revision, so the edge reads the
-bucket's own stream (``$KV.p13n_profiles.>``) with an ordered consumer starting at the
-last applied stream sequence + 1 (kept in SQLite): after a disconnect or a restart it
-catches up on what changed, not on everything. ``PURGE``/``DEL`` operations delete the
-local copy.
+The edge reads the bucket's stream (``$KV.p13n_profiles.>``) with batched direct gets
+from the last applied stream sequence + 1 (kept in SQLite with the profiles, in one
+transaction), so after a disconnect or a restart it catches up on what changed, not
+on everything; a lost data directory simply reads from the start. A core
+subscription on the bucket's subjects only wakes the reader when the hub writes (so a
+change is applied within milliseconds); a slow poll covers wake-ups missed while
+disconnected. ``PURGE``/``DEL`` operations delete the local copy. Direct gets are
+read-only: an edge holds no consumer on the bucket (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -14,49 +17,67 @@ import json
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.aio.msg import Msg
 
+from edge_agent.js_read import MAX_BATCH, read_batch
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
 
 log = logging.getLogger(__name__)
 _PREFIX = f"$KV.{L.PROFILES_BUCKET}."
-#: Most profile changes applied in one SQLite transaction while catching up.
-APPLY_BATCH = 2000
+_STREAM = f"KV_{L.PROFILES_BUCKET}"
+#: Seconds between reads when no change notification arrives.
+POLL_S = 5.0
+
+
+async def catch_up(state: EdgeState, nc: NATS) -> int:
+    """Apply every change after the local cursor; returns how many were applied."""
+    applied = 0
+    while True:
+        start = await asyncio.to_thread(state.store.profile_cursor)
+        msgs, pending = await read_batch(nc, _STREAM, start + 1, f"{_PREFIX}>", MAX_BATCH)
+        if not msgs:
+            return applied
+        batch: list[tuple[str, str | None, int]] = []
+        for msg in msgs:
+            subject = msg.subject[len(_PREFIX) :]
+            value: str | None = None
+            if msg.headers.get("KV-Operation", "") not in ("DEL", "PURGE"):
+                try:
+                    value = json.dumps(json.loads(msg.data))
+                except ValueError:  # an unreadable value supersedes the old one: drop it
+                    log.warning("profile at sequence %d is not JSON; the local copy is removed", msg.seq)
+            batch.append((subject, value, msg.seq))
+        await asyncio.to_thread(state.store.apply_profiles, batch)
+        for changed, _, _ in batch:
+            state.profiles_cache.pop(changed, None)
+        state.metrics.profiles_applied.inc(len(batch))
+        applied += len(batch)
+        if not pending:
+            return applied
 
 
 async def follow_profiles(state: EdgeState) -> None:
     """Apply profile changes forever (whenever the NATS connection is up)."""
 
     async def body(nc: NATS) -> None:
-        js = nc.jetstream()
-        start = await asyncio.to_thread(state.store.profile_cursor)
-        config = (
-            ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1)
-            if start
-            else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-        )
-        sub = await js.subscribe(f"{_PREFIX}>", stream=f"KV_{L.PROFILES_BUCKET}", ordered_consumer=True, config=config)
-        batch: list[tuple[str, str | None, int]] = []
-        async for msg in sub.messages:
-            subject = msg.subject[len(_PREFIX) :]
-            op = (msg.headers or {}).get("KV-Operation", "")
-            seq = msg.metadata.sequence.stream
-            if op in ("DEL", "PURGE"):
-                batch.append((subject, None, seq))
-            else:
+        wake = asyncio.Event()
+
+        async def on_change(_: Msg) -> None:
+            wake.set()
+
+        sub = await nc.subscribe(f"{_PREFIX}>", cb=on_change)
+        try:
+            while True:
+                wake.clear()
+                await catch_up(state, nc)
                 try:
-                    batch.append((subject, json.dumps(json.loads(msg.data)), seq))
-                except ValueError:
-                    continue
-            # catching up: apply many per transaction; live: apply at once
-            if sub.pending_msgs == 0 or len(batch) >= APPLY_BATCH:
-                await asyncio.to_thread(state.store.apply_profiles, batch)
-                for changed, _, _ in batch:
-                    state.profiles_cache.pop(changed, None)
-                state.metrics.profiles_applied.inc(len(batch))
-                batch = []
+                    await asyncio.wait_for(wake.wait(), POLL_S)
+                except TimeoutError:
+                    pass
+        finally:
+            await sub.unsubscribe()
 
     def on_error(message: str) -> None:
         state.last_error = f"profiles: {message}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -28,7 +29,7 @@ from hub.audit import AuditLog
 from hub.auth import TokenStore
 from hub.fleet import Fleet
 from hub.guard import guarded
-from hub.ingest.consumer import ConsumerState, consume
+from hub.ingest.consumer import ConsumerCollector, ConsumerState, consume
 from hub.ingest.prep import Preparer
 from hub.ingest.storage import LAKE_DIR, HubStorage
 from hub.nats_setup import ensure_layout
@@ -74,6 +75,8 @@ class HubState:
             dead_letter_days=s.retention_dead_letter_days,
             consent_days=s.retention_consent_days,
         )
+        self.consumer.retry_base_s = s.ingest_retry_s
+        self.registry.register(ConsumerCollector(self.consumer))
         self.connect_failures = Counter(
             "p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry
         )
@@ -109,7 +112,7 @@ async def _connect_loop(state: HubState) -> None:
             state.last_error = ""
             state.nats_up.set(1)
             log.info("NATS layout ready: created=%s updated=%s", report.created, report.updated)
-            await state.fleet.subscribe(nc)
+            await state.fleet.subscribe(nc, functools.partial(erasure.register_edge, nc.jetstream()))
             if state.storage is not None:
                 state.tasks.append(asyncio.create_task(_profiles_loop(state, nc), name="hub-profiles"))
                 state.tasks.append(asyncio.create_task(_erasure_acks_loop(state, nc), name="hub-erasure-acks"))

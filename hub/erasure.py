@@ -1,7 +1,8 @@
 """Erasure requests across the fleet: orders out, acknowledgements in, status per edge.
 
 The registered edges are the durable consumers ``erasure-<edge>`` on ``P13N_ERASURE``
-(each edge creates its own at first connect; ``DELETE /v1/edges/{id}`` removes one):
+(the hub creates one when it first hears an edge's heartbeat, since edges may not
+create consumers; ``DELETE /v1/edges/{id}`` removes one):
 an edge offline when an order is published still finds it there on reconnect. An
 order names the subject's erasure tokens only. Edges acknowledge on
 ``p13n.erasure.acks.<edge>`` (kept in the same stream, so acks sent while the hub is
@@ -31,7 +32,6 @@ from models.erasure import ACK_KIND, ErasureOrder
 
 log = logging.getLogger(__name__)
 
-EDGE_CONSUMER_PREFIX = "erasure-"
 ACKS_DURABLE = "hub-erasure-acks"
 
 _SCHEMA = """
@@ -54,10 +54,6 @@ CREATE TABLE IF NOT EXISTS erasure_acks (
     PRIMARY KEY (request_id, edge_id)
 );
 """
-
-
-def edge_consumer(edge_id: str) -> str:
-    return EDGE_CONSUMER_PREFIX + edge_id
 
 
 class ErasureRecords:
@@ -199,12 +195,33 @@ async def registered_edges(js: JetStreamContext) -> list[str]:
         if len(page) < 256:
             break
         offset += len(page)
-    return sorted({n[len(EDGE_CONSUMER_PREFIX) :] for n in names if n.startswith(EDGE_CONSUMER_PREFIX)})
+    prefix = L.ERASURE_CONSUMER_PREFIX
+    return sorted({n[len(prefix) :] for n in names if n.startswith(prefix)})
+
+
+#: Seconds an edge has to acknowledge an order before it is delivered again.
+EDGE_ACK_WAIT_S = 60.0
+
+
+async def register_edge(js: JetStreamContext, edge_id: str) -> None:
+    """Create ``edge_id``'s durable consumer of erasure orders (idempotent): from now
+    on every order waits for that edge's acknowledgement. The edge only binds to it."""
+    await js.add_consumer(
+        L.ERASURE_STREAM,
+        ConsumerConfig(
+            name=L.erasure_consumer(edge_id),
+            durable_name=L.erasure_consumer(edge_id),
+            filter_subject=L.ERASURE_ORDERS_SUBJECT,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=EDGE_ACK_WAIT_S,
+        ),
+    )
 
 
 async def deregister_edge(js: JetStreamContext, edge_id: str) -> bool:
     try:
-        return bool(await js.delete_consumer(L.ERASURE_STREAM, edge_consumer(edge_id)))
+        return bool(await js.delete_consumer(L.ERASURE_STREAM, L.erasure_consumer(edge_id)))
     except NotFoundError:
         return False
 
@@ -238,6 +255,52 @@ async def purge_profiles(js: JetStreamContext, subjects: frozenset[str]) -> int:
                 log.warning("profiles bucket denies message deletes: purging instead (recreate it to erase securely)")
                 await js.purge_stream(stream, subject=f"$KV.{L.PROFILES_BUCKET}.{subject}")
             removed += 1
+    return removed
+
+
+async def purge_dead_letters(js: JetStreamContext, subjects: frozenset[str]) -> int:
+    """Remove the subjects' events from dead-lettered event messages: a message holding
+    any of them is republished without them (when others remain) and the original is
+    deleted with the server's secure erase. Returns how many events were removed."""
+    stream = L.DEAD_LETTER_STREAM
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return 0
+    first, last = int(info.state.first_seq or 0), int(info.state.last_seq or 0)
+    needles = [s.encode() for s in subjects if s]
+    removed = 0
+    seq = first
+    while first and seq <= last:
+        try:
+            msg = await js.get_msg(stream, seq, subject=f"{L.DEAD_LETTER_PREFIX}.>", next=True)
+        except NotFoundError:
+            break
+        if msg.seq is None or msg.seq > last:
+            break
+        seq = msg.seq + 1
+        data = msg.data or b""
+        if not any(n in data for n in needles):
+            continue
+        try:
+            events = json.loads(data)
+        except ValueError:
+            events = None
+        kept = (
+            [
+                e
+                for e in events
+                if not (isinstance(e, dict) and (e.get("anonymous_id") in subjects or e.get("user_id") in subjects))
+            ]
+            if isinstance(events, list)
+            else []
+        )
+        removed += (len(events) if isinstance(events, list) else 1) - len(kept)
+        if kept and msg.subject:
+            headers = {k: v for k, v in (msg.headers or {}).items() if k != "Nats-Msg-Id"}
+            headers["Nats-Msg-Id"] = f"dead-rewritten:{msg.seq}"
+            await js.publish(msg.subject, json.dumps(kept).encode(), headers=headers)
+        await js.delete_msg(stream, msg.seq)
     return removed
 
 

@@ -61,6 +61,7 @@ async def erase_at_hub(state: HubState, js: JetStreamContext, request_id: str, s
         if state.publisher is not None:
             state.publisher.forget(subject.all)
         counts["profiles_kv"] = await erasure.purge_profiles(js, subject.all)
+        counts["dead_letter_stream"] = await erasure.purge_dead_letters(js, subject.all)
         counts["user_factors"] = await asyncio.to_thread(
             subjects.erase_user_factors, factor_files(state.settings.user_factors), subject.all
         )

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -21,8 +22,14 @@ MAX_EDGES = 10_000
 class Fleet:
     def __init__(self) -> None:
         self.edges: dict[str, dict[str, Any]] = {}
+        #: Edges whose first heartbeat was handled by ``on_new_edge`` without an error.
+        self.registered: set[str] = set()
 
-    async def subscribe(self, nc: NATS) -> None:
+    async def subscribe(self, nc: NATS, on_new_edge: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """Follow heartbeats; ``on_new_edge`` runs once per edge (again on the next
+        heartbeat when it failed). The edge id comes from the subject, which only that
+        edge's credentials may publish on."""
+
         async def on_status(msg: Msg) -> None:
             edge_id = msg.subject.rsplit(".", 1)[-1]
             try:
@@ -33,6 +40,12 @@ class Fleet:
                 return
             status["received"] = time.time()
             self.edges[edge_id] = status
+            if on_new_edge is not None and edge_id not in self.registered:
+                try:
+                    await on_new_edge(edge_id)
+                    self.registered.add(edge_id)
+                except Exception as e:  # retried on the next heartbeat
+                    log.warning("registering edge %s failed (%s); retrying on its next heartbeat", edge_id, e)
 
         await nc.subscribe(f"{L.STATUS_PREFIX}.>", cb=on_status)
 

@@ -1,9 +1,19 @@
-"""``p13n nats-config``: a nats-server configuration with per-edge credentials.
+"""``p13n nats-config``: a nats-server configuration with least-privilege edge users.
 
-The hub may do anything. An edge may publish only its own events, status and erasure
-acknowledgements, use the JetStream API (to publish with acks and to read bundles,
-profiles and control keys) and receive replies on its inbox; it can never publish as
-another edge. TLS is enabled when a certificate and key are given.
+The hub may do anything. An edge (a machine we do not control) may do exactly its own
+work and nothing else (docs/SECURITY.md has the attack list the tests replay):
+
+* publish its own events (with JetStream acks), status heartbeats and erasure
+  acknowledgements, on subjects that carry its id;
+* read the profiles and control buckets and the model store with direct gets, which
+  are read-only — no stream, consumer or bucket administration, no writes;
+* fetch from and acknowledge its own erasure consumer, which the hub creates (an edge
+  may create no consumer: a consumer's deliver subject is not covered by permissions,
+  so it could republish a stream onto another stream's subject);
+* receive replies on its own inbox prefix only, and change notifications of the
+  profiles bucket and the ``bundle.current`` key.
+
+TLS is enabled when a certificate and key are given.
 """
 
 from __future__ import annotations
@@ -13,28 +23,30 @@ from collections.abc import Mapping, Sequence
 
 from models import nats_layout as L
 
+#: Streams an edge reads with direct gets.
+EDGE_READABLE_STREAMS = (f"KV_{L.PROFILES_BUCKET}", f"KV_{L.CONTROL_BUCKET}", f"OBJ_{L.MODELS_BUCKET}")
+
 
 def edge_permissions(edge_id: str) -> dict[str, object]:
+    consumer = L.erasure_consumer(edge_id)
+    direct_gets = [f"$JS.API.DIRECT.GET.{s}{tail}" for s in EDGE_READABLE_STREAMS for tail in ("", ".>")]
     return {
         "publish": {
             "allow": [
                 L.events_subject(edge_id),
                 L.status_subject(edge_id),
                 L.erasure_ack_subject(edge_id),
-                "$JS.API.>",
-                "$JS.ACK.>",
-                "$JS.FC.>",
-                "_INBOX.>",
+                *direct_gets,
+                f"$JS.API.CONSUMER.INFO.{L.ERASURE_STREAM}.{consumer}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{L.ERASURE_STREAM}.{consumer}",
+                f"$JS.ACK.{L.ERASURE_STREAM}.{consumer}.>",
             ],
-            "deny": [f"{L.EVENTS_SUBJECT_PREFIX}.*.>"],
         },
         "subscribe": {
             "allow": [
-                "_INBOX.>",
+                f"{L.edge_inbox_prefix(edge_id)}.>",
                 f"$KV.{L.PROFILES_BUCKET}.>",
-                f"$KV.{L.CONTROL_BUCKET}.>",
-                f"$O.{L.MODELS_BUCKET}.>",
-                L.ERASURE_ORDERS_SUBJECT,
+                f"$KV.{L.CONTROL_BUCKET}.{L.CURRENT_BUNDLE_KEY}",
             ]
         },
     }

@@ -44,6 +44,15 @@ def stream_configs() -> list[StreamConfig]:
             duplicate_window=L.EVENTS_DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
+            name=L.DEAD_LETTER_STREAM,
+            description="Event messages the hub could not store after the delivery bound, with the reason (for replay)",
+            subjects=[f"{L.DEAD_LETTER_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=L.DEAD_LETTER_MAX_AGE_S,
+            duplicate_window=L.EVENTS_DUPLICATE_WINDOW_S,
+        ),
+        StreamConfig(
             name=L.ERASURE_STREAM,
             description="Erasure orders for every edge (one durable consumer per edge) and their acknowledgements",
             subjects=[L.ERASURE_ORDERS_SUBJECT, f"{L.ERASURE_ACKS_PREFIX}.>"],
@@ -98,7 +107,7 @@ async def ensure_layout(js: JetStreamContext) -> LayoutReport:
     except NotFoundError:
         await js.add_stream(profiles_stream_config())
         created.append(L.PROFILES_BUCKET)
-    for kv in (KeyValueConfig(bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16),):
+    for kv in (KeyValueConfig(bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16, direct=True),):
         try:
             await js.key_value(kv.bucket)
         except (NotFoundError, BadRequestError):
@@ -109,4 +118,17 @@ async def ensure_layout(js: JetStreamContext) -> LayoutReport:
     except (NotFoundError, BadRequestError):
         await js.create_object_store(L.MODELS_BUCKET, config=ObjectStoreConfig(description="Signed model bundles"))
         created.append(L.MODELS_BUCKET)
+    # edges read these with direct gets only (docs/SECURITY.md); older layouts lack it
+    for name in (f"KV_{L.PROFILES_BUCKET}", f"KV_{L.CONTROL_BUCKET}", f"OBJ_{L.MODELS_BUCKET}"):
+        if await _allow_direct(js, name):
+            updated.append(name)
     return LayoutReport(tuple(created), tuple(updated))
+
+
+async def _allow_direct(js: JetStreamContext, stream: str) -> bool:
+    """Turn on direct gets for ``stream``; True when it had to be changed."""
+    info = await js.stream_info(stream)
+    if info.config.allow_direct:
+        return False
+    await js.update_stream(info.config.evolve(allow_direct=True))
+    return True

@@ -132,6 +132,7 @@ async def deregister_edge(request: Request) -> Response:
     removed = await erasure.deregister_edge(nc.jetstream(), edge_id)
     completed = await asyncio.to_thread(state.erasures.forget_edge, edge_id, time.time())
     state.fleet.edges.pop(edge_id, None)
+    state.fleet.registered.discard(edge_id)  # an edge still alive registers again with its next heartbeat
     if not removed and not completed:
         return json_error(404, "unknown_edge", f"edge {edge_id!r} is not registered")
     return JSONResponse({"edge_id": edge_id, "deregistered": removed, "erasures_completed": completed})

@@ -36,6 +36,9 @@ class HubSettings:
     #: Worker processes that decode, validate and normalize ingest batches while the
     #: main process commits (0: all in the main process).
     ingest_workers: int = 2
+    #: Delay before the first redelivery of an event message that failed to store
+    #: (doubled per delivery up to 30 s; dead-lettered after the delivery bound).
+    ingest_retry_s: float = 1.0
     #: Deployment secret for pseudonyms; must equal the edges'.
     pseudonym_key: str = "p13n-development-key-change-me"
     #: CRM sync config JSON (docs/INGESTION.md); empty = no scheduled sync.
@@ -112,6 +115,7 @@ class HubSettings:
             api_keys=tuple(k.strip() for k in env_str(env, PREFIX + "API_KEYS", "").split(",") if k.strip()),
             fetch_batch=env_int(env, PREFIX + "FETCH_BATCH", d.fetch_batch, minimum=1, maximum=1000),
             ingest_workers=env_int(env, PREFIX + "INGEST_WORKERS", d.ingest_workers, minimum=0, maximum=32),
+            ingest_retry_s=env_float(env, PREFIX + "INGEST_RETRY_S", d.ingest_retry_s, minimum=0.01),
             pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
             crm_config=env_str(env, PREFIX + "CRM_CONFIG", d.crm_config),
             crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
@@ -152,6 +156,7 @@ ENV_NAMES: dict[str, str] = {
     "api_keys": PREFIX + "API_KEYS",
     "fetch_batch": PREFIX + "FETCH_BATCH",
     "ingest_workers": PREFIX + "INGEST_WORKERS",
+    "ingest_retry_s": PREFIX + "INGEST_RETRY_S",
     "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
     "crm_config": PREFIX + "CRM_CONFIG",
     "crm_interval_s": PREFIX + "CRM_INTERVAL_S",

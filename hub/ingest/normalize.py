@@ -71,20 +71,25 @@ def parse_ts(value: Any) -> datetime | None:
 
 @lru_cache(maxsize=65536)
 def canonical_url(url: str) -> str:
-    """Canonical form of ``url`` (cached: pages repeat across events)."""
+    """Canonical form of ``url`` (cached: pages repeat across events); a URL that cannot
+    be parsed (bad port, broken IPv6 literal…) is kept as given, truncated."""
     try:
-        parts = urlsplit(url.strip())
+        return _canonical(url)
     except ValueError:
         return url[:2048]
+
+
+def _canonical(url: str) -> str:
+    parts = urlsplit(url.strip())
     if not parts.scheme or not parts.netloc:
         return url[:2048]
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    port = (
-        parts.port
-        if parts.port and not ((scheme == "http" and parts.port == 80) or (scheme == "https" and parts.port == 443))
-        else None
-    )
+    port = parts.port  # raises ValueError when out of range or not a number
+    if port and ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        port = None
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     netloc = f"{host}:{port}" if port else host
     query = [
         (k, v)
@@ -98,12 +103,21 @@ def minor_units(amount: float, currency: str) -> int:
     return int(round(amount * 10 ** CURRENCY_EXPONENT.get(currency.upper(), 2)))
 
 
-def normalize(event: dict[str, Any]) -> dict[str, Any]:
-    """A warehouse row for a validated, enriched event."""
+def normalize(event: dict[str, Any], hub_received: str | None = None) -> dict[str, Any]:
+    """A warehouse row for a validated, enriched event.
+
+    The edge's receive time is kept when it lies within :data:`MAX_CLOCK_SKEW_S` of the
+    hub's (``hub_received``): an edge may buffer events for days while offline, but a
+    wrong or hostile edge clock cannot file events under arbitrary days."""
     raw_received = event.get("received_at")
     cached = _received(raw_received) if isinstance(raw_received, str) else None
+    hub = _received(hub_received) if hub_received else None
+    if cached and hub and abs(cached[2] - hub[2]) > MAX_CLOCK_SKEW_S * 1000:
+        cached = hub
     if cached:
         received, received_iso, received_ms = cached
+    elif hub:
+        received, received_iso, received_ms = hub
     else:
         received = datetime.now(UTC)
         received_iso, received_ms = utc_iso(received), received.timestamp() * 1000

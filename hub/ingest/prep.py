@@ -58,17 +58,25 @@ def _lake(lake_dir: Path, day: str) -> sqlite3.Connection:
     return db
 
 
-def prepare_payloads(payloads: list[bytes], received_at: str, lake_dir: Path | None = None) -> tuple[PreparedBatch, list[bytes]]:
-    """(prepared batch, payloads that were not JSON arrays of events). With ``lake_dir``
-    the batch's lake rows are written here and listed in ``lake_written``."""
+def prepare_payloads(
+    payloads: list[bytes], received_at: str, lake_dir: Path | None = None, edges: list[str] | None = None
+) -> tuple[PreparedBatch, list[bytes]]:
+    """(prepared batch, payloads that were not JSON arrays of events). ``edges`` names
+    the edge of each payload (from its NATS subject, which only that edge may publish
+    on): it replaces whatever edge the events claim. With ``lake_dir`` the batch's lake
+    rows are written here and listed in ``lake_written``."""
     events: list[object] = []
     malformed: list[bytes] = []
-    for data in payloads:
+    for index, data in enumerate(payloads):
         batch = events_of(data)
         if batch is None:
             malformed.append(data)
-        else:
-            events.extend(batch)
+            continue
+        if edges is not None:
+            for event in batch:
+                if isinstance(event, dict):
+                    event["edge"] = edges[index]
+        events.extend(batch)
     prepared = prepare_batch(events, "nats", received_at, False, UNKNOWN_SUPPRESSION, None)
     if lake_dir is not None:
         for day, rows in prepared.lake.items():
@@ -101,12 +109,14 @@ class Preparer:
             atexit.register(_terminate_children)
         return self._pool
 
-    async def prepare(self, payloads: list[bytes], received_at: str) -> tuple[PreparedBatch, list[bytes]]:
+    async def prepare(
+        self, payloads: list[bytes], received_at: str, edges: list[str] | None = None
+    ) -> tuple[PreparedBatch, list[bytes]]:
         if self.workers <= 0:
-            return await asyncio.to_thread(prepare_payloads, payloads, received_at)
+            return await asyncio.to_thread(prepare_payloads, payloads, received_at, None, edges)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor(), prepare_payloads, payloads, received_at, self.lake_dir)
+            return await loop.run_in_executor(self._executor(), prepare_payloads, payloads, received_at, self.lake_dir, edges)
         except BrokenProcessPool:  # a worker died (OOM killer…): start a fresh pool next time
             self.close()
             raise

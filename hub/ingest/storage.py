@@ -118,29 +118,50 @@ def prepare_batch(
     """Validate and normalize ``events`` into rows (no database): see :meth:`HubStorage.prepare`."""
     report = IngestReport(received=len(events))
     batch = PreparedBatch(report, suppression_version)
-    answers = report.results
     for raw in events:
-        verdict = validate(raw)
-        if not verdict.ok:
-            report.dead[verdict.reason] += 1
-            batch.dead_rows.append((received_at, source, verdict.reason, verdict.detail, orjson.dumps(raw).decode()))
-            if results:
-                answers.append({"status": "rejected", "reason": verdict.reason, "detail": verdict.detail})
-            continue
-        if suppressed is not None and suppressed(raw):
-            report.suppressed += 1
-            if results:
-                answers.append({"status": "rejected", "reason": "erased_subject"})
-            continue
-        row = normalize(raw)
-        values = tuple(row[c] for c in _EVENT_COLUMNS)
-        batch.rows.append(values)
-        batch.lake.setdefault(values[_RECEIVED][:10], []).append(
-            (values[_ID], values[_RECEIVED], values[_EDGE], orjson.dumps(raw).decode())
-        )
-        if results:
-            answers.append({"status": "accepted", "event_id": raw["event_id"]})
+        try:
+            _prepare_one(raw, batch, source, received_at, results, suppressed)
+        except Exception as e:  # one event that breaks normalization never holds up its batch-mates
+            _dead(batch, received_at, source, "unprocessable", f"{type(e).__name__}: {e}"[:300], raw, results)
     return batch
+
+
+def _prepare_one(
+    raw: Any,
+    batch: PreparedBatch,
+    source: str,
+    received_at: str,
+    results: bool,
+    suppressed: Callable[[dict[str, Any]], bool] | None,
+) -> None:
+    report = batch.report
+    verdict = validate(raw)
+    if not verdict.ok:
+        _dead(batch, received_at, source, verdict.reason, verdict.detail, raw, results)
+        return
+    if suppressed is not None and suppressed(raw):
+        report.suppressed += 1
+        if results:
+            report.results.append({"status": "rejected", "reason": "erased_subject"})
+        return
+    row = normalize(raw, received_at)
+    values = tuple(row[c] for c in _EVENT_COLUMNS)
+    lake_row = (values[_ID], values[_RECEIVED], values[_EDGE], orjson.dumps(raw).decode())
+    batch.rows.append(values)  # appended only once everything about the event worked
+    batch.lake.setdefault(values[_RECEIVED][:10], []).append(lake_row)
+    if results:
+        report.results.append({"status": "accepted", "event_id": raw["event_id"]})
+
+
+def _dead(batch: PreparedBatch, received_at: str, source: str, reason: str, detail: str, raw: Any, results: bool) -> None:
+    batch.report.dead[reason] += 1
+    try:
+        body = orjson.dumps(raw).decode()
+    except TypeError:  # not JSON-serializable as it stands (never from a decoded payload)
+        body = repr(raw)[:65536]
+    batch.dead_rows.append((received_at, source, reason, detail, body))
+    if results:
+        batch.report.results.append({"status": "rejected", "reason": reason, "detail": detail})
 
 
 @dataclass
@@ -409,6 +430,26 @@ class HubStorage:
             self.suppressed.update(new)
             self._suppression_version += 1
 
+    def writable(self) -> bool:
+        """True when the warehouse takes a write (a commit of one counter): tells a
+        poison message (fails alone while storage works) from a storage failure."""
+        try:
+            with self._lock:
+                wh = self.warehouse
+                wh.execute("BEGIN IMMEDIATE")
+                try:
+                    wh.execute(
+                        "INSERT INTO counters (name, value) VALUES ('writer_probes', 1) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + 1"
+                    )
+                    wh.execute("COMMIT")
+                except BaseException:
+                    wh.execute("ROLLBACK")
+                    raise
+            return True
+        except sqlite3.Error:
+            return False
+
     def dead_letter_raw(self, payloads: Sequence[bytes], reason: str, received_at: str) -> None:
         """Keep payloads that were not even a JSON array of events."""
         with self._lock:
@@ -577,10 +618,14 @@ class HubStorage:
         finally:
             wh.close()
             marts.close()
-        lake_rows = 0
+        lake_rows = unreadable = 0
         files = sorted(self.lake_dir.glob("events-*.sqlite"))
         for path in files:
-            db = self.reader(path)
+            try:
+                db = self.reader(path)
+            except sqlite3.Error:  # a damaged day file: counted, never a failed answer
+                unreadable += 1
+                continue
             try:
                 lake_rows += int(db.execute("SELECT count(*) FROM raw_events").fetchone()[0])
             except sqlite3.OperationalError:  # created but not yet written
@@ -589,6 +634,7 @@ class HubStorage:
                 db.close()
         out["lake.raw_events"] = lake_rows
         out["lake.files"] = len(files)
+        out["lake.unreadable_files"] = unreadable
         return out
 
     def close(self) -> None:

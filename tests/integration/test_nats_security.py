@@ -60,7 +60,9 @@ def test_credentials_and_tls(tmp_path: Path, origin: Origin, start_hub: HubFacto
         async def probe() -> dict[str, str]:
             out: dict[str, str] = {}
             tls = client_context(str(ca))
-            nc = await nats.connect(f"tls://edge-1:pw-1@127.0.0.1:{port}", tls=tls, allow_reconnect=False)
+            nc = await nats.connect(
+                f"tls://edge-1:pw-1@127.0.0.1:{port}", tls=tls, allow_reconnect=False, inbox_prefix=L.edge_inbox_prefix("edge-1")
+            )
             js = nc.jetstream()
             out["own"] = str((await js.publish("p13n.events.edge-1", b"[]", timeout=5)).stream)
             try:

@@ -74,7 +74,10 @@ def test_compose_services_use_known_settings_and_commands() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"nats", "hub", "origin", "edge-agent", "edge-nginx"} <= set(services)
-    assert "-js" in services["nats"]["command"]
+    # NATS runs the generated least-privilege configuration; services log in with it
+    assert services["nats"]["command"] == ["-c", "/run/secrets/nats.conf"] and services["nats"]["secrets"] == ["nats.conf"]
+    assert services["hub"]["environment"]["P13N_HUB_NATS_URL"].startswith("nats://hub:${P13N_NATS_HUB_PASSWORD")
+    assert services["edge-agent"]["environment"]["P13N_EDGE_NATS_URL"].startswith("nats://edge-1:${P13N_NATS_EDGE1_PASSWORD")
     known = set(EDGE_ENV.values()) | set(HUB_ENV.values())
     for name, svc in services.items():
         for var in svc.get("environment", {}):
