@@ -9,23 +9,24 @@ Layout of a templates directory::
     slots.json            slot definitions (see docs/SLOTS.md)
     segments.json         rule segments: name → condition (optional)
     fragments/*.html      trusted HTML fragments; ``{{field}}`` placeholders are
-                          filled from catalog/context data and HTML-escaped
+                          filled from catalog/context data, escaped for where they
+                          sit (text, attribute, URL, CSS, script: models/escaping.py)
     catalog.json          list of items: id, title, category, price, url, image …
     pages/*.html          tagged page templates (served by the demo origin)
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from models.escaping import ESCAPERS, UnsafePlaceholder, placeholder_contexts
 from models.slots import SLOT_NAME_RE
 from models.targeting import Predicate, compile_condition
 
@@ -48,28 +49,36 @@ class BundleError(ValueError):
 class Fragment:
     """A trusted HTML fragment, pre-split at its placeholders.
 
-    ``pieces`` alternates literal HTML (even indexes) and field names (odd indexes).
+    ``pieces`` alternates literal HTML (even indexes) and field names (odd indexes);
+    ``escapers`` has, for each placeholder, the escaping its context needs (text,
+    attribute, URL, CSS, script: ``models.escaping``), found once at compile time.
     """
 
     name: str
     pieces: tuple[str, ...]
+    escapers: tuple[Callable[[str], str], ...] = ()
 
     @classmethod
     def compile(cls, name: str, source: str) -> Fragment:
-        return cls(name=name, pieces=tuple(_PLACEHOLDER.split(source)))
+        """Split ``source`` at its placeholders and find each one's context; raises
+        BundleError for a placeholder no value can safely fill (in a tag name…)."""
+        pieces = tuple(_PLACEHOLDER.split(source))
+        try:
+            kinds = placeholder_contexts(pieces)
+        except UnsafePlaceholder as e:
+            raise BundleError(f"fragments/{name}", str(e)) from e
+        return cls(name=name, pieces=pieces, escapers=tuple(ESCAPERS[k] for k in kinds))
 
     def render(self, data: Mapping[str, Any]) -> str:
-        """Fill placeholders with HTML-escaped values (missing fields render empty)."""
+        """Fill placeholders with values escaped for their context (missing fields render empty)."""
         pieces = self.pieces
         if len(pieces) == 1:
             return pieces[0]
-        out = []
-        for i, piece in enumerate(pieces):
-            if i % 2 == 0:
-                out.append(piece)
-            else:
-                value = data.get(piece)
-                out.append("" if value is None else html.escape(str(value), quote=True))
+        out = [pieces[0]]
+        for n, escape in enumerate(self.escapers):
+            value = data.get(pieces[2 * n + 1])
+            out.append("" if value is None else escape(str(value)))
+            out.append(pieces[2 * n + 2])
         return "".join(out)
 
 

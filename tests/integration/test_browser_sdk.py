@@ -5,41 +5,12 @@ from an <img>."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import AgentFactory, HubFactory, NginxFactory, Origin, require_binary
+from tests.conftest import AgentFactory, HubFactory, NginxFactory, Origin
 from tests.integration.ingest_helpers import wait_accepted, warehouse_rows
-
-CHROMIUM = "/usr/bin/chromium"
-DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    require_binary("chromium", CHROMIUM if os.path.exists(CHROMIUM) else None)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # the UA on the command line: beacons sent while a page unloads bypass per-page overrides
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, f"--user-agent={DESKTOP}"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_browser_session_lands_in_the_warehouse_exactly(
@@ -112,6 +83,10 @@ def test_hostile_catalog_data_renders_inert(browser: object, tmp_path: Path, sta
         color="red;background:url(javascript:window.__pwned=4)",
         popularity=10_000,
     )
+    # a URL attribute: script URLs (however spelled) never reach an href
+    catalog[1].update(url="  JaVa\tScRiPt:window.__pwned = 5", popularity=9_999)
+    shoe = next(i for i, item in enumerate(catalog) if item["category"] != catalog[0]["category"])
+    catalog[shoe].update(url="data:text/html,<script>opener.__pwned = 6</script>", popularity=9_998)
     (templates / "catalog.json").write_text(json.dumps(catalog))
     origin = _start_origin(tmp_path / "o", ssi=False, templates=templates)
     try:
@@ -126,5 +101,14 @@ def test_hostile_catalog_data_renders_inert(browser: object, tmp_path: Path, sta
         assert page.evaluate("window.__pwned") is None and dialogs == []
         assert "<script>window.__pwned = 1</script>" in card.inner_text()  # shown as text
         assert page.locator("script:has-text('__pwned')").count() == 0
+        for item in (catalog[1], catalog[shoe]):
+            link = page.locator(f'[data-p13n-item="{item["id"]}"] a')
+            assert link.get_attribute("href") == "#"
+            link.click()
+            page.wait_for_timeout(200)
+        assert page.evaluate("window.__pwned") is None and dialogs == []
+        # the swatch's CSS value cannot open a url(): the hostile declaration is inert
+        swatch = card.locator(".swatch")
+        assert "url(" not in swatch.evaluate("e => getComputedStyle(e).backgroundImage")
     finally:
         origin.child.stop()
