@@ -26,7 +26,7 @@ from edge_agent.model_runtime import EdgeModels
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
-from models.bundle import BundleRejected, load_public_key, open_bundle
+from models.bundle import MAX_BUNDLE_BYTES, BundleRejected, load_public_key, open_bundle
 from models.content import load_content
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,13 @@ async def fetch_object(nc: NATS, name: str) -> bytes:
     if meta is None:
         raise BundleRejected("missing", f"{name} is not in the model store")
     info = json.loads(meta.data)
-    chunks, nuid = int(info.get("chunks") or 0), str(info.get("nuid") or "")
+    chunks, nuid, size = int(info.get("chunks") or 0), str(info.get("nuid") or ""), int(info.get("size") or 0)
+    if size > MAX_BUNDLE_BYTES:
+        raise BundleRejected("too_large", f"{name} is {size} bytes > {MAX_BUNDLE_BYTES}")
     if not chunks:
         return b""
     parts: list[bytes] = []
+    received = 0
     seq = 1
     while len(parts) < chunks:
         msgs, _ = await read_batch(
@@ -102,6 +105,9 @@ async def fetch_object(nc: NATS, name: str) -> bytes:
         if not msgs:
             raise BundleRejected("truncated", f"{name}: {len(parts)} of {chunks} chunks in the store")
         parts.extend(m.data for m in msgs)
+        received += sum(len(m.data) for m in msgs)
+        if received > size:  # never more than the object declares (and that is bounded)
+            raise BundleRejected("too_large", f"{name}: chunks exceed the declared {size} bytes")
         seq = msgs[-1].seq + 1
     return b"".join(parts)
 

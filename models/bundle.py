@@ -128,42 +128,63 @@ def build_bundle(
     return out.getvalue()
 
 
-def _members(data: bytes) -> dict[str, bytes]:
+#: Most members a bundle may have, and the largest manifest (bytes).
+MAX_MEMBERS = 64
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+def _index(data: bytes) -> dict[str, tarfile.TarInfo]:
+    """The members' headers, without reading any member. Only plain regular files whose
+    bytes lie inside ``data`` are accepted (no sparse or special members), so a bundle
+    can never unpack to more than it weighs."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleRejected("too_large", f"{len(data)} bytes > {MAX_BUNDLE_BYTES}")
-    members: dict[str, bytes] = {}
+    index: dict[str, tarfile.TarInfo] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for info in tar:
-                if not info.isreg() or not _MEMBER_NAME.match(info.name):
+            for info in tar:  # headers only: tarfile reads a member's data on extraction
+                if len(index) >= MAX_MEMBERS:
+                    raise BundleRejected("bad_member", f"more than {MAX_MEMBERS} members")
+                if info.type != tarfile.REGTYPE or info.issparse() or not _MEMBER_NAME.match(info.name):
                     raise BundleRejected("bad_member", f"unexpected member {info.name!r}")
-                if info.name in members:
+                if info.name in index:
                     raise BundleRejected("bad_member", f"duplicate member {info.name!r}")
-                f = tar.extractfile(info)
-                assert f is not None
-                members[info.name] = f.read()
+                if info.offset_data + info.size > len(data):
+                    raise BundleRejected("bad_member", f"{info.name!r} claims more bytes than the bundle holds")
+                index[info.name] = info
     except tarfile.TarError as e:
         raise BundleRejected("not_a_bundle", str(e)) from e
-    return members
+    return index
+
+
+def _member(data: bytes, info: tarfile.TarInfo) -> bytes:
+    return data[info.offset_data : info.offset_data + info.size]
 
 
 def open_bundle(data: bytes, public_key: Ed25519PublicKey) -> Bundle:
-    """Verify signature, member hashes and set, format and feature spec; then open."""
-    members = _members(data)
-    if MANIFEST not in members or SIGNATURE not in members:
+    """Verify, then open: the signature is checked on the manifest before any other
+    member is read; then member sizes, hashes and set, format and feature spec."""
+    index = _index(data)
+    if MANIFEST not in index or SIGNATURE not in index:
         raise BundleRejected("unsigned", "manifest or signature missing")
-    manifest_bytes = members.pop(MANIFEST)
+    if index[MANIFEST].size > MAX_MANIFEST_BYTES or index[SIGNATURE].size > 1024:
+        raise BundleRejected("bad_member", "manifest or signature too large")
+    manifest_bytes = _member(data, index.pop(MANIFEST))
     try:
-        public_key.verify(members.pop(SIGNATURE), manifest_bytes)
+        public_key.verify(_member(data, index.pop(SIGNATURE)), manifest_bytes)
     except InvalidSignature as e:
         raise BundleRejected("bad_signature", "the manifest signature does not verify with this key") from e
     manifest = json.loads(manifest_bytes)
     if manifest.get("format") != FORMAT:
         raise BundleRejected("bad_format", f"format {manifest.get('format')!r}")
     listed = manifest.get("files", {})
-    if set(listed) != set(members):
-        raise BundleRejected("bad_member", f"members {sorted(members)} differ from the manifest {sorted(listed)}")
+    if set(listed) != set(index):
+        raise BundleRejected("bad_member", f"members {sorted(index)} differ from the manifest {sorted(listed)}")
+    members: dict[str, bytes] = {}
     for name, meta in listed.items():
+        if index[name].size != meta.get("bytes"):
+            raise BundleRejected("bad_hash", f"{name} does not match its signed size")
+        members[name] = _member(data, index[name])
         if hashlib.sha256(members[name]).hexdigest() != meta.get("sha256"):
             raise BundleRejected("bad_hash", f"{name} does not match its sha256")
     spec = FeatureSpec.from_json(manifest["feature_spec"])

@@ -95,3 +95,44 @@ def test_member_names_are_restricted(keys) -> None:  # type: ignore[no-untyped-d
         make(keys, files={"../x.json": b"{}"})
     with pytest.raises(ValueError, match="invalid bundle member"):
         make(keys, files={"model.pkl": b"x"})
+
+
+def test_a_small_bundle_cannot_unpack_to_a_large_one(keys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """10 KB of sparse tar used to unpack to 64 MB before the signature was checked:
+    now its headers are refused before any member is read."""
+    import subprocess
+    import tracemalloc
+
+    big = tmp_path / "f.npy"
+    with open(big, "wb") as f:
+        f.write(b"x" * 100)
+        f.truncate(64 * 1024 * 1024)  # a hole: no bytes on disk, 64 MB when read
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "manifest.sig").write_bytes(b"0" * 64)
+    subprocess.run(["tar", "--sparse", "-cf", "bomb.tar", "manifest.json", "manifest.sig", "f.npy"], cwd=tmp_path, check=True)
+    bomb = (tmp_path / "bomb.tar").read_bytes()
+    assert len(bomb) < 64 * 1024
+    tracemalloc.start()
+    with pytest.raises(BundleRejected) as e:
+        open_bundle(bomb, keys[1])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert e.value.reason == "bad_member" and peak < 4 * 1024 * 1024
+
+
+def test_members_are_read_only_after_the_signature_verifies(keys) -> None:  # type: ignore[no-untyped-def]
+    other = load_private_key(generate_key()[0])
+    forged = build_bundle(
+        {"f.npy": b"\x00" * 1_000_000}, version=9, spec=default_spec(), metrics={}, models={}, private_key=other
+    )
+    with pytest.raises(BundleRejected) as e:
+        open_bundle(forged, keys[1])
+    assert e.value.reason == "bad_signature"
+    # a member whose header claims more than the bundle holds is refused by its header
+    blob = make(keys, files={"f.npy": npy_bytes(np.zeros(50_000, dtype=np.float32))})
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        member = tar.getmember("f.npy")
+    truncated = blob[: member.offset_data + member.size // 2]
+    with pytest.raises(BundleRejected) as e:
+        open_bundle(truncated, keys[1])
+    assert e.value.reason in ("bad_member", "not_a_bundle")
