@@ -28,13 +28,14 @@ from hub import api, erasure, privacy_api, retention
 from hub.audit import AuditLog
 from hub.auth import TokenStore
 from hub.fleet import Fleet
-from hub.guard import guarded
+from hub.guard import flush_refusals, guarded
 from hub.ingest.consumer import ConsumerCollector, ConsumerState, consume
 from hub.ingest.prep import Preparer
 from hub.ingest.storage import LAKE_DIR, HubStorage
 from hub.nats_setup import ensure_layout
 from hub.pii import PiiCipher
 from hub.profiles import ProfilePublisher
+from hub.refusals import RefusalAggregator
 from hub.settings import HubSettings
 from models.erasure import Tokenizer
 from models.errors import error_body
@@ -77,6 +78,10 @@ class HubState:
         )
         self.consumer.retry_base_s = s.ingest_retry_s
         self.registry.register(ConsumerCollector(self.consumer))
+        self.refusals = RefusalAggregator(s.audit_refusal_window_s)
+        self.auth_failures = Counter(
+            "p13n_hub_auth_failures", "Requests refused for want of a valid token (401)", registry=self.registry
+        )
         self.connect_failures = Counter(
             "p13n_hub_nats_connect_failures", "Failed NATS connection attempts", registry=self.registry
         )
@@ -264,6 +269,7 @@ def create_app(settings: HubSettings) -> Starlette:
                     await state.nc.close()
             state.preparer.close()
             state.storage.close()
+            await flush_refusals(state)
             state.audit.close()
 
     return Starlette(routes=routes(), lifespan=lifespan)

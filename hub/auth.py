@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from models.secret_files import write_private
+
 log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "analyst", "operator", "privacy_officer", "admin")
@@ -73,11 +75,7 @@ def create_token(path: Path, name: str, role: str) -> str:
     doc["tokens"].append(
         {"name": name, "role": role, "sha256": token_digest(token), "created": datetime.now(UTC).isoformat(timespec="seconds")}
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, json.dumps(doc, indent=1) + "\n")
     return token
 
 
@@ -87,9 +85,7 @@ def revoke_token(path: Path, name: str) -> bool:
     if len(kept) == len(doc["tokens"]):
         return False
     doc["tokens"] = kept
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
+    write_private(path, json.dumps(doc, indent=1) + "\n")
     return True
 
 

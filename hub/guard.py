@@ -2,7 +2,8 @@
 
 ``guarded(permission, handler, action=…)`` gives a Starlette endpoint that answers 401
 without a valid token, 403 when the role lacks the permission, and otherwise calls the
-handler. Every admin call and every refusal is appended to the audit log with who,
+handler. Every admin call and every refusal is appended to the audit log with who
+(401s aggregated per endpoint and window, so a brute force cannot grow the log),
 role, action, target and status; a handler adds details through
 ``request.state.audit``. Paths naming a subject are logged with the subject's
 erasure token instead of the id.
@@ -36,7 +37,9 @@ def _api_key_ok(request: Request, keys: tuple[str, ...]) -> bool:
     auth = request.headers.get("authorization", "")
     if not offered and auth.lower().startswith("bearer "):
         offered = auth[7:].strip()
-    return bool(offered) and any(hmac.compare_digest(offered, k) for k in keys)
+    # bytes: compare_digest refuses str with non-ASCII characters (a 500 before)
+    raw = offered.encode("utf-8", "surrogateescape")
+    return bool(offered) and any(hmac.compare_digest(raw, k.encode()) for k in keys)
 
 
 def _target(request: Request, state: HubState, subject_param: str | None) -> str:
@@ -70,7 +73,7 @@ def guarded(
             principal = Principal("api-key", "operator")
         target = _target(request, state, subject_param)
         if principal is None:
-            await _audit(state, Principal("anonymous", "-"), action, target, 401, {})
+            await refused(state, action, target)
             return json_error(401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)", _CHALLENGE)
         if not principal.may(permission):
             await _audit(state, principal, action, target, 403, {"permission": permission})
@@ -83,6 +86,25 @@ def guarded(
         return response
 
     return endpoint
+
+
+ANONYMOUS = Principal("anonymous", "-")
+
+
+async def refused(state: HubState, action: str, target: str) -> None:
+    """Count a 401 and audit it, aggregated per endpoint and window (hub.refusals)."""
+    state.auth_failures.inc()
+    first, closed = state.refusals.admit(action)
+    for closed_action, repeated in closed:
+        await _audit(state, ANONYMOUS, closed_action, "-", 401, {"repeated": repeated, "window_s": state.refusals.window_s})
+    if first:
+        await _audit(state, ANONYMOUS, action, target, 401, {})
+
+
+async def flush_refusals(state: HubState) -> None:
+    """Audit the refusals still being counted (at shutdown)."""
+    for action, repeated in state.refusals.drain():
+        await _audit(state, ANONYMOUS, action, "-", 401, {"repeated": repeated, "window_s": state.refusals.window_s})
 
 
 async def _audit(state: HubState, principal: Principal, action: str, target: str, status: int, detail: dict[str, Any]) -> None:

@@ -25,12 +25,19 @@ from models import nats_layout as L
 log = logging.getLogger(__name__)
 
 
+#: The order of consent choices: by receive time (the edge's clock, kept within the
+#: hub's skew window; a visitor cannot set it, unlike the client's ``ts``), and among
+#: choices received in the same millisecond grants before withdrawals, so a withdrawal
+#: never loses to a grant it raced with; then arrival order.
+CONSENT_ORDER = "received_at, instr(coalesce(props, ''), '\"personalization\"') > 0 DESC, rowid"
+
+
 def consent_by_subject(storage: HubStorage) -> dict[str, bool]:
     """Latest consent choice per subject: True when it includes personalization."""
     db = storage.reader(storage.data_dir / "warehouse.sqlite")
     try:
         rows = db.execute(
-            "SELECT coalesce(user_id, anonymous_id), props FROM events WHERE type = 'consent' ORDER BY ts, rowid"
+            f"SELECT coalesce(user_id, anonymous_id), props FROM events WHERE type = 'consent' ORDER BY {CONSENT_ORDER}"
         ).fetchall()
     finally:
         db.close()

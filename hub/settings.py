@@ -5,13 +5,13 @@ Every field is documented in docs/SETTINGS.md (a test keeps the two in step).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.pseudonym import DEV_PSEUDONYM_KEY
+from models.secret_files import generated_secret
 from models.settings_base import LOG_LEVELS, SERVERS, SettingsError, env_choice, env_float, env_host_port, env_int, env_str
 
 PREFIX = "P13N_HUB_"
@@ -39,8 +39,10 @@ class HubSettings:
     #: Delay before the first redelivery of an event message that failed to store
     #: (doubled per delivery up to 30 s; dead-lettered after the delivery bound).
     ingest_retry_s: float = 1.0
+    #: 401s of one endpoint within this window are audited as one entry with a count.
+    audit_refusal_window_s: float = 60.0
     #: Deployment secret for pseudonyms; must equal the edges'.
-    pseudonym_key: str = "p13n-development-key-change-me"
+    pseudonym_key: str = field(default=DEV_PSEUDONYM_KEY, repr=False)
     #: CRM sync config JSON (docs/INGESTION.md); empty = no scheduled sync.
     crm_config: str = ""
     #: Seconds between scheduled CRM syncs (±10 % jitter).
@@ -62,9 +64,9 @@ class HubSettings:
     #: SHA-256 of each token). Empty: every admin endpoint answers 401.
     tokens_file: str = ""
     #: Secret keying the audit log's hash chain (empty: derived from the pseudonym key).
-    audit_key: str = ""
+    audit_key: str = field(default="", repr=False)
     #: PII key ring ``id:base64[,id:base64…]``; the first key encrypts (``p13n keys pii``).
-    pii_keys: str = ""
+    pii_keys: str = field(default="", repr=False)
     #: File holding the PII key ring (wins over ``pii_keys``); one ``id:base64`` a line.
     pii_keys_file: str = ""
     #: Days raw events stay in the lake (whole day files are dropped).
@@ -116,6 +118,7 @@ class HubSettings:
             fetch_batch=env_int(env, PREFIX + "FETCH_BATCH", d.fetch_batch, minimum=1, maximum=1000),
             ingest_workers=env_int(env, PREFIX + "INGEST_WORKERS", d.ingest_workers, minimum=0, maximum=32),
             ingest_retry_s=env_float(env, PREFIX + "INGEST_RETRY_S", d.ingest_retry_s, minimum=0.01),
+            audit_refusal_window_s=env_float(env, PREFIX + "AUDIT_REFUSAL_WINDOW_S", d.audit_refusal_window_s, minimum=0.1),
             pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
             crm_config=env_str(env, PREFIX + "CRM_CONFIG", d.crm_config),
             crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
@@ -139,10 +142,24 @@ class HubSettings:
 
     @property
     def audit_secret(self) -> bytes:
-        """The audit chain key: the configured one, else derived from the pseudonym key."""
+        """The audit chain key: the configured one, else a random development key kept
+        under the data directory (never derived from the pseudonym key, which every edge
+        holds: an edge must not be able to re-sign the hub's audit chain)."""
         if self.audit_key:
             return self.audit_key.encode()
-        return hmac.new(self.pseudonym_key.encode(), b"p13n-audit-chain", hashlib.sha256).digest()
+        return generated_secret(self.data_dir / "audit-dev.key").encode()
+
+    def development_keys(self) -> list[str]:
+        """Settings left on a development default (``p13n hub serve`` refuses them
+        unless ``P13N_ALLOW_DEV_KEYS=1``)."""
+        out = []
+        if self.pseudonym_key == DEV_PSEUDONYM_KEY:
+            out.append(PREFIX + "PSEUDONYM_KEY")
+        if not self.pii_keys and not self.pii_keys_file:
+            out.append(PREFIX + "PII_KEYS")
+        if not self.audit_key:
+            out.append(PREFIX + "AUDIT_KEY")
+        return out
 
 
 ENV_NAMES: dict[str, str] = {
@@ -157,6 +174,7 @@ ENV_NAMES: dict[str, str] = {
     "fetch_batch": PREFIX + "FETCH_BATCH",
     "ingest_workers": PREFIX + "INGEST_WORKERS",
     "ingest_retry_s": PREFIX + "INGEST_RETRY_S",
+    "audit_refusal_window_s": PREFIX + "AUDIT_REFUSAL_WINDOW_S",
     "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
     "crm_config": PREFIX + "CRM_CONFIG",
     "crm_interval_s": PREFIX + "CRM_INTERVAL_S",

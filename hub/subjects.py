@@ -201,7 +201,7 @@ def export(storage: HubStorage, subject: SubjectIds, cipher: PiiCipher) -> dict[
                 "received_at": r,
             }
             for eid, s, c, src, edge, ts, r in wh.execute(
-                f"SELECT event_id, subject, categories, source, edge, ts, received_at FROM consent_log WHERE subject IN ({marks}) ORDER BY ts",
+                f"SELECT event_id, subject, categories, source, edge, ts, received_at FROM consent_log WHERE subject IN ({marks}) ORDER BY received_at, ts",
                 ids,
             )
         ]

@@ -11,6 +11,9 @@ import hashlib
 import hmac
 
 PREFIX = "p1_"  # versioned, so a key rotation can coexist with old pseudonyms
+#: The key hub and edges fall back to in demos and tests; ``p13n … serve`` refuses it
+#: unless ``P13N_ALLOW_DEV_KEYS=1`` (docs/SECURITY.md).
+DEV_PSEUDONYM_KEY = "p13n-development-key-change-me"
 
 
 def pseudonym(raw_id: str, key: bytes) -> str:

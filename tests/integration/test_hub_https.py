@@ -26,6 +26,7 @@ def test_hub_serves_https_only_and_the_commands_verify_it(nats_server: str, tmp_
         "P13N_HUB_LISTEN": f"127.0.0.1:{port}",
         "P13N_HUB_NATS_URL": nats_server,
         "P13N_HUB_DATA_DIR": str(tmp_path / "hub"),
+        "P13N_ALLOW_DEV_KEYS": "1",
         "P13N_HUB_TOKENS_FILE": str(tmp_path / "tokens.json"),
         "P13N_HUB_TLS_CERT": str(cert),
         "P13N_HUB_TLS_KEY": str(key),

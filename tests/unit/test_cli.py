@@ -53,3 +53,11 @@ def test_invalid_settings_stop_the_agent_with_the_variable_named() -> None:
         env={"P13N_EDGE_LISTEN": "bogus", "PATH": ""},
     )
     assert out.returncode == 2 and "P13N_EDGE_LISTEN" in out.stderr
+
+
+@pytest.mark.parametrize(("service", "variable"), [("hub", "P13N_HUB_PSEUDONYM_KEY"), ("edge", "P13N_EDGE_PSEUDONYM_KEY")])
+def test_services_refuse_development_keys_outside_a_demo(service: str, variable: str, tmp_path: Path) -> None:
+    env = {"PATH": "", f"P13N_{service.upper()}_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "p13n", service, "serve"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and variable in out.stderr and "P13N_ALLOW_DEV_KEYS" in out.stderr
+    assert "Traceback" not in out.stderr

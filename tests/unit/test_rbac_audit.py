@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,10 +87,11 @@ def test_every_endpoint_checks_every_role_and_is_audited(hub: tuple[TestClient, 
                 assert r.status_code == 403, (method, path, role, r.status_code)
                 assert r.json()["error"]["reason"] == "forbidden"
     assert client.get("/v1/healthz").status_code == 503  # public (and honest: no NATS here)
-    # refusals are all audited; successful data-plane calls (metrics, events) are not
+    # refusals are all audited (the second 401 of an endpoint within a minute joins an
+    # aggregate written when the window closes); successful data-plane calls are not
     quiet = sum(1 for (m, t), allowed in MATRIX.items() if t in ("/metrics", "/v1/events") for _ in allowed)
     report = verify(data_dir / "audit.sqlite", HubSettings(data_dir=data_dir).audit_secret)
-    assert report.ok and report.entries == calls - quiet
+    assert report.ok and report.entries == calls - quiet - len(MATRIX)
     log = AuditLog(data_dir / "audit.sqlite", b"unused-for-reading")
     entries = log.entries(limit=10_000)
     log.close()
@@ -180,3 +182,58 @@ def test_a_broken_tokens_file_keeps_the_tokens_already_loaded(tmp_path: Path) ->
     principal = store.authenticate(f"Bearer {token}")
     assert principal is not None and principal.role == "operator"
     assert store.authenticate("Bearer p13n_unknown") is None
+
+
+def test_failed_logins_are_refused_audited_and_aggregated(tmp_path: Path) -> None:
+    settings = HubSettings(
+        nats_url="nats://127.0.0.1:9",
+        nats_retry_s=30,
+        data_dir=tmp_path / "hub",
+        tokens_file=str(tmp_path / "tokens.json"),
+        api_keys=("ingest-key-0123456789",),
+        audit_refusal_window_s=0.5,
+    )
+    viewer = create_token(tmp_path / "tokens.json", "t-viewer", "viewer")
+    with TestClient(create_app(settings)) as client:
+        # a non-ASCII key used to escape as a 500 without an audit row
+        odd = client.post("/v1/events", headers={"x-api-key": "cl\u00e9-\u00fc".encode()}, content=b"[]")
+        assert odd.status_code == 401 and odd.json()["error"]["reason"] == "unauthorized"
+        for i in range(50):  # a brute force on the stats endpoint
+            assert client.get("/v1/stats", headers={"authorization": f"Bearer guess-{i}"}).status_code == 401
+        time.sleep(0.6)
+        assert client.get("/v1/stats", headers={"authorization": "Bearer late-guess"}).status_code == 401
+        metrics = client.get("/metrics", headers={"authorization": f"Bearer {viewer}"})
+        assert "p13n_hub_auth_failures_total 52.0" in metrics.text
+    log = AuditLog(settings.data_dir / "audit.sqlite", b"unused-for-reading")
+    refusals = [e for e in log.entries(limit=1000) if e["status"] == 401]
+    log.close()
+    by_action = {(e["action"], e["detail"].get("repeated")) for e in refusals}
+    assert ("events.write", None) in by_action
+    assert ("stats.read", 49) in by_action  # 50 guesses: the first, then one entry counting the rest
+    assert len(refusals) == 3 + 1  # events, stats first, stats aggregate, stats after the window
+
+
+def test_the_tokens_file_is_never_readable_by_others(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    create_token(path, "a", "admin")
+    create_token(path, "b", "viewer")
+    assert path.stat().st_mode & 0o777 == 0o600
+    from hub.auth import revoke_token
+
+    assert revoke_token(path, "a")
+    assert path.stat().st_mode & 0o777 == 0o600  # revocation rewrote it world-readable before
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".tokens.json.*"))
+
+
+def test_the_audit_key_is_not_derived_from_what_edges_hold(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    shared = "deployment-pseudonym-key-every-edge-has"
+    one = HubSettings(data_dir=tmp_path / "a", pseudonym_key=shared).audit_secret
+    two = HubSettings(data_dir=tmp_path / "b", pseudonym_key=shared).audit_secret
+    legacy = hmac.new(shared.encode(), b"p13n-audit-chain", hashlib.sha256).digest()
+    assert one != legacy and one != two  # an edge's secret cannot re-sign the hub's chain
+    assert HubSettings(data_dir=tmp_path / "a", pseudonym_key=shared).audit_secret == one  # stable per hub
+    assert (tmp_path / "a" / "audit-dev.key").stat().st_mode & 0o777 == 0o600
+    assert HubSettings(data_dir=tmp_path / "c", audit_key="configured").audit_secret == b"configured"
