@@ -14,12 +14,13 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
+import yarl
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Scope, Send
 
 from edge_agent.collect import record_exposures
-from edge_agent.http_cache import shell_ttl
+from edge_agent.http_cache import cache_key, is_private_request, origin_request_headers, shell_ttl, vary_names, vary_values
 from edge_agent.pages import PageContext, decide_slots
 from edge_agent.responses import json_error
 from edge_agent.rewrite import UndecodableBody, decode_body, is_html, prepare, render
@@ -76,32 +77,47 @@ def _strip_vary_cookie(value: str) -> str:
     return ", ".join(v.strip() for v in value.split(",") if v.strip() and v.strip().lower() != "cookie")
 
 
-def _origin_headers(request: Request, drop: frozenset[str] | set[str]) -> dict[str, str]:
-    headers = {k: v for k, v in request.headers.items() if k not in drop}
-    client = request.client.host if request.client else ""
-    prior = request.headers.get("x-forwarded-for")
-    headers["x-forwarded-for"] = f"{prior}, {client}" if prior and client else (prior or client)
-    headers.setdefault("x-forwarded-host", request.headers.get("host", ""))
-    return headers
+def request_target(scope: Scope) -> str:
+    """The request target exactly as the client sent it: the raw path (never decoded,
+    so ``%252e`` stays ``%252e`` and nginx's location rules keep their meaning at the
+    origin) and the query string."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query: bytes = scope.get("query_string", b"")
+    return raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
-async def _fetch_shell(state: EdgeState, request: Request, key: str) -> CachedShell | Response:
-    """Shell from origin; a non-HTML answer comes back as a ready response."""
+def origin_url(state: EdgeState, target: str) -> yarl.URL:
+    """The origin URL for ``target``, sent byte for byte (no re-encoding, no dot-segment
+    removal)."""
+    return yarl.URL(state.settings.origin + target, encoded=True)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def _fetch_shell(state: EdgeState, request: Request, key: str, target: str, private: bool) -> CachedShell | Response:
+    """Shell from origin; a non-HTML answer comes back as a ready response. Only the
+    operator's listed headers go to the origin; a private request's answer is never
+    stored."""
     assert state.http is not None
-    url = state.settings.origin + key
-    headers = _origin_headers(request, _PAGE_REQUEST_DROP)
+    s = state.settings
+    request_headers = request.headers
+    headers = origin_request_headers(request_headers, state.forward_headers, state.own_cookies, _client(request))
+    for name in _PAGE_REQUEST_DROP:
+        headers.pop(name, None)
     headers["accept-encoding"] = "gzip, deflate"
     started = time.perf_counter()
-    resp = await state.http.request(request.method, url, headers=headers, allow_redirects=False)
+    resp = await state.http.request(request.method, origin_url(state, target), headers=headers, allow_redirects=False)
     try:
         rheaders = {k.lower(): v for k, v in resp.headers.items()}
         if not is_html(rheaders.get("content-type", "")) or request.method == "HEAD":
             return _stream_response(resp, rheaders)
         declared = int(rheaders.get("content-length", "0") or 0)
-        if declared > state.settings.max_page_bytes:
+        if declared > s.max_page_bytes:
             return _stream_response(resp, rheaders)
-        raw = await resp.content.read(state.settings.max_page_bytes + 1)
-        if len(raw) > state.settings.max_page_bytes:
+        raw = await resp.content.read(s.max_page_bytes + 1)
+        if len(raw) > s.max_page_bytes:
             state.metrics.fallback("page_too_large")
             rest = resp.content.iter_chunked(_STREAM_CHUNK)
             return _stream_response(resp, rheaders, prefix=raw, rest=rest)
@@ -111,12 +127,13 @@ async def _fetch_shell(state: EdgeState, request: Request, key: str) -> CachedSh
     resp.release()
     state.metrics.origin_seconds.observe(time.perf_counter() - started)
     now = time.time()
-    ttl = shell_ttl(resp.status, rheaders, now)
+    names = vary_names(rheaders)
+    ttl = 0.0 if private or names is None else shell_ttl(resp.status, rheaders, now)
     single = {k: v for k, v in rheaders.items() if k not in HOP_BY_HOP}
     # multi-valued Set-Cookie must survive: keep them as a list in a side key
     cookies = resp.headers.getall("set-cookie", [])
     try:
-        body = decode_body(raw, rheaders.get("content-encoding", ""), state.settings.max_page_bytes)
+        body = decode_body(raw, rheaders.get("content-encoding", ""), s.max_page_bytes)
     except UndecodableBody:
         state.metrics.fallback("undecodable_body")
         return Response(raw, status_code=resp.status, headers={k: v for k, v in single.items() if k != "set-cookie"})
@@ -125,11 +142,12 @@ async def _fetch_shell(state: EdgeState, request: Request, key: str) -> CachedSh
     page = prepare(body, single.get("content-type", "text/html"))
     if page.template.reason:
         state.metrics.fallback(page.template.reason)
-    shell = CachedShell(resp.status, single, page, now + ttl)
+    vary = vary_values(names or (), request_headers)
+    shell = CachedShell(resp.status, single, page, now + ttl, vary=vary, size=len(body))
     if ttl > 0 and not cookies:
         state.remember_shell(key, shell)
-        stored = StoredShell(resp.status, single, body, now + ttl)
-        await asyncio.to_thread(state.store.put_shell, key, stored, now)
+        stored = StoredShell(resp.status, single, body, now + ttl, vary)
+        await asyncio.to_thread(state.store.put_shell, key, stored, now, s.shell_store_entries, s.shell_store_bytes)
     elif cookies:
         shell.headers["set-cookie"] = "\n".join(cookies)
     return shell
@@ -161,22 +179,23 @@ def _stream_response(
     return out
 
 
-async def _shell(state: EdgeState, request: Request, key: str) -> CachedShell | Response:
-    now = time.time()
-    cached = state.shells.get(key)
-    if cached is not None and cached.expires > now:
-        state.metrics.shell("memory")
-        return cached
-    stored = await asyncio.to_thread(state.store.get_shell, key, now)
-    if stored is not None:
-        state.metrics.shell("sqlite")
-        shell = CachedShell(
-            stored.status, stored.headers, prepare(stored.body, stored.headers.get("content-type", "text/html")), stored.expires
-        )
-        state.remember_shell(key, shell)
-        return shell
-    state.metrics.shell("miss")
-    return await _fetch_shell(state, request, key)
+async def _shell(state: EdgeState, request: Request, key: str, target: str) -> CachedShell | Response:
+    private = is_private_request(request.headers, state.own_cookies)
+    if not private:
+        now = time.time()
+        cached = state.shells.get(key)
+        if cached is not None and cached.expires > now and cached.matches(request.headers):
+            state.metrics.shell("memory")
+            return cached
+        stored = await asyncio.to_thread(state.store.get_shell, key, now)
+        if stored is not None and all(request.headers.get(n, "") == v for n, v in stored.vary):
+            state.metrics.shell("sqlite")
+            page = prepare(stored.body, stored.headers.get("content-type", "text/html"))
+            shell = CachedShell(stored.status, stored.headers, page, stored.expires, vary=stored.vary, size=len(stored.body))
+            state.remember_shell(key, shell)
+            return shell
+    state.metrics.shell("private" if private else "miss")
+    return await _fetch_shell(state, request, key, target, private)
 
 
 def _page(
@@ -230,17 +249,22 @@ def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> tu
     return response, ctx
 
 
-def memory_shell(state: EdgeState, key: str) -> CachedShell | None:
-    """The page's shell when the memory cache holds a fresh one (the fast path)."""
+def memory_shell(state: EdgeState, headers: Mapping[str, str], key: str) -> CachedShell | None:
+    """The page's shell when the memory cache holds a fresh one for this request (the
+    fast path): same host and raw target, same ``Vary`` values, a request that is not
+    private."""
     cached = state.shells.get(key)
-    return cached if cached is not None and cached.expires > time.time() else None
+    if cached is None or cached.expires <= time.time() or not cached.matches(headers):
+        return None
+    if is_private_request(headers, state.own_cookies):
+        return None
+    return cached
 
 
-async def page_asgi(state: EdgeState, scope: Scope, send: Send, shell: CachedShell) -> None:
+async def page_asgi(state: EdgeState, scope: Scope, send: Send, shell: CachedShell, headers: Mapping[str, str]) -> None:
     """A GET whose shell is in memory, answered without building a Request or Response
     (the same page as :func:`handle` gives; measured in docs/PERFORMANCE.md)."""
     state.metrics.shell("memory")
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}  # first value wins
     raw, body, ctx = _page(state, headers, scope["path"], shell)
     raw.append((b"content-length", str(len(body)).encode("ascii")))
     await send({"type": "http.response.start", "status": shell.status, "headers": raw})
@@ -250,30 +274,38 @@ async def page_asgi(state: EdgeState, scope: Scope, send: Send, shell: CachedShe
     state.metrics.request("page", f"{shell.status // 100}xx")
 
 
-async def _passthrough(state: EdgeState, request: Request) -> Response:
+async def _passthrough(state: EdgeState, request: Request, target: str) -> Response:
+    """Any other method: proxied with its end-to-end headers, never cached."""
     assert state.http is not None
-    url = state.settings.origin + request.url.path + (("?" + request.url.query) if request.url.query else "")
-    headers = _origin_headers(request, HOP_BY_HOP | {"host"})
+    headers = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP and k not in ("host", "x-forwarded-host")}
+    prior = request.headers.get("x-forwarded-for", "")
+    client = _client(request)
+    headers["x-forwarded-for"] = f"{prior}, {client}" if prior and client else (prior or client)
+    headers["x-forwarded-host"] = request.headers.get("host", "")
     data = request.stream() if request.method in _BODY_METHODS else None
-    resp = await state.http.request(request.method, url, headers=headers, data=data, allow_redirects=False)
+    resp = await state.http.request(request.method, origin_url(state, target), headers=headers, data=data, allow_redirects=False)
     return _stream_response(resp, {k.lower(): v for k, v in resp.headers.items()})
 
 
 async def handle(request: Request) -> Response:
     """Entry point for every non-``/_p13n/`` request in filter mode."""
     state = _state(request)
+    target = request_target(request.scope)
     try:
         if request.method not in ("GET", "HEAD"):
-            response = await _passthrough(state, request)
+            response = await _passthrough(state, request, target)
         else:
-            key = request.url.path + (("?" + request.url.query) if request.url.query else "")
-            shell = await _shell(state, request, key)
+            key = cache_key(request.headers.get("host", ""), target)
+            shell = await _shell(state, request, key, target)
             if isinstance(shell, Response):
                 response = shell
             else:
                 response, ctx = _page_response(state, request, shell)
                 if ctx is not None and ctx.exposures:
                     await record_exposures(state, ctx, request.headers)
+    except (ValueError, TypeError) as e:  # a target the origin URL cannot carry
+        state.metrics.request("page", "4xx")
+        return json_error(400, "bad_request_target", f"cannot forward this request target: {type(e).__name__}")
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
         state.metrics.request("page", "5xx")
         log.warning("origin unreachable for %s: %s", request.url.path, e)

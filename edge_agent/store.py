@@ -72,6 +72,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE outbox ADD COLUMN events INTEGER NOT NULL DEFAULT 1;
     """,
+    # shells keyed by host + raw target, with the Vary values they were stored under and
+    # their size (the cache is bounded); keys of the old form are dropped
+    """
+    DELETE FROM shells;
+    ALTER TABLE shells ADD COLUMN vary TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE shells ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX shells_stored ON shells(stored);
+    """,
 )
 
 
@@ -81,6 +89,8 @@ class StoredShell:
     headers: dict[str, str]
     body: bytes
     expires: float
+    #: (request header, value) pairs of the response's ``Vary``, as at store time
+    vary: tuple[tuple[str, str], ...] = ()
 
 
 class EdgeStore:
@@ -100,6 +110,9 @@ class EdgeStore:
         #: Erasure tokens of erased subjects; their rows are never written again.
         self.suppressed: set[str] = {r[0] for r in self.db.execute("SELECT token FROM suppressions")}
         self.tokenizer: Tokenizer | None = None
+        count, size = self.db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM shells").fetchone()
+        #: Shells stored and their bytes (kept up to date by the shell methods).
+        self._shell_count, self._shell_bytes = int(count), int(size)
         self._db.create_function("p13n_erased", 1, self._erased_sql, deterministic=True)
 
     @property
@@ -164,23 +177,60 @@ class EdgeStore:
     def get_shell(self, key: str, now: float) -> StoredShell | None:
         with self._lock:
             row = self.db.execute(
-                "SELECT status, headers, body, expires FROM shells WHERE key = ? AND expires > ?",
+                "SELECT status, headers, body, expires, vary FROM shells WHERE key = ? AND expires > ?",
                 (key, now),
             ).fetchone()
         if row is None:
             return None
-        return StoredShell(row[0], json.loads(row[1]), bytes(row[2]), row[3])
+        vary = tuple((str(n), str(v)) for n, v in json.loads(row[4]))
+        return StoredShell(row[0], json.loads(row[1]), bytes(row[2]), row[3], vary)
 
-    def put_shell(self, key: str, shell: StoredShell, now: float) -> None:
+    def put_shell(self, key: str, shell: StoredShell, now: float, max_entries: int, max_bytes: int) -> int:
+        """Store a shell, then keep the table within ``max_entries`` and ``max_bytes``
+        (expired shells first, then the oldest); returns how many were evicted."""
         with self._lock:
-            self.db.execute(
-                "INSERT OR REPLACE INTO shells VALUES (?, ?, ?, ?, ?, ?)",
-                (key, shell.status, json.dumps(shell.headers), shell.body, now, shell.expires),
+            db = self.db
+            db.execute(
+                "INSERT OR REPLACE INTO shells (key, status, headers, body, stored, expires, vary, bytes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    shell.status,
+                    json.dumps(shell.headers),
+                    shell.body,
+                    now,
+                    shell.expires,
+                    json.dumps(shell.vary),
+                    len(shell.body),
+                ),
             )
+            self._shell_count += 1
+            self._shell_bytes += len(shell.body)
+            if self._shell_count <= max_entries and self._shell_bytes <= max_bytes:
+                return 0  # an upper estimate (replacements count twice): exact below
+            return self._bound_shells(now, max_entries, max_bytes)
 
-    def purge_expired_shells(self, now: float) -> int:
+    def purge_shells(self, now: float, max_entries: int, max_bytes: int) -> int:
+        """Delete expired shells and keep the table within its bounds."""
         with self._lock:
-            return self.db.execute("DELETE FROM shells WHERE expires <= ?", (now,)).rowcount
+            return self._bound_shells(now, max_entries, max_bytes)
+
+    def _bound_shells(self, now: float, max_entries: int, max_bytes: int) -> int:
+        db = self.db
+        evicted = db.execute("DELETE FROM shells WHERE expires <= ?", (now,)).rowcount
+        count, size = db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM shells").fetchone()
+        # beyond a bound: drop the oldest tenth below it at once (not one row per insert)
+        while count > max_entries or size > max_bytes:
+            excess = max(count - int(max_entries * 0.9), 1) if count > max_entries else max(count // 10, 1)
+            rows = db.execute("SELECT key, bytes FROM shells ORDER BY stored LIMIT ?", (excess,)).fetchall()
+            if not rows:
+                break
+            db.executemany("DELETE FROM shells WHERE key = ?", [(r[0],) for r in rows])
+            evicted += len(rows)
+            count -= len(rows)
+            size -= sum(r[1] for r in rows)
+        self._shell_count, self._shell_bytes = count, size
+        return evicted
 
     # ------------------------------------------------------------------ outbox
     def outbox_add(self, rows: list[tuple[str, str, bytes, int]], now: float) -> None:

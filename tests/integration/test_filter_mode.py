@@ -31,9 +31,10 @@ def test_page_through_nginx_is_personalized_with_exact_length(
     origin: Origin, start_agent: AgentFactory, start_nginx_proxy: NginxFactory
 ) -> None:
     agent = start_agent(origin.url)
-    nginx = start_nginx_proxy("filter", agent.port, origin.url)
+    # the country comes from the operator's geo source (here a test header); nginx overwrites X-Geo-Country
+    nginx = start_nginx_proxy("filter", agent.port, origin.url, geo_header="$http_x_test_country")
     mobile = fetch(nginx.url + "/p/ja02", {"User-Agent": MOBILE_UA})
-    german = fetch(nginx.url + "/p/ja02", {"User-Agent": DESKTOP_UA, "X-Geo-Country": "de"})
+    german = fetch(nginx.url + "/p/ja02", {"User-Agent": DESKTOP_UA, "X-Test-Country": "de", "X-Geo-Country": "fr"})
     for reply in (mobile, german):
         assert reply.status == 200
         assert "<p13n-slot" not in reply.text
@@ -74,7 +75,7 @@ def test_shareable_shells_are_cached_in_memory_and_sqlite(origin: Origin, start_
     assert metric(text, "p13n_edge_shell_cache_total", result="memory") == 2
     data_dir = agent.data_dir
     agent.stop()
-    again = start_agent(origin.url, DATA_DIR=str(data_dir))
+    again = start_agent(origin.url, port=agent.port, DATA_DIR=str(data_dir))  # same Host: same cache key
     assert fetch(again.url + "/c/shoes", {"User-Agent": DESKTOP_UA}).status == 200
     text = fetch(again.url + "/_p13n/metrics").text
     assert metric(text, "p13n_edge_shell_cache_total", result="sqlite") == 1
