@@ -1,7 +1,7 @@
 """Collection endpoints: ``POST /_p13n/collect`` (JSON batch) and ``GET /_p13n/px.gif``.
 
 Every accepted event is in the SQLite outbox before the answer goes out. Bad input gets
-a clear 4xx (413 body too large, 400 malformed JSON or too many events) and one bad
+a clear 4xx (403 from another site, 413 body too large, 400 malformed JSON or too many events) and one bad
 event never rejects its batch-mates: the 202 lists each event as accepted or rejected
 with a reason. A full outbox answers 503 with ``Retry-After``. Without ``analytics``
 consent nothing about the visitor is stored (``consent`` events, the proof of a choice,
@@ -22,7 +22,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from edge_agent.context import page_item
+from edge_agent.csrf import cross_site_reason
 from edge_agent.enrich import RequestFacts, enrich
+from edge_agent.identity import IdentityRejected, header_user
 from edge_agent.pages import parse_cookies
 from edge_agent.state import EdgeState
 from models import consent as consent_rules
@@ -78,6 +80,33 @@ def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[st
     return consent, raw if consent_rules.may_identify(consent) else "", raw
 
 
+def _proven_identity(state: EdgeState, raw: dict[str, Any], header_id: str) -> tuple[dict[str, Any], str]:
+    """(the event with a proven user id or none, reason it is refused or ``""``).
+
+    A ``user_token`` is verified and replaced by the id it proves; a ``user_id`` that
+    neither the token nor the trusted user header proves is dropped (counted), and an
+    ``identify`` event without proof is refused: a visitor cannot claim someone else."""
+    proven = header_id
+    if "user_token" in raw:
+        token = raw["user_token"]
+        raw = {k: v for k, v in raw.items() if k != "user_token"}  # a credential: never stored
+        try:
+            proven = state.identity.verify(token)
+        except IdentityRejected as e:
+            return raw, e.reason
+    claimed = raw.get("user_id")
+    if claimed is not None and claimed != proven:
+        if raw.get("type") == "identify":
+            return raw, "unproven_identity"
+        raw = {k: v for k, v in raw.items() if k != "user_id"}
+        state.metrics.identity_rejected("unproven_claim")
+    if proven:
+        raw = {**raw, "user_id": proven}
+    elif raw.get("type") == "identify":
+        return raw, "unproven_identity"
+    return raw, ""
+
+
 def update_session(state: EdgeState, visitor: str, consent: frozenset[str], events: list[dict[str, Any]]) -> None:
     """Fold accepted events into the visitor's live session (personalization consent only)."""
     if not visitor or "personalization" not in consent or not events:
@@ -117,12 +146,18 @@ def prepare_events(
     facts = RequestFacts(headers, s.geo_header)
     suppressed, tokenizer = state.store.suppressed, state.store.tokenizer
     erased = bool(suppressed) and tokenizer is not None and tokenizer.any_in((cookie_visitor,), suppressed)
+    header_id = header_user(headers.get(s.user_header, ""))  # EdgeApp strips it from untrusted peers
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             results.append({"index": index, "status": "rejected", "reason": "not_an_object"})
             continue
         if erased:  # an erased subject's late events are dropped, never stored
             results.append({"index": index, "status": "rejected", "reason": "erased_subject"})
+            continue
+        raw, refused = _proven_identity(state, raw, header_id)
+        if refused:
+            state.metrics.identity_rejected(refused)
+            results.append({"index": index, "status": "rejected", "reason": refused})
             continue
         local = not analytics and raw.get("type") != "consent"
         if local and not personalization:
@@ -179,6 +214,10 @@ async def handle_batch(
     """(status, JSON body, extra headers) for one collect request; ``body`` is None when
     it exceeded :data:`MAX_BODY_BYTES`."""
     m = state.metrics
+    refused = cross_site_reason(headers, frozenset(state.settings.allowed_origins))
+    if refused:
+        m.collect_rejected("cross_site")
+        return _error(403, "cross_site", refused)
     if body is None:
         m.collect_rejected("too_large")
         return _error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")

@@ -91,7 +91,8 @@
   w.p13n = {
     track: track,
     consent: setConsent,
-    identify: function (userId) { track("identify", { user_id: String(userId) }); },
+    // token: a short-lived JWT your backend signs for the logged-in user (docs/SECURITY.md)
+    identify: function (token) { track("identify", { user_token: String(token) }); },
     flush: function () { flush(false); }
   };
 })(window, document);
