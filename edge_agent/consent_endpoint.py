@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from edge_agent.collect import MAX_BODY_BYTES, _read_body, prepare_events, store
+from edge_agent.csrf import cross_site_reason
 from edge_agent.pages import parse_cookies
 from edge_agent.responses import json_error
 from edge_agent.state import VISITOR_COOKIE_MAX_AGE, EdgeState
@@ -46,6 +47,10 @@ async def consent(request: Request) -> Response:
             {"categories": sorted(effective), "explicit": consent_rules.CONSENT_COOKIE in cookies},
             headers={"cache-control": "no-store"},
         )
+    refused = cross_site_reason(request.headers, frozenset(state.settings.allowed_origins))
+    if refused:  # another site cannot choose for our visitors
+        state.metrics.collect_rejected("cross_site")
+        return json_error(403, "cross_site", refused)
     body = await _read_body(request, MAX_BODY_BYTES)
     try:
         doc = orjson.loads(body or b"")
