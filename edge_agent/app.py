@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import ipaddress
 import json
 import logging
 import time
@@ -24,16 +25,18 @@ from starlette.types import Receive, Scope, Send
 from edge_agent import bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
+from edge_agent.http_cache import cache_key
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.model_runtime import load_models
 from edge_agent.pages import decide_slots
 from edge_agent.responses import json_error
-from edge_agent.settings import DEV_PSEUDONYM_KEY, EdgeSettings
+from edge_agent.settings import EdgeSettings
 from edge_agent.state import EdgeState, load_bundle
 from edge_agent.store import EdgeStore
 from models.consent import CONSENT_COOKIE
 from models.content import BundleError, load_content
 from models.erasure import Tokenizer
+from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.slots import SLOT_NAME_RE
 
 COLLECT_PATH = "/_p13n/collect"
@@ -73,11 +76,25 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state: EdgeState = request.app.state.edge
+    peer = request.client.host if request.client else ""
+    if peer and not peer_in(peer, state.settings.metrics_allow):
+        return json_error(403, "forbidden", "metrics are served to P13N_EDGE_METRICS_ALLOW peers only")
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def peer_in(peer: str, networks: tuple[str, ...]) -> bool:
+    """Whether ``peer`` (the ASGI client host) is in ``networks``. A peer that is not an
+    IP address is not on the network (a Unix socket, an in-process client): local."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return True
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
 async def sessions_loop(state: EdgeState) -> None:
-    """Write dirty live sessions to SQLite every second; purge expired ones every minute."""
+    """Write dirty live sessions to SQLite every second; every minute purge expired
+    sessions and shells (and keep the shell cache within its bounds)."""
     last_purge = time.monotonic()
     while True:
         await asyncio.sleep(1.0)
@@ -88,6 +105,8 @@ async def sessions_loop(state: EdgeState) -> None:
             if time.monotonic() - last_purge > 60:
                 last_purge = time.monotonic()
                 await asyncio.to_thread(state.store.purge_expired_sessions, time.time())
+                s = state.settings
+                await asyncio.to_thread(state.store.purge_shells, time.time(), s.shell_store_entries, s.shell_store_bytes)
         except Exception:
             log.warning("persisting sessions failed; retrying", exc_info=True)
 
@@ -118,7 +137,11 @@ async def decide_endpoint(request: Request) -> Response:
     if not names or bad:
         return json_error(400, "bad_slots", "give ?slots=name1,name2 with valid slot names")
     page = request.query_params.get("page") or request.headers.get("referer", "/")
-    ctx = state.page_context(request.headers, urlsplit(page).path or "/")
+    try:
+        page_path = urlsplit(page).path or "/"
+    except ValueError:
+        return json_error(400, "bad_page", "page must be a URL or a path (e.g. /p/dr01)")
+    ctx = state.page_context(request.headers, page_path)
     decision = decide_slots(ctx, state.bundle, [(n, {}) for n in names], state.settings.decision_deadline_ms, state.models)
     await collect.record_exposures(state, ctx, request.headers)
     body = {
@@ -246,16 +269,54 @@ class EdgeApp:
         self.app = app
         self.state = app.state
         self._pages = request_response(filter_mode.handle)
+        self._peers: dict[str, bool] = {}
+        self._networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+        self._guarded: frozenset[bytes] = frozenset()
+
+    def _trusted(self, scope: Scope) -> bool:
+        """Whether the peer may set forwarding headers (``P13N_EDGE_TRUSTED_PROXIES``)."""
+        client = scope.get("client")
+        if not client:
+            return True  # a Unix socket: the proxy is on this host
+        host = str(client[0])
+        known = self._peers.get(host)
+        if known is None:
+            if self._networks is None:
+                settings: EdgeSettings = self.state.edge.settings
+                self._networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies)
+                self._guarded = frozenset(
+                    h.encode("latin-1") for h in (settings.geo_header, settings.user_header, "x-forwarded-proto")
+                )
+            try:
+                address = ipaddress.ip_address(host)
+                known = any(address in network for network in self._networks)
+            except ValueError:  # not a network peer (Unix socket, in-process client)
+                known = True
+            if len(self._peers) > 4096:
+                self._peers.clear()
+            self._peers[host] = known
+        return known
+
+    def _drop_untrusted(self, scope: Scope) -> None:
+        """A peer that is not a trusted proxy cannot set the geo country, the user id or
+        the scheme: those headers are removed before any handler sees them."""
+        headers = scope["headers"]
+        if any(k in self._guarded for k, _ in headers):
+            scope["headers"] = [(k, v) for k, v in headers if k not in self._guarded]
+            self.state.edge.metrics.untrusted_headers.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if not self._trusted(scope):
+                self._drop_untrusted(scope)
             path: str = scope["path"]
             if not path.startswith("/_p13n/"):
                 if scope["method"] == "GET":
-                    query: bytes = scope["query_string"]
-                    shell = filter_mode.memory_shell(self.state.edge, path + "?" + query.decode("latin-1") if query else path)
+                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}  # first wins
+                    key = cache_key(headers.get("host", ""), filter_mode.request_target(scope))
+                    shell = filter_mode.memory_shell(self.state.edge, headers, key)
                     if shell is not None:
-                        await filter_mode.page_asgi(self.state.edge, scope, send, shell)
+                        await filter_mode.page_asgi(self.state.edge, scope, send, shell, headers)
                         return
                 scope["app"] = self.app
                 await self._pages(scope, receive, send)

@@ -48,6 +48,7 @@ def nginx_config(
     geo_header: str,
     cookie_name: str = "p13n_id",
     echo_slots: str = "",
+    user_id_from: str = "",
 ) -> int:
     from edge_agent.nginx_config import ConfigError, NginxOptions, render_server
 
@@ -59,6 +60,7 @@ def nginx_config(
             listen=listen,
             server_name=server_name,
             geo_header=geo_header,
+            user_id_from=user_id_from,
             cookie_name=cookie_name,
             echo_slots=slot_names(echo_slots),
         )

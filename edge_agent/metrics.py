@@ -28,6 +28,8 @@ class EdgeMetrics:
     bundles_refused: Counter
     profiles_applied: Counter
     erasures_applied: Counter
+    identity_rejections: Counter
+    untrusted_headers: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -67,6 +69,17 @@ class EdgeMetrics:
                 "p13n_edge_profiles_applied", "Profile updates and purges applied from the hub", registry=reg
             ),
             erasures_applied=Counter("p13n_edge_erasures_applied", "Erasure orders applied from the hub", registry=reg),
+            identity_rejections=Counter(
+                "p13n_edge_identity_rejected",
+                "User id claims dropped or refused (no proof, bad, expired or long-lived token)",
+                ["reason"],
+                registry=reg,
+            ),
+            untrusted_headers=Counter(
+                "p13n_edge_untrusted_headers_dropped",
+                "Requests from an untrusted peer whose forwarding headers (geo, user, proto) were ignored",
+                registry=reg,
+            ),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )
@@ -101,3 +114,6 @@ class EdgeMetrics:
 
     def collect_rejected(self, reason: str) -> None:
         self._child(self.collect_rejections, reason).inc()
+
+    def identity_rejected(self, reason: str) -> None:
+        self._child(self.identity_rejections, reason).inc()

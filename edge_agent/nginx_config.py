@@ -14,6 +14,7 @@ show its fallback children).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -54,6 +55,10 @@ class ConfigError(ValueError):
         super().__init__(f"{option}: {problem}")
 
 
+#: A fixed country for every request of this edge node (``--geo-header '"fr"'``).
+_FIXED_COUNTRY = re.compile(r'"[A-Za-z]{2}"')
+
+
 @dataclass(frozen=True)
 class NginxOptions:
     mode: str
@@ -62,6 +67,9 @@ class NginxOptions:
     listen: str = "80"
     server_name: str = "_"
     geo_header: str = ""  # e.g. "$http_cf_ipcountry" → sent to the agent as X-Geo-Country
+    #: nginx variable with the logged-in user's id from the site's auth layer, e.g.
+    #: ``$auth_user`` set by ``auth_request_set`` → sent to the agent as X-User-Id
+    user_id_from: str = ""
     agent_timeout_ms: int = 50
     auth_timeout_ms: int = 30
     cookie_name: str = "p13n_id"
@@ -82,6 +90,10 @@ class NginxOptions:
             raise ConfigError("--echo-slots", "only applies to --mode ssi")
         if not self.cookie_name.replace("_", "").isalnum():
             raise ConfigError("--cookie-name", f"letters, digits and '_' only, got {self.cookie_name!r}")
+        for flag, value in (("--geo-header", self.geo_header), ("--user-id-from", self.user_id_from)):
+            fixed_country = flag == "--geo-header" and _FIXED_COUNTRY.fullmatch(value) is not None
+            if value and not fixed_country and not (value.startswith("$") and value[1:].replace("_", "").isalnum()):
+                raise ConfigError(flag, f"expected an nginx variable such as $http_cf_ipcountry, got {value!r}")
         if not (self.listen.isdigit() or ":" in self.listen):
             raise ConfigError("--listen", f"expected PORT or ADDR:PORT, got {self.listen!r}")
 
@@ -97,13 +109,18 @@ def _proxy_common(indent: str) -> str:
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
+_EMPTY = '""'  # nginx removes a header set to the empty string
+
+
 def _agent_headers(indent: str, opts: NginxOptions) -> str:
+    # the headers the agent trusts are always set here: a visitor's own copy never
+    # reaches it (an empty value removes the header)
     lines = [
         "proxy_set_header X-Request-Id $request_id;",
         "proxy_set_header X-P13N-Page $request_uri;",
+        f"proxy_set_header X-Geo-Country {opts.geo_header or _EMPTY};",
+        f"proxy_set_header X-User-Id {opts.user_id_from or _EMPTY};",
     ]
-    if opts.geo_header:
-        lines.append(f"proxy_set_header X-Geo-Country {opts.geo_header};")
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
@@ -129,6 +146,8 @@ def render_server(opts: NginxOptions) -> str:
         f"{i1}# static files never touch the agent\n",
         f"{i1}location ~* \\.({static_re})$ {{\n{common}{i2}proxy_pass {scheme}://p13n_origin;\n{i1}}}\n",
         "\n",
+        f"{i1}# the agent's metrics are for the operator's scraper on the agent's own port, not for visitors\n",
+        f"{i1}location = /_p13n/metrics {{\n{i2}return 404;\n{i1}}}\n",
         f"{i1}# agent endpoints: SDK, collection, fragments, decisions (^~: before the static-file regex)\n",
         f"{i1}location ^~ /_p13n/ {{\n{common}{agent_hdrs}",
         f"{i2}proxy_connect_timeout {opts.agent_timeout_ms}ms;\n",

@@ -16,12 +16,14 @@ import aiohttp
 from nats.aio.client import Client as NATS
 
 from edge_agent.group_commit import GroupCommitter
+from edge_agent.identity import IdentityVerifier
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.model_runtime import EdgeModels
 from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import EdgeStore
+from models.consent import CONSENT_COOKIE
 from models.content import ContentBundle, build_content, load_content
 from models.session import new_session, session_attributes
 
@@ -39,6 +41,14 @@ class CachedShell:
     expires: float
     #: The raw headers every page from this shell starts with (built on first use).
     page_headers: list[tuple[bytes, bytes]] | None = None
+    #: (request header, value) pairs of the response's ``Vary`` when it was stored: the
+    #: copy answers only requests with the same values (RFC 9111 §4.1)
+    vary: tuple[tuple[str, str], ...] = ()
+    #: Bytes of the shell's body (the memory cache is bounded by bytes)
+    size: int = 0
+
+    def matches(self, request: Mapping[str, str]) -> bool:
+        return all(request.get(name, "") == value for name, value in self.vary)
 
 
 def load_bundle(settings: EdgeSettings) -> ContentBundle:
@@ -58,6 +68,9 @@ class EdgeState:
     http: aiohttp.ClientSession | None = None
     contexts: PageContexts = field(init=False)
     shells: OrderedDict[str, CachedShell] = field(default_factory=OrderedDict)
+    #: Bytes of the shells in ``shells``
+    shell_bytes: int = 0
+    _own_cookies: frozenset[str] | None = None
     started: float = field(default_factory=time.time)
     outbox_depth: int = 0
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -77,7 +90,13 @@ class EdgeState:
     bundle_error: str = ""
     profiles_cache: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
 
+    identity: IdentityVerifier = field(init=False)
+
     def __post_init__(self) -> None:
+        s = self.settings
+        self.identity = IdentityVerifier(
+            s.identity_secret, s.identity_public_key, s.identity_issuer, s.identity_audience, s.identity_max_age_s
+        )
         self.contexts = PageContexts(self.settings.decision_ttl_s)
         self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
@@ -194,7 +213,29 @@ class EdgeState:
         return cached[1]
 
     def remember_shell(self, key: str, shell: CachedShell) -> None:
+        """Keep a shell in memory, within the entry and byte bounds (LRU)."""
+        old = self.shells.pop(key, None)
+        if old is not None:
+            self.shell_bytes -= old.size
+        if shell.size > self.settings.shell_cache_bytes:
+            return
         self.shells[key] = shell
-        self.shells.move_to_end(key)
-        while len(self.shells) > self.settings.shell_cache_entries:
-            self.shells.popitem(last=False)
+        self.shell_bytes += shell.size
+        while len(self.shells) > self.settings.shell_cache_entries or self.shell_bytes > self.settings.shell_cache_bytes:
+            self.shell_bytes -= self.shells.popitem(last=False)[1].size
+
+    @property
+    def forward_headers(self) -> frozenset[str]:
+        """Request headers a page fetch forwards to the origin."""
+        return frozenset(self.settings.forward_headers)
+
+    @property
+    def own_cookies(self) -> frozenset[str]:
+        """Cookies that do not make a page request private: the agent's own and the
+        operator's ignored ones (never sent to the origin on page fetches)."""
+        cached = self._own_cookies
+        if cached is None:
+            cached = self._own_cookies = frozenset(
+                (self.settings.cookie_name, CONSENT_COOKIE, *self.settings.cache_ignored_cookies)
+            )
+        return cached

@@ -79,3 +79,25 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
     if value not in choices:
         raise SettingsError(name, f"expected one of {choices}, got {value!r}")
     return value
+
+
+def env_list(env: Mapping[str, str], name: str, default: tuple[str, ...], *, lower: bool = True) -> tuple[str, ...]:
+    """A comma-separated list (blank items dropped)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    items = (i.strip() for i in raw.split(","))
+    return tuple(i.lower() if lower else i for i in items if i)
+
+
+def env_networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of IP networks (``10.0.0.0/8``, ``127.0.0.1``), validated."""
+    import ipaddress
+
+    items = env_list(env, name, default)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as e:
+            raise SettingsError(name, f"{item!r} is not an IP address or network") from e
+    return items

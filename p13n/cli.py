@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument("--origin", required=True, help="origin URL, http(s)://HOST:PORT")
     ngx.add_argument("--listen", default="80", help="nginx listen PORT or ADDR:PORT (default 80)")
     ngx.add_argument("--server-name", default="_", help="server_name (default _)")
-    ngx.add_argument("--geo-header", default="", help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry")
+    ngx.add_argument("--geo-header", default="", help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry, or a fixed '\"fr\"' for a one-country node")
+    ngx.add_argument(
+        "--user-id-from", default="", help="nginx variable holding the logged-in user's id from your auth layer, e.g. $auth_user"
+    )
     ngx.add_argument("--cookie-name", default="p13n_id", help="the agent's visitor cookie (P13N_EDGE_COOKIE_NAME)")
     ngx.add_argument(
         "--echo-slots", default="", help="SSI one-round-trip mode: comma list of slot names (or a templates directory to scan)"
@@ -179,6 +183,10 @@ def _bundle_pointer(command: str, version: int | None, nats_url: str) -> int:
     return 0
 
 
+#: Lets ``p13n … serve`` start on development keys (demo and tests only).
+ALLOW_DEV_KEYS = "P13N_ALLOW_DEV_KEYS"
+
+
 def _serve(command: str, load: Callable[[], Any], target: str) -> int:
     """Validate settings here (clear error, exit 2), then run the server on the factory."""
     from models.settings_base import SettingsError
@@ -188,6 +196,14 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
         settings = load()
     except SettingsError as e:
         print(f"p13n {command}: invalid setting {e}", file=sys.stderr)
+        return 2
+    dev = settings.development_keys()
+    if dev and os.environ.get(ALLOW_DEV_KEYS) != "1":
+        print(
+            f"p13n {command}: refusing to start on development keys ({', '.join(dev)}): set them "
+            f"(docs/SECURITY.md), or {ALLOW_DEV_KEYS}=1 for a demo or a test",
+            file=sys.stderr,
+        )
         return 2
     run_factory(
         target,
@@ -300,7 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edge_agent import cli as edge_cli
 
         return edge_cli.nginx_config(
-            args.mode, args.agent, args.origin, args.listen, args.server_name, args.geo_header, args.cookie_name, args.echo_slots
+            args.mode,
+            args.agent,
+            args.origin,
+            args.listen,
+            args.server_name,
+            args.geo_header,
+            args.cookie_name,
+            args.echo_slots,
+            args.user_id_from,
         )
     return 2  # pragma: no cover - argparse enforces the choices
 

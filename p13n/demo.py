@@ -55,6 +55,22 @@ def demo_admin_token(data_dir: Path) -> Path:
     return tokens_file
 
 
+def demo_keys(secrets_dir: Path) -> dict[str, str]:
+    """The demo's own random keys (kept 0600 under its data directory, made once): it
+    runs like a production install, never on the development defaults."""
+    from hub.pii import new_key
+    from models.secret_files import generated_secret, write_private
+
+    pii_file = secrets_dir / "pii-keys"
+    if not pii_file.exists():
+        write_private(pii_file, f"demo:{new_key()}\n")
+    return {
+        "pseudonym": generated_secret(secrets_dir / "pseudonym.key"),
+        "audit": generated_secret(secrets_dir / "audit.key"),
+        "pii_file": str(pii_file),
+    }
+
+
 def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +90,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
 
         hub_port = free_port()
         tokens_file = demo_admin_token(data_dir)
+        keys_env = demo_keys(data_dir / "secrets")
         hub = spawn(
             "hub",
             p13n_command("hub", "serve"),
@@ -83,6 +100,9 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_HUB_NATS_URL": nats_url,
                 "P13N_HUB_DATA_DIR": str(data_dir / "hub"),
                 "P13N_HUB_TOKENS_FILE": str(tokens_file),
+                "P13N_HUB_PSEUDONYM_KEY": keys_env["pseudonym"],
+                "P13N_HUB_AUDIT_KEY": keys_env["audit"],
+                "P13N_HUB_PII_KEYS_FILE": keys_env["pii_file"],
             },
         )
         children.append(hub)
@@ -111,6 +131,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_EDGE_NATS_URL": secured.edge_urls["demo-edge"],
                 "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
                 "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(keys / "bundle-signing.pub"),
+                "P13N_EDGE_PSEUDONYM_KEY": keys_env["pseudonym"],
             },
         )
         children.append(edge)

@@ -122,6 +122,7 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
             "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
             "P13N_EDGE_ORIGIN": origin_url,
             "P13N_EDGE_DATA_DIR": str(data_dir),
+            "P13N_ALLOW_DEV_KEYS": "1",
             "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
             "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
         }
@@ -215,6 +216,7 @@ def start_hub(tmp_path: Path) -> Iterator[HubFactory]:
             "P13N_HUB_LISTEN": f"127.0.0.1:{port}",
             "P13N_HUB_NATS_URL": nats_url,
             "P13N_HUB_DATA_DIR": str(data),
+            "P13N_ALLOW_DEV_KEYS": "1",
             "P13N_HUB_NATS_RETRY_S": "0.1",
             "P13N_HUB_API_KEYS": API_KEY,
         }

@@ -300,6 +300,7 @@ def main() -> int:
             {
                 "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
                 "P13N_EDGE_DATA_DIR": str(work / "edge"),
+                "P13N_ALLOW_DEV_KEYS": "1",
                 "P13N_EDGE_TEMPLATES_DIR": str(tpl),
                 "P13N_EDGE_MODEL_BUNDLE": str(bundle),
                 "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(key),

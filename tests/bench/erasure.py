@@ -74,6 +74,7 @@ def fleet(work: Path, edges: int, erasures: int) -> dict[str, float]:
             "P13N_HUB_LISTEN": f"127.0.0.1:{hub_port}",
             "P13N_HUB_NATS_URL": nats_url,
             "P13N_HUB_DATA_DIR": str(work / "hub"),
+            "P13N_ALLOW_DEV_KEYS": "1",
             "P13N_HUB_TOKENS_FILE": str(work / "tokens.json"),
             "P13N_HUB_PSEUDONYM_KEY": KEY.decode(),
         }
@@ -92,6 +93,7 @@ def fleet(work: Path, edges: int, erasures: int) -> dict[str, float]:
                 "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
                 "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{origin_port}",
                 "P13N_EDGE_DATA_DIR": str(work / f"edge-{i}"),
+                "P13N_ALLOW_DEV_KEYS": "1",
                 "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
                 "P13N_EDGE_NATS_URL": nats_url,
                 "P13N_EDGE_PSEUDONYM_KEY": KEY.decode(),

@@ -116,6 +116,7 @@ def hub_rate(work: Path, nats_url: str, events: int) -> dict[str, float]:
             "P13N_HUB_LISTEN": f"127.0.0.1:{port}",
             "P13N_HUB_NATS_URL": nats_url,
             "P13N_HUB_DATA_DIR": str(work / "hub"),
+            "P13N_ALLOW_DEV_KEYS": "1",
         },
     )
     try:
@@ -159,6 +160,7 @@ def edge_rate(work: Path, nats_url: str, duration: int) -> dict[str, float | str
                     "P13N_EDGE_LISTEN": f"127.0.0.1:{a_port}",
                     "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{o_port}",
                     "P13N_EDGE_DATA_DIR": str(work / "edge"),
+                    "P13N_ALLOW_DEV_KEYS": "1",
                     "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
                     "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
                     "P13N_EDGE_NATS_URL": nats_url,

@@ -52,6 +52,7 @@ def spawn_edge(work: Path, name: str, i: int, port: int, data: Path, nats_url: s
         "P13N_EDGE_ID": f"bench-{i}",
         "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
         "P13N_EDGE_DATA_DIR": str(data),
+        "P13N_ALLOW_DEV_KEYS": "1",
         "P13N_EDGE_TEMPLATES_DIR": str(tpl),
         "P13N_EDGE_NATS_URL": nats_url,
         "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(key),

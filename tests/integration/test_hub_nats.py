@@ -67,6 +67,7 @@ def test_hub_creates_streams_and_buckets_once(nats_server: str, tmp_path: Path) 
         [
             L.EVENTS_STREAM,
             L.ERASURE_STREAM,
+            L.DEAD_LETTER_STREAM,
             "KV_" + L.PROFILES_BUCKET,
             "KV_" + L.CONTROL_BUCKET,
             "OBJ_" + L.MODELS_BUCKET,

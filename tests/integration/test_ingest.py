@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
+
+import jwt
 
 from tests.conftest import API_KEY, AgentFactory, HubFactory, Origin
 from tests.integration.helpers import DESKTOP_UA, MOBILE_UA, fetch, metric
 from tests.integration.ingest_helpers import page_view, post_events, stats, wait_accepted, warehouse_rows
+
+SITE_SECRET = "site-backend-signing-secret-0123456789"
 
 
 def test_events_flow_to_every_tier_enriched_and_normalized(
     nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
 ) -> None:
     hub = start_hub(nats_server)
-    agent = start_agent(origin.url, NATS_URL=nats_server, ID="edge-a")
+    agent = start_agent(origin.url, NATS_URL=nats_server, ID="edge-a", IDENTITY_SECRET=SITE_SECRET)
+    # the site backend signs who is logged in; the SDK passes the token (p13n.identify)
+    login = jwt.encode({"sub": "alice@example.com", "exp": time.time() + 300}, SITE_SECRET, algorithm="HS256")
     events = [
         page_view(
             "https://Shop.Example:443/p/dr01?utm_source=news&utm_campaign=winter&gclid=x&size=m",
@@ -30,7 +37,7 @@ def test_events_flow_to_every_tier_enriched_and_normalized(
             "items": [{"item_id": "sh02", "quantity": 1, "price": {"amount": 19.99, "currency": "eur"}}],
             "total": {"amount": 19.99, "currency": "eur"},
         },
-        {"event_id": uuid.uuid4().hex, "type": "identify", "user_id": "alice@example.com"},
+        {"event_id": uuid.uuid4().hex, "type": "identify", "user_token": login},
         "not an event",
     ]
     headers = {"User-Agent": MOBILE_UA, "X-Geo-Country": "de", "Cookie": "p13n_id=visitor000000000000001"}
@@ -68,6 +75,7 @@ def test_events_flow_to_every_tier_enriched_and_normalized(
     assert deadline_stats["rows"]["marts.item_popularity"] >= 1
     raw = sqlite3.connect(next(hub.data_dir.glob("lake/events-*.sqlite"))).execute("SELECT body FROM raw_events").fetchall()
     assert not any("alice" in r[0] for r in raw)
+    assert not any(login in r[0] for r in raw)  # the token is a credential: never stored
 
 
 def wait_marts(hub_url: str) -> dict[str, object]:

@@ -13,10 +13,10 @@ def test_page_is_personalized_by_context_and_carries_no_markup(
     ssi_origin: Origin, start_agent: AgentFactory, start_nginx_proxy: NginxFactory
 ) -> None:
     agent = start_agent(ssi_origin.url)
-    nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url)
+    nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url, geo_header="$http_x_test_country")
     mobile = fetch(nginx.url + "/p/dr01", {"User-Agent": MOBILE_UA})
-    desktop_de = fetch(nginx.url + "/p/dr01", {"User-Agent": DESKTOP_UA, "X-Geo-Country": "DE"})
-    desktop = fetch(nginx.url + "/p/dr01", {"User-Agent": DESKTOP_UA, "X-Geo-Country": "US"})
+    desktop_de = fetch(nginx.url + "/p/dr01", {"User-Agent": DESKTOP_UA, "X-Test-Country": "DE"})
+    desktop = fetch(nginx.url + "/p/dr01", {"User-Agent": DESKTOP_UA, "X-Test-Country": "US", "X-Geo-Country": "DE"})
     for reply in (mobile, desktop_de, desktop):
         assert reply.status == 200
         assert "<p13n-slot" not in reply.text and "<!--#" not in reply.text

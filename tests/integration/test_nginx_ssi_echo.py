@@ -40,13 +40,14 @@ def test_one_agent_call_per_page_and_fallbacks_when_stopped(
             origin=echo_origin.url,
             listen=f"127.0.0.1:{port}",
             echo_slots=("hero", "offer", "recs"),
+            geo_header="$http_x_test_country",
         ),
         worker_processes="1",
     )
     try:
         url = f"http://127.0.0.1:{port}/p/dr01"
         mobile = fetch(url, {"User-Agent": MOBILE_UA, "Cookie": "p13n_id=returning0visitor00001"})
-        german = fetch(url, {"User-Agent": DESKTOP_UA, "X-Geo-Country": "DE"})
+        german = fetch(url, {"User-Agent": DESKTOP_UA, "X-Test-Country": "DE"})
         for reply in (mobile, german):
             assert reply.status == 200 and "<!--#" not in reply.text and "<p13n-slot" not in reply.text
             assert reply.text.count('class="card" data-p13n-item=') == 4

@@ -46,12 +46,28 @@ def test_both_modes_keep_static_files_away_from_the_agent_and_braces_balance() -
 
 def test_geo_header_is_forwarded_when_configured() -> None:
     assert "proxy_set_header X-Geo-Country $http_cf_ipcountry;" in render_server(opts("ssi", geo_header="$http_cf_ipcountry"))
+    # a node that serves one country may name it
+    assert 'proxy_set_header X-Geo-Country "fr";' in render_server(opts("ssi", geo_header='"fr"'))
+
+
+def test_headers_the_agent_trusts_are_always_overwritten() -> None:
+    """A visitor's own X-Geo-Country or X-User-Id never reaches the agent: nginx sets
+    them in every location that talks to it (empty removes them)."""
+    for mode in ("ssi", "filter"):
+        text = render_server(opts(mode))
+        agent_locations = text.count("proxy_pass http://p13n_agent")
+        assert text.count('proxy_set_header X-Geo-Country "";') == agent_locations
+        assert text.count('proxy_set_header X-User-Id "";') == agent_locations
+    assert "proxy_set_header X-User-Id $auth_user;" in render_server(opts("filter", user_id_from="$auth_user"))
 
 
 @pytest.mark.parametrize(
     ("field", "value", "option"),
     [
         ("mode", "edge", "--mode"),
+        ("user_id_from", "x; evil", "--user-id-from"),
+        ("geo_header", "$x;}", "--geo-header"),
+        ("geo_header", '"fra"; evil', "--geo-header"),
         ("agent", "nohost", "--agent"),
         ("origin", "ftp://x", "--origin"),
         ("origin", "http://x/path", "--origin"),
