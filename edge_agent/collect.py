@@ -25,7 +25,7 @@ from edge_agent.context import page_item
 from edge_agent.csrf import cross_site_reason
 from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.identity import IdentityRejected, header_user
-from edge_agent.pages import parse_cookies
+from edge_agent.pages import new_visitor_id, parse_cookies
 from edge_agent.state import EdgeState
 from models import consent as consent_rules
 from models.contracts import validate
@@ -78,6 +78,27 @@ def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[st
     raw = cookies.get(state.settings.cookie_name, "")
     raw = raw if valid_visitor_id(raw) else ""
     return consent, raw if consent_rules.may_identify(consent) else "", raw
+
+
+def issue_visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[Mapping[str, str], bytes | None]:
+    """(headers naming the visitor, ``Set-Cookie`` value or None).
+
+    A visitor whose consent allows an id (analytics or personalization) but who has no
+    visitor cookie yet — typically the first request after accepting a consent banner
+    on a page served under ``necessary`` — gets one now, and this request's events are
+    already attributed to it. Without that, a visitor's first page view, clicks and
+    consent record would be stored with no subject and no profile would reach the edge
+    until a later page issued the cookie."""
+    consent, _, cookie_visitor = _visitor(state, headers)
+    if cookie_visitor or not consent_rules.may_identify(consent):
+        return headers, None
+    visitor = new_visitor_id()
+    name = state.settings.cookie_name
+    prior = headers.get("cookie", "")
+    named = {**headers, "cookie": f"{name}={visitor}; {prior}" if prior else f"{name}={visitor}"}
+    secure = headers.get("x-forwarded-proto") == "https"
+    state.metrics.visitor_issued()
+    return named, state.visitor_cookie_for(visitor, secure).encode("latin-1")
 
 
 def _proven_identity(state: EdgeState, raw: dict[str, Any], header_id: str) -> tuple[dict[str, Any], str]:
@@ -233,7 +254,8 @@ async def handle_batch(
     if len(raw_events) > MAX_BATCH_EVENTS:
         m.collect_rejected("too_many_events")
         return _error(400, "too_many_events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(raw_events)}")
-    results, accepted = prepare_events(state, raw_events, headers)
+    named, issued = issue_visitor(state, headers)
+    results, accepted = prepare_events(state, raw_events, named)
     if not await store(state, accepted):
         m.collect_rejected("outbox_full")
         status, payload, extra = _error(503, "outbox_full", "the edge is buffering too many events; retry later")
@@ -241,7 +263,7 @@ async def handle_batch(
     m.events("accepted", len(accepted))
     m.events("rejected", len(results) - len(accepted))
     payload = orjson.dumps({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
-    return 202, payload, []
+    return 202, payload, [(b"set-cookie", issued)] if issued else []
 
 
 def _error(status: int, reason: str, detail: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -284,7 +306,7 @@ async def collect(request: Request) -> Response:
     status, payload, extra = await handle_batch(_state(request), await _read_body(request, MAX_BODY_BYTES), request.headers)
     response = Response(payload, status_code=status, media_type="application/json", headers={"cache-control": "no-store"})
     for name, value in extra:
-        response.headers[name.decode()] = value.decode()
+        response.headers.append(name.decode(), value.decode("latin-1"))
     return response
 
 

@@ -1,14 +1,17 @@
 """``GET/POST /_p13n/consent``: read or set the visitor's consent choice.
 
-POST ``{"categories": ["analytics", "personalization"]}`` (``necessary`` is implied):
-sets the ``p13n_consent`` cookie, records a ``consent`` event (the proof of the choice,
-stored whatever the choice), and when nothing beyond ``necessary`` remains, expires
-the visitor cookie. ``Sec-GPC: 1`` / ``DNT: 1`` still win: the effective consent
+POST ``{"categories": ["analytics", "personalization"], "source": "banner"}``
+(``necessary`` is implied; ``source`` optional): sets the ``p13n_consent`` cookie,
+records a ``consent`` event (the proof of the choice, stored whatever the choice),
+issues the visitor cookie when the choice allows one and the visitor has none yet (the
+record and every later event are tied to it), and when nothing beyond ``necessary``
+remains, expires the visitor cookie. ``Sec-GPC: 1`` / ``DNT: 1`` still win: the effective consent
 returned is then ``necessary`` only. GET returns the effective consent.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from http.cookies import SimpleCookie
 
@@ -16,12 +19,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from edge_agent.collect import MAX_BODY_BYTES, _read_body, prepare_events, store
+from edge_agent.collect import MAX_BODY_BYTES, _read_body, issue_visitor, prepare_events, store
 from edge_agent.csrf import cross_site_reason
 from edge_agent.pages import parse_cookies
 from edge_agent.responses import json_error
 from edge_agent.state import VISITOR_COOKIE_MAX_AGE, EdgeState
 from models import consent as consent_rules
+
+#: Where a choice was made (banner, sdk, cmp, …), as the consent record keeps it.
+_SOURCE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def _cookie(name: str, value: str, max_age: int, secure: bool, http_only: bool) -> str:
@@ -62,13 +68,18 @@ async def consent(request: Request) -> Response:
     unknown = sorted({c.lower() for c in categories} - set(consent_rules.CATEGORIES))
     if unknown:
         return json_error(400, "unknown_category", f"unknown categories {unknown}; known: {list(consent_rules.CATEGORIES)}")
+    source = doc.get("source", "api")
+    if not isinstance(source, str) or not _SOURCE.fullmatch(source):
+        return json_error(400, "bad_source", "source: up to 32 letters, digits, '_' or '-'")
     chosen = sorted({"necessary", *(c.lower() for c in categories)})
     secure = request.headers.get("x-forwarded-proto") == "https"
     value = ".".join(chosen)
-    # record the choice as given, with the visitor id it applies to (if any)
-    event_headers = {**request.headers, "cookie": f"{consent_rules.CONSENT_COOKIE}={value}; {request.headers.get('cookie', '')}"}
+    # record the choice as given, with the visitor id it applies to: a visitor who opts
+    # in without an id yet gets one now, so this record and every later event name them
+    chosen_headers = {**request.headers, "cookie": f"{consent_rules.CONSENT_COOKIE}={value}; {request.headers.get('cookie', '')}"}
+    event_headers, issued = issue_visitor(state, chosen_headers)
     _, accepted = prepare_events(
-        state, [{"event_id": uuid.uuid4().hex, "type": "consent", "categories": chosen, "source": "api"}], event_headers
+        state, [{"event_id": uuid.uuid4().hex, "type": "consent", "categories": chosen, "source": source}], event_headers
     )
     if not await store(state, accepted):
         return json_error(503, "outbox_full", "the edge is buffering too many events; retry later")
@@ -77,6 +88,8 @@ async def consent(request: Request) -> Response:
     response.headers.append(
         "set-cookie", _cookie(consent_rules.CONSENT_COOKIE, value, VISITOR_COOKIE_MAX_AGE, secure, http_only=False)
     )
+    if issued is not None and consent_rules.may_identify(frozenset(effective)):
+        response.headers.append("set-cookie", issued.decode("latin-1"))
     if not consent_rules.may_identify(frozenset(effective)) and state.settings.cookie_name in cookies:
         response.headers.append("set-cookie", _cookie(state.settings.cookie_name, "", 0, secure, http_only=True))
     return response

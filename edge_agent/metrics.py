@@ -30,6 +30,7 @@ class EdgeMetrics:
     erasures_applied: Counter
     identity_rejections: Counter
     untrusted_headers: Counter
+    visitors_issued: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -80,6 +81,11 @@ class EdgeMetrics:
                 "Requests from an untrusted peer whose forwarding headers (geo, user, proto) were ignored",
                 registry=reg,
             ),
+            visitors_issued=Counter(
+                "p13n_edge_visitor_ids_issued",
+                "Visitor ids issued by a consent or collect call (consent given on a page served without one)",
+                registry=reg,
+            ),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )
@@ -114,6 +120,9 @@ class EdgeMetrics:
 
     def collect_rejected(self, reason: str) -> None:
         self._child(self.collect_rejections, reason).inc()
+
+    def visitor_issued(self) -> None:
+        self.visitors_issued.inc()
 
     def identity_rejected(self, reason: str) -> None:
         self._child(self.identity_rejections, reason).inc()

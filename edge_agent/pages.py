@@ -58,6 +58,11 @@ class PageContext:
     exposures: list[dict[str, Any]] = field(default_factory=list)
 
 
+def new_visitor_id() -> str:
+    """A fresh random visitor id (128 bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
 def build_context(
     headers: Mapping[str, str],
     page_path: str,
@@ -75,7 +80,7 @@ def build_context(
     if consent_rules.may_identify(consent):
         visitor_id = cookies.get(cookie_name, "")
         if not valid_visitor_id(visitor_id):
-            visitor_id = secrets.token_urlsafe(16)
+            visitor_id = new_visitor_id()
             new_visitor = True
     attrs["consent"] = sorted(consent)
     attrs["new_visitor"] = new_visitor

@@ -189,8 +189,12 @@ class EdgeState:
         """``Set-Cookie`` value for a newly identified visitor, else None."""
         if not ctx.new_visitor:
             return None
+        return self.visitor_cookie_for(ctx.visitor_id, secure)
+
+    def visitor_cookie_for(self, visitor_id: str, secure: bool) -> str:
+        """``Set-Cookie`` value naming ``visitor_id`` (HttpOnly, a year, SameSite=Lax)."""
         jar: SimpleCookie = SimpleCookie()
-        jar[self.settings.cookie_name] = ctx.visitor_id
+        jar[self.settings.cookie_name] = visitor_id
         morsel = jar[self.settings.cookie_name]
         morsel["path"] = "/"
         morsel["max-age"] = VISITOR_COOKIE_MAX_AGE

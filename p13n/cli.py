@@ -64,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument("--origin", required=True, help="origin URL, http(s)://HOST:PORT")
     ngx.add_argument("--listen", default="80", help="nginx listen PORT or ADDR:PORT (default 80)")
     ngx.add_argument("--server-name", default="_", help="server_name (default _)")
-    ngx.add_argument("--geo-header", default="", help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry, or a fixed '\"fr\"' for a one-country node")
+    ngx.add_argument(
+        "--geo-header",
+        default="",
+        help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry, or a fixed '\"fr\"' for a one-country node",
+    )
     ngx.add_argument(
         "--user-id-from", default="", help="nginx variable holding the logged-in user's id from your auth layer, e.g. $auth_user"
     )

@@ -4,7 +4,8 @@
 (function (w, d) {
   "use strict";
   var cfg = w.__p13n_config || {}, endpoint = cfg.endpoint || "/_p13n/collect";
-  var queue = [], pending = [], consent = null, timer = 0, shown = 0, visibleMs = 0, sent = {};
+  var consentEndpoint = cfg.consentEndpoint || "/_p13n/consent";
+  var queue = [], pending = [], consent = null, timer = 0, shown = 0, visibleMs = 0, sent = {}, choosing = false;
   var MAX_PENDING = 200, FLUSH_MS = 3000, BATCH = 20;
 
   function id() {
@@ -35,6 +36,7 @@
     } catch (e) { /* the page must never break because of analytics */ }
   }
   function flush(viaBeacon) {
+    if (choosing && !viaBeacon) return;  // the consent call issues the visitor id first
     clearTimeout(timer); timer = 0;
     while (queue.length) send(queue.splice(0, BATCH), viaBeacon);
   }
@@ -51,13 +53,27 @@
     if (queue.length >= BATCH) flush(false);
     else if (!timer) timer = setTimeout(function () { flush(false); }, FLUSH_MS);
   }
+  // The choice goes to the edge's consent endpoint, which records it, sets the consent
+  // cookie and issues the visitor id when the choice allows one; events wait for its
+  // answer so that the first page view is already attributed. Should the call fail,
+  // the choice is kept in the cookie and recorded through the collect endpoint.
   function setConsent(categories, source) {
     consent = gpc() ? ["necessary"] : ["necessary"].concat((categories || []).filter(function (c) { return c !== "necessary"; }));
-    d.cookie = (cfg.consentCookie || "p13n_consent") + "=" + consent.join(".") + "; path=/; max-age=31536000; samesite=lax";
-    track("consent", { categories: consent, source: source || "sdk" });
     var waiting = pending; pending = [];
     if (allowed("page_view")) for (var i = 0; i < waiting.length; i++) { queue.push(waiting[i]); }
-    flush(false);
+    var chosen = consent, src = String(source || "sdk").slice(0, 32);
+    function fallback() {
+      d.cookie = (cfg.consentCookie || "p13n_consent") + "=" + chosen.join(".") + "; path=/; max-age=31536000; samesite=lax";
+      queue.unshift({ event_id: id(), type: "consent", ts: Date.now(), url: location.href, categories: chosen, source: src });
+    }
+    function done() { choosing = false; flush(false); }
+    choosing = true;
+    try {
+      fetch(consentEndpoint, {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ categories: chosen, source: src })
+      }).then(function (r) { if (!r.ok) fallback(); }, fallback).then(done, done);
+    } catch (e) { fallback(); done(); }
   }
 
   function onScroll() {

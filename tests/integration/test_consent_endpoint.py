@@ -75,3 +75,45 @@ def test_every_consent_change_is_recorded_at_the_hub_as_proof(
     # the access request shows the same history
     export = json.loads(fetch(hub.url + f"/v1/subjects/{VISITOR}", hub.auth("privacy_officer")).body)
     assert [c["categories"] for c in export["consents"]] == [json.loads(p[1]) for p in proof]
+
+
+def test_a_choice_that_allows_an_id_issues_one_once(origin: Origin, start_agent: AgentFactory) -> None:
+    agent = start_agent(origin.url, NATS_URL="nats://127.0.0.1:9", DEFAULT_CONSENT="necessary")
+    granted = post(agent.url, {"categories": ["analytics"], "source": "cmp"})
+    issued = [c for c in granted.headers.get_all("Set-Cookie") or [] if c.startswith("p13n_id=")]
+    assert len(issued) == 1 and "HttpOnly" in issued[0] and "Max-Age=31536000" in issued[0]
+    visitor = issued[0].split(";", 1)[0].split("=", 1)[1]
+    (record,) = [e for e in outbox(agent.data_dir) if e["type"] == "consent"]
+    assert record["anonymous_id"] == visitor and record["source"] == "cmp"
+    # with the id: none issued again
+    again = post(agent.url, {"categories": ["analytics"]}, {"Cookie": f"p13n_id={visitor}"})
+    assert not [c for c in again.headers.get_all("Set-Cookie") or [] if c.startswith("p13n_id=")]
+    # "necessary" only: no id
+    declined = post(agent.url, {"categories": []})
+    assert not [c for c in declined.headers.get_all("Set-Cookie") or [] if c.startswith("p13n_id=") and "Max-Age=0" not in c]
+    assert post(agent.url, {"categories": [], "source": "<script>"}).status == 400
+
+
+def test_collect_issues_the_id_when_consent_was_given_elsewhere(origin: Origin, start_agent: AgentFactory) -> None:
+    # a site whose own consent platform wrote the cookie: the SDK's first batch gets the id
+    agent = start_agent(origin.url, NATS_URL="nats://127.0.0.1:9", DEFAULT_CONSENT="necessary")
+    body = json.dumps({"events": [{"event_id": "firstvisit00000001", "type": "page_view", "url": "http://s.example/"}]})
+    reply = fetch(
+        agent.url + "/_p13n/collect",
+        {"Content-Type": "application/json", "Cookie": "p13n_consent=analytics"},
+        method="POST",
+        data=body.encode(),
+    )
+    assert reply.status == 202
+    (issued,) = [c for c in reply.headers.get_all("Set-Cookie") or [] if c.startswith("p13n_id=")]
+    visitor = issued.split(";", 1)[0].split("=", 1)[1]
+    (event,) = [e for e in outbox(agent.data_dir) if e["event_id"] == "firstvisit00000001"]
+    assert event["anonymous_id"] == visitor
+    # without consent for an id, none is issued and nothing is stored
+    bare = fetch(
+        agent.url + "/_p13n/collect",
+        {"Content-Type": "application/json"},
+        method="POST",
+        data=body.replace("00001", "00002").encode(),
+    )
+    assert bare.status == 202 and not bare.headers.get_all("Set-Cookie")
