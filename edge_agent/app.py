@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from edge_agent import bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
+from edge_agent.health import health
 from edge_agent.http_cache import cache_key
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.model_runtime import load_models
@@ -36,6 +37,7 @@ from edge_agent.store import EdgeStore
 from models.consent import CONSENT_COOKIE
 from models.content import BundleError, load_content
 from models.erasure import Tokenizer
+from models.nats_log import redact_url, startup_logger
 from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.slots import SLOT_NAME_RE
 
@@ -56,22 +58,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 async def healthz(request: Request) -> Response:
-    state: EdgeState = request.app.state.edge
-    return JSONResponse(
-        {
-            "status": "ok",
-            "edge_id": state.settings.edge_id,
-            "bundle_version": state.bundle.version if state.bundle else None,
-            "shells_cached": len(state.shells),
-            "outbox_depth": state.outbox_depth,
-            "nats": "connected" if state.nc is not None and state.nc.is_connected else "disconnected",
-            "last_error": state.last_error,
-            "model_version": state.models.version if state.models else None,
-            "profiles": state.store.profile_count(),
-            "suppressed_subjects": len(state.store.suppressed),
-            "bundle_error": state.bundle_error,
-        }
-    )
+    return JSONResponse(health(request.app.state.edge))
 
 
 async def metrics(request: Request) -> Response:
@@ -171,6 +158,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         store = EdgeStore(settings.data_dir / "edge.sqlite3")
         store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         bundle = None
+        source = f"file:{settings.bundle}" if settings.bundle else f"templates:{settings.templates_dir}"
         try:
             bundle = load_bundle(settings)
         except (OSError, ValueError, BundleError) as e:
@@ -182,6 +170,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
                 models = load_models(settings.model_bundle, settings.bundle_public_key)
                 if models.content_doc is not None:
                     bundle = load_content(models.content_doc)
+                    source = f"model bundle v{models.version}"
                     models.content_doc = None  # the parsed bundle is all that is needed
                 log.info("model bundle v%d loaded", models.version)
             except (OSError, ValueError, KeyError) as e:
@@ -190,6 +179,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         metrics_ = EdgeMetrics.create()
         state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=bundle)
         state.models = models
+        state.content_source = source
         if models is None and settings.bundle_public_key:
             try:  # offline start: the last bundle this edge accepted from the hub
                 persisted = bundle_sync.load_persisted(state)
@@ -197,6 +187,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
                     state.models = persisted
                     if persisted.content_doc is not None:
                         state.bundle = load_content(persisted.content_doc)
+                        state.content_source = f"model bundle v{persisted.version}"
                         persisted.content_doc = None
             except (OSError, ValueError, KeyError) as e:
                 log.error("persisted bundle refused (%s)", e)
@@ -228,6 +219,17 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        startup_logger().info(
+            "p13n edge %s serving on %s:%d: content %s (v%s), model %s, NATS %s, origin %s%s",
+            settings.edge_id,
+            *settings.listen,
+            state.content_source,
+            state.bundle.version if state.bundle else "none",
+            f"v{state.models.version}" if state.models else "none",
+            redact_url(settings.nats_url),
+            settings.origin,
+            "" if settings.bundle_public_key else " (no P13N_EDGE_BUNDLE_PUBLIC_KEY: bundles from the hub are not followed)",
+        )
         try:
             yield
         finally:

@@ -45,7 +45,10 @@ def activate(state: EdgeState, data: bytes) -> EdgeModels:
     """Verify, load and swap in ``data``; raises BundleRejected/ValueError without swapping."""
     key = load_public_key(Path(state.settings.bundle_public_key).read_bytes())
     models = EdgeModels(open_bundle(data, key))
+    models.sha256 = hashlib.sha256(data).hexdigest()
     content = load_content(models.content_doc) if models.content_doc is not None else state.bundle
+    if models.content_doc is not None:
+        state.content_source = f"model bundle v{models.version}"
     models.content_doc = None
     state.models, state.bundle = models, content  # the swap
     if content is not None:
@@ -66,7 +69,10 @@ def load_persisted(state: EdgeState) -> EdgeModels | None:
     if not current.exists() or not state.settings.bundle_public_key:
         return None
     key = load_public_key(Path(state.settings.bundle_public_key).read_bytes())
-    return EdgeModels(open_bundle(current.read_bytes(), key))
+    data = current.read_bytes()
+    models = EdgeModels(open_bundle(data, key))
+    models.sha256 = hashlib.sha256(data).hexdigest()
+    return models
 
 
 #: Chunks read per direct get while downloading a bundle (128 KB each).
@@ -148,9 +154,11 @@ async def check_pointer(state: EdgeState, nc: NATS, refused: set[str]) -> None:
     if entry is None or entry.headers.get("KV-Operation", "") in ("DEL", "PURGE"):
         return
     pointer = json.loads(entry.data)
-    if state.models is not None and state.models.version == pointer.get("version"):
-        return
     digest = str(pointer.get("sha256", ""))
+    live = state.models
+    if live is not None and live.version == pointer.get("version") and (not digest or live.sha256 == digest):
+        state.bundle_error = ""  # the pointer names what runs: any earlier error is over
+        return
     if digest and digest in refused:
         return
     data = await fetch_object(nc, pointer["name"])

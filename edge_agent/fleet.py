@@ -11,6 +11,7 @@ import json
 import logging
 import time
 
+from edge_agent.health import health
 from edge_agent.state import EdgeState
 from models.nats_layout import status_subject
 
@@ -22,17 +23,10 @@ STATUS_INTERVAL_S = 5.0
 
 def status(state: EdgeState) -> dict[str, object]:
     return {
-        "edge_id": state.settings.edge_id,
+        **health(state),  # the same fields as /_p13n/healthz
         "ts": time.time(),
-        "bundle_version": state.bundle.version if state.bundle else None,
-        "model_version": state.models.version if state.models else None,
         "sessions_in_memory": len(state.sessions),
-        "profiles": state.store.profile_count(),
         "profiles_seq": state.store.profile_cursor(),
-        "outbox_depth": state.outbox_depth,
-        "suppressed_subjects": len(state.store.suppressed),
-        "last_error": state.last_error,
-        "bundle_error": state.bundle_error,
         "uptime_s": round(time.time() - state.started, 1),
     }
 

@@ -7,6 +7,7 @@ index. Loaded once, swapped whole.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 class EdgeModels:
     def __init__(self, bundle: Bundle) -> None:
         self.version = bundle.version
+        #: sha256 of the bundle's bytes (set by whoever read them): what the edge compares
+        #: with the hub's pointer, so a different bundle under a known version is noticed
+        self.sha256 = ""
         self.spec = bundle.feature_spec()
         meta = bundle.manifest.get("models", {})
         self.segment_labels: list[str] = list(meta.get("segments", {}).get("labels", []))
@@ -76,5 +80,7 @@ def _top_items(models: EdgeModels, user: np.ndarray, exclude: Sequence[str]) -> 
 def load_models(bundle_path: str, public_key_path: str) -> EdgeModels:
     """Verify and open a bundle file; raises on anything that does not check out."""
     key = load_public_key(Path(public_key_path).read_bytes())
-    bundle = open_bundle(Path(bundle_path).read_bytes(), key)
-    return EdgeModels(bundle)
+    data = Path(bundle_path).read_bytes()
+    models = EdgeModels(open_bundle(data, key))
+    models.sha256 = hashlib.sha256(data).hexdigest()
+    return models

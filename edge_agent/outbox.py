@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from edge_agent.state import EdgeState
 from models.nats_layout import edge_inbox_prefix as inbox_prefix
 from models.nats_layout import events_subject
+from models.nats_log import ConnectionLog
 from models.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,8 @@ IDLE_WAIT_S = 1.0
 async def connect(state: EdgeState) -> NATS:
     """Connect to NATS, retrying forever with backoff and jitter."""
     delay = 0.2
-    attempt = 0
+    quiet = ConnectionLog(log, f"edge {state.settings.edge_id}")
     while True:
-        attempt += 1
         try:
             nc = await nats.connect(
                 state.settings.nats_url.split(","),
@@ -44,7 +44,9 @@ async def connect(state: EdgeState) -> NATS:
                 reconnect_time_wait=0.5,
                 allow_reconnect=True,
                 tls=client_context(state.settings.nats_ca),
+                **quiet.callbacks(),
             )
+            quiet.connected()
             state.nats_connected = True
             state.last_error = ""
             return nc
@@ -53,7 +55,7 @@ async def connect(state: EdgeState) -> NATS:
         except Exception as e:
             state.last_error = f"nats: {type(e).__name__}: {e}"[:300]
             state.metrics.publish_failures.inc()
-            log.warning("NATS unavailable (%s); retrying in %.1fs", state.last_error, delay, exc_info=attempt == 1)
+            quiet.failed(e)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, MAX_BACKOFF_S)
 

@@ -88,6 +88,9 @@ class EdgeState:
     sessionless: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
     bundle_error: str = ""
+    #: Where the slot content comes from: ``templates:DIR``, ``file:PATH`` or
+    #: ``model bundle vN`` (a bundle's content replaces the templates until the next bundle)
+    content_source: str = ""
     profiles_cache: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
 
     identity: IdentityVerifier = field(init=False)

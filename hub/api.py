@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub import fleet
+from hub import bundles, fleet
 from hub.erasure import registered_edges
 from hub.ingest.consumer import consumer_lag
 from hub.responses import json_error
 from models import nats_layout as L
+from models.bundle import MAX_BUNDLE_BYTES, BundleRejected
 from models.pseudonym import pseudonym
 
 if TYPE_CHECKING:
@@ -134,17 +136,96 @@ async def edges(request: Request) -> Response:
     )
 
 
+def _nats_down() -> Response:
+    return json_error(503, "nats_unavailable", "the hub is not connected to NATS", {"retry-after": "5"})
+
+
 async def activate_bundle(request: Request) -> Response:
     """Make a stored bundle version the live one on every edge (rollback included)."""
     state: HubState = request.app.state.hub
     if state.nc is None or not state.layout_ready:
-        return json_error(503, "nats_unavailable", "the hub is not connected to NATS")
+        return _nats_down()
     version = int(request.path_params["version"])
     try:
         pointer = await fleet.activate(state.nc, version)
     except KeyError:
         return json_error(404, "unknown_bundle", f"bundle version {version} is not stored")
+    request.state.audit.update(version=version, sha256=pointer["sha256"])
     return JSONResponse(pointer)
+
+
+async def rollback_bundle(request: Request) -> Response:
+    """Make the version that was live before the current one live again."""
+    state: HubState = request.app.state.hub
+    if state.nc is None or not state.layout_ready:
+        return _nats_down()
+    target = await fleet.previous_version(state.nc)
+    if target is None:
+        return json_error(409, "nothing_to_roll_back", "no earlier bundle version was ever live")
+    try:
+        pointer = await fleet.activate(state.nc, target)
+    except KeyError:
+        return json_error(404, "unknown_bundle", f"the previous version {target} is no longer stored")
+    request.state.audit.update(version=target, sha256=pointer["sha256"])
+    return JSONResponse(pointer)
+
+
+async def list_bundles(request: Request) -> Response:
+    """``GET /v1/bundles``: stored versions with their digests, the live pointer, and
+    the next free version number (for ``p13n train --version``)."""
+    state: HubState = request.app.state.hub
+    if state.nc is None or not state.layout_ready:
+        return _nats_down()
+    js = state.nc.jetstream()
+    items = await bundles.stored(js)
+    return JSONResponse(
+        {
+            "bundles": items,
+            "current": await fleet.current_pointer(state.nc),
+            "next_version": max((b["version"] for b in items), default=0) + 1,
+        }
+    )
+
+
+async def upload_bundle(request: Request) -> Response:
+    """``POST /v1/bundles[?activate=false]``: a signed bundle (the tar as the body),
+    verified with ``P13N_HUB_BUNDLE_PUBLIC_KEY``, stored, and made live unless
+    ``activate=false``. A version already stored with other bytes is a 409."""
+    state: HubState = request.app.state.hub
+    key_file = state.settings.bundle_public_key
+    if not key_file:
+        return json_error(503, "no_public_key", "set P13N_HUB_BUNDLE_PUBLIC_KEY so the hub can verify bundles")
+    if state.nc is None or not state.layout_ready:
+        return _nats_down()
+    activate = request.query_params.get("activate", "true").lower()
+    if activate not in ("true", "false"):
+        return json_error(400, "bad_query", "activate is true or false")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BUNDLE_BYTES:
+        return json_error(413, "body_too_large", f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BUNDLE_BYTES:
+            return json_error(413, "body_too_large", f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
+    try:
+        public_key = await asyncio.to_thread(Path(key_file).read_bytes)
+    except OSError as e:
+        return json_error(503, "no_public_key", f"cannot read P13N_HUB_BUNDLE_PUBLIC_KEY: {e.strerror}")
+    js = state.nc.jetstream()
+    try:
+        entry = await bundles.upload(js, bytes(body), public_key)
+    except BundleRejected as e:
+        request.state.audit.update(rejected=e.reason)
+        return json_error(400, f"bundle_{e.reason}", str(e)[:300])
+    except bundles.VersionTaken as e:
+        request.state.audit.update(version=e.version, refused="version_taken")
+        return json_error(409, "version_taken", str(e))
+    request.state.audit.update(version=entry["version"], sha256=entry["sha256"])
+    if activate == "true":
+        pointer = await fleet.activate(state.nc, int(entry["version"]))
+        entry = {**entry, "activated": True, "revision": pointer["revision"]}
+    return JSONResponse(entry, status_code=201 if entry["stored"] else 200)
 
 
 async def item_popularity(request: Request) -> Response:

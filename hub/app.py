@@ -39,6 +39,7 @@ from hub.refusals import RefusalAggregator
 from hub.settings import HubSettings
 from models.erasure import Tokenizer
 from models.errors import error_body
+from models.nats_log import ConnectionLog, redact_url, startup_logger
 from models.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,8 @@ class HubState:
 async def _connect_loop(state: HubState) -> None:
     """Connect and declare the layout, retrying with exponential backoff and jitter."""
     delay = state.settings.nats_retry_s
-    attempt = 0
+    quiet = ConnectionLog(log, "hub")
     while True:
-        attempt += 1
         try:
             nc = await nats.connect(
                 state.settings.nats_url.split(","),
@@ -110,7 +110,9 @@ async def _connect_loop(state: HubState) -> None:
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
                 tls=client_context(state.settings.nats_ca),
+                **quiet.callbacks(),
             )
+            quiet.connected()
             report = await ensure_layout(nc.jetstream())
             state.nc = nc
             state.layout_ready = True
@@ -135,7 +137,7 @@ async def _connect_loop(state: HubState) -> None:
         except Exception as e:
             state.connect_failures.inc()
             state.last_error = f"{type(e).__name__}: {e}"
-            log.warning("NATS not ready (%s); retrying in %.1fs", state.last_error, delay, exc_info=attempt == 1)
+            quiet.failed(e)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, MAX_RETRY_S)
 
@@ -253,6 +255,16 @@ def create_app(settings: HubSettings) -> Starlette:
         state.tasks.append(asyncio.create_task(_retention_loop(state), name="hub-retention"))
         if settings.crm_config:
             state.tasks.append(asyncio.create_task(_crm_loop(state), name="hub-crm-sync"))
+        startup_logger().info(
+            "p13n hub serving on %s:%d: data %s, NATS %s, %d ingest workers, API tokens %s, CRM sync %s, bundle uploads %s",
+            *settings.listen,
+            settings.data_dir,
+            redact_url(settings.nats_url),
+            settings.ingest_workers,
+            settings.tokens_file or "none",
+            "on" if settings.crm_config else "off",
+            "on" if settings.bundle_public_key else "off (no P13N_HUB_BUNDLE_PUBLIC_KEY)",
+        )
         try:
             yield
         finally:
@@ -289,6 +301,13 @@ def routes() -> list[Route]:
         Route("/v1/stats", guarded("status.read", api.stats, action="stats.read"), methods=["GET"]),
         Route("/v1/edges", guarded("status.read", api.edges, action="edges.read"), methods=["GET"]),
         Route("/v1/edges/{edge_id}", guarded("edges.manage", p.deregister_edge, action="edges.deregister"), methods=["DELETE"]),
+        Route("/v1/bundles", guarded("status.read", api.list_bundles, action="bundles.read"), methods=["GET"]),
+        Route("/v1/bundles", guarded("bundles.activate", api.upload_bundle, action="bundles.upload"), methods=["POST"]),
+        Route(
+            "/v1/bundles/rollback",
+            guarded("bundles.activate", api.rollback_bundle, action="bundles.rollback"),
+            methods=["POST"],
+        ),
         Route(
             "/v1/bundles/{version:int}/activate",
             guarded("bundles.activate", api.activate_bundle, action="bundles.activate"),

@@ -78,6 +78,19 @@ async def activate(nc: NATS, version: int) -> dict[str, Any]:
     return {**pointer, "revision": revision}
 
 
+async def current_pointer(nc: NATS) -> dict[str, Any] | None:
+    """What ``bundle.current`` names now (None when nothing was ever made live)."""
+    kv = await nc.jetstream().key_value(L.CONTROL_BUCKET)
+    try:
+        entry = await kv.get(L.CURRENT_BUNDLE_KEY)
+    except Exception:  # nats-py raises KeyNotFoundError (or KeyDeletedError)
+        return None
+    if entry is None or not entry.value:
+        return None
+    pointer: dict[str, Any] = json.loads(entry.value)
+    return pointer
+
+
 async def previous_version(nc: NATS) -> int | None:
     """The version that was live before the current one (from the key's history)."""
     kv = await nc.jetstream().key_value(L.CONTROL_BUCKET)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import ssl
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,15 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-DEFAULT_HUB = "http://127.0.0.1:8600"
+from hub.admin_client import api_args
+from hub.admin_client import call as _call
+from hub.admin_client import fail as _fail
 
 
 def add_commands(sub: Any) -> None:
-    def api_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--hub", default=os.environ.get("P13N_HUB_URL", DEFAULT_HUB), help="hub URL (P13N_HUB_URL)")
-        p.add_argument("--token", default="", help="admin API token (default: P13N_TOKEN)")
-        p.add_argument("--ca", default=os.environ.get("P13N_CA", ""), help="CA certificate that verifies an https hub (P13N_CA)")
-
     erase = sub.add_parser("erase", help="erase a data subject everywhere (hub tiers, profiles, every edge)")
     erase.add_argument("subject", help="raw user id, pseudonym (p1_…) or visitor id")
     erase.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for every edge")
@@ -74,34 +70,6 @@ def add_commands(sub: Any) -> None:
     run = retention_sub.add_parser("run", help="apply the retention policy once (P13N_HUB_RETENTION_* settings)")
     run.add_argument("--data-dir", type=Path, default=None)
     run.add_argument("--now", default="", help="ISO time to apply the policy as of (default: now)")
-
-
-def _token(args: argparse.Namespace) -> str:
-    return str(args.token or os.environ.get("P13N_TOKEN", ""))
-
-
-def _call(args: argparse.Namespace, method: str, path: str) -> tuple[int, Any]:
-    import httpx
-
-    headers = {"authorization": f"Bearer {_token(args)}"}
-    try:
-        resp = httpx.request(method, args.hub.rstrip("/") + path, headers=headers, timeout=30, verify=_verify(args.ca))
-    except httpx.HTTPError as e:
-        return 0, {"error": {"reason": "unreachable", "detail": str(e)}}
-    try:
-        return resp.status_code, resp.json()
-    except ValueError:
-        return resp.status_code, {"error": {"reason": "not_json", "detail": resp.text[:200]}}
-
-
-def _verify(ca: str) -> ssl.SSLContext | bool:
-    return ssl.create_default_context(cafile=ca) if ca else True
-
-
-def _fail(command: str, status: int, body: Any) -> int:
-    err = body.get("error", {}) if isinstance(body, dict) else {}
-    print(f"p13n {command}: {status or 'no answer'} {err.get('reason', '')}: {err.get('detail', '')}", file=sys.stderr)
-    return 1
 
 
 def _settings(data_dir: Path | None) -> Any:

@@ -56,6 +56,9 @@ class HubSettings:
     #: ``user-factors-vN.npz`` written by ``p13n train``: known users' ALS factors, sent
     #: with their consented profiles (empty: profiles carry no factors).
     user_factors: str = ""
+    #: Public key (PEM) that bundles uploaded to ``POST /v1/bundles`` must verify with
+    #: (the edges' ``P13N_EDGE_BUNDLE_PUBLIC_KEY``); empty: uploads are refused.
+    bundle_public_key: str = ""
     #: Log level of the service and its HTTP server.
     log_level: str = "warning"
     #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
@@ -125,6 +128,7 @@ class HubSettings:
             edge_stale_s=env_float(env, PREFIX + "EDGE_STALE_S", d.edge_stale_s, minimum=0.1),
             profile_sync_s=env_float(env, PREFIX + "PROFILE_SYNC_S", d.profile_sync_s, minimum=0.1),
             user_factors=env_str(env, PREFIX + "USER_FACTORS", d.user_factors),
+            bundle_public_key=env_str(env, PREFIX + "BUNDLE_PUBLIC_KEY", d.bundle_public_key),
             tokens_file=env_str(env, PREFIX + "TOKENS_FILE", d.tokens_file),
             audit_key=env_str(env, PREFIX + "AUDIT_KEY", d.audit_key),
             pii_keys=env_str(env, PREFIX + "PII_KEYS", d.pii_keys),
@@ -181,6 +185,7 @@ ENV_NAMES: dict[str, str] = {
     "edge_stale_s": PREFIX + "EDGE_STALE_S",
     "profile_sync_s": PREFIX + "PROFILE_SYNC_S",
     "user_factors": PREFIX + "USER_FACTORS",
+    "bundle_public_key": PREFIX + "BUNDLE_PUBLIC_KEY",
     "tokens_file": PREFIX + "TOKENS_FILE",
     "audit_key": PREFIX + "AUDIT_KEY",
     "pii_keys": PREFIX + "PII_KEYS",

@@ -18,6 +18,8 @@ from p13n.procs import DEFAULT_TEMPLATES
 
 
 def _parser() -> argparse.ArgumentParser:
+    from hub.admin_client import api_args
+
     p = argparse.ArgumentParser(prog="p13n", description="Edge personalization with a central sync hub.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -103,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
     tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
     tr.add_argument("--no-tune", action="store_true", help="skip the hyperparameter search (default parameters; quick runs)")
+    tr.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        help="bundle version (default: one more than the highest in --out); `p13n bundle list` names the hub's next free one",
+    )
     tr.add_argument("--k", type=int, default=10)
     tr.add_argument("--seed", type=int, default=42)
 
@@ -111,11 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     verify = bundle_sub.add_parser("verify", help="check a bundle's signature, hashes and feature spec")
     verify.add_argument("file", type=Path)
     verify.add_argument("--public-key", type=Path, required=True)
-    act = bundle_sub.add_parser("activate", help="make a stored bundle version live on every edge")
+    act = bundle_sub.add_parser("activate", help="make a stored bundle version live on every edge (through the hub)")
     act.add_argument("version", type=int)
-    act.add_argument("--nats-url", default="nats://127.0.0.1:4222")
-    rb = bundle_sub.add_parser("rollback", help="make the previously live bundle version live again")
-    rb.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    api_args(act)
+    rb = bundle_sub.add_parser("rollback", help="make the previously live bundle version live again (through the hub)")
+    api_args(rb)
+    ls = bundle_sub.add_parser("list", help="stored bundle versions, the live one and the next free version")
+    api_args(ls)
 
     catalog = sub.add_parser("catalog", help="catalog tools")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
@@ -131,10 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     crm_sync.add_argument("--config", type=Path, required=True, help="CRM config JSON (docs/INGESTION.md)")
     crm_sync.add_argument("--data-dir", type=Path, default=Path("./data/hub"))
 
-    push = sub.add_parser("push", help="store a signed bundle in NATS and make it the live one on every edge")
+    push = sub.add_parser("push", help="upload a signed bundle to the hub and make it the live one on every edge")
     push.add_argument("bundle", type=Path)
-    push.add_argument("--public-key", type=Path, required=True, help="verify before pushing")
-    push.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    push.add_argument("--public-key", type=Path, default=None, help="also verify locally before uploading")
+    push.add_argument("--no-activate", action="store_true", help="store it only (make it live later with bundle activate)")
+    api_args(push)
 
     ncfg = sub.add_parser("nats-config", help="print a nats-server config with per-edge credentials (and TLS)")
     ncfg.add_argument("--listen", default="0.0.0.0:4222")
@@ -156,35 +167,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     return p
-
-
-def _bundle_pointer(command: str, version: int | None, nats_url: str) -> int:
-    import asyncio
-    import json as _json
-
-    import nats
-
-    from hub.fleet import activate, previous_version
-
-    async def run() -> dict[str, Any]:
-        nc = await nats.connect(nats_url.split(","), connect_timeout=5)
-        try:
-            target = version if command == "activate" else await previous_version(nc)
-            if target is None:
-                raise KeyError("no previous bundle version to roll back to")
-            return await activate(nc, target)
-        finally:
-            await nc.close()
-
-    try:
-        print(_json.dumps(asyncio.run(run())))
-    except KeyError as e:
-        print(f"p13n bundle {command}: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"p13n bundle {command}: {e}", file=sys.stderr)
-        return 1
-    return 0
 
 
 #: Lets ``p13n … serve`` start on development keys (demo and tests only).
@@ -224,6 +206,7 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise in a command's output
     if args.command == "demo":
         from p13n.demo import default_templates, run_demo
 
@@ -264,19 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "push":
-        import asyncio
-        import json as _json
+        from hub.bundle_cli import push as push_bundle
 
-        from hub.push import push as push_bundle
-        from models.bundle import BundleRejected
-
-        try:
-            result = asyncio.run(push_bundle(args.bundle, args.public_key, args.nats_url))
-        except (BundleRejected, OSError, ValueError) as e:
-            print(f"p13n push: {e}", file=sys.stderr)
-            return 1
-        print(_json.dumps(result))
-        return 0
+        return push_bundle(args)
     if args.command == "catalog":
         from hub.ingest_cli import catalog_import
 
@@ -308,7 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return training_cli.train(args)
         if args.command == "bundle" and args.bundle_command in ("activate", "rollback"):
-            return _bundle_pointer(args.bundle_command, getattr(args, "version", None), args.nats_url)
+            from hub.bundle_cli import pointer
+
+            return pointer(args)
+        if args.command == "bundle" and args.bundle_command == "list":
+            from hub.bundle_cli import listing
+
+            return listing(args)
         if args.command == "bundle":
             return training_cli.bundle_verify(args.file, args.public_key)
         return training_cli.keys_generate(args.dir)

@@ -9,6 +9,7 @@ everything answers it prints one ready line; SIGINT/SIGTERM stops every child.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -88,6 +89,9 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         children.append(secured.child)
         nats_url = secured.hub_url
 
+        keys = data_dir / "keys"
+        if not (keys / "bundle-signing.key").exists():
+            _run(p13n_command("keys", "generate", str(keys)), "keys")
         hub_port = free_port()
         tokens_file = demo_admin_token(data_dir)
         keys_env = demo_keys(data_dir / "secrets")
@@ -103,6 +107,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_HUB_PSEUDONYM_KEY": keys_env["pseudonym"],
                 "P13N_HUB_AUDIT_KEY": keys_env["audit"],
                 "P13N_HUB_PII_KEYS_FILE": keys_env["pii_file"],
+                "P13N_HUB_BUNDLE_PUBLIC_KEY": str(keys / "bundle-signing.pub"),
             },
         )
         children.append(hub)
@@ -114,9 +119,6 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
         origin = spawn("origin", p13n_command(*origin_args), logs)
         children.append(origin)
 
-        keys = data_dir / "keys"
-        if not (keys / "bundle-signing.key").exists():
-            _run(p13n_command("keys", "generate", str(keys)), "keys")
         agent_port = free_port() if use_nginx else port
         edge = spawn(
             "edge",
@@ -156,7 +158,9 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
             "train",
         )
         bundle = json.loads(trained)["bundle"]
-        _run(p13n_command("push", bundle, "--public-key", str(keys / "bundle-signing.pub"), "--nats-url", nats_url), "push")
+        # through the hub's API with the demo's admin token, as an operator would
+        admin_token = (data_dir / "admin.token").read_text().strip()
+        _run(p13n_command("push", bundle, "--hub", f"http://127.0.0.1:{hub_port}"), "push", {"P13N_TOKEN": admin_token})
         _wait_model(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
         if use_nginx:
             opts = NginxOptions(
@@ -182,8 +186,8 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
             child.stop()
 
 
-def _run(argv: list[str], name: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+def _run(argv: list[str], name: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise ChildFailed(name, f"exited with {done.returncode}", done.stderr)
     return done.stdout

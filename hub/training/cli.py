@@ -66,6 +66,9 @@ def _event_weights(path: Path | None) -> dict[str, float] | None:
 def train(a: Namespace) -> int:
     from hub.training.train import TrainConfig, run_training
 
+    if a.version is not None and a.version < 1:
+        print(f"p13n train: --version must be 1 or more, got {a.version}", file=sys.stderr)
+        return 2
     try:
         labels = json.loads(Path(a.cluster_labels).read_text()) if a.cluster_labels else {}
         config = TrainConfig(
@@ -81,6 +84,7 @@ def train(a: Namespace) -> int:
             cluster_labels=labels,
             event_weights=_event_weights(a.event_weights),
             tune=not a.no_tune,
+            version=a.version,
         )
         result = run_training(config, _progress)
     except (OSError, ValueError) as e:

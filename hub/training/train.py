@@ -57,6 +57,9 @@ class TrainConfig:
     event_weights: Mapping[str, float] | None = None
     #: False: skip the validation search and use default hyperparameters (quick runs)
     tune: bool = True
+    #: The bundle's version (None: one more than the highest in ``out_dir``). Versions
+    #: are unique per hub: ``p13n bundle list`` names the next free one.
+    version: int | None = None
 
 
 @dataclass
@@ -165,7 +168,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     }
     if content_doc is not None:
         files["content.json"] = json.dumps(content_doc, sort_keys=True).encode()
-    version = next_version(config.out_dir)
+    version = config.version if config.version is not None else next_version(config.out_dir)
     models_meta = {
         "als": {**tuned.als.as_dict(), "items": len(catalog.items)},
         "hybrid": tuned.blend.as_dict(),

@@ -93,10 +93,19 @@ def cursor(data_dir: Path) -> int:
 
 
 async def push_bundles(url: str, bundles: list[Path], key: Path) -> None:
-    from hub.push import push
+    """Store and make live each bundle as the hub's ``POST /v1/bundles`` does."""
+    from hub.bundles import upload
+    from hub.nats_setup import ensure_layout
 
-    for b in bundles:
-        await push(b, key, url)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await ensure_layout(js)
+        for b in bundles:
+            entry = await upload(js, b.read_bytes(), key.read_bytes())
+            await activate(nc, int(entry["version"]))
+    finally:
+        await nc.close()
 
 
 async def kv_put(url: str, items: list[tuple[str, bytes]], concurrency: int = 256) -> int:

@@ -168,8 +168,8 @@ def test_edge_credentials_do_their_own_work_and_nothing_else(
     hub_url, a_url = f"nats://hub:{HUB_PW}@127.0.0.1:{port}", f"nats://edge-a:{A_PW}@127.0.0.1:{port}"
     try:
         wait_port(server, port)
-        hub = start_hub(hub_url, PSEUDONYM_KEY="lp-key")
         key = str(trained_bundle.public_key)
+        hub = start_hub(hub_url, PSEUDONYM_KEY="lp-key", BUNDLE_PUBLIC_KEY=key)
         edge = {"PSEUDONYM_KEY": "lp-key", "STATUS_INTERVAL_S": "0.5", "BUNDLE_PUBLIC_KEY": key}
         a = start_agent(origin.url, ID="edge-a", NATS_URL=a_url, **edge)
         b = start_agent(origin.url, ID="edge-b", NATS_URL=f"nats://edge-b:{B_PW}@127.0.0.1:{port}", **edge)
@@ -181,7 +181,7 @@ def test_edge_credentials_do_their_own_work_and_nothing_else(
         wait_accepted(hub, 4)
         # … a bundle pushed by the hub's credentials, read through direct gets …
         pushed = subprocess.run(
-            [sys.executable, "-m", "p13n", "push", str(trained_bundle.path), "--public-key", key, "--nats-url", hub_url],
+            [sys.executable, "-m", "p13n", "push", str(trained_bundle.path), "--hub", hub.url, "--token", hub.tokens["operator"]],
             capture_output=True,
             text=True,
             timeout=60,

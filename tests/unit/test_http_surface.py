@@ -38,7 +38,9 @@ def test_health_and_metrics(tmp_path: Path) -> None:
         health = c.get("/_p13n/healthz").json()
         c.get("/_p13n/slot/hero", headers={"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"})
         text = c.get("/_p13n/metrics").text
-    assert health["status"] == "ok" and health["bundle_version"] == 1
+    # slot content from the templates but no model bundle yet: serving, and saying so
+    assert health["status"] == "degraded" and health["problems"] == ["no_model"] and health["bundle_version"] == 1
+    assert health["content_source"].startswith("templates:")
     assert 'p13n_edge_decisions_total{outcome="variant",slot="hero"} 1.0' in text
     assert "p13n_edge_rewrite_seconds_bucket" in text
 

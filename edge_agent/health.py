@@ -1,0 +1,46 @@
+"""What the edge says about itself: ``/_p13n/healthz`` and the heartbeat the hub shows
+in ``/v1/edges`` are built here, so both say the same thing under the same names.
+
+``status`` is ``ok`` when the edge has slot content, a model bundle and no bundle
+error; otherwise ``degraded`` with the ``problems`` that make it so. A degraded edge
+still serves every page (slots fall back), so the HTTP status stays 200: take it out of
+rotation only when the agent does not answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_agent.state import EdgeState
+
+
+def problems(state: EdgeState) -> list[str]:
+    out = []
+    if state.bundle is None:
+        out.append("no_content")
+    if state.models is None:
+        out.append("no_model")
+    if state.bundle_error:
+        out.append("bundle_error")
+    return out
+
+
+def health(state: EdgeState) -> dict[str, Any]:
+    found = problems(state)
+    models = state.models
+    return {
+        "status": "degraded" if found else "ok",
+        "problems": found,
+        "edge_id": state.settings.edge_id,
+        "content_source": state.content_source,
+        "bundle_version": state.bundle.version if state.bundle else None,
+        "model_version": models.version if models else None,
+        "model_sha256": models.sha256 if models else None,
+        "bundle_error": state.bundle_error,
+        "nats": "connected" if state.nc is not None and state.nc.is_connected else "disconnected",
+        "last_error": state.last_error,
+        "outbox_depth": state.outbox_depth,
+        "shells_cached": len(state.shells),
+        "profiles": state.store.profile_count(),
+        "suppressed_subjects": len(state.store.suppressed),
+    }
