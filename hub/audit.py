@@ -174,3 +174,26 @@ def _hashes_at(path: Path, seq: int) -> list[str]:
         return [str(r[0]) for r in db.execute("SELECT hash FROM audit WHERE seq = ?", (seq,))]
     finally:
         db.close()
+
+
+def audit_local(settings: Any, action: str, target: str, status: int, detail: dict[str, Any]) -> bool:
+    """Append an entry for a command that changed the hub's data or tokens directly
+    (actor ``cli:<user>``), to the same chain the API writes. False, with a line on
+    stderr, when the hub's audit key is not available here: an entry signed with another
+    key would break the chain for ``p13n audit verify``."""
+    import getpass
+    import sys
+
+    data_dir: Path = settings.data_dir
+    if not settings.audit_key and not (data_dir / "audit-dev.key").exists():
+        print(
+            f"p13n: {action} not audited: set P13N_HUB_AUDIT_KEY and P13N_HUB_DATA_DIR as for the hub",
+            file=sys.stderr,
+        )
+        return False
+    log = AuditLog(data_dir / "audit.sqlite", settings.audit_secret)
+    try:
+        log.append(f"cli:{getpass.getuser()}", "local", action, target, status, detail)
+    finally:
+        log.close()
+    return True

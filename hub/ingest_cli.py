@@ -22,8 +22,17 @@ def catalog_import(path: Path, data_dir: Path, mapping: str, currency: str) -> i
     except (OSError, ValueError) as e:
         print(f"p13n catalog import: {e}", file=sys.stderr)
         return 1
+    _audit(data_dir, "catalog.import", str(path), {"imported": report.imported, "skipped": dict(report.skipped)})
     print(json.dumps({"imported": report.imported, "skipped": dict(report.skipped)}))
     return 0
+
+
+def _audit(data_dir: Path, action: str, target: str, detail: dict[str, object]) -> None:
+    from hub.audit import audit_local
+    from hub.settings import HubSettings
+
+    settings = HubSettings.from_env({**os.environ, "P13N_HUB_DATA_DIR": str(data_dir)})
+    audit_local(settings, action, target, 200, detail)
 
 
 def crm_sync(config_path: Path, data_dir: Path) -> int:
@@ -55,5 +64,6 @@ def crm_sync(config_path: Path, data_dir: Path) -> int:
     finally:
         sync.close()
         storage.close()
+    _audit(data_dir, "crm.sync", str(config_path), asdict(report))
     print(json.dumps(asdict(report)))
     return 0

@@ -59,6 +59,8 @@ def add_commands(sub: Any) -> None:
     revoke = tokens_sub.add_parser("revoke", help="remove a token by name (the hub notices within a second)")
     revoke.add_argument("--file", type=Path, required=True)
     revoke.add_argument("--name", required=True)
+    for p in (create, revoke):  # where the change is audited
+        p.add_argument("--data-dir", type=Path, default=None, help="the hub's data directory (P13N_HUB_DATA_DIR)")
 
     pii = sub.add_parser("pii", help="PII encryption at rest")
     pii_sub = pii.add_subparsers(dest="pii_command", required=True, metavar="SUBCOMMAND")
@@ -123,16 +125,9 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _audit_local(settings: Any, action: str, status: int, detail: dict[str, Any]) -> None:
-    """Commands that change the hub's data directly are audited like API calls."""
-    import getpass
+    from hub.audit import audit_local
 
-    from hub.audit import AuditLog
-
-    log = AuditLog(settings.data_dir / "audit.sqlite", settings.audit_secret)
-    try:
-        log.append(f"cli:{getpass.getuser()}", "local", action, str(settings.data_dir), status, detail)
-    finally:
-        log.close()
+    audit_local(settings, action, str(settings.data_dir), status, detail)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -161,19 +156,23 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 def _tokens(args: argparse.Namespace) -> int:
+    from hub.audit import audit_local
     from hub.auth import create_token, revoke_token
 
+    settings = _settings(args.data_dir)
     if args.tokens_command == "create":
         try:
             token = create_token(args.file, args.name, args.role)
         except ValueError as e:
             print(f"p13n tokens create: {e}", file=sys.stderr)
             return 2
+        audit_local(settings, "tokens.create", str(args.file), 200, {"name": args.name, "role": args.role})
         print(token)
         return 0
     if not revoke_token(args.file, args.name):
         print(f"p13n tokens revoke: no token named {args.name!r}", file=sys.stderr)
         return 1
+    audit_local(settings, "tokens.revoke", str(args.file), 200, {"name": args.name})
     return 0
 
 

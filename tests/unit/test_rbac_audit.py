@@ -7,6 +7,7 @@ fails here): no token and an unknown token get 401, a role without the permissio
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -240,3 +241,39 @@ def test_the_audit_key_is_not_derived_from_what_edges_hold(tmp_path: Path) -> No
     assert HubSettings(data_dir=tmp_path / "a", pseudonym_key=shared).audit_secret == one  # stable per hub
     assert (tmp_path / "a" / "audit-dev.key").stat().st_mode & 0o777 == 0o600
     assert HubSettings(data_dir=tmp_path / "c", audit_key="configured").audit_secret == b"configured"
+
+
+def test_local_commands_that_change_tokens_or_data_are_audited(tmp_path: Path) -> None:
+    import os
+
+    data = tmp_path / "hub"
+    tokens = tmp_path / "tokens.json"
+    env = {**os.environ, "P13N_HUB_AUDIT_KEY": "local-audit-key", "P13N_HUB_DATA_DIR": str(data)}
+    created = _p13n("tokens", "create", "--file", str(tokens), "--name", "ops", "--role", "operator", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert _p13n("tokens", "revoke", "--file", str(tokens), "--name", "ops", env=env).returncode == 0
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps([{"id": "a1", "title": "A", "category": "c"}]))
+    imported = _p13n("catalog", "import", str(items), "--data-dir", str(data), env=env)
+    assert imported.returncode == 0, imported.stderr
+
+    log = AuditLog(data / "audit.sqlite", b"unused-for-reading")
+    entries = log.entries(limit=100)
+    log.close()
+    assert [(e["action"], e["role"], e["actor"].startswith("cli:")) for e in entries] == [
+        ("tokens.create", "local", True),
+        ("tokens.revoke", "local", True),
+        ("catalog.import", "local", True),
+    ]
+    assert entries[0]["detail"] == {"name": "ops", "role": "operator"}
+    assert token not in json.dumps(entries)  # the secret never reaches the log
+    verified = _p13n("audit", "verify", env=env)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["entries"] == 3
+
+    # without the hub's audit key, nothing is signed with another key: said, not written
+    bare = {k: v for k, v in env.items() if k != "P13N_HUB_AUDIT_KEY"}
+    bare["P13N_HUB_DATA_DIR"] = str(tmp_path / "elsewhere")
+    other = _p13n("tokens", "create", "--file", str(tokens), "--name", "ops2", "--role", "viewer", env=bare)
+    assert other.returncode == 0 and "not audited" in other.stderr
+    assert not (tmp_path / "elsewhere" / "audit.sqlite").exists()
