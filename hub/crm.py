@@ -6,7 +6,7 @@ ETag), the id field and a field mapping. Requests go through httpx with retries 
 5xx and timeouts (exponential backoff with jitter) and honour ``429 Retry-After``.
 CRM ids are pseudonymized before storage, mapped PII attributes are encrypted
 (``hub.pii``) and erased subjects are skipped; the sync state (cursor high-water mark,
-ETag) is kept in the warehouse so each run only fetches what changed.
+each page's ETag) is kept in the warehouse so each run only fetches what changed.
 """
 
 from __future__ import annotations
@@ -155,14 +155,20 @@ class CrmSync:
         raise CrmError(last_status, f"gave up after {self.config.max_retries} retries")
 
     def run_once(self) -> SyncReport:
+        """Fetch what changed. Each page's ETag is kept with what that page led to (the
+        next cursor, its record count), so a page answered ``304 Not Modified`` is
+        skipped and the walk goes on: a change on page 5 is found even when pages 1-4
+        did not change."""
         c = self.config
         state = self.storage.crm_state()
-        since, etag = state.get("updated_since", ""), state.get("etag", "")
+        since = state.get("updated_since", "")
+        known: dict[str, dict[str, Any]] = orjson.loads(state["pages"]) if state.get("pages") else {}
         report = SyncReport()
         cursor: str | None = None
         page = 1
         newest = since
-        first_etag = ""
+        seen: dict[str, dict[str, Any]] = {}
+        unchanged = 0
         while report.pages < c.max_pages:
             params: dict[str, Any] = {c.page_size_param: c.page_size}
             if since and c.updated_since_param:
@@ -171,14 +177,24 @@ class CrmSync:
                 params[c.cursor_param] = cursor
             if c.pagination == "page":
                 params[c.page_param] = page
-            resp = self._get(params, etag if report.pages == 0 else "", report)
-            if resp.status_code == 304:
-                report.not_modified = True
-                return report
-            if resp.status_code >= 400:
+            key = (cursor or "") if c.pagination == "cursor" else str(page)
+            before = known.get(key, {})
+            resp = self._get(params, str(before.get("etag", "")), report)
+            if resp.status_code == 304 and "etag" in before:
+                unchanged += 1
+                report.pages += 1
+                seen[key] = before
+                if c.pagination == "cursor":
+                    cursor = before.get("next") or None
+                    if not cursor:
+                        break
+                else:
+                    if int(before.get("count", 0)) < c.page_size:
+                        break
+                    page += 1
+                continue
+            if resp.status_code >= 400 or resp.status_code == 304:
                 raise CrmError(resp.status_code, resp.text[:200])
-            if report.pages == 0:
-                first_etag = resp.headers.get("etag", "")
             report.pages += 1
             doc = resp.json()
             records = doc.get(c.items_field, []) if isinstance(doc, dict) else doc
@@ -196,13 +212,18 @@ class CrmSync:
                 sealed = self.cipher.encrypt(orjson.dumps(pii), aad=subject) if pii else None
                 rows.append((subject, now, orjson.dumps(attrs).decode(), sealed))
             report.profiles += self.storage.upsert_crm_users(rows)
+            next_cursor = doc.get(c.next_cursor_field) if c.pagination == "cursor" and isinstance(doc, dict) else None
+            etag = resp.headers.get("etag", "")
+            if etag:
+                seen[key] = {"etag": etag, "next": next_cursor or "", "count": len(records)}
             if c.pagination == "cursor":
-                cursor = doc.get(c.next_cursor_field) if isinstance(doc, dict) else None
+                cursor = next_cursor
                 if not cursor:
                     break
             else:
                 if len(records) < c.page_size:
                     break
                 page += 1
-        self.storage.set_crm_state({"updated_since": newest, "etag": first_etag})
+        report.not_modified = report.pages > 0 and unchanged == report.pages
+        self.storage.set_crm_state({"updated_since": newest, "pages": orjson.dumps(seen).decode()})
         return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -68,12 +69,13 @@ class FlakyCrm:
                 time.sleep(1.5)
             since = q.get("updated_since", "")
             chosen = [p for p in self.profiles if p["updated_at"] > since] if since else self.profiles
-            etag = f'"{len(chosen)}-{max((p["updated_at"] for p in chosen), default="")}"'
-            if request.headers.get("if-none-match") == etag:
-                return Response(status_code=304)
             page = chosen[cursor : cursor + per_page]
             nxt = str(cursor + per_page) if cursor + per_page < len(chosen) else None
-            return JSONResponse({"data": page, "next_cursor": nxt}, headers={"etag": etag})
+            body = json.dumps({"data": page, "next_cursor": nxt}, sort_keys=True)
+            etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:16] + '"'  # per page, as CRMs do
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304)
+            return Response(body, media_type="application/json", headers={"etag": etag})
 
         return Starlette(routes=[Route("/profiles", profiles)])
 
@@ -145,8 +147,15 @@ def test_etag_makes_an_unchanged_crm_a_304(crm: tuple[FlakyCrm, str], tmp_path: 
     try:
         assert sync.run_once().profiles == 23
         fake.calls.clear()
-        again = sync.run_once()
-        assert again.not_modified and again.profiles == 0 and len(fake.calls) == 1
+        again = sync.run_once()  # every page answers 304: nothing is transferred
+        assert again.not_modified and again.profiles == 0 and len(fake.calls) == 3
+        # a change on the last page only: the unchanged first pages do not hide it
+        fake.profiles[21] = {**fake.profiles[21], "tier": "platinum"}
+        fake.calls.clear()
+        third = sync.run_once()
+        assert not third.not_modified and third.profiles == 3 and len(fake.calls) == 3
+        row = storage.warehouse.execute("SELECT attributes FROM users WHERE user_id = ?", (pseudonym("c21", b"k"),)).fetchone()
+        assert json.loads(row[0])["tier"] == "platinum"
     finally:
         sync.close()
         storage.close()
