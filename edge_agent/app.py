@@ -79,16 +79,25 @@ def peer_in(peer: str, networks: tuple[str, ...]) -> bool:
     return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
+#: Shortest interval between two WAL truncations after the outbox drained (seconds).
+WAL_TRUNCATE_S = 5.0
+
+
 async def sessions_loop(state: EdgeState) -> None:
     """Write dirty live sessions to SQLite every second; every minute purge expired
-    sessions and shells (and keep the shell cache within its bounds)."""
-    last_purge = time.monotonic()
+    sessions and shells (and keep the shell cache within its bounds); once the outbox
+    has drained, at most every :data:`WAL_TRUNCATE_S`, truncate the WAL so published
+    events leave no copy on disk."""
+    last_purge = last_truncate = time.monotonic()
     while True:
         await asyncio.sleep(1.0)
         try:
             rows = state.session_rows()
             if rows:
                 await asyncio.to_thread(state.store.put_sessions, rows)
+            due = time.monotonic() - last_truncate > WAL_TRUNCATE_S and state.outbox_depth == 0
+            if due and await asyncio.to_thread(state.store.checkpoint_published):
+                last_truncate = time.monotonic()
             if time.monotonic() - last_purge > 60:
                 last_purge = time.monotonic()
                 await asyncio.to_thread(state.store.purge_expired_sessions, time.time())

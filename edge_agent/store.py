@@ -100,6 +100,8 @@ class EdgeStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        #: Outbox rows deleted since the WAL was last truncated (:meth:`checkpoint_published`).
+        self.published_since_checkpoint = 0
         self._db: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -265,7 +267,21 @@ class EdgeStore:
     def outbox_delete_through(self, seq: int) -> int:
         """Delete rows up to ``seq`` (after their PubAck); returns the rows deleted."""
         with self._lock:
-            return self.db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,)).rowcount
+            deleted = self.db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,)).rowcount
+            self.published_since_checkpoint += deleted
+            return deleted
+
+    def checkpoint_published(self) -> bool:
+        """Once published events are deleted and the outbox is empty, truncate the WAL:
+        the deleted rows' old pages (visitor events, identify traits) then exist nowhere
+        on disk (``secure_delete`` zeroes them in the database file). True when done."""
+        with self._lock:
+            if not self.published_since_checkpoint or self.db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone():
+                return False
+            busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                self.published_since_checkpoint = 0
+            return not busy
 
     def outbox_depth(self) -> int:
         """Events waiting in the outbox."""

@@ -68,9 +68,9 @@ class HubState:
     def __post_init__(self) -> None:
         s = self.settings
         self.tokens = TokenStore(s.tokens_file)
-        self.preparer = Preparer(s.ingest_workers, s.data_dir / LAKE_DIR)
         self.audit = AuditLog(s.data_dir / "audit.sqlite", s.audit_secret)
         self.cipher = PiiCipher.from_settings(s.pii_keys, s.pii_keys_file, s.data_dir)
+        self.preparer = Preparer(s.ingest_workers, s.data_dir / LAKE_DIR, self.cipher.ring)
         self.retention_policy = retention.RetentionPolicy(
             lake_days=s.retention_lake_days,
             warehouse_days=s.retention_warehouse_days,
@@ -249,6 +249,7 @@ def create_app(settings: HubSettings) -> Starlette:
         state = HubState(settings)
         state.storage = HubStorage(settings.data_dir)
         state.storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
+        state.storage.cipher = state.cipher
         state.erasures = erasure.ErasureRecords(state.storage)
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")

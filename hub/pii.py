@@ -60,6 +60,8 @@ def parse_keyring(text: str) -> list[tuple[str, bytes]]:
 
 class PiiCipher:
     def __init__(self, ring: list[tuple[str, bytes]]) -> None:
+        #: The key ring itself (handed to ingest worker processes, which build their own).
+        self.ring = list(ring)
         self.active_id = ring[0][0]
         self._active = AESGCM(ring[0][1])
         self._keys = {kid: AESGCM(key) for kid, key in ring}

@@ -114,6 +114,7 @@ async def export_subject(request: Request) -> Response:
         except Exception as e:  # the export answers without NATS, and says so
             doc["profiles_error"] = type(e).__name__
     doc["profiles"] = profiles
+    doc["held_elsewhere"] = subjects.held_elsewhere(state.settings, sorted(subject.anonymous_ids))
     doc["exported_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     request.state.audit = {"events": len(doc["events"])}
     return Response(

@@ -178,6 +178,7 @@ def _tokens(args: argparse.Namespace) -> int:
 
 def _rekey(args: argparse.Namespace) -> int:
     from hub.ingest.storage import HubStorage
+    from hub.personal import reseal_all
     from hub.pii import PiiCipher, PiiKeyError
 
     settings = _settings(args.data_dir)
@@ -206,9 +207,16 @@ def _rekey(args: argparse.Namespace) -> int:
                 changed += 1
             db.execute("COMMIT")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        sealed, sealed_failed = reseal_all(storage, cipher)  # identify traits and dead letters
     finally:
         storage.close()
-    result = {"reencrypted": changed, "failed": failed, "active_key": cipher.active_id}
+    result = {
+        "reencrypted": changed,
+        "failed": failed + sealed_failed,
+        "sealed_reencrypted": sealed,
+        "active_key": cipher.active_id,
+    }
+    failed += sealed_failed
     _audit_local(settings, "pii.rekey", 200 if not failed else 500, result)
     print(json.dumps(result))
     return 0 if not failed else 1

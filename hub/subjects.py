@@ -23,7 +23,9 @@ import numpy as np
 import orjson
 
 from hub.ingest.storage import HubStorage
+from hub.personal import open_dead_letter, open_traits
 from hub.pii import PiiCipher, PiiKeyError
+from models import nats_layout as L
 from models.pseudonym import is_pseudonym, pseudonym, valid_visitor_id
 
 _CHUNK = 400
@@ -77,6 +79,11 @@ def _event_days(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[st
     return days
 
 
+def _tokens(storage: HubStorage, ids: Sequence[str]) -> list[str]:
+    tokenizer = storage.tokenizer
+    return sorted({tokenizer(i) for i in ids if i}) if tokenizer is not None else []
+
+
 def _truncate_wal(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -113,7 +120,11 @@ def erase(storage: HubStorage, subject: SubjectIds) -> dict[str, int]:
             ).rowcount
             counts["warehouse.consent_log"] = wh.execute(f"DELETE FROM consent_log WHERE subject IN ({marks})", ids).rowcount
             dead = 0
-            for needle in needles:  # raw payloads: no columns to index, so a scan (the table is small)
+            # sealed payloads are found by the erasure tokens kept beside them; older
+            # plaintext rows by the ids themselves (a scan: the table is small)
+            for token in _tokens(storage, needles):
+                dead += wh.execute("DELETE FROM dead_letters WHERE instr(subjects, ?) > 0", (token,)).rowcount
+            for needle in needles:
                 dead += wh.execute(
                     "DELETE FROM dead_letters WHERE instr(raw, ?) > 0 OR instr(detail, ?) > 0", (needle, needle)
                 ).rowcount
@@ -182,7 +193,32 @@ def export(storage: HubStorage, subject: SubjectIds, cipher: PiiCipher) -> dict[
             for k in ("props", "context"):
                 if event.get(k):
                     event[k] = orjson.loads(event[k])
+            if isinstance(event.get("props"), dict):
+                open_traits(event["props"], str(event["event_id"]), cipher)
         out["events"] = events
+        # events and messages that could not be stored, naming the subject (sealed at rest)
+        dead: list[dict[str, Any]] = []
+        for token in _tokens(storage, sorted(subject.all | {subject.given})):
+            for did, received, source, reason, detail, payload in wh.execute(
+                "SELECT id, received_at, source, reason, detail, raw FROM dead_letters WHERE instr(subjects, ?) > 0", (token,)
+            ):
+                if all(d["id"] != did for d in dead):
+                    body = open_dead_letter(payload, cipher)
+                    try:
+                        parsed: Any = orjson.loads(body)
+                    except orjson.JSONDecodeError:
+                        parsed = body
+                    dead.append(
+                        {
+                            "id": did,
+                            "received_at": received,
+                            "source": source,
+                            "reason": reason,
+                            "detail": detail,
+                            "payload": parsed,
+                        }
+                    )
+        out["dead_letters"] = dead
         out["identities"] = [
             {"anonymous_id": a, "user_id": u, "first_seen": f}
             for a, u, f in wh.execute(
@@ -223,11 +259,48 @@ def export(storage: HubStorage, subject: SubjectIds, cipher: PiiCipher) -> dict[
         try:
             for i in range(0, len(event_ids), _CHUNK):
                 chunk = event_ids[i : i + _CHUNK]
-                raw.extend(
-                    orjson.loads(b)
-                    for (b,) in lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk)
-                )
+                for (b,) in lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk):
+                    event = orjson.loads(b)
+                    if isinstance(event, dict):
+                        open_traits(event, str(event.get("event_id", "")), cipher)
+                    raw.append(event)
         finally:
             lake.close()
     out["lake"] = raw
     return out
+
+
+def held_elsewhere(settings: Any, visitor_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """What the export cannot read from the hub's tiers, said plainly: where else data
+    about the subject may be, for how long, and that an erasure reaches it too."""
+    return [
+        {
+            "where": "every edge: live session",
+            "what": f"recent page views, clicks and categories of visitor ids {list(visitor_ids)} (in memory and the edge's SQLite)",
+            "how_long": "until P13N_EDGE_SESSION_TTL_S of inactivity (default 30 minutes)",
+        },
+        {
+            "where": "every edge: profile copy",
+            "what": "the 'profiles' of this export, as the edges received them",
+            "how_long": "while personalization consent lasts; removed on withdrawal or erasure",
+        },
+        {
+            "where": "every edge: outbox; NATS events stream",
+            "what": "events not yet stored by the hub",
+            "how_long": "until the hub stores them (normally seconds)",
+        },
+        {
+            "where": "NATS dead-letter stream",
+            "what": "messages the hub could not store, as sent",
+            "how_long": f"{L.DEAD_LETTER_MAX_AGE_S // 86400} days",
+        },
+        {
+            "where": "hub tiers (this export)",
+            "what": "lake, warehouse, dead letters, consent records",
+            "how_long": (
+                f"lake {settings.retention_lake_days} days, warehouse {settings.retention_warehouse_days} days, "
+                f"dead letters {settings.retention_dead_letter_days} days, consent records {settings.retention_consent_days} days"
+            ),
+        },
+        {"where": "all of the above", "what": "erasure", "how_long": "DELETE /v1/subjects/{id} removes the subject from each"},
+    ]

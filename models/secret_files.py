@@ -29,3 +29,30 @@ def generated_secret(path: Path, nbytes: int = 32) -> str:
     if not path.exists():
         write_private(path, secrets.token_urlsafe(nbytes) + "\n")
     return path.read_text(encoding="utf-8").strip()
+
+
+#: Process umask of the services and of the commands that write a data directory:
+#: what they create is readable by their own user only (files 0600, directories 0700).
+PRIVATE_UMASK = 0o077
+
+
+def make_private(data_dir: Path, depth: int = 2) -> int:
+    """Create ``data_dir`` 0700 and take group and other access from what is already
+    in it (``depth`` levels: the data files and the lake's day files). Returns how many
+    entries were tightened."""
+    os.umask(PRIVATE_UMASK)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    changed = 0
+    todo = [(data_dir, 0)]
+    while todo:
+        path, level = todo.pop()
+        try:
+            mode = path.stat().st_mode
+            if mode & 0o077:
+                path.chmod(mode & 0o700)
+                changed += 1
+            if path.is_dir() and not path.is_symlink() and level < depth:
+                todo.extend((child, level + 1) for child in path.iterdir())
+        except OSError:  # not ours to change (an operator's mount…): leave it
+            continue
+    return changed

@@ -183,6 +183,13 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
     except SettingsError as e:
         print(f"p13n {command}: invalid setting {e}", file=sys.stderr)
         return 2
+    from models.secret_files import make_private
+
+    tightened = make_private(settings.data_dir)  # data files 0600, directories 0700
+    if tightened:
+        logging.getLogger("p13n").warning(
+            "%s: took group/other access from %d entries under %s", command, tightened, settings.data_dir
+        )
     dev = settings.development_keys()
     if dev and os.environ.get(ALLOW_DEV_KEYS) != "1":
         print(
@@ -207,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise in a command's output
+    if args.command in ("catalog", "crm", "retention", "pii", "tokens", "keys", "train"):
+        from models.secret_files import PRIVATE_UMASK
+
+        os.umask(PRIVATE_UMASK)  # they write the hub's data, tokens, keys or per-user factors
     if args.command == "demo":
         from p13n.demo import default_templates, run_demo
 
@@ -220,8 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _serve("hub serve", HubSettings.from_env, "hub.asgi:app_from_env")
     if args.command == "origin":
-        import os
-
         from p13n.serve import run_factory
 
         os.environ["P13N_ORIGIN_TEMPLATES"] = str(args.templates or DEFAULT_TEMPLATES)

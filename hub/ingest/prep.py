@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 
 from hub.ingest.storage import PreparedBatch, open_lake, prepare_batch, write_lake
+from hub.pii import PiiCipher
 from models.process import die_with_parent
 
 #: Marks a batch prepared without the live suppression list (the writer re-checks it).
@@ -58,8 +59,26 @@ def _lake(lake_dir: Path, day: str) -> sqlite3.Connection:
     return db
 
 
+#: This worker's cipher, rebuilt only when the key ring changes.
+_CIPHER: tuple[tuple[tuple[str, bytes], ...], PiiCipher] | None = None
+
+
+def _cipher(ring: list[tuple[str, bytes]] | None) -> PiiCipher | None:
+    global _CIPHER
+    if not ring:
+        return None
+    key = tuple(ring)
+    if _CIPHER is None or _CIPHER[0] != key:
+        _CIPHER = (key, PiiCipher(list(ring)))
+    return _CIPHER[1]
+
+
 def prepare_payloads(
-    payloads: list[bytes], received_at: str, lake_dir: Path | None = None, edges: list[str] | None = None
+    payloads: list[bytes],
+    received_at: str,
+    lake_dir: Path | None = None,
+    edges: list[str] | None = None,
+    ring: list[tuple[str, bytes]] | None = None,
 ) -> tuple[PreparedBatch, list[bytes]]:
     """(prepared batch, payloads that were not JSON arrays of events). ``edges`` names
     the edge of each payload (from its NATS subject, which only that edge may publish
@@ -77,7 +96,7 @@ def prepare_payloads(
                 if isinstance(event, dict):
                     event["edge"] = edges[index]
         events.extend(batch)
-    prepared = prepare_batch(events, "nats", received_at, False, UNKNOWN_SUPPRESSION, None)
+    prepared = prepare_batch(events, "nats", received_at, False, UNKNOWN_SUPPRESSION, None, _cipher(ring))
     if lake_dir is not None:
         for day, rows in prepared.lake.items():
             write_lake(_lake(lake_dir, day), rows)
@@ -91,9 +110,11 @@ class Preparer:
     the writer stores the lake rows). With workers, ``lake_dir`` is where they append
     the lake rows."""
 
-    def __init__(self, workers: int, lake_dir: Path | None = None) -> None:
+    def __init__(self, workers: int, lake_dir: Path | None = None, ring: list[tuple[str, bytes]] | None = None) -> None:
         self.workers = workers
         self.lake_dir = lake_dir
+        #: The PII key ring the workers seal personal data with (hub.personal).
+        self.ring = ring
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -113,10 +134,12 @@ class Preparer:
         self, payloads: list[bytes], received_at: str, edges: list[str] | None = None
     ) -> tuple[PreparedBatch, list[bytes]]:
         if self.workers <= 0:
-            return await asyncio.to_thread(prepare_payloads, payloads, received_at, None, edges)
+            return await asyncio.to_thread(prepare_payloads, payloads, received_at, None, edges, self.ring)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor(), prepare_payloads, payloads, received_at, self.lake_dir, edges)
+            return await loop.run_in_executor(
+                self._executor(), prepare_payloads, payloads, received_at, self.lake_dir, edges, self.ring
+            )
         except BrokenProcessPool:  # a worker died (OOM killer…): start a fresh pool next time
             self.close()
             raise

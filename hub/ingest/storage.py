@@ -30,6 +30,8 @@ import orjson
 import sqlite_utils
 
 from hub.ingest.normalize import normalize
+from hub.personal import seal_payload, seal_traits, subject_ids
+from hub.pii import PiiCipher
 from models.contracts import validate
 from models.erasure import Tokenizer
 from models.weights import EVENT_WEIGHTS
@@ -114,15 +116,17 @@ def prepare_batch(
     results: bool,
     suppression_version: int,
     suppressed: Callable[[dict[str, Any]], bool] | None,
+    cipher: PiiCipher | None = None,
 ) -> PreparedBatch:
-    """Validate and normalize ``events`` into rows (no database): see :meth:`HubStorage.prepare`."""
+    """Validate and normalize ``events`` into rows (no database): see :meth:`HubStorage.prepare`.
+    With ``cipher``, personal data is sealed first (:mod:`hub.personal`)."""
     report = IngestReport(received=len(events))
     batch = PreparedBatch(report, suppression_version)
     for raw in events:
         try:
-            _prepare_one(raw, batch, source, received_at, results, suppressed)
+            _prepare_one(raw, batch, source, received_at, results, suppressed, cipher)
         except Exception as e:  # one event that breaks normalization never holds up its batch-mates
-            _dead(batch, received_at, source, "unprocessable", f"{type(e).__name__}: {e}"[:300], raw, results)
+            _dead(batch, received_at, source, "unprocessable", f"{type(e).__name__}: {e}"[:300], raw, results, cipher)
     return batch
 
 
@@ -133,17 +137,20 @@ def _prepare_one(
     received_at: str,
     results: bool,
     suppressed: Callable[[dict[str, Any]], bool] | None,
+    cipher: PiiCipher | None,
 ) -> None:
     report = batch.report
     verdict = validate(raw)
     if not verdict.ok:
-        _dead(batch, received_at, source, verdict.reason, verdict.detail, raw, results)
+        _dead(batch, received_at, source, verdict.reason, verdict.detail, raw, results, cipher)
         return
     if suppressed is not None and suppressed(raw):
         report.suppressed += 1
         if results:
             report.results.append({"status": "rejected", "reason": "erased_subject"})
         return
+    if cipher is not None:
+        seal_traits(raw, cipher)  # before the lake row and the warehouse props are made
     row = normalize(raw, received_at)
     values = tuple(row[c] for c in _EVENT_COLUMNS)
     lake_row = (values[_ID], values[_RECEIVED], values[_EDGE], orjson.dumps(raw).decode())
@@ -153,13 +160,23 @@ def _prepare_one(
         report.results.append({"status": "accepted", "event_id": raw["event_id"]})
 
 
-def _dead(batch: PreparedBatch, received_at: str, source: str, reason: str, detail: str, raw: Any, results: bool) -> None:
+def _dead(
+    batch: PreparedBatch,
+    received_at: str,
+    source: str,
+    reason: str,
+    detail: str,
+    raw: Any,
+    results: bool,
+    cipher: PiiCipher | None = None,
+) -> None:
     batch.report.dead[reason] += 1
     try:
         body = orjson.dumps(raw).decode()
     except TypeError:  # not JSON-serializable as it stands (never from a decoded payload)
         body = repr(raw)[:65536]
-    batch.dead_rows.append((received_at, source, reason, detail, body))
+    ids = tuple(sorted(set(subject_ids(raw))))  # the writer keeps only their erasure tokens
+    batch.dead_rows.append((received_at, source, reason, detail, seal_payload(body, cipher) if cipher else body, ids))
     if results:
         batch.report.results.append({"status": "rejected", "reason": reason, "detail": detail})
 
@@ -176,7 +193,9 @@ class PreparedBatch:
     #: … or the event ids a preparation worker already wrote to each day's lake file
     #: (committed before the warehouse, as the writer would: see ``hub.ingest.prep``).
     lake_written: dict[str, list[str]] = field(default_factory=dict)
-    dead_rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    #: (received_at, source, reason, detail, payload — sealed when a cipher is set —,
+    #: the subject ids the payload names)
+    dead_rows: list[tuple[str, str, str, str, str, tuple[str, ...]]] = field(default_factory=list)
 
 
 class HubStorage:
@@ -194,6 +213,8 @@ class HubStorage:
         #: tokenizer that names incoming events' subjects; set by the hub (``suppress``).
         self.suppressed: set[str] = set()
         self.tokenizer: Tokenizer | None = None
+        #: Seals personal data (identify traits, dead letters) before it is stored.
+        self.cipher: PiiCipher | None = None
         self._suppression_version = 0
         self._create_schema()
         # the marts refresh aggregates warehouse events straight into the marts file
@@ -259,6 +280,8 @@ class HubStorage:
             {"id": int, "received_at": str, "source": str, "reason": str, "detail": str, "raw": str}, pk="id", if_not_exists=True
         )
         wh.table("dead_letters").create_index(["reason"], if_not_exists=True)
+        if "subjects" not in wh.table("dead_letters").columns_dict:  # erasure tokens of the ids a payload names
+            wh.table("dead_letters").add_column("subjects", str)
         wh.table("counters").create({"name": str, "value": int}, pk="name", if_not_exists=True)
         wh.table("crm_state").create({"name": str, "value": str}, pk="name", if_not_exists=True)
         marts = sqlite_utils.Database(self.marts)
@@ -314,7 +337,12 @@ class HubStorage:
         """Validate and normalize one batch: CPU only, no database. The consumer runs it
         in worker processes (``hub.ingest.prep``) while the previous batch commits.
         ``results=False`` skips the per-event answers only the HTTP API returns."""
-        return prepare_batch(events, source, received_at, results, self._suppression_version, self._is_suppressed)
+        return prepare_batch(events, source, received_at, results, self._suppression_version, self._is_suppressed, self.cipher)
+
+    def _tokens(self, ids: Sequence[str]) -> str:
+        """Space-separated erasure tokens of ``ids`` (what a dead letter keeps in clear)."""
+        tokenizer = self.tokenizer
+        return " ".join(sorted({tokenizer(i) for i in ids})) if tokenizer is not None and ids else ""
 
     def commit(self, batch: PreparedBatch) -> IngestReport:
         """Store a prepared batch: lake, then warehouse with its counters. Thread: the writer's."""
@@ -337,8 +365,8 @@ class HubStorage:
                 self._consent_log(rows)
                 if batch.dead_rows:
                     wh.executemany(
-                        "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, ?, ?, ?, ?)",
-                        batch.dead_rows,
+                        "INSERT INTO dead_letters (received_at, source, reason, detail, raw, subjects) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(*row[:5], self._tokens(row[5])) for row in batch.dead_rows],
                     )
                 counts = {
                     "received": report.received,
@@ -455,9 +483,13 @@ class HubStorage:
         with self._lock:
             wh = self.warehouse
             wh.execute("BEGIN IMMEDIATE")
+            cipher = self.cipher
             wh.executemany(
-                "INSERT INTO dead_letters (received_at, source, reason, detail, raw) VALUES (?, 'nats', ?, '', ?)",
-                [(received_at, reason, p.decode("utf-8", "replace")) for p in payloads],
+                "INSERT INTO dead_letters (received_at, source, reason, detail, raw, subjects) VALUES (?, 'nats', ?, '', ?, '')",
+                [
+                    (received_at, reason, seal_payload(text, cipher) if cipher else text)
+                    for text in (p.decode("utf-8", "replace") for p in payloads)
+                ],
             )
             wh.execute(
                 "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",

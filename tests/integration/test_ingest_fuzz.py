@@ -224,7 +224,11 @@ def _quiet(agent: Agent, hub: Hub) -> dict[str, int]:
 
 def _unaccounted(hub: Hub, ids: list[str]) -> list[str]:
     stored = {r[0] for r in warehouse_rows(hub.data_dir, "SELECT event_id FROM events")}
-    dead = " ".join(r[0] for r in warehouse_rows(hub.data_dir, "SELECT raw FROM dead_letters"))
+    from hub.personal import open_dead_letter
+    from hub.pii import PiiCipher
+
+    cipher = PiiCipher.from_settings("", "", hub.data_dir)  # the hub's development key ring (sealed payloads)
+    dead = " ".join(open_dead_letter(r[0], cipher) for r in warehouse_rows(hub.data_dir, "SELECT raw FROM dead_letters"))
     return [i for i in ids if i not in stored and i not in dead]
 
 

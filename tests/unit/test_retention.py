@@ -82,7 +82,12 @@ def test_retention_command_takes_the_clock_and_settings(tmp_path: Path) -> None:
     storage = HubStorage(tmp_path / "hub")
     fill(storage)
     storage.close()
-    env = {**os.environ, "P13N_HUB_RETENTION_LAKE_DAYS": "50", "P13N_HUB_RETENTION_WAREHOUSE_DAYS": "50"}
+    env = {
+        **os.environ,
+        "P13N_HUB_RETENTION_LAKE_DAYS": "50",
+        "P13N_HUB_RETENTION_WAREHOUSE_DAYS": "50",
+        "P13N_HUB_AUDIT_KEY": "the-hubs-audit-key",  # as the hub runs with
+    }
     out = subprocess.run(
         [sys.executable, "-m", "p13n", "retention", "run", "--data-dir", str(tmp_path / "hub"), "--now", NOW.isoformat()],
         capture_output=True,
