@@ -239,6 +239,11 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
             settings.origin,
             "" if settings.bundle_public_key else " (no P13N_EDGE_BUNDLE_PUBLIC_KEY: bundles from the hub are not followed)",
         )
+        if state.content_source.startswith("model bundle"):
+            startup_logger().info(
+                "slot content comes from the bundle: edits to %s take effect through `p13n bundle repack` and a push",
+                settings.templates_dir,
+            )
         try:
             yield
         finally:

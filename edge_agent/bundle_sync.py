@@ -49,6 +49,7 @@ def activate(state: EdgeState, data: bytes) -> EdgeModels:
     content = load_content(models.content_doc) if models.content_doc is not None else state.bundle
     if models.content_doc is not None:
         state.content_source = f"model bundle v{models.version}"
+        log.info("slot content now from bundle v%d (templates edits: `p13n bundle repack`)", models.version)
     models.content_doc = None
     state.models, state.bundle = models, content  # the swap
     if content is not None:

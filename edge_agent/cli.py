@@ -49,8 +49,9 @@ def nginx_config(
     cookie_name: str = "p13n_id",
     echo_slots: str = "",
     user_id_from: str = "",
+    cache_path: str = "",
 ) -> int:
-    from edge_agent.nginx_config import ConfigError, NginxOptions, render_server
+    from edge_agent.nginx_config import DEFAULT_CACHE_DIR, ConfigError, NginxOptions, render_server
 
     try:
         opts = NginxOptions(
@@ -63,6 +64,7 @@ def nginx_config(
             user_id_from=user_id_from,
             cookie_name=cookie_name,
             echo_slots=slot_names(echo_slots),
+            cache_dir=cache_path or DEFAULT_CACHE_DIR,
         )
         text = render_server(opts)
     except (ConfigError, ValueError) as e:

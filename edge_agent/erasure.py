@@ -61,7 +61,9 @@ async def follow_erasures(state: EdgeState) -> None:
             try:
                 msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
             except (FetchTimeoutError, TimeoutError):
+                state.recovered("erasure")  # the consumer answers: nothing waiting
                 continue
+            state.recovered("erasure")
             for msg in msgs:
                 try:
                     order = ErasureOrder.from_doc(json.loads(msg.data))

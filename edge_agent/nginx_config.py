@@ -55,6 +55,9 @@ class ConfigError(ValueError):
         super().__init__(f"{option}: {problem}")
 
 
+#: Where SSI mode caches shells unless ``--cache-path`` says otherwise.
+DEFAULT_CACHE_DIR = "/var/cache/nginx/p13n"
+_SAFE_PATH = re.compile(r"[A-Za-z0-9/._-]+")
 #: A fixed country for every request of this edge node (``--geo-header '"fr"'``).
 _FIXED_COUNTRY = re.compile(r'"[A-Za-z]{2}"')
 
@@ -73,7 +76,7 @@ class NginxOptions:
     agent_timeout_ms: int = 50
     auth_timeout_ms: int = 30
     cookie_name: str = "p13n_id"
-    cache_dir: str = "/var/cache/nginx/p13n"  # SSI mode: shells cached per origin Cache-Control
+    cache_dir: str = "/var/cache/nginx/p13n"  # SSI mode: shells cached per origin Cache-Control (--cache-path)
     #: SSI one-round-trip mode: the slots decided by the auth call and echoed by nginx
     echo_slots: tuple[str, ...] = ()
 
@@ -94,6 +97,8 @@ class NginxOptions:
             fixed_country = flag == "--geo-header" and _FIXED_COUNTRY.fullmatch(value) is not None
             if value and not fixed_country and not (value.startswith("$") and value[1:].replace("_", "").isalnum()):
                 raise ConfigError(flag, f"expected an nginx variable such as $http_cf_ipcountry, got {value!r}")
+        if not (self.cache_dir.startswith("/") and _SAFE_PATH.fullmatch(self.cache_dir)):
+            raise ConfigError("--cache-path", f"an absolute path of letters, digits and / . _ -, got {self.cache_dir!r}")
         if not (self.listen.isdigit() or ":" in self.listen):
             raise ConfigError("--listen", f"expected PORT or ADDR:PORT, got {self.listen!r}")
 

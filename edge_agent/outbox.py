@@ -66,6 +66,7 @@ async def publish_loop(state: EdgeState) -> None:
     state.nc = nc
     js = nc.jetstream()
     subject = events_subject(state.settings.edge_id)
+    failing = ConnectionLog(log, f"edge {state.settings.edge_id} publishing events")
     delay = 0.2
     while True:
         rows = await asyncio.to_thread(state.store.outbox_batch, state.settings.publish_batch)
@@ -87,10 +88,12 @@ async def publish_loop(state: EdgeState) -> None:
         except Exception as e:
             state.metrics.publish_failures.inc()
             state.last_error = f"publish: {type(e).__name__}: {e}"[:300]
-            log.warning("publishing %d events failed (%s); retrying in %.1fs", count, state.last_error, delay)
+            failing.failed(e)  # one line per streak, then a summary a minute
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, MAX_BACKOFF_S)
             continue
+        failing.connected()
+        state.recovered("publish")
         delay = 0.2
         await asyncio.to_thread(state.store.outbox_delete_through, last)
         state.outbox_depth = max(0, state.outbox_depth - count)

@@ -72,6 +72,7 @@ async def follow_profiles(state: EdgeState) -> None:
             while True:
                 wake.clear()
                 await catch_up(state, nc)
+                state.recovered("profiles")
                 try:
                     await asyncio.wait_for(wake.wait(), POLL_S)
                 except TimeoutError:

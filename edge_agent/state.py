@@ -125,6 +125,12 @@ class EdgeState:
                 ctx.attrs["profile"] = profile
         return ctx
 
+    def recovered(self, source: str) -> None:
+        """``source`` (``erasure``, ``profiles``, ``publish``…) works again: its last
+        error, if it is the one shown, is over."""
+        if self.last_error.startswith(source + ":"):
+            self.last_error = ""
+
     def profile(self, subject: str) -> dict[str, Any] | None:
         """The synced profile of ``subject`` (LRU in memory over SQLite)."""
         if subject in self.profiles_cache:

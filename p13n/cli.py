@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument("--listen", default="80", help="nginx listen PORT or ADDR:PORT (default 80)")
     ngx.add_argument("--server-name", default="_", help="server_name (default _)")
     ngx.add_argument(
+        "--cache-path",
+        default="",
+        help="directory for nginx's shell cache in SSI mode (default /var/cache/nginx/p13n; nginx's user must own it)",
+    )
+    ngx.add_argument(
         "--geo-header",
         default="",
         help="nginx variable holding the visitor country, e.g. $http_cf_ipcountry, or a fixed '\"fr\"' for a one-country node",
@@ -119,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     verify = bundle_sub.add_parser("verify", help="check a bundle's signature, hashes and feature spec")
     verify.add_argument("file", type=Path)
     verify.add_argument("--public-key", type=Path, required=True)
+    rp = bundle_sub.add_parser("repack", help="new slot content (templates) on an existing bundle's models, as a new version")
+    rp.add_argument("file", type=Path)
+    rp.add_argument("--templates", type=Path, required=True, help="templates directory: slot definitions, fragments, catalog")
+    rp.add_argument("--key", type=Path, required=True, help="bundle-signing private key")
+    rp.add_argument("--public-key", type=Path, required=True, help="verifies the bundle being repacked")
+    rp.add_argument("--out", type=Path, default=None, help="output directory (default: the bundle's)")
+    rp.add_argument("--version", type=int, default=None, help="new version (default: next free in --out; see bundle list)")
     act = bundle_sub.add_parser("activate", help="make a stored bundle version live on every edge (through the hub)")
     act.add_argument("version", type=int)
     api_args(act)
@@ -297,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hub.bundle_cli import listing
 
             return listing(args)
+        if args.command == "bundle" and args.bundle_command == "repack":
+            return training_cli.bundle_repack(args)
         if args.command == "bundle":
             return training_cli.bundle_verify(args.file, args.public_key)
         return training_cli.keys_generate(args.dir)
@@ -317,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.cookie_name,
             args.echo_slots,
             args.user_id_from,
+            args.cache_path,
         )
     return 2  # pragma: no cover - argparse enforces the choices
 

@@ -128,3 +128,16 @@ def evaluate(a: Namespace) -> int:
         return 1
     print(json.dumps(report, indent=1))
     return 0
+
+
+def bundle_repack(a: Namespace) -> int:
+    from hub.training.repack import repack
+    from models.bundle import BundleRejected
+
+    try:
+        done = repack(a.file, a.public_key, a.key, a.templates, a.out or a.file.parent, a.version)
+    except (BundleRejected, OSError, ValueError) as e:
+        print(f"p13n bundle repack: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"bundle": str(done.path), "version": done.version, "models_from": done.from_version}))
+    return 0

@@ -62,3 +62,25 @@ def validate(event: Any) -> Verdict:
     except fastjsonschema.JsonSchemaValueException as e:
         return Verdict(False, "invalid", f"{e.name}: {e.message}"[:300])
     return Verdict(True)
+
+
+#: Fields every event may carry (the envelope), listed once instead of per type.
+ENVELOPE = ("event_id", "type", "schema", "ts", "received_at", "anonymous_id", "user_id", "url", "referrer", "title", "edge", "context")
+
+
+def reference_markdown() -> str:
+    """The event types as a Markdown table (docs/OPERATIONS.md embeds it; a test keeps
+    the two equal): what each means, its required fields and its own optional ones."""
+    lines = ["| type | meaning | required (besides `event_id`, `type`) | optional |", "|---|---|---|---|"]
+    for kind in EVENT_TYPES:
+        doc = schema(kind)
+        required = [f for f in doc["required"] if f not in ("event_id", "type")]
+        optional = [f for f in doc["properties"] if f not in doc["required"] and f not in ENVELOPE]
+        cells = [
+            f"`{kind}`",
+            doc.get("description", ""),
+            ", ".join(f"`{f}`" for f in required) or "—",
+            ", ".join(f"`{f}`" for f in optional) or "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

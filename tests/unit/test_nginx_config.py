@@ -68,6 +68,8 @@ def test_headers_the_agent_trusts_are_always_overwritten() -> None:
         ("user_id_from", "x; evil", "--user-id-from"),
         ("geo_header", "$x;}", "--geo-header"),
         ("geo_header", '"fra"; evil', "--geo-header"),
+        ("cache_dir", "relative/dir", "--cache-path"),
+        ("cache_dir", "/var/cache/x; evil", "--cache-path"),
         ("agent", "nohost", "--agent"),
         ("origin", "ftp://x", "--origin"),
         ("origin", "http://x/path", "--origin"),
@@ -126,3 +128,9 @@ def test_echo_slots_can_be_collected_from_templates() -> None:
     assert slot_names("hero, offer") == ("hero", "offer")
     with pytest.raises(ValueError, match="invalid slot names"):
         slot_names("../x")
+
+
+def test_the_cache_path_is_an_option() -> None:
+    text = render_server(opts("ssi", cache_dir="/srv/nginx-cache/p13n"))
+    assert text.startswith("# ") and "proxy_cache_path /srv/nginx-cache/p13n levels=1:2" in text
+    assert "/var/cache/nginx/p13n" not in text

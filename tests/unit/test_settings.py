@@ -88,5 +88,8 @@ def test_compose_services_use_known_settings_and_commands() -> None:
     EdgeSettings.from_env(services["edge-agent"]["environment"])
     HubSettings.from_env(services["hub"]["environment"])
     assert services["edge-nginx"]["network_mode"] == "service:edge-agent"
+    # the shipped nginx config is exactly what the generator writes (it cannot drift)
+    from edge_agent.nginx_config import NginxOptions, render_server
+
     conf = (REPO / "deploy" / "nginx-ssi.conf").read_text()
-    assert "server 127.0.0.1:8700;" in conf and "server origin:8000;" in conf
+    assert conf == render_server(NginxOptions(mode="ssi", agent="127.0.0.1:8700", origin="http://origin:8000", listen="80"))
