@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import nats
@@ -67,7 +69,10 @@ def test_push_swaps_every_edge_and_tampering_is_refused(
     assert upload["actor"] == "test-operator" and upload["detail"]["version"] == 1
 
     data = bytearray(trained_bundle.path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    # a byte inside a model file (not in the tar's block padding, which no hash covers)
+    with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
+        member = tar.getmember("als_topk.onnx")
+    data[member.offset_data + member.size // 2] ^= 0xFF
     asyncio.run(publish_raw(nats_server, "bundle-v2.tar", bytes(data), 2))
     wait_for(lambda: all("refused" in str(health(e.url)["bundle_error"]) for e in edges))
     assert all(health(e.url)["model_version"] == 1 for e in edges)  # still serving the old one
