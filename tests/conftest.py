@@ -29,7 +29,10 @@ from p13n.procs import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+#: Conformance cases and sample data, copied into the project with their licences and
+#: attribution (tests/fixtures/*/README.md) so a clone tests with nothing beside it.
+FIXTURES = REPO / "tests" / "fixtures"
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -167,7 +170,7 @@ def start_nginx_proxy(nginx_bin: str, tmp_path: Path) -> Iterator[NginxFactory]:
 
 @pytest.fixture(scope="session")
 def targeting_cases() -> dict[str, list[list[object]]]:
-    path = SHARED / "conformance" / "targeting-cases.json"
+    path = FIXTURES / "conformance" / "targeting-cases.json"
     if not path.exists():
         pytest.fail(f"conformance cases not found at {path}")
     data: dict[str, list[list[object]]] = json.loads(path.read_text())

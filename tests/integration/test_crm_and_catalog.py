@@ -26,7 +26,7 @@ from hub.ingest.storage import HubStorage
 from hub.pii import PiiCipher, new_key
 from models.pseudonym import pseudonym
 from p13n.procs import free_port
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 
 CIPHER = PiiCipher([("k1", base64.b64decode(new_key()))])
 
@@ -180,7 +180,7 @@ def test_bad_crm_config_is_refused() -> None:
 
 
 def test_catalog_import_of_the_real_retail_sample(tmp_path: Path) -> None:
-    src = SHARED / "data" / "online-retail-sample.csv"
+    src = FIXTURES / "data" / "online-retail-sample.csv"
     out = subprocess.run(
         [
             sys.executable,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from p13n.procs import DEFAULT_TEMPLATES
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 
 
 def p13n(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +71,7 @@ def test_tampered_bundle_fails_verification(keys: Path, tmp_path: Path) -> None:
 
 def retail_csvs(tmp_path: Path) -> tuple[Path, Path]:
     """The shared Online Retail sample (CC BY 4.0, UCI id 352) as our CSV formats, Latin-1."""
-    src = SHARED / "data" / "online-retail-sample.csv"
+    src = FIXTURES / "data" / "online-retail-sample.csv"
     interactions = tmp_path / "interactions.csv"
     items = tmp_path / "items.csv"
     with (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from models.recommenders import ALS, Catalog, Content, Popularity
 from models.synthetic import taste_groups
 from models.text_model import fit_text, to_onnx, user_vector
 from models.tuning import recommend_all, truth_by_user, tune
-from tests.conftest import SHARED
+from tests.conftest import FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +111,7 @@ def test_topk_graph_with_more_exclusions_than_candidates_never_returns_an_exclud
 
 
 def retail_titles() -> list[str]:
-    path = SHARED / "data" / "online-retail-sample.csv"
+    path = FIXTURES / "data" / "online-retail-sample.csv"
     with path.open(encoding="latin-1") as f:
         seen: dict[str, str] = {}
         for row in csv.DictReader(f):
@@ -143,8 +142,15 @@ def test_content_model_serves_cold_items_from_text() -> None:
     assert best_other[1] == "i10"
 
 
-def test_training_data_path_is_read_from_the_shared_folder() -> None:
-    assert isinstance(SHARED, Path) and (SHARED / "data" / "README.md").exists()
+def test_the_fixtures_are_the_shared_originals_with_their_attribution() -> None:
+    """The copies in tests/fixtures are byte-identical to the shared originals (when a
+    checkout has them beside it) and keep their licence and attribution."""
+    shared = FIXTURES.parents[2] / "shared"
+    for rel in ("conformance/targeting-cases.json", "data/online-retail-sample.csv"):
+        if (shared / rel).exists():
+            assert (FIXTURES / rel).read_bytes() == (shared / rel).read_bytes(), rel
+    assert "MIT License" in (FIXTURES / "conformance" / "README.md").read_text()
+    assert "CC BY 4.0" in (FIXTURES / "data" / "README.md").read_text()
 
 
 def test_batched_recommendations_equal_one_by_one(planted) -> None:  # type: ignore[no-untyped-def]
