@@ -18,7 +18,7 @@ import numpy as np
 from models.als import fold_in_low_rank
 from models.bundle import Bundle, load_public_key, open_bundle
 from models.features import encode
-from models.onnx_graphs import MASK_PENALTY, OnnxModel, TopKModel, topk_embeddings
+from models.onnx_runtime import MASK_PENALTY, OnnxModel, TopKModel, topk_embeddings
 
 log = logging.getLogger(__name__)
 

@@ -275,11 +275,13 @@ def create_app(settings: HubSettings) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if state.nc is not None:
-                try:
-                    await asyncio.wait_for(state.nc.drain(), timeout=5)
-                except Exception as e:  # NATS gone or reconnecting: close without draining
-                    log.warning("NATS drain failed at shutdown (%s); closing", type(e).__name__)
-                    await state.nc.close()
+                # every task that used the connection has stopped (acks and puts awaited):
+                # flush what was published and close. A drain would wait on the pull
+                # subscriptions' pending fetches for its whole timeout (5 s at every stop).
+                with contextlib.suppress(Exception):  # NATS gone or reconnecting
+                    await asyncio.wait_for(state.nc.flush(), timeout=1)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(state.nc.close(), timeout=2)
             state.preparer.close()
             state.storage.close()
             await flush_refusals(state)

@@ -1,4 +1,5 @@
-"""ONNX graphs built here (not by a converter), and the onnxruntime wrappers.
+"""ONNX graphs built here (not by a converter); the runtime side is
+:mod:`models.onnx_runtime` (what an edge imports: it never builds a graph).
 
 ``topk_graph``: item embeddings as a constant; inputs ``user`` [1, F] and ``exclude``
 [1, N] (1.0 = never recommend); outputs ``scores`` and ``indices`` of the top ``k``:
@@ -9,15 +10,13 @@ for content-based item embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models.onnx_runtime import MASK_PENALTY
+
 OPSET = 17
-MASK_PENALTY = 1e30
 
 
 #: Below this many items the graph scores every item exactly in one stage.
@@ -117,55 +116,3 @@ def _two_stage_graph(y: np.ndarray, k: int, kc: int, name: str) -> bytes:
     ]
     inputs, outputs = _io(n, f, k)
     return _serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
-
-
-def topk_embeddings(data: bytes) -> np.ndarray:
-    """The item embeddings inside a :func:`topk_graph` model ([items, factors] float32).
-
-    Bundles ship factors once, in the graph; fold-in at the edge reads them from here.
-    """
-    model = onnx.load_from_string(data)
-    for init in model.graph.initializer:
-        if init.name == "item_embeddings":  # two-stage graph
-            return np.ascontiguousarray(numpy_helper.to_array(init), dtype=np.float32)
-        if init.name == "item_embeddings_t":  # one exact stage (and bundles from before)
-            return np.ascontiguousarray(numpy_helper.to_array(init).T, dtype=np.float32)
-    raise ValueError("not a top-k graph: no item embeddings initializer")
-
-
-class OnnxModel:
-    """One onnxruntime session, single-threaded (the edge serves one page at a time per
-    core and must not fight nginx for CPU)."""
-
-    def __init__(self, data: bytes) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.outputs = [o.name for o in self.session.get_outputs()]
-
-    def run(self, feeds: Mapping[str, Any]) -> list[Any]:
-        result: list[Any] = self.session.run(None, dict(feeds))
-        return result
-
-
-class TopKModel(OnnxModel):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        shape = self.session.get_inputs()[1].shape
-        self.n_items = int(shape[1])
-        self._no_exclusions = np.zeros((1, self.n_items), dtype=np.float32)
-
-    def top(self, user: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, scores) best first; ``exclude`` is an index array."""
-        mask = self._no_exclusions
-        if exclude is not None and len(exclude):
-            mask = self._no_exclusions.copy()
-            mask[0, exclude] = 1.0
-        scores, indices = self.run({"user": user.reshape(1, -1).astype(np.float32, copy=False), "exclude": mask})
-        return indices[0], scores[0]

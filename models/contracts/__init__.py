@@ -65,7 +65,20 @@ def validate(event: Any) -> Verdict:
 
 
 #: Fields every event may carry (the envelope), listed once instead of per type.
-ENVELOPE = ("event_id", "type", "schema", "ts", "received_at", "anonymous_id", "user_id", "url", "referrer", "title", "edge", "context")
+ENVELOPE = (
+    "event_id",
+    "type",
+    "schema",
+    "ts",
+    "received_at",
+    "anonymous_id",
+    "user_id",
+    "url",
+    "referrer",
+    "title",
+    "edge",
+    "context",
+)
 
 
 def reference_markdown() -> str:

@@ -32,7 +32,8 @@ from models.als import ALSParams  # noqa: E402
 from models.bundle import build_bundle, generate_key, load_private_key, load_public_key, npy_bytes, open_bundle  # noqa: E402
 from models.data import Item  # noqa: E402
 from models.features import default_spec, encode, encode_many  # noqa: E402
-from models.onnx_graphs import OnnxModel, TopKModel, topk_embeddings, topk_graph  # noqa: E402
+from models.onnx_graphs import topk_graph  # noqa: E402
+from models.onnx_runtime import OnnxModel, TopKModel, topk_embeddings  # noqa: E402
 from models.recommenders import ALS, Catalog, Content  # noqa: E402
 from models.synthetic import taste_groups, visitor_archetypes  # noqa: E402
 from models.tuning import tune  # noqa: E402

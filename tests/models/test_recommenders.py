@@ -11,7 +11,8 @@ import scipy.sparse as sp
 from models.als import ALSFactors, ALSParams, fold_in, top_k, train_als
 from models.data import Item
 from models.evaluation import score, split
-from models.onnx_graphs import OnnxModel, TopKModel, topk_graph
+from models.onnx_graphs import topk_graph
+from models.onnx_runtime import OnnxModel, TopKModel
 from models.recommenders import ALS, Catalog, Content, Popularity
 from models.synthetic import taste_groups
 from models.text_model import fit_text, to_onnx, user_vector
@@ -92,7 +93,8 @@ def test_topk_graph_with_more_exclusions_than_candidates_never_returns_an_exclud
     """The int8 stage ranks before exclusions apply: as many exclusions as the candidate
     margin still leave k answers (exactly scored, best first); excluding the whole
     candidate set leaves fewer answers (their scores marked), never an excluded item."""
-    from models.onnx_graphs import MASK_PENALTY, candidates
+    from models.onnx_graphs import candidates
+    from models.onnx_runtime import MASK_PENALTY
 
     rng = np.random.default_rng(4)
     items = rng.normal(size=(4000, 16)).astype(np.float32)
@@ -186,7 +188,7 @@ def test_low_rank_fold_in_equals_the_exact_solve() -> None:
 
 
 def test_item_factors_are_read_back_from_the_topk_graph() -> None:
-    from models.onnx_graphs import topk_embeddings
+    from models.onnx_runtime import topk_embeddings
 
     for n in (300, 3000):  # both graph shapes
         y = np.random.default_rng(3).normal(size=(n, 16)).astype(np.float32)

@@ -7,7 +7,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from models.clusters import describe, fit_segments, to_onnx
 from models.features import FeatureSpec, default_spec, encode, encode_many, spec_is_known
-from models.onnx_graphs import OnnxModel
+from models.onnx_runtime import OnnxModel
 from models.synthetic import visitor_archetypes
 
 

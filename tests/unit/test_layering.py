@@ -29,3 +29,35 @@ def test_package_does_not_import_forbidden_sides(package: str) -> None:
         if imported_roots(p) & FORBIDDEN[package]
     }
     assert offenders == {}
+
+
+#: What a lean edge install does not carry (docs/ARCHITECTURE.md): training libraries,
+#: the graph builders, the hub's storage and HTTP client, and the hub itself.
+EDGE_NEVER_LOADS = ("sklearn", "implicit", "matplotlib", "skl2onnx", "sqlite_utils", "httpx", "hub", "models.onnx_graphs")
+
+
+def test_the_edge_never_loads_training_or_hub_code(trained_bundle) -> None:  # type: ignore[no-untyped-def]
+    """The agent's app, a model bundle loaded and a decision made: the modules loaded
+    by then include none of the training side (a subprocess, so this test run's own
+    imports do not count)."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import json, sys
+from pathlib import Path
+from edge_agent.app import create_app
+from edge_agent.settings import EdgeSettings
+from edge_agent.model_runtime import load_models
+create_app(EdgeSettings())
+models = load_models({str(trained_bundle.path)!r}, {str(trained_bundle.public_key)!r})
+models.recommend([(models.item_ids[0], 1.0)], [])
+print(json.dumps(sorted(sys.modules)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    offenders = [m for m in loaded if any(m == n or m.startswith(n + ".") for n in EDGE_NEVER_LOADS)]
+    assert offenders == []
+    assert "onnxruntime" in loaded  # the bundle really ran
