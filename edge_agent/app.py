@@ -260,6 +260,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
                     await asyncio.wait_for(state.nc.close(), 5)
             await state.http.close()
             store.close()
+            startup_logger().info("p13n edge stopped: sessions written, %d events kept in the outbox", state.outbox_depth)
 
     agent_routes = [
         Route("/_p13n/healthz", healthz, methods=["GET", "HEAD"]),

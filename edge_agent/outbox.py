@@ -46,6 +46,7 @@ async def connect(state: EdgeState) -> NATS:
                 tls=client_context(state.settings.nats_ca),
                 **quiet.callbacks(),
             )
+            quiet.client = nc
             quiet.connected()
             state.nats_connected = True
             state.last_error = ""

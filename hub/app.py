@@ -112,6 +112,7 @@ async def _connect_loop(state: HubState) -> None:
                 tls=client_context(state.settings.nats_ca),
                 **quiet.callbacks(),
             )
+            quiet.client = nc
             quiet.connected()
             report = await ensure_layout(nc.jetstream())
             state.nc = nc
@@ -286,6 +287,7 @@ def create_app(settings: HubSettings) -> Starlette:
             state.storage.close()
             await flush_refusals(state)
             state.audit.close()
+            startup_logger().info("p13n hub stopped: tiers closed, unacknowledged events left to NATS")
 
     return Starlette(routes=routes(), lifespan=lifespan)
 

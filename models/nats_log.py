@@ -29,6 +29,9 @@ class ConnectionLog:
         self.since = 0.0
         self.reported = 0.0
         self.last = ""
+        #: The connected client, once there is one: a disconnect it is closing itself
+        #: (shutdown) is not trouble.
+        self.client: Any = None
 
     def failed(self, error: BaseException) -> None:
         now = time.monotonic()
@@ -64,6 +67,8 @@ class ConnectionLog:
         self.failed(error)
 
     async def disconnected_cb(self) -> None:
+        if self.client is not None and self.client.is_closed:
+            return  # closed on purpose
         if self.failures == 0:
             self.log.warning("%s: NATS connection lost; reconnecting", self.what)
 

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -89,6 +90,32 @@ async def consume(
     )
     depth = max(1, preparer.workers) + 1
     inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]] = deque()
+    try:
+        await _pipeline(js, sub, storage, state, fetch_batch, preparer, depth, inflight)
+    finally:
+        # stopping: batches being prepared are handed back (never acked: NATS redelivers
+        # them to the next consumer); their outcome, a broken pool at exit included, is
+        # not an error to report
+        for pending, _, _ in inflight:
+            pending.cancel()
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Mark a preparation's failure as seen (it is reported where it is awaited)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _pipeline(
+    js: JetStreamContext,
+    sub: Any,
+    storage: HubStorage,
+    state: ConsumerState,
+    fetch_batch: int,
+    preparer: Preparer,
+    depth: int,
+    inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]],
+) -> None:
     delay = 0.5
     while True:
         if len(inflight) < depth:
@@ -114,13 +141,9 @@ async def consume(
             msgs = await _past_bound(js, state, msgs)
             if msgs:
                 received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-                inflight.append(
-                    (
-                        asyncio.ensure_future(preparer.prepare([m.data for m in msgs], received, [_edge(m) for m in msgs])),
-                        msgs,
-                        received,
-                    )
-                )
+                prepared = asyncio.ensure_future(preparer.prepare([m.data for m in msgs], received, [_edge(m) for m in msgs]))
+                prepared.add_done_callback(_settle)
+                inflight.append((prepared, msgs, received))
                 if len(inflight) < depth:
                     continue  # keep the preparers busy before committing
         if not inflight:

@@ -4,8 +4,9 @@ edge agent (real processes beside a real nats-server).
 Idle: the service is ready and nothing is in flight. Busy: the hub has a stream of
 events to ingest (it stops mid-way; what it had not acknowledged stays in NATS), the
 edge is answering collect requests from a client thread. Each case runs ``--rounds``
-times; after each stop the script checks no process of the service is left and the
-log has no "exception was never retrieved" line.
+times; the time is until every process of the service (server, worker, preparation
+workers) is gone; the log must show the service's own "stopped" line (its shutdown
+ran) and no traceback.
 
     python tests/bench/shutdown.py [--rounds 3]
 
@@ -37,10 +38,42 @@ from models import nats_layout as L  # noqa: E402
 from p13n.procs import DEFAULT_TEMPLATES, Child, free_port, p13n_command, spawn, start_nats, wait_http  # noqa: E402
 
 
+def _tree(pid: int) -> set[int]:
+    """``pid`` and its descendants (the server's main process, its worker, the hub's
+    preparation workers)."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, todo = {pid}, [pid]
+    while todo:
+        current = todo.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        tree.update(kids)
+        todo.extend(kids)
+    return tree
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _stop(child: Child) -> float:
+    """Seconds from SIGTERM until every process of the service is gone."""
+    tree = _tree(child.proc.pid)
     started = time.monotonic()
     child.proc.send_signal(signal.SIGTERM)
     child.proc.wait(30)
+    while any(_alive(p) for p in tree) and time.monotonic() - started < 30:
+        time.sleep(0.005)
     return time.monotonic() - started
 
 
@@ -58,8 +91,11 @@ def _children_left(pid: int) -> int:
 
 
 async def _fill(url: str, events: int) -> None:
+    from hub.nats_setup import ensure_layout
+
     nc = await nats.connect(url)
     js = nc.jetstream()
+    await ensure_layout(js)
     batch = [{"event_id": f"sd{i:010d}", "type": "page_view", "url": "https://s.example/"} for i in range(500)]
     for n in range(events // 500):
         for e in batch:
@@ -146,7 +182,7 @@ def main() -> None:
                     else:
                         seconds, log = edge_case(work, nats_url, origin_port, busy)
                     results.setdefault(name, []).append(round(seconds, 3))
-                    if "never retrieved" in log or "Traceback" in log:
+                    if "never retrieved" in log or "Traceback" in log or " stopped" not in log:
                         problems.append(f"{name}: {log[-400:]}")
         finally:
             origin.stop()
