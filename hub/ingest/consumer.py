@@ -16,6 +16,7 @@ consumer. While storage itself fails, nothing is dead-lettered (messages wait).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -90,14 +91,20 @@ async def consume(
     )
     depth = max(1, preparer.workers) + 1
     inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]] = deque()
+    storing: list[Msg] = []  # the batch being stored, until acknowledged
     try:
-        await _pipeline(js, sub, storage, state, fetch_batch, preparer, depth, inflight)
+        await _pipeline(js, sub, storage, state, fetch_batch, preparer, depth, inflight, storing)
     finally:
-        # stopping: batches being prepared are handed back (never acked: NATS redelivers
-        # them to the next consumer); their outcome, a broken pool at exit included, is
-        # not an error to report
+        # stopping: batches being prepared or stored are handed back at once (a nak:
+        # NATS redelivers them now rather than after the ack wait; a batch that did get
+        # stored is then a duplicate, ignored by event id); a preparation's outcome, a
+        # broken pool at exit included, is not an error to report
+        held = [*storing, *(m for _, msgs, _ in inflight for m in msgs)]
         for pending, _, _ in inflight:
             pending.cancel()
+        if held:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*(m.nak() for m in held), return_exceptions=True), 2)
 
 
 def _settle(future: asyncio.Future[Any]) -> None:
@@ -115,6 +122,7 @@ async def _pipeline(
     preparer: Preparer,
     depth: int,
     inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]],
+    storing: list[Msg],
 ) -> None:
     delay = 0.5
     while True:
@@ -149,6 +157,7 @@ async def _pipeline(
         if not inflight:
             continue
         pending, msgs, received = inflight.popleft()
+        storing[:] = msgs
         for msg in msgs:
             state.max_deliveries = max(state.max_deliveries, _deliveries(msg))
         try:
@@ -165,9 +174,11 @@ async def _pipeline(
                 exc_info=first,
             )
             await _isolate(js, storage, state, preparer, msgs, received)
+            storing.clear()
             continue
         for msg in msgs:
             await msg.ack()
+        storing.clear()
         state.batches += 1
         state.messages += len(msgs)
         log.debug("stored %d events (%d duplicates)", report.accepted, report.duplicates)
