@@ -23,7 +23,7 @@ from models.bundle import MAX_BUNDLE_BYTES, BundleRejected
 from models.pseudonym import pseudonym
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 #: Largest body and batch accepted by POST /v1/events.
 MAX_BODY_BYTES = 1024 * 1024
@@ -134,6 +134,13 @@ async def edges(request: Request) -> Response:
             "erasure_registered": registered,
         }
     )
+
+
+async def jobs(request: Request) -> Response:
+    """``GET /v1/jobs``: each background job's runs, failures, last success and error,
+    next run (hub/jobs.py)."""
+    state: HubState = request.app.state.hub
+    return JSONResponse({"jobs": state.jobs.view(), "nats_ready": state.jobs.ready.is_set()})
 
 
 def _nats_down() -> Response:

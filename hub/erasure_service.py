@@ -29,7 +29,7 @@ from hub.subjects import SubjectIds
 from models.erasure import ErasureOrder
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 log = logging.getLogger(__name__)
 

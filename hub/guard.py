@@ -24,7 +24,7 @@ from hub.responses import json_error
 from models.erasure import erasure_token
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -28,7 +28,7 @@ from models import nats_layout as L
 from models.erasure import ErasureOrder, erasure_token
 
 if TYPE_CHECKING:
-    from hub.app import HubState
+    from hub.state import HubState
 
 MAX_SUBJECT_CHARS = 256
 RETRY_AFTER_S = 5

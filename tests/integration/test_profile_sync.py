@@ -49,6 +49,13 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     ((subject, profile),) = profiles(other.data_dir)
     assert subject == VISITOR and profile["views"] == 2
     assert [s for s, _ in profiles(collector.data_dir)] == [VISITOR]
+    # the publishing is one of the hub's named jobs, visible with the others
+    jobs = {j["name"]: j for j in json.loads(fetch(hub.url + "/v1/jobs", hub.auth("viewer")).body)["jobs"]}
+    assert set(jobs) == {"profiles", "erasure-resume", "erasure-acks", "retention"}
+    assert jobs["profiles"]["runs"] >= 1 and jobs["profiles"]["failures"] == 0 and jobs["profiles"]["last_success"]
+    assert jobs["erasure-acks"]["kind"] == "follower" and jobs["erasure-acks"]["running"] is True
+    assert jobs["retention"]["runs"] == 0 and jobs["retention"]["next_run"]  # first run one interval after start
+    assert metric(fetch(hub.url + "/metrics", hub.auth("viewer")).text, "p13n_hub_job_runs_total", job="profiles") >= 1
 
     # the edge resumes where it was: a restart applies nothing old again
     other.stop()

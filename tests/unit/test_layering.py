@@ -61,3 +61,28 @@ print(json.dumps(sorted(sys.modules)))
     offenders = [m for m in loaded if any(m == n or m.startswith(n + ".") for n in EDGE_NEVER_LOADS)]
     assert offenders == []
     assert "onnxruntime" in loaded  # the bundle really ran
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_hub_state_is_wired_in_one_direction() -> None:
+    """The app factory wires the hub; nothing it wires imports it back, and the state
+    module imports none of the modules that use the state (no cycle, even a lazy one)."""
+    users = {"hub.app", "hub.api", "hub.guard", "hub.privacy_api", "hub.erasure_service"}
+    state_imports = _imported_modules(REPO / "hub" / "state.py")
+    assert not {m for m in state_imports if m in users or any(m.startswith(u + ".") for u in users)}
+    back = {
+        str(p.relative_to(REPO))
+        for p in (REPO / "hub").rglob("*.py")
+        if p.name not in ("app.py", "asgi.py") and "hub.app" in _imported_modules(p)
+    }
+    assert back == set()

@@ -32,6 +32,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/edges"): set(ROLES),
     ("DELETE", "/v1/edges/{edge_id}"): {"operator", "admin"},
     ("GET", "/v1/bundles"): set(ROLES),
+    ("GET", "/v1/jobs"): set(ROLES),
     ("POST", "/v1/bundles"): {"operator", "admin"},
     ("POST", "/v1/bundles/rollback"): {"operator", "admin"},
     ("POST", "/v1/bundles/{version:int}/activate"): {"operator", "admin"},
