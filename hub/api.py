@@ -153,12 +153,7 @@ async def activate_bundle(request: Request) -> Response:
     if state.nc is None or not state.layout_ready:
         return _nats_down()
     version = int(request.path_params["version"])
-    try:
-        pointer = await fleet.activate(state.nc, version)
-    except KeyError:
-        return json_error(404, "unknown_bundle", f"bundle version {version} is not stored")
-    request.state.audit.update(version=version, sha256=pointer["sha256"])
-    return JSONResponse(pointer)
+    return await _make_live(request, state, version, f"bundle version {version} is not stored")
 
 
 async def rollback_bundle(request: Request) -> Response:
@@ -169,11 +164,16 @@ async def rollback_bundle(request: Request) -> Response:
     target = await fleet.previous_version(state.nc)
     if target is None:
         return json_error(409, "nothing_to_roll_back", "no earlier bundle version was ever live")
+    return await _make_live(request, state, target, f"the previous version {target} is no longer stored")
+
+
+async def _make_live(request: Request, state: HubState, version: int, missing: str) -> Response:
+    assert state.nc is not None
     try:
-        pointer = await fleet.activate(state.nc, target)
+        pointer = await fleet.activate(state.nc, version)
     except KeyError:
-        return json_error(404, "unknown_bundle", f"the previous version {target} is no longer stored")
-    request.state.audit.update(version=target, sha256=pointer["sha256"])
+        return json_error(404, "unknown_bundle", missing)
+    request.state.audit.update(version=version, sha256=pointer["sha256"])
     return JSONResponse(pointer)
 
 
