@@ -1,148 +1,218 @@
 """Hub settings, read once from ``P13N_HUB_*`` environment variables.
 
-Every field is documented in docs/SETTINGS.md (a test keeps the two in step).
+Each setting is declared once, below: default, meaning, variable, parsing, secrecy.
+The loader, docs/SETTINGS.md's table and ``p13n hub serve --help`` are derived from
+these declarations (``models.settings_base``); a test fails when the docs differ.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.secret_files import generated_secret
-from models.settings_base import LOG_LEVELS, SERVERS, SettingsError, env_choice, env_float, env_host_port, env_int, env_str
+from models.settings_base import (
+    LOG_LEVELS,
+    SERVERS,
+    SettingsError,
+    env_choice,
+    env_list,
+    env_names,
+    env_str,
+    load,
+    setting,
+)
 
 PREFIX = "P13N_HUB_"
+
+
+def _nats_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env_str(env, name, default)
+    for url in value.split(","):
+        if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):  # user:password@ may follow
+            raise SettingsError(name, f"expected nats:// or tls:// URLs, got {url!r}")
+    return value
+
+
+def _names_as_given(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    return env_list(env, name, default, lower=False)
+
+
+def _log_level(env: Mapping[str, str], name: str, default: str) -> str:
+    return env_choice(env, name, default, LOG_LEVELS)
+
+
+def _server(env: Mapping[str, str], name: str, default: str) -> str:
+    return env_choice(env, name, default, SERVERS)
 
 
 @dataclass(frozen=True)
 class HubSettings:
     """Validated hub configuration."""
 
-    #: Address uvicorn binds.
-    listen: tuple[str, int] = ("127.0.0.1", 8600)
-    #: NATS server URL (comma-separated list for a cluster).
-    nats_url: str = "nats://127.0.0.1:4222"
-    #: Directory for the hub's lake, warehouse and marts.
-    data_dir: Path = Path("./data/hub")
-    #: Seconds between NATS reconnect attempts at start-up (doubled up to 30 s, jittered).
-    nats_retry_s: float = 0.5
-    #: API keys accepted by ``POST /v1/events`` (comma-separated; empty = endpoint closed).
-    api_keys: tuple[str, ...] = ()
-    #: Messages taken per fetch by the ingest consumer (each holds many events).
-    fetch_batch: int = 20
-    #: Worker processes that decode, validate and normalize ingest batches while the
-    #: main process commits (0: all in the main process).
-    ingest_workers: int = 2
-    #: Delay before the first redelivery of an event message that failed to store
-    #: (doubled per delivery up to 30 s; dead-lettered after the delivery bound).
-    ingest_retry_s: float = 1.0
-    #: 401s of one endpoint within this window are audited as one entry with a count.
-    audit_refusal_window_s: float = 60.0
-    #: Deployment secret for pseudonyms; must equal the edges'.
-    pseudonym_key: str = field(default=DEV_PSEUDONYM_KEY, repr=False)
-    #: CRM sync config JSON (docs/INGESTION.md); empty = no scheduled sync.
-    crm_config: str = ""
-    #: Seconds between scheduled CRM syncs (±10 % jitter).
-    crm_interval_s: float = 900.0
-    #: Seconds without a heartbeat after which an edge is shown as stale.
-    edge_stale_s: float = 30.0
-    #: Seconds between profile publications to the edges.
-    profile_sync_s: float = 5.0
-    #: CA certificate (PEM) to verify the NATS server with; set it to use ``tls://`` URLs.
-    nats_ca: str = ""
-    #: ``user-factors-vN.npz`` written by ``p13n train``: known users' ALS factors, sent
-    #: with their consented profiles (empty: profiles carry no factors).
-    user_factors: str = ""
-    #: Public key (PEM) that bundles uploaded to ``POST /v1/bundles`` must verify with
-    #: (the edges' ``P13N_EDGE_BUNDLE_PUBLIC_KEY``); empty: uploads are refused.
-    bundle_public_key: str = ""
-    #: Log level of the service and its HTTP server.
-    log_level: str = "warning"
-    #: HTTP server: ``granian`` (default, measured faster) or ``uvicorn``.
-    server: str = "granian"
-    #: Admin API tokens file (JSON written by ``p13n tokens create``: names, roles,
-    #: SHA-256 of each token). Empty: every admin endpoint answers 401.
-    tokens_file: str = ""
-    #: Secret keying the audit log's hash chain (empty: derived from the pseudonym key).
-    audit_key: str = field(default="", repr=False)
-    #: PII key ring ``id:base64[,id:base64…]``; the first key encrypts (``p13n keys pii``).
-    pii_keys: str = field(default="", repr=False)
-    #: File holding the PII key ring (wins over ``pii_keys``); one ``id:base64`` a line.
-    pii_keys_file: str = ""
-    #: Days raw events stay in the lake (whole day files are dropped).
-    retention_lake_days: int = 30
-    #: Days clean events stay in the warehouse (and user features without newer activity).
-    retention_warehouse_days: int = 395
-    #: Days dead letters are kept.
-    retention_dead_letter_days: int = 30
-    #: Days consent records (the proof of each choice) are kept.
-    retention_consent_days: int = 1095
-    #: Seconds between runs of the retention job.
-    retention_interval_s: float = 3600.0
-    #: Certificate (PEM) for HTTPS on the hub's API; with ``tls_key``. Empty: plain HTTP.
-    tls_cert: str = ""
-    #: Private key (PEM) of ``tls_cert``.
-    tls_key: str = ""
+    listen: tuple[str, int] = setting(
+        ("127.0.0.1", 8600),
+        "`HOST:PORT` the hub API binds.",
+    )
+    nats_url: str = setting(
+        "nats://127.0.0.1:4222",
+        "NATS server URL; a comma-separated list for a cluster; `nats://hub:PASSWORD@…` with `p13n nats-config` users.",
+        parse=_nats_url,
+    )
+    data_dir: Path = setting(
+        Path("data/hub"),
+        "Directory for the lake, warehouse and marts.",
+    )
+    nats_retry_s: float = setting(
+        0.5,
+        "First pause between NATS connection attempts at start; doubles up to 30 s, with ±20 % jitter.",
+        minimum=0.05,
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        "Comma-separated machine keys for `POST /v1/events` only (`Authorization: Bearer KEY` or `X-API-Key: KEY`); operator and admin tokens are accepted there too.",
+        parse=_names_as_given,
+        secret=True,
+    )
+    fetch_batch: int = setting(
+        20,
+        "NATS messages the ingest consumer takes per fetch (each carries up to `P13N_EDGE_PUBLISH_BATCH` events).",
+        minimum=1,
+        maximum=1000,
+    )
+    ingest_workers: int = setting(
+        2,
+        "Worker processes that decode, validate and normalize ingest batches while the main process commits the previous one (0: everything in the main process). Measured in docs/PERFORMANCE.md.",
+        minimum=0,
+        maximum=32,
+    )
+    ingest_retry_s: float = setting(
+        1.0,
+        "Delay before an event message that failed to store is delivered again; doubled per delivery up to 30 s. After 5 deliveries a message that fails on its own while the warehouse takes writes goes to the dead-letter stream (docs/INGESTION.md) with the reason (`p13n_hub_ingest_dead_lettered_messages_total`), so it never blocks the consumer; during a storage outage messages wait instead.",
+        minimum=0.01,
+    )
+    audit_refusal_window_s: float = setting(
+        60.0,
+        'Requests without a valid token (401) are all counted (`p13n_hub_auth_failures_total`), but audited once per endpoint and window: the first at once, the rest as one entry `{"repeated": n}` when the window closes, so a brute force cannot grow the audit log.',
+        minimum=0.1,
+    )
+    pseudonym_key: str = setting(
+        DEV_PSEUDONYM_KEY,
+        "The deployment's pseudonymization secret; must equal `P13N_EDGE_PSEUDONYM_KEY`.",
+        secret=True,
+        shown="*(development key)*",
+    )
+    crm_config: str = setting(
+        "",
+        "Path of the CRM sync config JSON (docs/INGESTION.md). Empty: no scheduled CRM sync.",
+    )
+    crm_interval_s: float = setting(
+        900.0,
+        "Seconds between scheduled CRM syncs (±10 % jitter); a failed run is logged and counted, the next one retries.",
+        minimum=1.0,
+    )
+    edge_stale_s: float = setting(
+        30.0,
+        "An edge whose last heartbeat is older than this is shown as stale in `GET /v1/edges`.",
+        minimum=0.1,
+    )
+    profile_sync_s: float = setting(
+        5.0,
+        "Seconds between publications of changed consented profiles to the `p13n_profiles` KV bucket (withdrawn consents are purged in the same pass).",
+        minimum=0.1,
+    )
+    nats_ca: str = setting(
+        "",
+        "CA certificate (PEM) that verifies the NATS server; use with `tls://` URLs.",
+    )
+    user_factors: str = setting(
+        "",
+        "`user-factors-vN.npz` from `p13n train`: each consented profile then carries the subject's ALS factors, so the edge recommends for a known visitor before any session activity.",
+    )
+    bundle_public_key: str = setting(
+        "",
+        "Public key (PEM, from `p13n keys generate`) that bundles uploaded with `p13n push` / `POST /v1/bundles` must verify with — the same key the edges hold. Empty: uploads are refused (503 `no_public_key`).",
+    )
+    log_level: str = setting(
+        "warning",
+        "As for the edge.",
+        parse=_log_level,
+    )
+    server: str = setting(
+        "granian",
+        "`granian` or `uvicorn`, as for the edge.",
+        parse=_server,
+    )
+    tokens_file: str = setting(
+        "",
+        "Admin API tokens file written by `p13n tokens create` (name, role, SHA-256 of each token; re-read within a second of a change). Empty: every admin endpoint answers 401. Roles: docs/PRIVACY.md.",
+    )
+    audit_key: str = setting(
+        "",
+        "Secret keying the audit log's HMAC chain; a hub-only secret, never derived from the pseudonym key every edge holds. Empty: a random development key kept in the data directory (`p13n hub serve` refuses it without `P13N_ALLOW_DEV_KEYS=1`). Keep it away from the data so nobody with file access can rewrite the chain.",
+        secret=True,
+    )
+    pii_keys: str = setting(
+        "",
+        "PII key ring `id:base64[,id:base64…]` (AES-256-GCM; `p13n keys pii` makes a key). The first key encrypts, all decrypt. Empty (and no file): a development key is created under the data directory, with a warning.",
+        secret=True,
+    )
+    pii_keys_file: str = setting(
+        "",
+        "File holding the key ring, one `id:base64` a line (wins over `P13N_HUB_PII_KEYS`).",
+    )
+    retention_lake_days: int = setting(
+        30,
+        "Days raw events stay in the lake; whole day files are dropped. Must not exceed the warehouse days.",
+        minimum=1,
+    )
+    retention_warehouse_days: int = setting(
+        395,
+        "Days clean events stay in the warehouse; users not seen since, identity links first seen before and user features without activity since go too.",
+        minimum=1,
+    )
+    retention_dead_letter_days: int = setting(
+        30,
+        "Days dead letters are kept.",
+        minimum=1,
+    )
+    retention_consent_days: int = setting(
+        1095,
+        "Days consent records (the proof of each choice) are kept.",
+        minimum=1,
+    )
+    retention_interval_s: float = setting(
+        3600.0,
+        "Seconds between runs of the retention job (also `POST /v1/retention/run` and `p13n retention run`).",
+        minimum=1.0,
+    )
+    tls_cert: str = setting(
+        "",
+        "Certificate (PEM) to serve the hub's API over HTTPS (with `P13N_HUB_TLS_KEY`); the admin commands verify it with their `--ca` option.",
+    )
+    tls_key: str = setting(
+        "",
+        "The certificate's private key (PEM).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSettings:
-        env = os.environ if environ is None else environ
-        d = cls()
-        nats_url = env_str(env, PREFIX + "NATS_URL", d.nats_url)
-        for url in nats_url.split(","):
-            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):  # user:password@ may follow
-                raise SettingsError(PREFIX + "NATS_URL", f"expected nats:// or tls:// URLs, got {url!r}")
-        level = env_choice(env, PREFIX + "LOG_LEVEL", d.log_level, LOG_LEVELS)
-        server = env_choice(env, PREFIX + "SERVER", d.server, SERVERS)
-        nats_ca = env_str(env, PREFIX + "NATS_CA", d.nats_ca)
-        tls_cert = env_str(env, PREFIX + "TLS_CERT", d.tls_cert)
-        tls_key = env_str(env, PREFIX + "TLS_KEY", d.tls_key)
-        if bool(tls_cert) != bool(tls_key):
+        env: Any = os.environ if environ is None else environ
+        return load(cls, PREFIX, env)
+
+    def check(self) -> None:
+        """Rules across settings (run by the loader)."""
+        if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError(PREFIX + "TLS_CERT", "set both P13N_HUB_TLS_CERT and P13N_HUB_TLS_KEY, or neither")
-        for name, value in ((PREFIX + "TLS_CERT", tls_cert), (PREFIX + "TLS_KEY", tls_key)):
+        for name, value in ((PREFIX + "TLS_CERT", self.tls_cert), (PREFIX + "TLS_KEY", self.tls_key)):
             if value and not Path(value).is_file():
                 raise SettingsError(name, f"no such file {value!r}")
-        lake_days = env_int(env, PREFIX + "RETENTION_LAKE_DAYS", d.retention_lake_days, minimum=1)
-        warehouse_days = env_int(env, PREFIX + "RETENTION_WAREHOUSE_DAYS", d.retention_warehouse_days, minimum=1)
-        if lake_days > warehouse_days:  # erasure finds lake rows through the warehouse
+        if self.retention_lake_days > self.retention_warehouse_days:  # erasure finds lake rows through the warehouse
             raise SettingsError(PREFIX + "RETENTION_LAKE_DAYS", "must not exceed P13N_HUB_RETENTION_WAREHOUSE_DAYS")
-        return cls(
-            listen=env_host_port(env, PREFIX + "LISTEN", "127.0.0.1:8600"),
-            nats_url=nats_url,
-            data_dir=Path(env_str(env, PREFIX + "DATA_DIR", str(d.data_dir))),
-            nats_retry_s=env_float(env, PREFIX + "NATS_RETRY_S", d.nats_retry_s, minimum=0.05),
-            nats_ca=nats_ca,
-            log_level=level,
-            server=server,
-            api_keys=tuple(k.strip() for k in env_str(env, PREFIX + "API_KEYS", "").split(",") if k.strip()),
-            fetch_batch=env_int(env, PREFIX + "FETCH_BATCH", d.fetch_batch, minimum=1, maximum=1000),
-            ingest_workers=env_int(env, PREFIX + "INGEST_WORKERS", d.ingest_workers, minimum=0, maximum=32),
-            ingest_retry_s=env_float(env, PREFIX + "INGEST_RETRY_S", d.ingest_retry_s, minimum=0.01),
-            audit_refusal_window_s=env_float(env, PREFIX + "AUDIT_REFUSAL_WINDOW_S", d.audit_refusal_window_s, minimum=0.1),
-            pseudonym_key=env_str(env, PREFIX + "PSEUDONYM_KEY", d.pseudonym_key),
-            crm_config=env_str(env, PREFIX + "CRM_CONFIG", d.crm_config),
-            crm_interval_s=env_float(env, PREFIX + "CRM_INTERVAL_S", d.crm_interval_s, minimum=1.0),
-            edge_stale_s=env_float(env, PREFIX + "EDGE_STALE_S", d.edge_stale_s, minimum=0.1),
-            profile_sync_s=env_float(env, PREFIX + "PROFILE_SYNC_S", d.profile_sync_s, minimum=0.1),
-            user_factors=env_str(env, PREFIX + "USER_FACTORS", d.user_factors),
-            bundle_public_key=env_str(env, PREFIX + "BUNDLE_PUBLIC_KEY", d.bundle_public_key),
-            tokens_file=env_str(env, PREFIX + "TOKENS_FILE", d.tokens_file),
-            audit_key=env_str(env, PREFIX + "AUDIT_KEY", d.audit_key),
-            pii_keys=env_str(env, PREFIX + "PII_KEYS", d.pii_keys),
-            pii_keys_file=env_str(env, PREFIX + "PII_KEYS_FILE", d.pii_keys_file),
-            retention_lake_days=lake_days,
-            retention_warehouse_days=warehouse_days,
-            retention_dead_letter_days=env_int(
-                env, PREFIX + "RETENTION_DEAD_LETTER_DAYS", d.retention_dead_letter_days, minimum=1
-            ),
-            retention_consent_days=env_int(env, PREFIX + "RETENTION_CONSENT_DAYS", d.retention_consent_days, minimum=1),
-            retention_interval_s=env_float(env, PREFIX + "RETENTION_INTERVAL_S", d.retention_interval_s, minimum=1.0),
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
 
     @property
     def audit_secret(self) -> bytes:
@@ -166,35 +236,5 @@ class HubSettings:
         return out
 
 
-ENV_NAMES: dict[str, str] = {
-    "listen": PREFIX + "LISTEN",
-    "nats_url": PREFIX + "NATS_URL",
-    "data_dir": PREFIX + "DATA_DIR",
-    "nats_retry_s": PREFIX + "NATS_RETRY_S",
-    "nats_ca": PREFIX + "NATS_CA",
-    "log_level": PREFIX + "LOG_LEVEL",
-    "server": PREFIX + "SERVER",
-    "api_keys": PREFIX + "API_KEYS",
-    "fetch_batch": PREFIX + "FETCH_BATCH",
-    "ingest_workers": PREFIX + "INGEST_WORKERS",
-    "ingest_retry_s": PREFIX + "INGEST_RETRY_S",
-    "audit_refusal_window_s": PREFIX + "AUDIT_REFUSAL_WINDOW_S",
-    "pseudonym_key": PREFIX + "PSEUDONYM_KEY",
-    "crm_config": PREFIX + "CRM_CONFIG",
-    "crm_interval_s": PREFIX + "CRM_INTERVAL_S",
-    "edge_stale_s": PREFIX + "EDGE_STALE_S",
-    "profile_sync_s": PREFIX + "PROFILE_SYNC_S",
-    "user_factors": PREFIX + "USER_FACTORS",
-    "bundle_public_key": PREFIX + "BUNDLE_PUBLIC_KEY",
-    "tokens_file": PREFIX + "TOKENS_FILE",
-    "audit_key": PREFIX + "AUDIT_KEY",
-    "pii_keys": PREFIX + "PII_KEYS",
-    "pii_keys_file": PREFIX + "PII_KEYS_FILE",
-    "retention_lake_days": PREFIX + "RETENTION_LAKE_DAYS",
-    "retention_warehouse_days": PREFIX + "RETENTION_WAREHOUSE_DAYS",
-    "retention_dead_letter_days": PREFIX + "RETENTION_DEAD_LETTER_DAYS",
-    "retention_consent_days": PREFIX + "RETENTION_CONSENT_DAYS",
-    "retention_interval_s": PREFIX + "RETENTION_INTERVAL_S",
-    "tls_cert": PREFIX + "TLS_CERT",
-    "tls_key": PREFIX + "TLS_KEY",
-}
+#: Environment variable for each settings field (docs and docker-compose are checked against it).
+ENV_NAMES: dict[str, str] = env_names(HubSettings, PREFIX)

@@ -17,6 +17,33 @@ from typing import Any
 from p13n.procs import DEFAULT_TEMPLATES
 
 
+def _settings_class(role: str) -> tuple[Any, str]:
+    """The settings class and prefix of ``role`` (imported only when asked for)."""
+    if role == "edge":
+        from edge_agent.settings import PREFIX, EdgeSettings
+
+        return EdgeSettings, PREFIX
+    from hub.settings import PREFIX as HUB_PREFIX
+    from hub.settings import HubSettings
+
+    return HubSettings, HUB_PREFIX
+
+
+class _SettingsHelp(argparse.Action):
+    """``serve --help``: the usage and, derived from the declarations, every setting."""
+
+    def __init__(self, *args: Any, role: str, **kwargs: Any) -> None:
+        self.role = role
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from models.settings_base import help_text
+
+        parser.print_help()
+        print("\n" + help_text(*_settings_class(self.role)))
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     from hub.admin_client import api_args
 
@@ -33,11 +60,16 @@ def _parser() -> argparse.ArgumentParser:
 
     edge = sub.add_parser("edge", help="edge agent commands")
     edge_sub = edge.add_subparsers(dest="edge_command", required=True, metavar="SUBCOMMAND")
-    edge_sub.add_parser("serve", help="run the edge agent (settings from P13N_EDGE_* variables)")
+    edge_serve = edge_sub.add_parser("serve", help="run the edge agent (settings from P13N_EDGE_* variables)", add_help=False)
+    edge_serve.add_argument("-h", "--help", action=_SettingsHelp, nargs=0, role="edge", help="this help and every setting")
 
     hub = sub.add_parser("hub", help="hub commands")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True, metavar="SUBCOMMAND")
-    hub_sub.add_parser("serve", help="run the hub (settings from P13N_HUB_* variables)")
+    hub_serve = hub_sub.add_parser("serve", help="run the hub (settings from P13N_HUB_* variables)", add_help=False)
+    hub_serve.add_argument("-h", "--help", action=_SettingsHelp, nargs=0, role="hub", help="this help and every setting")
+
+    settings_cmd = sub.add_parser("settings", help="print the settings table of the edge or the hub (docs/SETTINGS.md)")
+    settings_cmd.add_argument("role", choices=("edge", "hub"))
 
     origin = sub.add_parser("origin", help="the demo shop origin")
     origin_sub = origin.add_subparsers(dest="origin_command", required=True, metavar="SUBCOMMAND")
@@ -242,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.settings import HubSettings
 
         return _serve("hub serve", HubSettings.from_env, "hub.asgi:app_from_env")
+    if args.command == "settings":
+        from models.settings_base import markdown_table
+
+        sys.stdout.write(markdown_table(*_settings_class(args.role)))
+        return 0
     if args.command == "origin":
         from p13n.serve import run_factory
 

@@ -93,3 +93,34 @@ def test_compose_services_use_known_settings_and_commands() -> None:
 
     conf = (REPO / "deploy" / "nginx-ssi.conf").read_text()
     assert conf == render_server(NginxOptions(mode="ssi", agent="127.0.0.1:8700", origin="http://origin:8000", listen="80"))
+
+
+@pytest.mark.parametrize("role", ["edge", "hub"])
+def test_the_docs_tables_are_the_declarations(role: str) -> None:
+    """docs/SETTINGS.md holds exactly what ``p13n settings ROLE`` derives from the code."""
+    from models.settings_base import markdown_table
+
+    cls, prefix = (EdgeSettings, "P13N_EDGE_") if role == "edge" else (HubSettings, "P13N_HUB_")
+    doc = (REPO / "docs" / "SETTINGS.md").read_text()
+    table = doc.split(f"<!-- settings:{role}:", 1)[1].split("-->", 1)[1].split(f"<!-- /settings:{role} -->", 1)[0]
+    assert table.strip() == markdown_table(cls, prefix).strip()
+
+
+def test_secrets_stay_out_of_repr_and_every_setting_is_in_the_help() -> None:
+    import subprocess
+    import sys
+
+    edge = EdgeSettings.from_env({"P13N_EDGE_PSEUDONYM_KEY": "edge-secret-value", "P13N_EDGE_IDENTITY_SECRET": "i" * 40})
+    hub = HubSettings.from_env(
+        {"P13N_HUB_AUDIT_KEY": "audit-secret-value", "P13N_HUB_PII_KEYS": "k1:AAAA", "P13N_HUB_API_KEYS": "machine-key-value"}
+    )
+    for secret in ("edge-secret-value", "i" * 40):
+        assert secret not in repr(edge)
+    for secret in ("audit-secret-value", "k1:AAAA", "machine-key-value"):
+        assert secret not in repr(hub)
+    assert hub.api_keys == ("machine-key-value",)  # keys keep their case
+    for role, names in (("edge", EDGE_ENV), ("hub", HUB_ENV)):
+        shown = subprocess.run(
+            [sys.executable, "-m", "p13n", role, "serve", "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert shown.returncode == 0 and all(n in shown.stdout for n in names.values()), shown.stdout[-500:]
