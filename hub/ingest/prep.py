@@ -21,6 +21,7 @@ import atexit
 import multiprocessing
 import multiprocessing.util
 import sqlite3
+import time
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +33,8 @@ from hub.ingest.storage import PreparedBatch, open_lake, prepare_batch, write_la
 from hub.pii import PiiCipher
 from models.process import die_with_parent
 
+#: Seconds a stopping hub lets a worker finish the batch it is preparing.
+CLOSE_GRACE_S = 2.0
 #: Marks a batch prepared without the live suppression list (the writer re-checks it).
 UNKNOWN_SUPPRESSION = -1
 
@@ -145,9 +148,17 @@ class Preparer:
             raise
 
     def close(self) -> None:
+        """Stop the workers: queued batches are cancelled, a batch being prepared may
+        finish (at most :data:`CLOSE_GRACE_S`), then whatever is left is terminated.
+        Terminating a worker while it writes its result leaves half a message in the
+        pool's pipe, and the pool's manager thread then blocks at interpreter exit
+        forever (seen: a hub worker that never exited) — hence the grace first."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+            deadline = time.monotonic() + CLOSE_GRACE_S
+            for child in multiprocessing.active_children():
+                child.join(max(0.0, deadline - time.monotonic()))
             _terminate_children()
 
 
