@@ -16,15 +16,15 @@ from typing import Any
 from edge_agent.http_cache import DEFAULT_FORWARD_HEADERS
 from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.settings_base import (
-    LOG_LEVELS,
-    SERVERS,
     SettingsError,
-    env_choice,
     env_list,
     env_names,
     env_networks,
     env_str,
     load,
+    log_level,
+    names_as_given,
+    server,
     setting,
 )
 
@@ -58,24 +58,12 @@ def _identity_secret(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _names_as_given(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    return env_list(env, name, default, lower=False)
-
-
 def _consent(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     value = env_list(env, name, default)
     unknown = set(value) - set(CONSENT_CATEGORIES)
     if unknown:
         raise SettingsError(name, f"unknown categories {sorted(unknown)}")
     return value
-
-
-def _log_level(env: Mapping[str, str], name: str, default: str) -> str:
-    return env_choice(env, name, default, LOG_LEVELS)
-
-
-def _server(env: Mapping[str, str], name: str, default: str) -> str:
-    return env_choice(env, name, default, SERVERS)
 
 
 @dataclass(frozen=True)
@@ -179,7 +167,7 @@ class EdgeSettings:
     cache_ignored_cookies: tuple[str, ...] = setting(
         (),
         "Cookie names (e.g. `_ga,_gid`) that do not make a request private. Any other site cookie, or an `Authorization` header, makes the request private: answered by the origin, never from or into the shared cache. Ignored cookies and the agent's own are not sent to the origin on page fetches.",
-        parse=_names_as_given,
+        parse=names_as_given,
     )
     trusted_proxies: tuple[str, ...] = setting(
         ("127.0.0.1/32", "::1/128"),
@@ -264,12 +252,12 @@ class EdgeSettings:
     log_level: str = setting(
         "warning",
         "`critical`, `error`, `warning`, `info`, `debug` or `trace`.",
-        parse=_log_level,
+        parse=log_level,
     )
     server: str = setting(
         "granian",
         "HTTP server running the agent: `granian` (Rust; about twice the request rate, see PERFORMANCE.md) or `uvicorn` (uvloop + httptools).",
-        parse=_server,
+        parse=server,
     )
 
     def development_keys(self) -> list[str]:

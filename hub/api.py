@@ -30,15 +30,26 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_EVENTS = 1000
 
 
-async def post_events(request: Request) -> Response:
-    state: HubState = request.app.state.hub
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is longer than ``limit`` (declared or sent)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return json_error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def post_events(request: Request) -> Response:
+    state: HubState = request.app.state.hub
+    body = await read_body(request, MAX_BODY_BYTES)
+    if body is None:
+        return json_error(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
     try:
-        doc = orjson.loads(bytes(body))
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         return json_error(400, "malformed_json", f"the body is not valid JSON: {e}"[:300])
     events = doc.get("events") if isinstance(doc, dict) else doc
@@ -207,21 +218,16 @@ async def upload_bundle(request: Request) -> Response:
     activate = request.query_params.get("activate", "true").lower()
     if activate not in ("true", "false"):
         return json_error(400, "bad_query", "activate is true or false")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BUNDLE_BYTES:
+    body = await read_body(request, MAX_BUNDLE_BYTES)
+    if body is None:
         return json_error(413, "body_too_large", f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BUNDLE_BYTES:
-            return json_error(413, "body_too_large", f"a bundle is at most {MAX_BUNDLE_BYTES} bytes")
     try:
         public_key = await asyncio.to_thread(Path(key_file).read_bytes)
     except OSError as e:
         return json_error(503, "no_public_key", f"cannot read P13N_HUB_BUNDLE_PUBLIC_KEY: {e.strerror}")
     js = state.nc.jetstream()
     try:
-        entry = await bundles.upload(js, bytes(body), public_key)
+        entry = await bundles.upload(js, body, public_key)
     except BundleRejected as e:
         request.state.audit.update(rejected=e.reason)
         return json_error(400, f"bundle_{e.reason}", str(e)[:300])

@@ -90,23 +90,32 @@ def _resealed_traits(doc: dict[str, Any], event_id: str, cipher: PiiCipher) -> b
     return True
 
 
+def _reseal_table(db: Any, table: str, column: str, cipher: PiiCipher) -> tuple[int, int]:
+    """Re-encrypt the sealed traits in ``table.column`` (JSON documents keyed by
+    ``event_id``) inside the caller's transaction; (re-encrypted, failed)."""
+    changed = failed = 0
+    rows = db.execute(f"SELECT event_id, {column} FROM {table} WHERE {column} LIKE ?", ('%"sealed":"pii1:%',)).fetchall()
+    for event_id, text in rows:
+        doc = orjson.loads(text)
+        try:
+            if isinstance(doc, dict) and _resealed_traits(doc, event_id, cipher):
+                db.execute(f"UPDATE {table} SET {column} = ? WHERE event_id = ?", (orjson.dumps(doc).decode(), event_id))
+                changed += 1
+        except PiiKeyError:
+            failed += 1
+    return changed, failed
+
+
 def reseal_all(storage: Any, cipher: PiiCipher) -> tuple[int, int]:
     """Re-encrypt every sealed trait (warehouse and lake) and dead letter with the
     ring's first key (``p13n pii rekey``). Returns (re-encrypted, failed)."""
     changed = failed = 0
-    like = '%"sealed":"pii1:%'
     with storage.lock:
         wh = storage.warehouse
         wh.execute("BEGIN IMMEDIATE")
         try:
-            for event_id, props in wh.execute("SELECT event_id, props FROM events WHERE props LIKE ?", (like,)).fetchall():
-                doc = orjson.loads(props)
-                try:
-                    if _resealed_traits(doc, event_id, cipher):
-                        wh.execute("UPDATE events SET props = ? WHERE event_id = ?", (orjson.dumps(doc).decode(), event_id))
-                        changed += 1
-                except PiiKeyError:
-                    failed += 1
+            done, bad = _reseal_table(wh, "events", "props", cipher)
+            changed, failed = changed + done, failed + bad
             for did, raw in wh.execute("SELECT id, raw FROM dead_letters WHERE raw LIKE 'pii1:%'").fetchall():
                 try:
                     if cipher.key_id(raw) != cipher.active_id:
@@ -124,16 +133,8 @@ def reseal_all(storage: Any, cipher: PiiCipher) -> tuple[int, int]:
             lake = storage.lake(path.stem.removeprefix("events-"))
             lake.execute("BEGIN IMMEDIATE")
             try:
-                for event_id, body in lake.execute("SELECT event_id, body FROM raw_events WHERE body LIKE ?", (like,)).fetchall():
-                    doc = orjson.loads(body)
-                    try:
-                        if isinstance(doc, dict) and _resealed_traits(doc, event_id, cipher):
-                            lake.execute(
-                                "UPDATE raw_events SET body = ? WHERE event_id = ?", (orjson.dumps(doc).decode(), event_id)
-                            )
-                            changed += 1
-                    except PiiKeyError:
-                        failed += 1
+                done, bad = _reseal_table(lake, "raw_events", "body", cipher)
+                changed, failed = changed + done, failed + bad
                 lake.execute("COMMIT")
             except BaseException:
                 lake.execute("ROLLBACK")

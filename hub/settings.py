@@ -16,14 +16,13 @@ from typing import Any
 from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.secret_files import generated_secret
 from models.settings_base import (
-    LOG_LEVELS,
-    SERVERS,
     SettingsError,
-    env_choice,
-    env_list,
     env_names,
     env_str,
     load,
+    log_level,
+    names_as_given,
+    server,
     setting,
 )
 
@@ -36,18 +35,6 @@ def _nats_url(env: Mapping[str, str], name: str, default: str) -> str:
         if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):  # user:password@ may follow
             raise SettingsError(name, f"expected nats:// or tls:// URLs, got {url!r}")
     return value
-
-
-def _names_as_given(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    return env_list(env, name, default, lower=False)
-
-
-def _log_level(env: Mapping[str, str], name: str, default: str) -> str:
-    return env_choice(env, name, default, LOG_LEVELS)
-
-
-def _server(env: Mapping[str, str], name: str, default: str) -> str:
-    return env_choice(env, name, default, SERVERS)
 
 
 @dataclass(frozen=True)
@@ -75,7 +62,7 @@ class HubSettings:
     api_keys: tuple[str, ...] = setting(
         (),
         "Comma-separated machine keys for `POST /v1/events` only (`Authorization: Bearer KEY` or `X-API-Key: KEY`); operator and admin tokens are accepted there too.",
-        parse=_names_as_given,
+        parse=names_as_given,
         secret=True,
     )
     fetch_batch: int = setting(
@@ -140,12 +127,12 @@ class HubSettings:
     log_level: str = setting(
         "warning",
         "As for the edge.",
-        parse=_log_level,
+        parse=log_level,
     )
     server: str = setting(
         "granian",
         "`granian` or `uvicorn`, as for the edge.",
-        parse=_server,
+        parse=server,
     )
     tokens_file: str = setting(
         "",

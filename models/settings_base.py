@@ -147,6 +147,19 @@ def setting(
     return field(default=default, repr=not secret, metadata=meta)
 
 
+def names_as_given(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list kept in its case (cookie names, API keys)."""
+    return env_list(env, name, default, lower=False)
+
+
+def log_level(env: Mapping[str, str], name: str, default: str) -> str:
+    return env_choice(env, name, default, LOG_LEVELS)
+
+
+def server(env: Mapping[str, str], name: str, default: str) -> str:
+    return env_choice(env, name, default, SERVERS)
+
+
 def env_name(f: Field[Any], prefix: str) -> str:
     return prefix + (f.metadata.get("env") or f.name.upper())
 

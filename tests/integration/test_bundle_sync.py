@@ -200,11 +200,11 @@ def test_an_edge_notices_other_bytes_under_the_version_it_runs(
     edge = start_agent(origin.url, NATS_URL=nats_server, BUNDLE_PUBLIC_KEY=key)
     first = trained_bundle.path.read_bytes()
     asyncio.run(publish_raw(nats_server, "bundle-v1.tar", first, 1))
-    wait_for(lambda: health(edge.url)["model_sha256"] == hashlib.sha256(first).hexdigest())
+    wait_for(lambda: health(edge.url)["model_sha256"] == hashlib.sha256(first).hexdigest(), timeout_s=60)
     other = Path(str(_train(trained_bundle, tmp_path / "other")["bundle"])).read_bytes()
     assert other != first
     asyncio.run(publish_raw(nats_server, "bundle-v1.tar", other, 1))
-    wait_for(lambda: health(edge.url)["model_sha256"] == hashlib.sha256(other).hexdigest())
+    wait_for(lambda: health(edge.url)["model_sha256"] == hashlib.sha256(other).hexdigest(), timeout_s=60)
     assert health(edge.url)["model_version"] == 1 and health(edge.url)["bundle_error"] == ""
 
 
