@@ -40,6 +40,7 @@ from models.erasure import Tokenizer
 from models.nats_log import redact_url, startup_logger
 from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.slots import SLOT_NAME_RE
+from models.tasks import checkpoint, stop_tasks
 
 COLLECT_PATH = "/_p13n/collect"
 #: Most slots one /_p13n/decide call decides.
@@ -90,6 +91,7 @@ async def sessions_loop(state: EdgeState) -> None:
     events leave no copy on disk."""
     last_purge = last_truncate = time.monotonic()
     while True:
+        checkpoint()
         await asyncio.sleep(1.0)
         try:
             rows = state.session_rows()
@@ -247,10 +249,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            for task in (publisher, flusher, heartbeat, profiles, erasures, *([watcher] if watcher else [])):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks([publisher, flusher, heartbeat, profiles, erasures, *([watcher] if watcher else [])], log=log)
             rows = state.session_rows()
             if rows:
                 store.put_sessions(rows)

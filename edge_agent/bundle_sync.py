@@ -28,6 +28,7 @@ from edge_agent.state import EdgeState
 from models import nats_layout as L
 from models.bundle import MAX_BUNDLE_BYTES, BundleRejected, load_public_key, open_bundle
 from models.content import load_content
+from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ async def watch_bundles(state: EdgeState) -> None:
         sub = await nc.subscribe(_POINTER_SUBJECT, cb=on_change)
         try:
             while True:
+                checkpoint()
                 wake.clear()
                 await check_pointer(state, nc, refused)
                 try:

@@ -26,6 +26,7 @@ from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
 from models.erasure import ErasureOrder, ack_doc
+from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ async def follow_erasures(state: EdgeState) -> None:
         # fails and the loop retries with backoff
         sub = await js.pull_subscribe_bind(durable=L.erasure_consumer(edge_id), stream=L.ERASURE_STREAM)
         while True:
+            checkpoint()
             try:
                 msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
             except (FetchTimeoutError, TimeoutError):

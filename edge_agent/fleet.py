@@ -14,6 +14,7 @@ import time
 from edge_agent.health import health
 from edge_agent.state import EdgeState
 from models.nats_layout import status_subject
+from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ async def heartbeat_loop(state: EdgeState, interval_s: float = STATUS_INTERVAL_S
     hub registers the edge for erasure orders when it hears the first one)."""
     subject = status_subject(state.settings.edge_id)
     while True:
+        checkpoint()
         nc = state.nc
         if nc is None or not nc.is_connected:
             await asyncio.sleep(min(0.2, interval_s))

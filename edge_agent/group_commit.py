@@ -12,6 +12,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from models.tasks import stop_tasks
+
 Row = tuple[str, str, bytes, int]
 
 
@@ -27,11 +29,7 @@ class GroupCommitter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_tasks([self._task])
         for _, fut in self._queue:
             if not fut.done():
                 fut.set_exception(RuntimeError("outbox writer stopped"))

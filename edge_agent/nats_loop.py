@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client as NATS
 
 from edge_agent.state import EdgeState
+from models.tasks import checkpoint
 
 MAX_BACKOFF_S = 15.0
 
@@ -22,6 +23,7 @@ MAX_BACKOFF_S = 15.0
 async def while_connected(state: EdgeState, body: Callable[[NATS], Awaitable[None]], on_error: Callable[[str], None]) -> None:
     delay = 0.5
     while True:
+        checkpoint()
         nc = state.nc
         if nc is None or not nc.is_connected:
             await asyncio.sleep(0.2)

@@ -21,6 +21,7 @@ from edge_agent.state import EdgeState
 from models.nats_layout import edge_inbox_prefix as inbox_prefix
 from models.nats_layout import events_subject
 from models.nats_log import ConnectionLog
+from models.tasks import checkpoint
 from models.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ async def publish_loop(state: EdgeState) -> None:
     failing = ConnectionLog(log, f"edge {state.settings.edge_id} publishing events")
     delay = 0.2
     while True:
+        checkpoint()
         rows = await asyncio.to_thread(state.store.outbox_batch, state.settings.publish_batch)
         if not rows:
             state.outbox_wakeup.clear()

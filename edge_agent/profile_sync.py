@@ -23,6 +23,7 @@ from edge_agent.js_read import MAX_BATCH, read_batch
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
+from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 _PREFIX = f"$KV.{L.PROFILES_BUCKET}."
@@ -70,6 +71,7 @@ async def follow_profiles(state: EdgeState) -> None:
         sub = await nc.subscribe(f"{_PREFIX}>", cb=on_change)
         try:
             while True:
+                checkpoint()
                 wake.clear()
                 await catch_up(state, nc)
                 state.recovered("profiles")

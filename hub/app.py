@@ -30,10 +30,13 @@ from hub.state import HubState
 from models.erasure import Tokenizer
 from models.errors import error_body
 from models.nats_log import ConnectionLog, redact_url, startup_logger
+from models.tasks import stop_tasks
 from models.tls import client_context
 
 log = logging.getLogger(__name__)
 
+#: How long the ingest consumer may take to hand back its batches at stop (seconds).
+TASKS_GRACE_S = 10.0
 #: Longest pause between NATS connection attempts (seconds).
 MAX_RETRY_S = 30.0
 
@@ -125,11 +128,7 @@ def create_app(settings: HubSettings) -> Starlette:
             yield
         finally:
             await state.jobs.stop()
-            for task in [connector, *state.tasks]:
-                task.cancel()
-            for task in [connector, *state.tasks]:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks([connector, *state.tasks], grace_s=TASKS_GRACE_S, log=log)
             if state.nc is not None:
                 # every task that used the connection has stopped (acks and puts awaited):
                 # flush what was published and close. A drain would wait on the pull

@@ -29,6 +29,7 @@ from nats.js.errors import APIError, FetchTimeoutError, NotFoundError
 from hub.ingest.storage import HubStorage
 from models import nats_layout as L
 from models.erasure import ACK_KIND, ErasureOrder
+from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,7 @@ async def consume_acks(js: JetStreamContext, records: ErasureRecords) -> None:
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30),
     )
     while True:
+        checkpoint()
         try:
             msgs = await sub.fetch(1, timeout=5)  # one at a time: a batch fetch waits to fill (edge_agent/erasure.py)
         except (FetchTimeoutError, TimeoutError):

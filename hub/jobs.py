@@ -17,7 +17,6 @@ processes, one running each job) will hook into.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -28,7 +27,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from models.tasks import checkpoint, stop_tasks
+
 log = logging.getLogger(__name__)
+
+#: How long the jobs may take to end once cancelled at stop (a job's own cleanup).
+STOP_GRACE_S = 10.0
 
 #: Longest wait before a failed follower is restarted (seconds).
 MAX_BACKOFF_S = 30.0
@@ -94,12 +98,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Cancel every job and wait until each has stopped."""
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self.tasks.values(), grace_s=STOP_GRACE_S, log=log)
         self.tasks.clear()
 
     def view(self) -> list[dict[str, Any]]:
@@ -119,6 +118,7 @@ class Supervisor:
         if job.first_after_s:
             await self._wait(job, job.first_after_s)
         while True:
+            checkpoint()
             if job.needs_nats and not self.ready.is_set():
                 job.next_run = None
                 await self.ready.wait()

@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+#: A worker still running this long after SIGTERM is killed: the app's own stop is
+#: bounded well below it (models/tasks.py), so this only ends a wedged process.
+WORKER_KILL_TIMEOUT_S = 45
+
 
 def run_factory(
     target: str, host: str, port: int, log_level: str, server: str = "granian", tls_cert: str = "", tls_key: str = ""
@@ -33,6 +37,7 @@ def run_factory(
             log_level=level,  # type: ignore[arg-type]
             log_access=False,
             backlog=2048,
+            workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
             ssl_cert=Path(tls_cert) if tls_cert else None,
             ssl_key=Path(tls_key) if tls_key else None,
         ).serve()

@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from hub.ingest.prep import Preparer
 from hub.ingest.storage import HubStorage, IngestReport, PreparedBatch
 from models import nats_layout as L
+from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ async def _pipeline(
 ) -> None:
     delay = 0.5
     while True:
+        checkpoint()
         if len(inflight) < depth:
             try:
                 # short waits while batches are in flight, or while the marts are behind
