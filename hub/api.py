@@ -250,18 +250,4 @@ async def item_popularity(request: Request) -> Response:
     except ValueError:
         return json_error(400, "bad_query", "limit is an integer")
 
-    def read() -> list[dict[str, Any]]:
-        assert state.storage is not None
-        db = state.storage.reader(state.storage.data_dir / "marts.sqlite")
-        try:
-            return [
-                {"item_id": r[0], "views": r[1], "clicks": r[2], "carts": r[3], "purchases": r[4], "score": r[5]}
-                for r in db.execute(
-                    "SELECT item_id, views, clicks, carts, purchases, score FROM item_popularity ORDER BY score DESC LIMIT ?",
-                    (limit,),
-                )
-            ]
-        finally:
-            db.close()
-
-    return JSONResponse({"items": await asyncio.to_thread(read)})
+    return JSONResponse({"items": await asyncio.to_thread(state.storage.top_items, limit)})

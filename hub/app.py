@@ -23,10 +23,10 @@ from starlette.routing import Route
 from hub import api, background, erasure, privacy_api
 from hub.guard import flush_refusals, guarded
 from hub.ingest.consumer import consume
-from hub.ingest.storage import HubStorage
 from hub.nats_setup import ensure_layout
 from hub.settings import HubSettings
 from hub.state import HubState
+from hub.storage import open_store
 from models.erasure import Tokenizer
 from models.errors import error_body
 from models.nats_log import ConnectionLog, redact_url, startup_logger
@@ -106,10 +106,10 @@ def create_app(settings: HubSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = HubState(settings)
-        state.storage = HubStorage(settings.data_dir)
+        state.storage = open_store(settings.data_dir)
         state.storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         state.storage.cipher = state.cipher
-        state.erasures = erasure.ErasureRecords(state.storage)
+        state.erasures = state.storage.erasures
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
         for job in background.jobs(state):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.ingest.normalize import minor_units
-from hub.ingest.storage import HubStorage
+from hub.storage import open_store
 
 FIELDS = ("id", "title", "description", "tags", "category", "price", "currency", "url")
 #: Longest text kept per field (characters).
@@ -104,7 +104,7 @@ def to_items(
 
 def import_file(path: Path, data_dir: Path, mapping: Mapping[str, str], default_currency: str = "EUR") -> ImportReport:
     items, report = to_items(_rows(path), mapping, default_currency)
-    storage = HubStorage(data_dir)
+    storage = open_store(data_dir)
     try:
         storage.upsert_items(items, datetime.now(UTC).isoformat(timespec="seconds"))
     finally:

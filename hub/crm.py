@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import orjson
 
-from hub.ingest.storage import HubStorage
 from hub.pii import PiiCipher
+from hub.storage import HubStore
 from models.pseudonym import pseudonym
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ Sleep = Callable[[float], None]
 
 class CrmSync:
     def __init__(
-        self, config: CrmConfig, storage: HubStorage, pseudonym_key: bytes, cipher: PiiCipher, sleep: Sleep = time.sleep
+        self, config: CrmConfig, storage: HubStore, pseudonym_key: bytes, cipher: PiiCipher, sleep: Sleep = time.sleep
     ) -> None:
         self.config = config
         self.cipher = cipher

@@ -25,7 +25,7 @@ import orjson
 from nats.js import JetStreamContext
 
 from hub import erasure, subjects
-from hub.subjects import SubjectIds
+from hub.storage import SubjectIds
 from models.erasure import ErasureOrder
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ async def erase_at_hub(state: HubState, js: JetStreamContext, request_id: str, s
     storage = state.storage
     assert storage is not None
     async with state.profiles_lock:
-        counts = await asyncio.to_thread(subjects.erase, storage, subject)
+        counts = await asyncio.to_thread(storage.erase_subject, subject)
         if state.publisher is not None:
             state.publisher.forget(subject.all)
         counts["profiles_kv"] = await erasure.purge_profiles(js, subject.all)

@@ -37,9 +37,9 @@ def _audit(data_dir: Path, action: str, target: str, detail: dict[str, object]) 
 
 def crm_sync(config_path: Path, data_dir: Path) -> int:
     from hub.crm import CrmConfig, CrmError, CrmSync
-    from hub.ingest.storage import HubStorage
     from hub.pii import PiiCipher
     from hub.settings import HubSettings
+    from hub.storage import open_store
     from models.erasure import Tokenizer
 
     try:
@@ -53,7 +53,7 @@ def crm_sync(config_path: Path, data_dir: Path) -> int:
     except (OSError, ValueError) as e:
         print(f"p13n crm sync: {e}", file=sys.stderr)
         return 2
-    storage = HubStorage(data_dir)
+    storage = open_store(data_dir)
     storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
     sync = CrmSync(config, storage, settings.pseudonym_key.encode(), cipher)
     try:

@@ -78,7 +78,9 @@ def open_dead_letter(value: str, cipher: PiiCipher) -> str:
         return f"<cannot open: {e}>"
 
 
-def _resealed_traits(doc: dict[str, Any], event_id: str, cipher: PiiCipher) -> bool:
+def resealed_traits(doc: dict[str, Any], event_id: str, cipher: PiiCipher) -> bool:
+    """Re-encrypt ``doc``'s sealed traits with the ring's first key; False when they are
+    on it already (or there are none)."""
     traits = doc.get("traits")
     if not (isinstance(traits, dict) and set(traits) == {SEALED}):
         return False
@@ -88,56 +90,3 @@ def _resealed_traits(doc: dict[str, Any], event_id: str, cipher: PiiCipher) -> b
     aad = _traits_aad(event_id)
     doc["traits"] = {SEALED: cipher.encrypt(cipher.decrypt(value, aad), aad)}
     return True
-
-
-def _reseal_table(db: Any, table: str, column: str, cipher: PiiCipher) -> tuple[int, int]:
-    """Re-encrypt the sealed traits in ``table.column`` (JSON documents keyed by
-    ``event_id``) inside the caller's transaction; (re-encrypted, failed)."""
-    changed = failed = 0
-    rows = db.execute(f"SELECT event_id, {column} FROM {table} WHERE {column} LIKE ?", ('%"sealed":"pii1:%',)).fetchall()
-    for event_id, text in rows:
-        doc = orjson.loads(text)
-        try:
-            if isinstance(doc, dict) and _resealed_traits(doc, event_id, cipher):
-                db.execute(f"UPDATE {table} SET {column} = ? WHERE event_id = ?", (orjson.dumps(doc).decode(), event_id))
-                changed += 1
-        except PiiKeyError:
-            failed += 1
-    return changed, failed
-
-
-def reseal_all(storage: Any, cipher: PiiCipher) -> tuple[int, int]:
-    """Re-encrypt every sealed trait (warehouse and lake) and dead letter with the
-    ring's first key (``p13n pii rekey``). Returns (re-encrypted, failed)."""
-    changed = failed = 0
-    with storage.lock:
-        wh = storage.warehouse
-        wh.execute("BEGIN IMMEDIATE")
-        try:
-            done, bad = _reseal_table(wh, "events", "props", cipher)
-            changed, failed = changed + done, failed + bad
-            for did, raw in wh.execute("SELECT id, raw FROM dead_letters WHERE raw LIKE 'pii1:%'").fetchall():
-                try:
-                    if cipher.key_id(raw) != cipher.active_id:
-                        fresh = cipher.encrypt(cipher.decrypt(raw, DEAD_LETTER_AAD), DEAD_LETTER_AAD)
-                        wh.execute("UPDATE dead_letters SET raw = ? WHERE id = ?", (fresh, did))
-                        changed += 1
-                except PiiKeyError:
-                    failed += 1
-            wh.execute("COMMIT")
-        except BaseException:
-            wh.execute("ROLLBACK")
-            raise
-        wh.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for path in sorted(storage.lake_dir.glob("events-*.sqlite")):
-            lake = storage.lake(path.stem.removeprefix("events-"))
-            lake.execute("BEGIN IMMEDIATE")
-            try:
-                done, bad = _reseal_table(lake, "raw_events", "body", cipher)
-                changed, failed = changed + done, failed + bad
-                lake.execute("COMMIT")
-            except BaseException:
-                lake.execute("ROLLBACK")
-                raise
-            lake.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return changed, failed

@@ -60,7 +60,7 @@ async def erase_subject(request: Request) -> Response:
     storage = state.storage
     assert storage is not None
     key = state.settings.pseudonym_key.encode()
-    subject = await asyncio.to_thread(subjects.resolve, storage, given, key)
+    subject = await asyncio.to_thread(storage.resolve_subject, given, key)
     tokens = sorted({erasure_token(i, key) for i in subject.all})
     edges = await erasure.registered_edges(js)
     order = ErasureOrder("er_" + uuid.uuid4().hex, tuple(tokens), time.time())
@@ -98,8 +98,8 @@ async def export_subject(request: Request) -> Response:
         return given
     storage = state.storage
     assert storage is not None
-    subject = await asyncio.to_thread(subjects.resolve, storage, given, state.settings.pseudonym_key.encode())
-    doc = await asyncio.to_thread(subjects.export, storage, subject, state.cipher)
+    subject = await asyncio.to_thread(storage.resolve_subject, given, state.settings.pseudonym_key.encode())
+    doc = await asyncio.to_thread(storage.export_subject, subject, state.cipher)
     profiles: dict[str, Any] = {}
     if state.nc is not None and state.layout_ready:
         try:

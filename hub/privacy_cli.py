@@ -177,9 +177,8 @@ def _tokens(args: argparse.Namespace) -> int:
 
 
 def _rekey(args: argparse.Namespace) -> int:
-    from hub.ingest.storage import HubStorage
-    from hub.personal import reseal_all
-    from hub.pii import PiiCipher, PiiKeyError
+    from hub.pii import PiiCipher
+    from hub.storage import open_store
 
     settings = _settings(args.data_dir)
     try:
@@ -187,44 +186,27 @@ def _rekey(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"p13n pii rekey: {e}", file=sys.stderr)
         return 2
-    storage = HubStorage(settings.data_dir)
-    changed = failed = 0
+    store = open_store(settings.data_dir)
     try:
-        with storage.lock:
-            db = storage.warehouse
-            rows = db.execute("SELECT user_id, pii FROM users WHERE pii IS NOT NULL").fetchall()
-            db.execute("BEGIN IMMEDIATE")
-            for user_id, value in rows:
-                try:
-                    if cipher.key_id(value) == cipher.active_id:
-                        continue
-                    fresh = cipher.encrypt(cipher.decrypt(value, aad=user_id), aad=user_id)
-                except PiiKeyError as e:
-                    failed += 1
-                    print(f"p13n pii rekey: a value does not decrypt ({e})", file=sys.stderr)
-                    continue
-                db.execute("UPDATE users SET pii = ? WHERE user_id = ?", (fresh, user_id))
-                changed += 1
-            db.execute("COMMIT")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        sealed, sealed_failed = reseal_all(storage, cipher)  # identify traits and dead letters
+        report = store.rekey(cipher)
     finally:
-        storage.close()
+        store.close()
+    for error in report.errors:
+        print(f"p13n pii rekey: {error}", file=sys.stderr)
     result = {
-        "reencrypted": changed,
-        "failed": failed + sealed_failed,
-        "sealed_reencrypted": sealed,
-        "active_key": cipher.active_id,
+        "reencrypted": report.reencrypted,
+        "failed": report.failed,
+        "sealed_reencrypted": report.sealed_reencrypted,
+        "active_key": report.active_key,
     }
-    failed += sealed_failed
-    _audit_local(settings, "pii.rekey", 200 if not failed else 500, result)
+    _audit_local(settings, "pii.rekey", 200 if not report.failed else 500, result)
     print(json.dumps(result))
-    return 0 if not failed else 1
+    return 0 if not report.failed else 1
 
 
 def _retention(args: argparse.Namespace) -> int:
     from hub import retention
-    from hub.ingest.storage import HubStorage
+    from hub.storage import open_store
 
     settings = _settings(args.data_dir)
     try:
@@ -240,11 +222,11 @@ def _retention(args: argparse.Namespace) -> int:
         settings.retention_dead_letter_days,
         settings.retention_consent_days,
     )
-    storage = HubStorage(settings.data_dir)
+    store = open_store(settings.data_dir)
     try:
-        deleted = retention.run(storage, policy, now)
+        deleted = retention.run(store, policy, now)
     finally:
-        storage.close()
+        store.close()
     _audit_local(settings, "retention.run", 200, {"as_of": now.isoformat(), "deleted": deleted})
     print(json.dumps({"as_of": now.isoformat(), "deleted": deleted}))
     return 0

@@ -9,78 +9,19 @@ ALS user factors from the last training run (``P13N_HUB_USER_FACTORS``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 from nats.js import JetStreamContext
 
-from hub.ingest.storage import HubStorage
+from hub.storage import HubStore
 from models import nats_layout as L
 
 log = logging.getLogger(__name__)
-
-
-#: The order of consent choices: by receive time (the edge's clock, kept within the
-#: hub's skew window; a visitor cannot set it, unlike the client's ``ts``), and among
-#: choices received in the same millisecond grants before withdrawals, so a withdrawal
-#: never loses to a grant it raced with; then arrival order.
-CONSENT_ORDER = "received_at, instr(coalesce(props, ''), '\"personalization\"') > 0 DESC, rowid"
-
-
-def consent_by_subject(storage: HubStorage) -> dict[str, bool]:
-    """Latest consent choice per subject: True when it includes personalization."""
-    db = storage.reader(storage.data_dir / "warehouse.sqlite")
-    try:
-        rows = db.execute(
-            f"SELECT coalesce(user_id, anonymous_id), props FROM events WHERE type = 'consent' ORDER BY {CONSENT_ORDER}"
-        ).fetchall()
-    finally:
-        db.close()
-    out: dict[str, bool] = {}
-    for subject, props in rows:
-        if subject:
-            categories = json.loads(props or "{}").get("categories", [])
-            out[subject] = "personalization" in categories
-    return out
-
-
-def build_profiles(storage: HubStorage, subjects: list[str]) -> dict[str, dict[str, Any]]:
-    if not subjects:
-        return {}
-    marts = storage.reader(storage.data_dir / "marts.sqlite")
-    wh = storage.reader(storage.data_dir / "warehouse.sqlite")
-    profiles: dict[str, dict[str, Any]] = {}
-    try:
-        for i in range(0, len(subjects), 900):
-            chunk = subjects[i : i + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in marts.execute(
-                f"SELECT subject, views, clicks, carts, purchases, revenue_minor, last_ts, category_views FROM user_features WHERE subject IN ({marks})",
-                chunk,
-            ):
-                profiles[row[0]] = {
-                    "views": row[1],
-                    "clicks": row[2],
-                    "carts": row[3],
-                    "purchases": row[4],
-                    "revenue_minor": row[5],
-                    "last_ts": row[6],
-                    "category_views": json.loads(row[7]) if row[7] else {},
-                }
-            for user_id, attributes in wh.execute(f"SELECT user_id, attributes FROM users WHERE user_id IN ({marks})", chunk):
-                if attributes:
-                    profiles.setdefault(user_id, {})["attributes"] = json.loads(attributes)
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        marts.close()
-        wh.close()
-    return profiles
 
 
 def load_user_factors(path: str) -> dict[str, list[float]]:
@@ -105,15 +46,10 @@ class ProfilePublisher:
             self.published.pop(subject, None)
             self.user_factors.pop(subject, None)
 
-    async def run_once(self, storage: HubStorage, js: JetStreamContext) -> dict[str, int]:
-        import asyncio
-
-        consent = await asyncio.to_thread(consent_by_subject, storage)
-        tokenizer = storage.tokenizer
-        if storage.suppressed and tokenizer is not None:  # erased subjects never come back
-            consent = {s: ok for s, ok in consent.items() if tokenizer(s) not in storage.suppressed}
+    async def run_once(self, store: HubStore, js: JetStreamContext) -> dict[str, int]:
+        consent = await asyncio.to_thread(store.consent_by_subject)  # erased subjects never come back
         allowed = sorted(s for s, ok in consent.items() if ok)
-        profiles = await asyncio.to_thread(build_profiles, storage, allowed)
+        profiles = await asyncio.to_thread(store.profiles, allowed)
         kv = await js.key_value(L.PROFILES_BUCKET)
         put = purged = 0
         for subject in allowed:

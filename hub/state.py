@@ -14,18 +14,19 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from hub import erasure, retention
+from hub import retention
 from hub.audit import AuditLog
 from hub.auth import TokenStore
 from hub.fleet import Fleet
 from hub.ingest.consumer import ConsumerCollector, ConsumerState
 from hub.ingest.prep import Preparer
-from hub.ingest.storage import LAKE_DIR, HubStorage
 from hub.jobs import Supervisor
 from hub.pii import PiiCipher
 from hub.profiles import ProfilePublisher
 from hub.refusals import RefusalAggregator
 from hub.settings import HubSettings
+from hub.storage import ErasureLedger, HubStore
+from hub.storage.sqlite import LAKE_DIR
 
 
 @dataclass
@@ -35,12 +36,12 @@ class HubState:
     nc: NATS | None = None
     layout_ready: bool = False
     last_error: str = ""
-    storage: HubStorage | None = None
+    storage: HubStore | None = None
     consumer: ConsumerState = field(default_factory=ConsumerState)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     fleet: Fleet = field(default_factory=Fleet)
     publisher: ProfilePublisher | None = None
-    erasures: erasure.ErasureRecords = field(init=False)
+    erasures: ErasureLedger = field(init=False)
     profiles_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: The background jobs (hub/jobs.py); created with the app's event loop running.
     jobs: Supervisor = field(init=False)

@@ -5,7 +5,7 @@ edge), stores all their events in one storage batch on the writer thread, and ac
 the messages only after the commit. A crash before the ack means redelivery, which the
 event-id deduplication turns into "duplicates dropped", never a second row.
 
-One bad event is dead-lettered by itself at preparation (``hub.ingest.storage``). When a
+One bad event is dead-lettered by itself at preparation (``hub.ingest.batch``). When a
 whole batch still fails to store, its messages are retried one by one, so the others
 land; a message that fails on its own while the warehouse takes writes is redelivered
 with backoff at most ``MAX_EVENT_DELIVERIES`` times, then copied to the
@@ -32,8 +32,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from hub.ingest.batch import IngestReport, PreparedBatch
 from hub.ingest.prep import Preparer
-from hub.ingest.storage import HubStorage, IngestReport, PreparedBatch
+from hub.storage import HubStore
 from models import nats_layout as L
 from models.tasks import checkpoint
 
@@ -77,7 +78,7 @@ class ConsumerState:
 
 
 async def consume(
-    js: JetStreamContext, storage: HubStorage, state: ConsumerState, fetch_batch: int = 20, preparer: Preparer | None = None
+    js: JetStreamContext, storage: HubStore, state: ConsumerState, fetch_batch: int = 20, preparer: Preparer | None = None
 ) -> None:
     """Fetch, prepare (in worker processes when configured), commit, ack — pipelined:
     while one batch commits, the next ones are being prepared."""
@@ -117,7 +118,7 @@ def _settle(future: asyncio.Future[Any]) -> None:
 async def _pipeline(
     js: JetStreamContext,
     sub: Any,
-    storage: HubStorage,
+    storage: HubStore,
     state: ConsumerState,
     fetch_batch: int,
     preparer: Preparer,
@@ -217,7 +218,7 @@ def _deliveries(msg: Msg) -> int:
 
 
 async def _store(
-    storage: HubStorage, state: ConsumerState, prepared_batch: tuple[PreparedBatch, list[bytes]], received: str
+    storage: HubStore, state: ConsumerState, prepared_batch: tuple[PreparedBatch, list[bytes]], received: str
 ) -> IngestReport:
     prepared, malformed = prepared_batch
     report: IngestReport = await asyncio.to_thread(storage.commit, prepared)
@@ -228,7 +229,7 @@ async def _store(
 
 
 async def _isolate(
-    js: JetStreamContext, storage: HubStorage, state: ConsumerState, preparer: Preparer, msgs: list[Msg], received: str
+    js: JetStreamContext, storage: HubStore, state: ConsumerState, preparer: Preparer, msgs: list[Msg], received: str
 ) -> None:
     """Store each message of a failed batch on its own; a message that still fails is
     redelivered with backoff, or dead-lettered once it reached the delivery bound while
@@ -303,7 +304,7 @@ class ConsumerCollector:
         )
 
 
-async def _maybe_refresh_marts(storage: HubStorage, state: ConsumerState, idle: bool) -> None:
+async def _maybe_refresh_marts(storage: HubStore, state: ConsumerState, idle: bool) -> None:
     now = time.monotonic()
     if idle or now - state.last_marts >= MARTS_EVERY_S:
         state.last_marts = now

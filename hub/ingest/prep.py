@@ -7,7 +7,8 @@ different cores instead of sharing one GIL (threads were measured and do not hel
 docs/PERFORMANCE.md).
 
 Workers also append the batch's raw events to the day's lake file before returning
-it: the lake commits before the warehouse, as when the writer does both, so a crash in
+it (``hub.storage.sqlite.append_lake``; a store without lake files runs them without a
+lake directory and stores the lake rows at commit): the lake commits before the warehouse, as when the writer does both, so a crash in
 between is still repaired by redelivery (the lake ignores a known event id). Workers
 hold no other state and touch no other database. Suppression of erased subjects is
 applied by the writer at commit, which also takes out of the lake the events of a
@@ -20,17 +21,16 @@ import asyncio
 import atexit
 import multiprocessing
 import multiprocessing.util
-import sqlite3
 import time
-from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import orjson
 
-from hub.ingest.storage import PreparedBatch, open_lake, prepare_batch, write_lake
+from hub.ingest.batch import PreparedBatch, prepare_batch
 from hub.pii import PiiCipher
+from hub.storage.sqlite import append_lake
 from models.process import die_with_parent
 
 #: Seconds a stopping hub lets a worker finish the batch it is preparing.
@@ -46,20 +46,6 @@ def events_of(data: bytes) -> list[object] | None:
     except orjson.JSONDecodeError:
         return None
     return doc if isinstance(doc, list) else None
-
-
-#: This worker's open lake files, (directory, day) → connection; the last few only.
-_LAKES: OrderedDict[tuple[Path, str], sqlite3.Connection] = OrderedDict()
-
-
-def _lake(lake_dir: Path, day: str) -> sqlite3.Connection:
-    key = (lake_dir, day)
-    db = _LAKES.get(key)
-    if db is None:
-        db = _LAKES[key] = open_lake(lake_dir / f"events-{day}.sqlite")
-        while len(_LAKES) > 2:  # today's and yesterday's; retention may remove older files
-            _LAKES.popitem(last=False)[1].close()
-    return db
 
 
 #: This worker's cipher, rebuilt only when the key ring changes.
@@ -102,7 +88,7 @@ def prepare_payloads(
     prepared = prepare_batch(events, "nats", received_at, False, UNKNOWN_SUPPRESSION, None, _cipher(ring))
     if lake_dir is not None:
         for day, rows in prepared.lake.items():
-            write_lake(_lake(lake_dir, day), rows)
+            append_lake(lake_dir, day, rows)
             prepared.lake_written[day] = [r[0] for r in rows]
         prepared.lake = {}
     return prepared, malformed

@@ -36,8 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from hub.auth import create_token  # noqa: E402
-from hub.ingest.storage import HubStorage  # noqa: E402
-from hub.subjects import erase, resolve  # noqa: E402
+from hub.storage.sqlite import SqliteStore  # noqa: E402
 from models.erasure import Tokenizer, erasure_token  # noqa: E402
 from models.pseudonym import pseudonym  # noqa: E402
 from p13n.procs import DEFAULT_TEMPLATES, Child, free_port, p13n_command, spawn, start_nats, wait_http  # noqa: E402
@@ -161,7 +160,7 @@ def fleet(work: Path, edges: int, erasures: int) -> dict[str, float]:
 def build_warehouse(data: Path, events: int, days: int = 30, per_subject: int = 50) -> list[str]:
     """Write ``events`` events (visitors with ~per_subject events each, a quarter of them
     identified) into the warehouse and lake day files; returns the erasable subjects."""
-    storage = HubStorage(data)
+    storage = SqliteStore(data)
     storage.close()
     wh = sqlite3.connect(data / "warehouse.sqlite")
     wh.execute("PRAGMA journal_mode=WAL")
@@ -231,7 +230,7 @@ def hub_scale(work: Path, events: int, erasures: int) -> dict[str, float]:
     t0 = time.perf_counter()
     subjects = build_warehouse(data, events)[:erasures]
     build_s = time.perf_counter() - t0
-    storage = HubStorage(data)
+    storage = SqliteStore(data)
     storage.tokenizer = Tokenizer(KEY)
     times: list[float] = []
     deleted_events: list[int] = []
@@ -239,9 +238,9 @@ def hub_scale(work: Path, events: int, erasures: int) -> dict[str, float]:
         total = storage.warehouse.execute("SELECT count(*) FROM events").fetchone()[0]
         for raw in subjects:
             t = time.perf_counter()
-            subject = resolve(storage, raw, KEY)
+            subject = storage.resolve_subject(raw, KEY)
             storage.suppress([erasure_token(i, KEY) for i in subject.all], "bench")
-            counts = erase(storage, subject)
+            counts = storage.erase_subject(subject)
             times.append(time.perf_counter() - t)
             deleted_events.append(counts["warehouse.events"])
             assert counts["lake.raw_events"] == counts["warehouse.events"] > 0, counts

@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.crm import CrmConfig, CrmError, CrmSync
-from hub.ingest.storage import HubStorage
 from hub.pii import PiiCipher, new_key
+from hub.storage.sqlite import SqliteStore
 from models.pseudonym import pseudonym
 from p13n.procs import free_port
 from tests.conftest import FIXTURES
@@ -109,7 +109,7 @@ def config(url: str, **kw: Any) -> CrmConfig:
 
 def test_sync_survives_5xx_429_and_timeouts_then_goes_incremental(crm: tuple[FlakyCrm, str], tmp_path: Path) -> None:
     fake, url = crm
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     waits: list[float] = []
     sync = CrmSync(config(url), storage, b"k", CIPHER, sleep=lambda s: waits.append(s) or time.sleep(min(s, 0.05)))
     try:
@@ -142,7 +142,7 @@ def test_sync_survives_5xx_429_and_timeouts_then_goes_incremental(crm: tuple[Fla
 def test_etag_makes_an_unchanged_crm_a_304(crm: tuple[FlakyCrm, str], tmp_path: Path) -> None:
     fake, url = crm
     fake.failed |= {"500", "429", "slow"}
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     sync = CrmSync(config(url, updated_since_param=""), storage, b"k", CIPHER, sleep=lambda s: None)
     try:
         assert sync.run_once().profiles == 23
@@ -162,7 +162,7 @@ def test_etag_makes_an_unchanged_crm_a_304(crm: tuple[FlakyCrm, str], tmp_path: 
 
 
 def test_sync_gives_up_clearly_when_the_crm_stays_down(tmp_path: Path) -> None:
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     sync = CrmSync(config(f"http://127.0.0.1:{free_port()}/profiles", max_retries=2), storage, b"k", CIPHER, sleep=lambda s: None)
     try:
         with pytest.raises(CrmError, match="gave up after 2 retries"):
@@ -246,8 +246,6 @@ def test_crm_pii_is_encrypted_at_rest_and_the_key_rotates(crm: tuple[FlakyCrm, s
     directory; `p13n pii rekey` moves every value to a new key."""
     import os
 
-    from hub.subjects import export, resolve
-
     _, url = crm
     cfg = tmp_path / "crm.json"
     cfg.write_text(
@@ -301,12 +299,14 @@ def test_crm_pii_is_encrypted_at_rest_and_the_key_rotates(crm: tuple[FlakyCrm, s
     assert rotated.returncode == 0 and json.loads(rotated.stdout)["reencrypted"] == 23, rotated.stderr
     assert stored_key_ids() == {"k2"}
     # the old key can go: the new one alone reads everything (the access export decrypts)
-    storage = HubStorage(data)
+    storage = SqliteStore(data)
     try:
         only_k2 = PiiCipher([("k2", base64.b64decode(k2[3:]))])
-        doc = export(storage, resolve(storage, "c3", b"k"), only_k2)
+        doc = storage.export_subject(storage.resolve_subject("c3", b"k"), only_k2)
         assert doc["users"][0]["pii"] == {"email": "user3@example.com"} and doc["users"][0]["attributes"] == {"tier": "gold"}
         only_k1 = PiiCipher([("k1", base64.b64decode(k1[3:]))])
-        assert "not in the key ring" in export(storage, resolve(storage, "c3", b"k"), only_k1)["users"][0]["pii_error"]
+        assert (
+            "not in the key ring" in storage.export_subject(storage.resolve_subject("c3", b"k"), only_k1)["users"][0]["pii_error"]
+        )
     finally:
         storage.close()

@@ -217,10 +217,8 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_after_the_restart(nats_se
 
     import nats as nats_client
 
-    from hub.erasure import ErasureRecords
-    from hub.ingest.storage import HubStorage
     from hub.pii import PiiCipher, parse_keyring
-    from hub.subjects import resolve
+    from hub.storage.sqlite import SqliteStore
     from models import nats_layout as L
     from models.erasure import ErasureOrder, erasure_token
 
@@ -239,8 +237,8 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_after_the_restart(nats_se
     assert json.loads(reply.body)["accepted"] == 2
     hub.stop()
     # what the request had made durable when the hub died: suppression and the record
-    storage = HubStorage(hub.data_dir)
-    subject = resolve(storage, "frank-9", KEY.encode())
+    storage = SqliteStore(hub.data_dir)
+    subject = storage.resolve_subject("frank-9", KEY.encode())
     tokens = sorted(erasure_token(i, KEY.encode()) for i in subject.all)
     order = ErasureOrder("er_crashtest", tuple(tokens), time.time())
     storage.suppress(tokens, "now")
@@ -250,7 +248,7 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_after_the_restart(nats_se
         ).encode(),
         aad=order.request_id,
     )
-    ErasureRecords(storage).create(order, "test", [], sealed)
+    storage.erasures.create(order, "test", [], sealed)
     storage.close()
 
     hub = start_hub(nats_server, port=hub.port, data_dir=hub.data_dir, PSEUDONYM_KEY=KEY, PII_KEYS=ring)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from hub.ingest.storage import HubStorage
+from hub.storage.sqlite import SqliteStore
 from models.erasure import Tokenizer, erasure_token
 from models.pseudonym import pseudonym
 
@@ -19,7 +19,7 @@ def view(**ids: str) -> dict[str, object]:
 
 
 def test_late_events_and_crm_records_of_an_erased_subject_are_dropped(tmp_path: Path) -> None:
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     storage.tokenizer = Tokenizer(KEY)
     user = pseudonym("carol", KEY)
     try:
@@ -40,7 +40,7 @@ def test_late_events_and_crm_records_of_an_erased_subject_are_dropped(tmp_path: 
     finally:
         storage.close()
     # the suppression list survives a restart
-    again = HubStorage(tmp_path)
+    again = SqliteStore(tmp_path)
     try:
         assert erasure_token(user, KEY) in again.suppressed
     finally:
@@ -54,7 +54,7 @@ def test_a_subject_erased_while_its_batch_is_prepared_leaves_the_lake_too(tmp_pa
 
     from hub.ingest.prep import prepare_payloads
 
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     storage.tokenizer = Tokenizer(KEY)
     carol, dave = "visitorCarol0000000001", "visitorDave00000000001"
     events = [view(anonymous_id=carol), view(anonymous_id=dave), view(anonymous_id=carol)]
@@ -79,15 +79,15 @@ def test_marts_count_new_events_after_the_newest_events_were_erased(tmp_path: Pa
     """SQLite gives a new row max(rowid) + 1: once an erasure removed the newest events,
     the next events reuse rowids the marts watermark has passed. The erasure lowers the
     watermark to the newest remaining row, so those events are still folded in once."""
-    from hub import subjects
+    from hub.storage import SubjectIds
 
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     storage.tokenizer = Tokenizer(KEY)
     carol, dave, erin = "visitorCarol0000000001", "visitorDave00000000001", "visitorErin00000000001"
     try:
         storage.ingest([view(anonymous_id=dave), view(anonymous_id=carol), view(anonymous_id=carol)], "nats", RECEIVED)
         assert storage.refresh_marts() == 3
-        subjects.erase(storage, subjects.SubjectIds(given=carol, pseudonym="", anonymous_ids=frozenset({carol})))
+        storage.erase_subject(SubjectIds(given=carol, pseudonym="", anonymous_ids=frozenset({carol})))
         storage.ingest([view(anonymous_id=erin), view(anonymous_id=dave)], "nats", RECEIVED)
         assert storage.refresh_marts() == 2
         views = dict(storage.marts.execute("SELECT subject, views FROM user_features"))

@@ -86,3 +86,55 @@ def test_hub_state_is_wired_in_one_direction() -> None:
         if p.name not in ("app.py", "asgi.py") and "hub.app" in _imported_modules(p)
     }
     assert back == set()
+
+
+#: The SQLite store's own handles: reaching for one outside hub/storage/ bypasses the
+#: interface a PostgreSQL store implements.
+SQLITE_HANDLES = {"warehouse", "marts", "reader", "lake", "lake_dir", "lock", "drop_lake_day", "events_deleted"}
+#: Node-local files that stay SQLite whatever the store: the audit log is one hash chain
+#: per hub process (docs/PRIVACY.md).
+LOCAL_SQLITE = {"hub/audit.py"}
+
+
+def _names_a_store(node: ast.expr) -> bool:
+    """``storage``, ``store``, ``state.storage``, ``self.store``…: what holds a store."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name.endswith(("storage", "store"))
+
+
+def test_only_the_store_speaks_sql() -> None:
+    """Outside ``hub/storage/`` the hub imports neither sqlite3 nor sqlite_utils, names
+    no SQLite store class and touches none of its connections: callers hold a
+    ``HubStore`` (hub/storage/interface.py)."""
+    offenders: dict[str, list[str]] = {}
+    for path in sorted((REPO / "hub").rglob("*.py")):
+        rel = str(path.relative_to(REPO))
+        if rel.startswith("hub/storage/") or rel in LOCAL_SQLITE:
+            continue
+        found = []
+        imported = _imported_modules(path)
+        found += sorted(m for m in imported if m.split(".")[0] in ("sqlite3", "sqlite_utils"))
+        found += sorted(m for m in imported if m.startswith("hub.storage.") and m.rsplit(".", 1)[-1].startswith("Sqlite"))
+        for node in ast.walk(ast.parse(path.read_text(), rel)):
+            if isinstance(node, ast.Attribute) and node.attr in SQLITE_HANDLES and _names_a_store(node.value):
+                found.append(f".{node.attr} (line {node.lineno})")
+        if found:
+            offenders[rel] = found
+    assert offenders == {}
+
+
+def test_the_sqlite_store_implements_the_interface() -> None:
+    """Every method of HubStore and ErasureLedger exists on the SQLite classes with the
+    same parameters (mypy checks the types through ``open_store``)."""
+    import inspect
+
+    from hub.storage.interface import ErasureLedger, HubStore
+    from hub.storage.sqlite import SqliteStore
+    from hub.storage.sqlite_erasures import SqliteErasureLedger
+
+    for protocol, cls in ((HubStore, SqliteStore), (ErasureLedger, SqliteErasureLedger)):
+        for name, member in vars(protocol).items():
+            if name.startswith("_") or not callable(member):
+                continue
+            assert hasattr(cls, name), f"{cls.__name__} lacks {name}"
+            assert list(inspect.signature(getattr(cls, name)).parameters) == list(inspect.signature(member).parameters), name

@@ -13,13 +13,13 @@ from typing import Any
 
 import orjson
 
-from hub.ingest.storage import MART_WEIGHTS, HubStorage
+from hub.storage.sqlite import MART_WEIGHTS, SqliteStore
 
 RECEIVED = "2026-11-26T10:00:00.000Z"
 COUNTS = {"page_view": "views", "click": "clicks", "scroll": "scrolls", "add_to_cart": "carts", "purchase": "purchases"}
 
 
-def python_refresh(storage: HubStorage, limit: int) -> int:
+def python_refresh(storage: SqliteStore, limit: int) -> int:
     """The marts as defined before they moved into SQL: the warehouse rows past the
     watermark, joined to identities and item categories at fold time, counted in Python."""
     row = storage.marts.execute("SELECT rowid FROM watermarks WHERE name = 'events'").fetchone()
@@ -62,7 +62,7 @@ def python_refresh(storage: HubStorage, limit: int) -> int:
     return len(rows)
 
 
-def stored(storage: HubStorage) -> tuple[dict[str, tuple[Any, ...]], dict[str, tuple[int, ...]]]:
+def stored(storage: SqliteStore) -> tuple[dict[str, tuple[Any, ...]], dict[str, tuple[int, ...]]]:
     features = {r[0]: (*r[1:8], orjson.loads(r[8]) if r[8] else {}) for r in storage.marts.execute("SELECT * FROM user_features")}
     popularity = {r[0]: tuple(r[1:]) for r in storage.marts.execute("SELECT * FROM item_popularity")}
     return features, popularity
@@ -104,7 +104,7 @@ def test_sql_marts_equal_the_definition_folded_in_steps(tmp_path: Path) -> None:
     Python definition, in the same steps (identities linked later do not rewrite the
     past: both fold with the links known at fold time)."""
     rng = random.Random(11)
-    sql, ref = HubStorage(tmp_path / "sql"), HubStorage(tmp_path / "ref")
+    sql, ref = SqliteStore(tmp_path / "sql"), SqliteStore(tmp_path / "ref")
     try:
         # half the catalog has a category, so both kinds of subjects occur
         catalog = [

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.ingest.batch import prepare_batch
 from hub.ingest.normalize import canonical_url, normalize
-from hub.ingest.storage import prepare_batch
 
 RECEIVED = "2026-11-26T10:00:00.000Z"
 RECEIVED_MS = 1_795_687_200_000  # the same instant

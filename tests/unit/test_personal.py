@@ -10,10 +10,11 @@ from pathlib import Path
 
 import orjson
 
-from hub.ingest.storage import HubStorage
-from hub.personal import open_dead_letter, open_traits, reseal_all
+from hub.personal import open_dead_letter, open_traits
 from hub.pii import PiiCipher
-from hub.subjects import SubjectIds, erase
+from hub.storage import SubjectIds
+from hub.storage.sqlite import SqliteStore
+from hub.storage.sqlite_rekey import reseal_all
 from models.erasure import Tokenizer
 
 KEY = b"personal-key"
@@ -22,7 +23,7 @@ K1 = ("k1", os.urandom(32))
 K2 = ("k2", os.urandom(32))
 
 
-def _everything(storage: HubStorage) -> bytes:
+def _everything(storage: SqliteStore) -> bytes:
     storage.warehouse.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for db in storage._lakes.values():
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -30,7 +31,7 @@ def _everything(storage: HubStorage) -> bytes:
 
 
 def test_traits_and_dead_letters_are_sealed_found_and_rotated(tmp_path: Path) -> None:
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     storage.tokenizer = Tokenizer(KEY)
     storage.cipher = PiiCipher([K1])
     identify = {
@@ -73,7 +74,9 @@ def test_traits_and_dead_letters_are_sealed_found_and_rotated(tmp_path: Path) ->
         assert reseal_all(storage, PiiCipher([K2, K1])) == (0, 0)  # nothing left on the old key
 
         # the erasure finds the sealed dead letter through its token
-        counts = erase(storage, SubjectIds("visitorSealed0000000001", "p1_" + "a" * 40, frozenset({"visitorSealed0000000001"})))
+        counts = storage.erase_subject(
+            SubjectIds("visitorSealed0000000001", "p1_" + "a" * 40, frozenset({"visitorSealed0000000001"}))
+        )
         assert counts["warehouse.dead_letters"] == 1 and counts["warehouse.events"] == 1
     finally:
         storage.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge_agent.store import EdgeStore
 from hub import retention
-from hub.ingest.storage import HubStorage
+from hub.storage.sqlite import SqliteStore
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -26,7 +26,7 @@ def event(kind: str, visitor: str, received: str, **extra: Any) -> dict[str, Any
     return {"event_id": uuid.uuid4().hex, "type": kind, "anonymous_id": visitor, "ts": received, "received_at": received, **extra}
 
 
-def fill(storage: HubStorage) -> None:
+def fill(storage: SqliteStore) -> None:
     """Events received 400, 100, 40 and 1 days before NOW, with consents and dead letters."""
     for days in (400, 100, 40, 1):
         received = at(days)
@@ -39,12 +39,12 @@ def fill(storage: HubStorage) -> None:
     storage.refresh_marts()
 
 
-def rows(storage: HubStorage, sql: str) -> int:
+def rows(storage: SqliteStore, sql: str) -> int:
     return int(storage.warehouse.execute(sql).fetchone()[0])
 
 
 def test_each_data_class_keeps_only_its_window(tmp_path: Path) -> None:
-    storage = HubStorage(tmp_path)
+    storage = SqliteStore(tmp_path)
     try:
         fill(storage)
         # dead letters take the ingest time; make them as old as their batch for the test
@@ -79,7 +79,7 @@ def test_each_data_class_keeps_only_its_window(tmp_path: Path) -> None:
 
 
 def test_retention_command_takes_the_clock_and_settings(tmp_path: Path) -> None:
-    storage = HubStorage(tmp_path / "hub")
+    storage = SqliteStore(tmp_path / "hub")
     fill(storage)
     storage.close()
     env = {

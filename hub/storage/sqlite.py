@@ -1,5 +1,7 @@
 """The hub's storage tiers on SQLite (schema through sqlite-utils, bulk writes through
-``executemany``).
+``executemany``): :class:`SqliteStore` implements :class:`hub.storage.HubStore`, with
+its subjects, erasure ledger, retention, key rotation and reads in the ``sqlite_*``
+modules beside it.
 
 * **lake** — ``lake/events-YYYY-MM-DD.sqlite``: raw accepted events, one file per UTC
   day of receipt, so retention drops whole files.
@@ -21,40 +23,38 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import sqlite_utils
 
-from hub.ingest.normalize import normalize
-from hub.personal import seal_payload, seal_traits, subject_ids
+from hub.ingest.batch import (
+    C_ANON,
+    C_EDGE,
+    C_ID,
+    C_PROPS,
+    C_RECEIVED,
+    C_TS,
+    C_TYPE,
+    C_USER,
+    EVENT_COLUMNS,
+    IngestReport,
+    LakeRow,
+    PreparedBatch,
+    Row,
+    prepare_batch,
+)
+from hub.personal import seal_payload
 from hub.pii import PiiCipher
-from models.contracts import validate
+from hub.storage import sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects
+from hub.storage.interface import RekeyReport, RetentionCutoffs, SubjectIds
+from hub.storage.sqlite_erasures import SqliteErasureLedger
 from models.erasure import Tokenizer
 from models.weights import EVENT_WEIGHTS
 
-_EVENT_COLUMNS = (
-    "event_id",
-    "type",
-    "ts",
-    "received_at",
-    "edge",
-    "anonymous_id",
-    "user_id",
-    "item_id",
-    "url",
-    "amount_minor",
-    "currency",
-    "props",
-    "context",
-)
-Row = tuple[Any, ...]
-"""A warehouse event row: the values of :data:`_EVENT_COLUMNS`, in order."""
-(_ID, _TYPE, _TS, _RECEIVED, _EDGE, _ANON, _USER, _ITEM, _URL, _AMOUNT, _CURRENCY, _PROPS, _CONTEXT) = range(len(_EVENT_COLUMNS))
-_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 #: Mart weights per event type (views count 1 … purchases 8), as in training.
 MART_WEIGHTS = {k: int(EVENT_WEIGHTS[k]) for k in ("page_view", "click", "add_to_cart", "purchase")}
 _CHUNK = 900  # SQLite's default limit on host parameters is 999
@@ -76,8 +76,6 @@ def _connect(path: Path) -> sqlite3.Connection:
 #: The lake's directory under the hub's data directory.
 LAKE_DIR = "lake"
 _LAKE_TABLE = "CREATE TABLE IF NOT EXISTS raw_events (event_id TEXT PRIMARY KEY, received_at TEXT, edge TEXT, body TEXT)"
-LakeRow = tuple[str, str, str, str]
-"""A lake row: event id, receive time, edge, the event as received (JSON)."""
 
 
 def open_lake(path: Path) -> sqlite3.Connection:
@@ -85,6 +83,23 @@ def open_lake(path: Path) -> sqlite3.Connection:
     db = _connect(path)
     db.execute(_LAKE_TABLE)
     return db
+
+
+#: This process's open lake files for :func:`append_lake`, (directory, day) →
+#: connection; the last few only.
+_WORKER_LAKES: OrderedDict[tuple[Path, str], sqlite3.Connection] = OrderedDict()
+
+
+def append_lake(lake_dir: Path, day: str, rows: Sequence[LakeRow]) -> None:
+    """Append rows to ``day``'s lake file from a preparation worker (``hub.ingest.prep``),
+    keeping today's and yesterday's files open (retention may remove older ones)."""
+    key = (lake_dir, day)
+    db = _WORKER_LAKES.get(key)
+    if db is None:
+        db = _WORKER_LAKES[key] = open_lake(lake_dir / f"events-{day}.sqlite")
+        while len(_WORKER_LAKES) > 2:
+            _WORKER_LAKES.popitem(last=False)[1].close()
+    write_lake(db, rows)
 
 
 def write_lake(db: sqlite3.Connection, rows: Sequence[LakeRow]) -> None:
@@ -99,106 +114,7 @@ def write_lake(db: sqlite3.Connection, rows: Sequence[LakeRow]) -> None:
         raise
 
 
-@dataclass
-class IngestReport:
-    received: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    suppressed: int = 0
-    dead: Counter[str] = field(default_factory=Counter)
-    results: list[dict[str, Any]] = field(default_factory=list)
-
-
-def prepare_batch(
-    events: Sequence[Any],
-    source: str,
-    received_at: str,
-    results: bool,
-    suppression_version: int,
-    suppressed: Callable[[dict[str, Any]], bool] | None,
-    cipher: PiiCipher | None = None,
-) -> PreparedBatch:
-    """Validate and normalize ``events`` into rows (no database): see :meth:`HubStorage.prepare`.
-    With ``cipher``, personal data is sealed first (:mod:`hub.personal`)."""
-    report = IngestReport(received=len(events))
-    batch = PreparedBatch(report, suppression_version)
-    for raw in events:
-        try:
-            _prepare_one(raw, batch, source, received_at, results, suppressed, cipher)
-        except Exception as e:  # one event that breaks normalization never holds up its batch-mates
-            _dead(batch, received_at, source, "unprocessable", f"{type(e).__name__}: {e}"[:300], raw, results, cipher)
-    return batch
-
-
-def _prepare_one(
-    raw: Any,
-    batch: PreparedBatch,
-    source: str,
-    received_at: str,
-    results: bool,
-    suppressed: Callable[[dict[str, Any]], bool] | None,
-    cipher: PiiCipher | None,
-) -> None:
-    report = batch.report
-    verdict = validate(raw)
-    if not verdict.ok:
-        _dead(batch, received_at, source, verdict.reason, verdict.detail, raw, results, cipher)
-        return
-    if suppressed is not None and suppressed(raw):
-        report.suppressed += 1
-        if results:
-            report.results.append({"status": "rejected", "reason": "erased_subject"})
-        return
-    if cipher is not None:
-        seal_traits(raw, cipher)  # before the lake row and the warehouse props are made
-    row = normalize(raw, received_at)
-    values = tuple(row[c] for c in _EVENT_COLUMNS)
-    lake_row = (values[_ID], values[_RECEIVED], values[_EDGE], orjson.dumps(raw).decode())
-    batch.rows.append(values)  # appended only once everything about the event worked
-    batch.lake.setdefault(values[_RECEIVED][:10], []).append(lake_row)
-    if results:
-        report.results.append({"status": "accepted", "event_id": raw["event_id"]})
-
-
-def _dead(
-    batch: PreparedBatch,
-    received_at: str,
-    source: str,
-    reason: str,
-    detail: str,
-    raw: Any,
-    results: bool,
-    cipher: PiiCipher | None = None,
-) -> None:
-    batch.report.dead[reason] += 1
-    try:
-        body = orjson.dumps(raw).decode()
-    except TypeError:  # not JSON-serializable as it stands (never from a decoded payload)
-        body = repr(raw)[:65536]
-    ids = tuple(sorted(set(subject_ids(raw))))  # the writer keeps only their erasure tokens
-    batch.dead_rows.append((received_at, source, reason, detail, seal_payload(body, cipher) if cipher else body, ids))
-    if results:
-        batch.report.results.append({"status": "rejected", "reason": reason, "detail": detail})
-
-
-@dataclass
-class PreparedBatch:
-    """A validated, normalized batch waiting for :meth:`HubStorage.commit`."""
-
-    report: IngestReport
-    suppression_version: int
-    rows: list[Row] = field(default_factory=list)
-    #: Lake rows by day, for the writer to store at commit …
-    lake: dict[str, list[LakeRow]] = field(default_factory=dict)
-    #: … or the event ids a preparation worker already wrote to each day's lake file
-    #: (committed before the warehouse, as the writer would: see ``hub.ingest.prep``).
-    lake_written: dict[str, list[str]] = field(default_factory=dict)
-    #: (received_at, source, reason, detail, payload — sealed when a cipher is set —,
-    #: the subject ids the payload names)
-    dead_rows: list[tuple[str, str, str, str, str, tuple[str, ...]]] = field(default_factory=list)
-
-
-class HubStorage:
+class SqliteStore:
     """Lake, warehouse and marts under ``data_dir``. One writer; ``close()`` is idempotent."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -224,6 +140,7 @@ class HubStorage:
             "CREATE TEMP TABLE IF NOT EXISTS mart_rows (type TEXT, subject TEXT, item_id TEXT, amount_minor INTEGER, ts TEXT, category TEXT)"
         )
         self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
+        self._erasures = SqliteErasureLedger(self)
 
     @property
     def lock(self) -> threading.RLock:
@@ -234,7 +151,7 @@ class HubStorage:
     def _create_schema(self) -> None:
         wh = sqlite_utils.Database(self.warehouse)
         wh.table("events").create(
-            {c: (int if c == "amount_minor" else str) for c in _EVENT_COLUMNS}, pk="event_id", if_not_exists=True
+            {c: (int if c == "amount_minor" else str) for c in EVENT_COLUMNS}, pk="event_id", if_not_exists=True
         )
         # erasure and stitching look-ups; no more on the hot insert path. Most events are
         # anonymous, so the user index is partial: NULLs cost nothing (the planner uses it
@@ -390,8 +307,8 @@ class HubStorage:
         tokenizer = self.tokenizer
         if tokenizer is None:
             return
-        keep = [r for r in batch.rows if not tokenizer.any_in((r[_USER], r[_ANON]), self.suppressed)]
-        dropped = {r[_ID] for r in batch.rows} - {r[_ID] for r in keep}
+        keep = [r for r in batch.rows if not tokenizer.any_in((r[C_USER], r[C_ANON]), self.suppressed)]
+        dropped = {r[C_ID] for r in batch.rows} - {r[C_ID] for r in keep}
         if not dropped:
             return
         batch.rows = keep
@@ -415,8 +332,8 @@ class HubStorage:
         ]
 
     def _identities(self, rows: Iterable[Row]) -> None:
-        links = [(r[_ANON], r[_USER], r[_TS]) for r in rows if r[_TYPE] == "identify" and r[_ANON] and r[_USER]]
-        users = [(r[_USER], r[_TS], r[_TS]) for r in rows if r[_USER]]
+        links = [(r[C_ANON], r[C_USER], r[C_TS]) for r in rows if r[C_TYPE] == "identify" and r[C_ANON] and r[C_USER]]
+        users = [(r[C_USER], r[C_TS], r[C_TS]) for r in rows if r[C_USER]]
         if links:
             self.warehouse.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)", links)
         if users:
@@ -433,18 +350,18 @@ class HubStorage:
     def _consent_log(self, rows: Iterable[Row]) -> None:
         log_rows = []
         for r in rows:
-            if r[_TYPE] != "consent":
+            if r[C_TYPE] != "consent":
                 continue
-            props = orjson.loads(r[_PROPS]) if r[_PROPS] else {}
+            props = orjson.loads(r[C_PROPS]) if r[C_PROPS] else {}
             log_rows.append(
                 (
-                    r[_ID],
-                    r[_USER] or r[_ANON] or "",
+                    r[C_ID],
+                    r[C_USER] or r[C_ANON] or "",
                     orjson.dumps(sorted(props.get("categories") or [])).decode(),
                     str(props.get("source") or ""),
-                    r[_EDGE] or "",
-                    r[_TS],
-                    r[_RECEIVED],
+                    r[C_EDGE] or "",
+                    r[C_TS],
+                    r[C_RECEIVED],
                 )
             )
         if log_rows:
@@ -623,7 +540,37 @@ class HubStorage:
             self.warehouse.execute("COMMIT")
         return len(keep)
 
-    # ------------------------------------------------------------------ stats
+    # ------------------------------------------------------------------ subjects
+    def resolve_subject(self, given: str, key: bytes) -> SubjectIds:
+        return sqlite_subjects.resolve(self, given, key)
+
+    def erase_subject(self, subject: SubjectIds) -> dict[str, int]:
+        return sqlite_subjects.erase(self, subject)
+
+    def export_subject(self, subject: SubjectIds, cipher: PiiCipher) -> dict[str, Any]:
+        return sqlite_subjects.export(self, subject, cipher)
+
+    @property
+    def erasures(self) -> SqliteErasureLedger:
+        return self._erasures
+
+    # ------------------------------------------------------------------ retention, keys
+    def delete_expired(self, cutoffs: RetentionCutoffs) -> dict[str, int]:
+        return sqlite_retention.delete_expired(self, cutoffs)
+
+    def rekey(self, cipher: PiiCipher) -> RekeyReport:
+        return sqlite_rekey.rekey(self, cipher)
+
+    # ------------------------------------------------------------------ reads
+    def consent_by_subject(self) -> dict[str, bool]:
+        return sqlite_reads.consent_by_subject(self)
+
+    def profiles(self, subjects: list[str]) -> dict[str, dict[str, Any]]:
+        return sqlite_reads.profiles(self, subjects)
+
+    def top_items(self, limit: int) -> list[dict[str, Any]]:
+        return sqlite_reads.top_items(self, limit)
+
     def reader(self, path: Path) -> sqlite3.Connection:
         """A separate read-only connection: WAL readers never wait for the writer."""
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)

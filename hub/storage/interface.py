@@ -1,0 +1,133 @@
+"""What the hub asks of its storage: :class:`HubStore`, and the values it answers in.
+
+Callers (the API, the jobs, the CLI) hold a ``HubStore`` and never a database
+connection: the layering test forbids SQL, ``sqlite3`` and the SQLite store's
+connections outside ``hub/storage/``. SQLite (``hub.storage.sqlite``) is the one
+implementation today; the PostgreSQL option of the scale-out work implements the same
+protocol. Every method is blocking and safe to call from any thread (async callers
+use ``asyncio.to_thread``); writes are serialized inside the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hub.ingest.batch import IngestReport, PreparedBatch
+from hub.pii import PiiCipher
+from models.erasure import ErasureOrder, Tokenizer
+
+
+@dataclass(frozen=True)
+class SubjectIds:
+    """A data subject's identifiers: as given, its pseudonym, its linked visitor ids."""
+
+    given: str
+    pseudonym: str
+    anonymous_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def all(self) -> frozenset[str]:
+        return frozenset({self.pseudonym, *self.anonymous_ids})
+
+
+@dataclass(frozen=True)
+class RetentionCutoffs:
+    """Rows older than these go: lake days before ``lake_day`` (``YYYY-MM-DD``), and
+    ISO receive times for the warehouse (events, users, identities, user features),
+    dead letters and consent records."""
+
+    lake_day: str
+    warehouse: str
+    dead_letters: str
+    consent: str
+
+
+@dataclass
+class RekeyReport:
+    """What a key rotation re-encrypted: users' PII, sealed traits and dead letters."""
+
+    active_key: str
+    reencrypted: int = 0
+    sealed_reencrypted: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ErasureLedger(Protocol):
+    """The record of erasure requests and of the edges' acknowledgements."""
+
+    def create(self, order: ErasureOrder, requested_by: str, edges: list[str], work: str) -> None:
+        """Record a request before any deletion; ``work`` (the identifiers, encrypted)
+        lets a restarted hub finish it, and is wiped by :meth:`hub_done`."""
+
+    def hub_done(self, request_id: str, hub: dict[str, Any]) -> None: ...
+    def mark_published(self, request_id: str) -> None: ...
+    def pending_work(self) -> list[tuple[str, str]]: ...
+    def unpublished(self) -> list[ErasureOrder]: ...
+    def ack(self, request_id: str, edge_id: str, deleted: dict[str, int], now: float) -> bool:
+        """Record an edge's acknowledgement; True when it completes the request."""
+
+    def forget_edge(self, edge_id: str, now: float) -> list[str]: ...
+    def pending_count(self) -> int: ...
+    def status(self, request_id: str) -> dict[str, Any] | None: ...
+
+
+class HubStore(Protocol):
+    """The hub's lake, warehouse and marts, and the records kept beside them."""
+
+    #: Names incoming events' subjects by erasure token (set by the hub at start).
+    tokenizer: Tokenizer | None
+    #: Seals personal data before it is stored (set by the hub at start).
+    cipher: PiiCipher | None
+
+    # -- ingest
+    def prepare(self, events: Sequence[Any], source: str, received_at: str, results: bool = True) -> PreparedBatch: ...
+    def commit(self, batch: PreparedBatch) -> IngestReport:
+        """Store a prepared batch in every tier; duplicates (by event id) are counted."""
+
+    def ingest(self, events: Sequence[Any], source: str, received_at: str) -> IngestReport: ...
+    def writable(self) -> bool:
+        """True when the warehouse takes a write now (a poison message fails alone)."""
+
+    def dead_letter_raw(self, payloads: Sequence[bytes], reason: str, received_at: str) -> None: ...
+    def suppress(self, tokens: Iterable[str], now: str) -> None:
+        """Erased subjects' tokens: their events are dropped from now on."""
+
+    def refresh_marts(self, limit: int = 200_000) -> int:
+        """Fold new warehouse events into the marts; returns the rows folded."""
+
+    # -- catalog and CRM
+    def upsert_items(self, items: Sequence[dict[str, Any]], now: str) -> int: ...
+    def crm_state(self) -> dict[str, str]: ...
+    def set_crm_state(self, values: dict[str, str]) -> None: ...
+    def upsert_crm_users(self, rows: Sequence[tuple[str, str, str, str | None]]) -> int: ...
+
+    # -- data subjects
+    def resolve_subject(self, given: str, key: bytes) -> SubjectIds: ...
+    def erase_subject(self, subject: SubjectIds) -> dict[str, int]:
+        """Delete the subject from every tier; rows deleted per ``tier.table``."""
+
+    def export_subject(self, subject: SubjectIds, cipher: PiiCipher) -> dict[str, Any]:
+        """Everything the tiers hold about the subject, personal data opened."""
+
+    @property
+    def erasures(self) -> ErasureLedger: ...
+
+    # -- retention and keys
+    def delete_expired(self, cutoffs: RetentionCutoffs) -> dict[str, int]: ...
+    def rekey(self, cipher: PiiCipher) -> RekeyReport: ...
+
+    # -- reads
+    def consent_by_subject(self) -> dict[str, bool]:
+        """Latest consent per subject (True: personalization), erased subjects left out."""
+
+    def profiles(self, subjects: list[str]) -> dict[str, dict[str, Any]]:
+        """Behaviour aggregates and CRM attributes of each subject that has any."""
+
+    def top_items(self, limit: int) -> list[dict[str, Any]]: ...
+    def counters(self) -> dict[str, int]: ...
+    def table_rows(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,239 @@
+"""A data subject in the SQLite tiers: find every identifier, erase, or export.
+
+A request names a subject by a raw user id, a pseudonym (``p1_…``) or an anonymous
+visitor id. Its identifiers are the pseudonym, every anonymous id linked to it
+(identities, and events that carried both) and the given id itself as a possible
+visitor id. Lake rows are found through the warehouse (every lake row has its
+warehouse twin: lake retention never exceeds warehouse retention), so an erasure
+touches only the subject's rows, through indexes, whatever the warehouse size.
+Connections use ``secure_delete`` and are checkpointed with ``TRUNCATE`` afterwards, so
+no copy stays in free pages or the WAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hub.personal import open_dead_letter, open_traits
+from hub.pii import PiiCipher, PiiKeyError
+from hub.storage.interface import SubjectIds
+from models.pseudonym import is_pseudonym, pseudonym, valid_visitor_id
+
+if TYPE_CHECKING:
+    from hub.storage.sqlite import SqliteStore
+
+_CHUNK = 400
+
+
+def _in(ids: Sequence[str]) -> str:
+    return ",".join("?" * len(ids))
+
+
+def resolve(storage: SqliteStore, given: str, key: bytes) -> SubjectIds:
+    given = given.strip()
+    pseud = given if is_pseudonym(given) else pseudonym(given, key)
+    anon: set[str] = set()
+    if valid_visitor_id(given) and not is_pseudonym(given):
+        anon.add(given)  # a visitor id: edges may hold its session even when the hub has nothing
+    db = storage.warehouse
+    with storage.lock:
+        anon.update(r[0] for r in db.execute("SELECT anonymous_id FROM identities WHERE user_id = ?", (pseud,)))
+        anon.update(
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT anonymous_id FROM events WHERE user_id = ? AND anonymous_id IS NOT NULL", (pseud,)
+            )
+        )
+    anon.discard("")
+    anon.discard(pseud)
+    return SubjectIds(given, pseud, frozenset(anon))
+
+
+def _event_days(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[str]]:
+    """Lake day → event ids of the subject (from the warehouse)."""
+    days: dict[str, list[str]] = defaultdict(list)
+    marks = _in(ids)
+    for event_id, received in db.execute(
+        f"SELECT event_id, received_at FROM events WHERE user_id IN ({marks}) UNION "
+        f"SELECT event_id, received_at FROM events WHERE anonymous_id IN ({marks})",
+        [*ids, *ids],
+    ):
+        days[str(received)[:10]].append(event_id)
+    return days
+
+
+def _tokens(storage: SqliteStore, ids: Sequence[str]) -> list[str]:
+    tokenizer = storage.tokenizer
+    return sorted({tokenizer(i) for i in ids if i}) if tokenizer is not None else []
+
+
+def _truncate_wal(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def erase(storage: SqliteStore, subject: SubjectIds) -> dict[str, int]:
+    """Delete the subject from lake, warehouse and marts; returns rows deleted per table."""
+    ids = sorted(subject.all)
+    needles = sorted(subject.all | {subject.given})
+    marks = _in(ids)
+    counts: dict[str, int] = {}
+    with storage.lock:
+        wh = storage.warehouse
+        days = _event_days(wh, ids)
+        lake_rows = 0
+        for day, event_ids in sorted(days.items()):
+            path = storage.lake_dir / f"events-{day}.sqlite"
+            if not path.exists():
+                continue
+            lake = storage.lake(day)
+            lake.execute("BEGIN IMMEDIATE")
+            for i in range(0, len(event_ids), _CHUNK):
+                chunk = event_ids[i : i + _CHUNK]
+                lake_rows += lake.execute(f"DELETE FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk).rowcount
+            lake.execute("COMMIT")
+            _truncate_wal(lake)
+        counts["lake.raw_events"] = lake_rows
+        wh.execute("BEGIN IMMEDIATE")
+        try:
+            counts["warehouse.events"] = wh.execute(f"DELETE FROM events WHERE user_id IN ({marks})", ids).rowcount
+            counts["warehouse.events"] += wh.execute(f"DELETE FROM events WHERE anonymous_id IN ({marks})", ids).rowcount
+            counts["warehouse.users"] = wh.execute(f"DELETE FROM users WHERE user_id IN ({marks})", ids).rowcount
+            counts["warehouse.identities"] = wh.execute(
+                f"DELETE FROM identities WHERE user_id IN ({marks}) OR anonymous_id IN ({marks})", [*ids, *ids]
+            ).rowcount
+            counts["warehouse.consent_log"] = wh.execute(f"DELETE FROM consent_log WHERE subject IN ({marks})", ids).rowcount
+            dead = 0
+            # sealed payloads are found by the erasure tokens kept beside them; older
+            # plaintext rows by the ids themselves (a scan: the table is small)
+            for token in _tokens(storage, needles):
+                dead += wh.execute("DELETE FROM dead_letters WHERE instr(subjects, ?) > 0", (token,)).rowcount
+            for needle in needles:
+                dead += wh.execute(
+                    "DELETE FROM dead_letters WHERE instr(raw, ?) > 0 OR instr(detail, ?) > 0", (needle, needle)
+                ).rowcount
+            counts["warehouse.dead_letters"] = dead
+            wh.execute("COMMIT")
+        except BaseException:
+            wh.execute("ROLLBACK")
+            raise
+        _truncate_wal(wh)
+        storage.events_deleted()
+        marts = storage.marts
+        counts["marts.user_features"] = marts.execute(f"DELETE FROM user_features WHERE subject IN ({marks})", ids).rowcount
+        _truncate_wal(marts)
+    return counts
+
+
+def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict[str, Any]:
+    """Everything the hub's tiers hold about the subject (the access request)."""
+    ids = sorted(subject.all)
+    marks = _in(ids)
+    wh = storage.reader(storage.data_dir / "warehouse.sqlite")
+    marts = storage.reader(storage.data_dir / "marts.sqlite")
+    out: dict[str, Any] = {"identifiers": {"pseudonym": subject.pseudonym, "anonymous_ids": sorted(subject.anonymous_ids)}}
+    try:
+        users = []
+        for user_id, first, last, attributes, pii in wh.execute(
+            f"SELECT user_id, first_seen, last_seen, attributes, pii FROM users WHERE user_id IN ({marks})", ids
+        ):
+            row: dict[str, Any] = {"user_id": user_id, "first_seen": first, "last_seen": last}
+            row["attributes"] = orjson.loads(attributes) if attributes else {}
+            if pii:
+                try:
+                    row["pii"] = orjson.loads(cipher.decrypt(pii, aad=user_id))
+                except PiiKeyError as err:
+                    row["pii_error"] = str(err)
+            users.append(row)
+        out["users"] = users
+        cols = [d[1] for d in wh.execute("PRAGMA table_info(events)")]
+        events = [
+            dict(zip(cols, r, strict=True))
+            for r in wh.execute(
+                f"SELECT * FROM events WHERE user_id IN ({marks}) UNION SELECT * FROM events WHERE anonymous_id IN ({marks}) ORDER BY ts",
+                [*ids, *ids],
+            )
+        ]
+        for event in events:
+            for k in ("props", "context"):
+                if event.get(k):
+                    event[k] = orjson.loads(event[k])
+            if isinstance(event.get("props"), dict):
+                open_traits(event["props"], str(event["event_id"]), cipher)
+        out["events"] = events
+        # events and messages that could not be stored, naming the subject (sealed at rest)
+        dead: list[dict[str, Any]] = []
+        for token in _tokens(storage, sorted(subject.all | {subject.given})):
+            for did, received, source, reason, detail, payload in wh.execute(
+                "SELECT id, received_at, source, reason, detail, raw FROM dead_letters WHERE instr(subjects, ?) > 0", (token,)
+            ):
+                if all(d["id"] != did for d in dead):
+                    body = open_dead_letter(payload, cipher)
+                    try:
+                        parsed: Any = orjson.loads(body)
+                    except orjson.JSONDecodeError:
+                        parsed = body
+                    dead.append(
+                        {
+                            "id": did,
+                            "received_at": received,
+                            "source": source,
+                            "reason": reason,
+                            "detail": detail,
+                            "payload": parsed,
+                        }
+                    )
+        out["dead_letters"] = dead
+        out["identities"] = [
+            {"anonymous_id": a, "user_id": u, "first_seen": f}
+            for a, u, f in wh.execute(
+                f"SELECT anonymous_id, user_id, first_seen FROM identities WHERE user_id IN ({marks}) OR anonymous_id IN ({marks})",
+                [*ids, *ids],
+            )
+        ]
+        out["consents"] = [
+            {
+                "event_id": eid,
+                "subject": s,
+                "categories": orjson.loads(c),
+                "source": src,
+                "edge": edge,
+                "ts": ts,
+                "received_at": r,
+            }
+            for eid, s, c, src, edge, ts, r in wh.execute(
+                f"SELECT event_id, subject, categories, source, edge, ts, received_at FROM consent_log WHERE subject IN ({marks}) ORDER BY received_at, ts",
+                ids,
+            )
+        ]
+        days = _event_days(wh, ids)
+        fcols = [d[1] for d in marts.execute("PRAGMA table_info(user_features)")]
+        out["features"] = [
+            dict(zip(fcols, r, strict=True))
+            for r in marts.execute(f"SELECT * FROM user_features WHERE subject IN ({marks})", ids)
+        ]
+    finally:
+        wh.close()
+        marts.close()
+    raw: list[Any] = []
+    for day, event_ids in sorted(days.items()):
+        path = storage.lake_dir / f"events-{day}.sqlite"
+        if not path.exists():
+            continue
+        lake = storage.reader(path)
+        try:
+            for i in range(0, len(event_ids), _CHUNK):
+                chunk = event_ids[i : i + _CHUNK]
+                for (b,) in lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk):
+                    event = orjson.loads(b)
+                    if isinstance(event, dict):
+                        open_traits(event, str(event.get("event_id", "")), cipher)
+                    raw.append(event)
+        finally:
+            lake.close()
+    out["lake"] = raw
+    return out
