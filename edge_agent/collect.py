@@ -14,14 +14,12 @@ import base64
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent.context import page_item
 from edge_agent.csrf import cross_site_reason
 from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.identity import IdentityRejected, header_user
@@ -32,7 +30,7 @@ from models.contracts import validate
 from models.errors import error_body
 from models.nats_layout import events_subject
 from models.pseudonym import valid_visitor_id
-from models.session import apply_event
+from models.session import apply_event, url_item
 
 #: Largest request body accepted by /_p13n/collect (bytes).
 MAX_BODY_BYTES = 256 * 1024
@@ -137,15 +135,8 @@ def update_session(state: EdgeState, visitor: str, consent: frozenset[str], even
     now = time.time()
     categories = state.category_of
     for event in events:
-        apply_event(session, event, categories, _page_item, now)
+        apply_event(session, event, categories, url_item, now)
     state.dirty_sessions.add(visitor)
-
-
-def _page_item(url: str) -> str:
-    try:
-        return page_item(urlsplit(url).path)
-    except ValueError:
-        return ""
 
 
 def prepare_events(

@@ -15,6 +15,8 @@ from typing import Any
 
 import ua_parser
 
+from models.session import page_item
+
 #: User-Agent strings are truncated to this length before parsing.
 MAX_UA_LENGTH = 512
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
@@ -49,13 +51,6 @@ def country(headers: Mapping[str, str], geo_header: str) -> str:
     """Upper-case ISO country from the configured header, or ``""`` when absent/invalid."""
     raw = headers.get(geo_header, "")
     return raw.upper() if _COUNTRY.match(raw) else ""
-
-
-def page_item(path: str) -> str:
-    """The catalog item a page shows (demo URL scheme ``/p/<id>``), else ``""``."""
-    if path.startswith("/p/"):
-        return path[3:].split("/", 1)[0]
-    return ""
 
 
 def request_attributes(headers: Mapping[str, str], path: str, geo_header: str, now: datetime | None = None) -> dict[str, Any]:

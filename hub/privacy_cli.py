@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -77,10 +76,7 @@ def add_commands(sub: Any) -> None:
 def _settings(data_dir: Path | None) -> Any:
     from hub.settings import HubSettings
 
-    env = dict(os.environ)
-    if data_dir is not None:
-        env["P13N_HUB_DATA_DIR"] = str(data_dir)
-    return HubSettings.from_env(env)
+    return HubSettings.for_data_dir(data_dir)
 
 
 def dispatch(args: argparse.Namespace) -> int:

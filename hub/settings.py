@@ -191,6 +191,14 @@ class HubSettings:
         env: Any = os.environ if environ is None else environ
         return load(cls, PREFIX, env)
 
+    @classmethod
+    def for_data_dir(cls, data_dir: Path | None) -> HubSettings:
+        """Settings from the environment, a command's ``--data-dir`` winning."""
+        env = dict(os.environ)
+        if data_dir is not None:
+            env[PREFIX + "DATA_DIR"] = str(data_dir)
+        return cls.from_env(env)
+
     def check(self) -> None:
         """Rules across settings (run by the loader)."""
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,7 +53,10 @@ class Item:
 
     @property
     def text(self) -> str:
-        return " ".join(p for p in (self.title, self.description, self.tags) if p)
+        """Title, description and tags; an item known only by its id (seen in events,
+        not in the catalog) is described by the id's words, so the content model still
+        has a vocabulary."""
+        return " ".join(p for p in (self.title, self.description, self.tags) if p) or re.sub(r"[^0-9A-Za-z]+", " ", self.id)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from models.weights import EVENT_WEIGHTS
 
@@ -25,6 +26,22 @@ _COUNTERS = {"page_view": "views", "click": "clicks", "add_to_cart": "carts", "p
 
 def new_session() -> dict[str, Any]:
     return {"views": 0, "clicks": 0, "carts": 0, "purchases": 0, "category_views": {}, "recent": [], "bought": [], "last": 0.0}
+
+
+def page_item(path: str) -> str:
+    """The catalog item a page shows (demo URL scheme ``/p/<id>``), else ``""``. The edge's
+    sessions and the hub's training read product views the same way."""
+    if path.startswith("/p/"):
+        return path[3:].split("/", 1)[0]
+    return ""
+
+
+def url_item(url: str) -> str:
+    """:func:`page_item` of a full URL (``""`` when it does not parse)."""
+    try:
+        return page_item(urlsplit(url).path)
+    except ValueError:
+        return ""
 
 
 def event_items(event: Mapping[str, Any], page_item: Callable[[str], str]) -> list[str]:

@@ -139,6 +139,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--profiles", type=Path, help="JSON lines of visitor attributes for clustering")
     tr.add_argument("--templates", type=Path, help="templates directory: slot definitions and catalog to ship")
     tr.add_argument("--generate", action="store_true", help="train on generated planted-structure data")
+    tr.add_argument(
+        "--from-hub",
+        action="store_true",
+        help="train on the hub's warehouse: consented, not erased subjects' item events of the window (docs/MODELS.md)",
+    )
+    tr.add_argument("--data-dir", type=Path, help="the hub's data directory (default P13N_HUB_DATA_DIR)")
+    tr.add_argument("--window-days", type=float, default=90.0, help="with --from-hub: days of events to read (default 90)")
+    tr.add_argument(
+        "--half-life-days", type=float, default=30.0, help="with --from-hub: an event's weight halves every N days (default 30)"
+    )
+    tr.add_argument("--min-interactions", type=int, default=200, help="with --from-hub: fewer and nothing is trained")
+    tr.add_argument("--min-subjects", type=int, default=20, help="with --from-hub: fewer and nothing is trained")
+    tr.add_argument("--min-items", type=int, default=5, help="with --from-hub: fewer and nothing is trained")
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
     tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
     tr.add_argument("--no-tune", action="store_true", help="skip the hyperparameter search (default parameters; quick runs)")

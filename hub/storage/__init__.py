@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.storage.interface import ErasureLedger, HubStore, RekeyReport, RetentionCutoffs, SubjectIds
+from hub.storage.interface import ErasureLedger, HubStore, RekeyReport, RetentionCutoffs, SubjectIds, TrainingRows
 
-__all__ = ["ErasureLedger", "HubStore", "RekeyReport", "RetentionCutoffs", "SubjectIds", "open_store"]
+__all__ = ["ErasureLedger", "HubStore", "RekeyReport", "RetentionCutoffs", "SubjectIds", "TrainingRows", "open_store"]
 
 
 def open_store(data_dir: Path) -> HubStore:

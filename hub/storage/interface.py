@@ -55,6 +55,26 @@ class RekeyReport:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class TrainingRows:
+    """What training may use from a window of the warehouse: the item events of
+        subjects whose consent allows personalization and who were not erased (columns of
+        equal length; times in epoch seconds), the catalog, and those subjects' marts
+        features. ``left_out`` counts the subjects whose events were not used, by reason:
+    ``no_choice`` (no consent recorded), ``declined`` (the latest choice, under the
+    subject or the visitor id, leaves personalization out), ``erased``."""
+
+    subjects: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    #: item_id, title, description, tags, category of every catalog item
+    catalog: list[dict[str, str]] = field(default_factory=list)
+    #: subject → views, clicks, carts, purchases, category_views (marts)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)
+
+
 class ErasureLedger(Protocol):
     """The record of erasure requests and of the edges' acknowledgements."""
 
@@ -127,6 +147,9 @@ class HubStore(Protocol):
         """Behaviour aggregates and CRM attributes of each subject that has any."""
 
     def top_items(self, limit: int) -> list[dict[str, Any]]: ...
+    def training_rows(self, since: str) -> TrainingRows:
+        """Item events received at or after ``since`` (ISO) that training may use."""
+
     def counters(self) -> dict[str, int]: ...
     def table_rows(self) -> dict[str, int]: ...
 

@@ -48,8 +48,8 @@ from hub.ingest.batch import (
 )
 from hub.personal import seal_payload
 from hub.pii import PiiCipher
-from hub.storage import sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects
-from hub.storage.interface import RekeyReport, RetentionCutoffs, SubjectIds
+from hub.storage import sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects, sqlite_training
+from hub.storage.interface import RekeyReport, RetentionCutoffs, SubjectIds, TrainingRows
 from hub.storage.sqlite_erasures import SqliteErasureLedger
 from models.erasure import Tokenizer
 from models.weights import EVENT_WEIGHTS
@@ -570,6 +570,9 @@ class SqliteStore:
 
     def top_items(self, limit: int) -> list[dict[str, Any]]:
         return sqlite_reads.top_items(self, limit)
+
+    def training_rows(self, since: str) -> TrainingRows:
+        return sqlite_training.training_rows(self, since)
 
     def reader(self, path: Path) -> sqlite3.Connection:
         """A separate read-only connection: WAL readers never wait for the writer."""

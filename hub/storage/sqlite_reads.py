@@ -21,6 +21,15 @@ CONSENT_ORDER = "received_at, instr(coalesce(props, ''), '\"personalization\"') 
 def consent_by_subject(storage: SqliteStore) -> dict[str, bool]:
     """Latest consent choice per subject: True when it includes personalization.
     Erased subjects are left out."""
+    out = latest_consent(storage)
+    tokenizer = storage.tokenizer
+    if storage.suppressed and tokenizer is not None:
+        out = {s: ok for s, ok in out.items() if tokenizer(s) not in storage.suppressed}
+    return out
+
+
+def latest_consent(storage: SqliteStore) -> dict[str, bool]:
+    """Latest consent choice per subject key, erased subjects included."""
     db = storage.reader(storage.data_dir / "warehouse.sqlite")
     try:
         rows = db.execute(
@@ -33,9 +42,6 @@ def consent_by_subject(storage: SqliteStore) -> dict[str, bool]:
         if subject:
             categories = json.loads(props or "{}").get("categories", [])
             out[subject] = "personalization" in categories
-    tokenizer = storage.tokenizer
-    if storage.suppressed and tokenizer is not None:
-        out = {s: ok for s, ok in out.items() if tokenizer(s) not in storage.suppressed}
     return out
 
 

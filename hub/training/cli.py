@@ -6,6 +6,7 @@ import json
 import sys
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 
 def _progress(message: str) -> None:
@@ -63,12 +64,59 @@ def _event_weights(path: Path | None) -> dict[str, float] | None:
     return {str(k).lower(): float(v) for k, v in doc.items()}
 
 
+def _hub_data(a: Namespace) -> Any:
+    """The window of the hub's warehouse (``--from-hub``), or None."""
+    if not a.from_hub:
+        return None
+    from datetime import UTC, datetime
+
+    from hub.settings import HubSettings
+    from hub.storage import open_store
+    from hub.training.from_hub import HubDataRules, load
+    from models.erasure import Tokenizer
+    from models.weights import EVENT_WEIGHTS
+
+    settings = HubSettings.for_data_dir(a.data_dir)
+    if not (settings.data_dir / "warehouse.sqlite").is_file():
+        raise ValueError(f"no warehouse under {settings.data_dir} (give the hub's --data-dir)")
+    rules = HubDataRules(
+        window_days=a.window_days,
+        half_life_days=a.half_life_days,
+        event_weights=_event_weights(a.event_weights) or dict(EVENT_WEIGHTS),
+        min_interactions=a.min_interactions,
+        min_subjects=a.min_subjects,
+        min_items=a.min_items,
+    )
+    store = open_store(settings.data_dir)
+    store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
+    try:
+        data = load(store, rules, datetime.now(UTC))
+    finally:
+        store.close()
+    _progress(f"from the hub: {json.dumps(data.summary)}")
+    return data
+
+
 def train(a: Namespace) -> int:
+    from hub.training.from_hub import NotEnoughData
     from hub.training.train import TrainConfig, run_training
 
     if a.version is not None and a.version < 1:
         print(f"p13n train: --version must be 1 or more, got {a.version}", file=sys.stderr)
         return 2
+    sources = sum(bool(x) for x in (a.from_hub, a.generate, a.interactions))
+    if sources != 1:
+        print("p13n train: give one of --from-hub, --interactions FILE or --generate", file=sys.stderr)
+        return 2
+    try:
+        hub_data = _hub_data(a)
+    except NotEnoughData as e:
+        print(json.dumps({"trained": False, "reason": e.reason, "counts": e.counts}))
+        print(f"p13n train: {e}; the live bundle stays", file=sys.stderr)
+        return 3
+    except (OSError, ValueError) as e:
+        print(f"p13n train: {e}", file=sys.stderr)
+        return 1
     try:
         labels = json.loads(Path(a.cluster_labels).read_text()) if a.cluster_labels else {}
         config = TrainConfig(
@@ -85,6 +133,7 @@ def train(a: Namespace) -> int:
             event_weights=_event_weights(a.event_weights),
             tune=not a.no_tune,
             version=a.version,
+            hub_data=hub_data,
         )
         result = run_training(config, _progress)
     except (OSError, ValueError) as e:

@@ -56,6 +56,15 @@ def _metrics(models: dict[str, Any], k: int) -> str:
     return _png(fig)
 
 
+def _segments_html(seg: dict[str, Any], labels: str) -> str:
+    if not seg["k"]:
+        return "<h2>Segments</h2><p>None: the profiles were too alike to cluster; the bundle has no segment model.</p>"
+    return f"""<h2>Segments ({html.escape(seg["kind"])}, k={seg["k"]})</h2>
+<ul>{labels}</ul>
+<img alt="silhouette by k" src="data:image/png;base64,{_silhouette(seg)}">
+<img alt="segment sizes" src="data:image/png;base64,{_sizes(seg)}">"""
+
+
 def write_html(report: dict[str, Any], path: Path) -> None:
     ev = report["evaluation"]
     seg = report["segments"]
@@ -76,9 +85,6 @@ td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}}th{{text-alig
 <table><tr><th>model</th>{"".join(f"<th>{m}</th>" for m in METRICS)}</tr>{rows}</table>
 <p>Chosen on a validation split: ALS {html.escape(str(ev["chosen"]["als"]))}; blend {html.escape(str(ev["chosen"]["blend"]))}.</p>
 <img alt="metrics by model" src="data:image/png;base64,{_metrics(ev["models"], ev["k"])}">
-<h2>Segments ({html.escape(seg["kind"])}, k={seg["k"]})</h2>
-<ul>{labels}</ul>
-<img alt="silhouette by k" src="data:image/png;base64,{_silhouette(seg)}">
-<img alt="segment sizes" src="data:image/png;base64,{_sizes(seg)}">
+{_segments_html(seg, labels)}
 </body></html>"""
     path.write_text(page, encoding="utf-8")

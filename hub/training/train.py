@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hub.training.evaluate import evaluate
+from hub.training.from_hub import HubData
 from models import clusters, text_model
 from models.als import ALSParams
 from models.bundle import build_bundle, load_private_key, npy_bytes
@@ -57,6 +58,9 @@ class TrainConfig:
     event_weights: Mapping[str, float] | None = None
     #: False: skip the validation search and use default hyperparameters (quick runs)
     tune: bool = True
+    #: Interactions, items and profiles read from the hub's warehouse (``--from-hub``):
+    #: used instead of the files or generated data
+    hub_data: HubData | None = None
     #: The bundle's version (None: one more than the highest in ``out_dir``). Versions
     #: are unique per hub: ``p13n bundle list`` names the next free one.
     version: int | None = None
@@ -99,6 +103,18 @@ def profiles_from_interactions(data: Interactions, items: Mapping[str, Item]) ->
     return out
 
 
+def _segments_meta(seg: clusters.ClusterResult | None) -> dict[str, Any]:
+    if seg is None:
+        return {"kind": "none", "k": 0, "labels": [], "sizes": [], "silhouette": {}}
+    return {
+        "kind": seg.kind,
+        "k": seg.k,
+        "labels": seg.labels,
+        "sizes": seg.sizes,
+        "silhouette": {kd: {str(k): v for k, v in c.items()} for kd, c in seg.silhouette.items()},
+    }
+
+
 def _load(
     config: TrainConfig, say: Progress
 ) -> tuple[Interactions, dict[str, Item], list[dict[str, Any]], dict[str, Any] | None]:
@@ -111,7 +127,11 @@ def _load(
             )
     if config.items:
         catalog_items.update({i.id: i for i in load_items(config.items)})
-    if config.generate:
+    if config.hub_data is not None:
+        data = config.hub_data.interactions
+        catalog_items = {**config.hub_data.items, **catalog_items}
+        profiles = list(config.hub_data.profiles)
+    elif config.generate:
         ids = sorted(catalog_items) or None
         say(f"generating interactions over {len(ids) if ids else 1000} items")
         data = taste_groups(2000, 1000, 40_000, groups=4 if ids else 20, seed=config.seed, item_ids=ids)
@@ -154,31 +174,30 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     spec: FeatureSpec = default_spec(categories)
     say(f"clustering {len(profiles)} profiles on {spec.width} features")
     x = encode_many(spec, profiles)
-    seg = clusters.fit_segments(x, spec.columns(), seed=config.seed, label_overrides=config.cluster_labels)
-    say(f"segments: {seg.kind} k={seg.k} labels={seg.labels}")
+    seg: clusters.ClusterResult | None = None
+    try:
+        seg = clusters.fit_segments(x, spec.columns(), seed=config.seed, label_overrides=config.cluster_labels)
+        say(f"segments: {seg.kind} k={seg.k} labels={seg.labels}")
+    except ValueError as e:  # a young site: every visitor alike so far
+        say(f"segments: none ({e}); the bundle ships without a segment model")
 
     say("exporting ONNX")
     files: dict[str, bytes] = {
-        "segments.onnx": clusters.to_onnx(seg.pipeline, spec.width),
         "als_topk.onnx": topk_graph(als.factors.item_factors, MAX_K, "als_topk"),
         "als_gram.npy": npy_bytes(als.gram.astype(np.float32)),
         "content_topk.onnx": topk_graph(content.model.item_vectors, MAX_K, "content_topk"),
         "text.onnx": text_model.to_onnx(content.model),
         "items.json": json.dumps({"ids": catalog.items.ids, "popularity": catalog.popularity.tolist()}).encode(),
     }
+    if seg is not None:
+        files["segments.onnx"] = clusters.to_onnx(seg.pipeline, spec.width)
     if content_doc is not None:
         files["content.json"] = json.dumps(content_doc, sort_keys=True).encode()
     version = config.version if config.version is not None else next_version(config.out_dir)
     models_meta = {
         "als": {**tuned.als.as_dict(), "items": len(catalog.items)},
         "hybrid": tuned.blend.as_dict(),
-        "segments": {
-            "kind": seg.kind,
-            "k": seg.k,
-            "labels": seg.labels,
-            "sizes": seg.sizes,
-            "silhouette": {kd: {str(k): v for k, v in c.items()} for kd, c in seg.silhouette.items()},
-        },
+        "segments": _segments_meta(seg),
         "content": {"dims": content.model.dims},
         "max_k": MAX_K,
     }
