@@ -22,11 +22,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from edge_agent.js_read import read_batch, read_last
-from edge_agent.model_runtime import EdgeModels
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
 from models.bundle import MAX_BUNDLE_BYTES, BundleRejected, load_public_key, open_bundle
+from models.bundle_runtime import BundleModels
 from models.content import load_content
 from models.tasks import checkpoint
 
@@ -42,10 +42,10 @@ def bundle_dir(state: EdgeState) -> Path:
     return d
 
 
-def activate(state: EdgeState, data: bytes) -> EdgeModels:
+def activate(state: EdgeState, data: bytes) -> BundleModels:
     """Verify, load and swap in ``data``; raises BundleRejected/ValueError without swapping."""
     key = load_public_key(Path(state.settings.bundle_public_key).read_bytes())
-    models = EdgeModels(open_bundle(data, key))
+    models = BundleModels(open_bundle(data, key))
     models.sha256 = hashlib.sha256(data).hexdigest()
     content = load_content(models.content_doc) if models.content_doc is not None else state.bundle
     if models.content_doc is not None:
@@ -65,14 +65,14 @@ def activate(state: EdgeState, data: bytes) -> EdgeModels:
     return models
 
 
-def load_persisted(state: EdgeState) -> EdgeModels | None:
+def load_persisted(state: EdgeState) -> BundleModels | None:
     """The last accepted bundle, if any (offline start)."""
     current = bundle_dir(state) / CURRENT
     if not current.exists() or not state.settings.bundle_public_key:
         return None
     key = load_public_key(Path(state.settings.bundle_public_key).read_bytes())
     data = current.read_bytes()
-    models = EdgeModels(open_bundle(data, key))
+    models = BundleModels(open_bundle(data, key))
     models.sha256 = hashlib.sha256(data).hexdigest()
     return models
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.model_runtime import EdgeModels
+from models.bundle_runtime import BundleModels
 from models.content import ContentBundle, SlotDef
 from models.experiments import EXCLUDED, HOLDOUT, assign
 
@@ -74,7 +74,7 @@ def _recommend(
     bundle: ContentBundle,
     attrs: Mapping[str, Any],
     overrides: Mapping[str, str],
-    models: EdgeModels | None,
+    models: BundleModels | None,
     session: Mapping[str, Any] | None,
 ) -> SlotOutcome:
     if slot.test is not None and not slot.test(attrs):
@@ -196,7 +196,7 @@ def decide_page(
     attrs: Mapping[str, Any],
     slots: Iterable[tuple[str, Mapping[str, str]]],
     deadline_ms: float,
-    models: EdgeModels | None = None,
+    models: BundleModels | None = None,
     visitor_id: str = "",
     exposures: list[dict[str, Any]] | None = None,
     session: Mapping[str, Any] | None = None,

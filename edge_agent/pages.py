@@ -16,8 +16,8 @@ from typing import Any
 
 from edge_agent.context import request_attributes
 from edge_agent.decide import PageDecision, decide_page
-from edge_agent.model_runtime import EdgeModels
 from models import consent as consent_rules
+from models.bundle_runtime import BundleModels
 from models.content import ContentBundle
 from models.pseudonym import valid_visitor_id
 
@@ -92,7 +92,7 @@ def decide_slots(
     bundle: ContentBundle | None,
     slots: Sequence[tuple[str, Mapping[str, str]]],
     deadline_ms: float,
-    models: EdgeModels | None = None,
+    models: BundleModels | None = None,
 ) -> PageDecision:
     """Decide the slots this context has not decided yet; return the page decision."""
     todo = [(n, a) for n, a in slots if n not in ctx.decision.outcomes]

@@ -18,11 +18,11 @@ from nats.aio.client import Client as NATS
 from edge_agent.group_commit import GroupCommitter
 from edge_agent.identity import IdentityVerifier
 from edge_agent.metrics import EdgeMetrics
-from edge_agent.model_runtime import EdgeModels
 from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import EdgeStore
+from models.bundle_runtime import BundleModels
 from models.consent import CONSENT_COOKIE
 from models.content import ContentBundle, build_content, load_content
 from models.session import new_session, session_attributes
@@ -79,7 +79,7 @@ class EdgeState:
     last_error: str = ""
     sdk: bytes = b""
     outbox_writer: GroupCommitter = field(init=False)
-    models: EdgeModels | None = None
+    models: BundleModels | None = None
     sessions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     dirty_sessions: set[str] = field(default_factory=set)
     #: Visitors known to have no stored session (as bounded as ``sessions``): a

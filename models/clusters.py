@@ -68,9 +68,10 @@ def fit_segments(
     sample = rng.choice(len(xs), size=min(SILHOUETTE_SAMPLE, len(xs)), replace=False)
     curve: dict[str, dict[int, float]] = {kind: {} for kind in kinds}
     best: tuple[float, str, int, KMeans | GaussianMixture] | None = None
+    distinct = len(np.unique(xs, axis=0))  # k beyond the distinct rows cannot be fitted
     for kind in kinds:
         for k in k_range:
-            if k >= len(xs):
+            if k >= len(xs) or k > distinct:
                 continue
             model = _model(kind, k, seed).fit(xs)
             labels = model.predict(xs[sample])

@@ -152,6 +152,17 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--min-interactions", type=int, default=200, help="with --from-hub: fewer and nothing is trained")
     tr.add_argument("--min-subjects", type=int, default=20, help="with --from-hub: fewer and nothing is trained")
     tr.add_argument("--min-items", type=int, default=5, help="with --from-hub: fewer and nothing is trained")
+    tr.add_argument(
+        "--holdout-days", type=float, default=1.0, help="with --from-hub: the most recent days, held out for the gate (default 1)"
+    )
+    tr.add_argument(
+        "--tolerance", type=float, default=0.05, help="with --from-hub: pass at ≥ (1 - T) × the live bundle's nDCG (default 0.05)"
+    )
+    tr.add_argument(
+        "--gate-min-users", type=int, default=20, help="with --from-hub: fewer holdout users and the gate cannot compare"
+    )
+    tr.add_argument("--champion", type=Path, help="with --from-hub: the live bundle, to compare the new one with")
+    tr.add_argument("--force", action="store_true", help="with --from-hub: write the bundle even when the gate fails")
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
     tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
     tr.add_argument("--no-tune", action="store_true", help="skip the hyperparameter search (default parameters; quick runs)")

@@ -6,7 +6,6 @@ import json
 import sys
 from argparse import Namespace
 from pathlib import Path
-from typing import Any
 
 
 def _progress(message: str) -> None:
@@ -64,41 +63,59 @@ def _event_weights(path: Path | None) -> dict[str, float] | None:
     return {str(k).lower(): float(v) for k, v in doc.items()}
 
 
-def _hub_data(a: Namespace) -> Any:
-    """The window of the hub's warehouse (``--from-hub``), or None."""
-    if not a.from_hub:
-        return None
+def _from_hub(a: Namespace) -> int:
+    """``train --from-hub``: one turn of the learning loop (hub.training.cycle)."""
     from datetime import UTC, datetime
 
     from hub.settings import HubSettings
     from hub.storage import open_store
-    from hub.training.from_hub import HubDataRules, load
+    from hub.training.cycle import CycleConfig, run_cycle
+    from hub.training.from_hub import HubDataRules
     from models.erasure import Tokenizer
     from models.weights import EVENT_WEIGHTS
 
-    settings = HubSettings.for_data_dir(a.data_dir)
-    if not (settings.data_dir / "warehouse.sqlite").is_file():
-        raise ValueError(f"no warehouse under {settings.data_dir} (give the hub's --data-dir)")
-    rules = HubDataRules(
-        window_days=a.window_days,
-        half_life_days=a.half_life_days,
-        event_weights=_event_weights(a.event_weights) or dict(EVENT_WEIGHTS),
-        min_interactions=a.min_interactions,
-        min_subjects=a.min_subjects,
-        min_items=a.min_items,
-    )
-    store = open_store(settings.data_dir)
-    store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
     try:
-        data = load(store, rules, datetime.now(UTC))
-    finally:
-        store.close()
-    _progress(f"from the hub: {json.dumps(data.summary)}")
-    return data
+        settings = HubSettings.for_data_dir(a.data_dir)
+        if not (settings.data_dir / "warehouse.sqlite").is_file():
+            raise ValueError(f"no warehouse under {settings.data_dir} (give the hub's --data-dir)")
+        champion = a.champion.read_bytes() if a.champion else None
+        config = CycleConfig(
+            out_dir=a.out,
+            key_file=a.key,
+            rules=HubDataRules(
+                window_days=a.window_days,
+                half_life_days=a.half_life_days,
+                event_weights=_event_weights(a.event_weights) or dict(EVENT_WEIGHTS),
+                min_interactions=a.min_interactions,
+                min_subjects=a.min_subjects,
+                min_items=a.min_items,
+            ),
+            holdout_days=a.holdout_days,
+            tolerance=a.tolerance,
+            gate_min_users=a.gate_min_users,
+            templates=a.templates,
+            k=a.k,
+            seed=a.seed,
+            tune=not a.no_tune,
+            version=a.version,
+            force=a.force,
+        )
+        store = open_store(settings.data_dir)
+        store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
+        try:
+            result = run_cycle(store, config, champion, datetime.now(UTC), _progress)
+        finally:
+            store.close()
+    except (OSError, ValueError) as e:
+        print(f"p13n train: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.as_dict()))
+    if result.outcome in ("skipped", "rejected"):
+        print(f"p13n train: {result.outcome}: {result.reason}; the live bundle stays", file=sys.stderr)
+    return {"passed": 0, "forced": 0, "skipped": 3, "rejected": 4}[result.outcome]
 
 
 def train(a: Namespace) -> int:
-    from hub.training.from_hub import NotEnoughData
     from hub.training.train import TrainConfig, run_training
 
     if a.version is not None and a.version < 1:
@@ -108,15 +125,8 @@ def train(a: Namespace) -> int:
     if sources != 1:
         print("p13n train: give one of --from-hub, --interactions FILE or --generate", file=sys.stderr)
         return 2
-    try:
-        hub_data = _hub_data(a)
-    except NotEnoughData as e:
-        print(json.dumps({"trained": False, "reason": e.reason, "counts": e.counts}))
-        print(f"p13n train: {e}; the live bundle stays", file=sys.stderr)
-        return 3
-    except (OSError, ValueError) as e:
-        print(f"p13n train: {e}", file=sys.stderr)
-        return 1
+    if a.from_hub:
+        return _from_hub(a)
     try:
         labels = json.loads(Path(a.cluster_labels).read_text()) if a.cluster_labels else {}
         config = TrainConfig(
@@ -133,7 +143,6 @@ def train(a: Namespace) -> int:
             event_weights=_event_weights(a.event_weights),
             tune=not a.no_tune,
             version=a.version,
-            hub_data=hub_data,
         )
         result = run_training(config, _progress)
     except (OSError, ValueError) as e:

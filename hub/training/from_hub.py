@@ -81,10 +81,24 @@ def interactions_from_rows(rows: TrainingRows, rules: HubDataRules, now: float) 
     )
 
 
-def load(store: HubStore, rules: HubDataRules, now: datetime) -> HubData:
-    """Read the window from the store; raises :class:`NotEnoughData` below a minimum."""
-    since = now - timedelta(days=rules.window_days)
-    rows = store.training_rows(_iso(since))
+def _require(rules: HubDataRules, counts: Mapping[str, int], where: str) -> None:
+    for name, minimum in (
+        ("interactions", rules.min_interactions),
+        ("subjects", rules.min_subjects),
+        ("items", rules.min_items),
+    ):
+        if counts[name] < minimum:
+            raise NotEnoughData(f"{counts[name]} {name} {where}, fewer than {minimum}", counts)
+
+
+def since(rules: HubDataRules, now: datetime) -> str:
+    """The window's start (ISO)."""
+    return _iso(now - timedelta(days=rules.window_days))
+
+
+def prepare(rows: TrainingRows, rules: HubDataRules, now: datetime, start: str = "") -> HubData:
+    """Interactions, items and profiles from ``rows``; raises :class:`NotEnoughData`
+    below a minimum."""
     data = interactions_from_rows(rows, rules, now.timestamp())
     items = {c["item_id"]: Item(c["item_id"], c["title"], c["description"], c["tags"], c["category"]) for c in rows.catalog}
     for item_id in set(data.items.tolist()) - set(items):
@@ -95,13 +109,31 @@ def load(store: HubStore, rules: HubDataRules, now: datetime) -> HubData:
         "subjects": len(set(data.users.tolist())),
         "items": len(set(data.items.tolist())),
     }
-    summary = {"since": _iso(since), "until": _iso(now), **counts, "catalog_items": len(rows.catalog), "left_out": rows.left_out}
-    for name, minimum in (
-        ("interactions", rules.min_interactions),
-        ("subjects", rules.min_subjects),
-        ("items", rules.min_items),
-    ):
-        if counts[name] < minimum:
-            raise NotEnoughData(f"{counts[name]} {name} in the window, fewer than {minimum}", counts)
+    summary = {
+        "since": start or since(rules, now),
+        "until": _iso(now),
+        **counts,
+        "catalog_items": len(rows.catalog),
+        "left_out": rows.left_out,
+    }
+    _require(rules, counts, "in the window")
     profiles = [rows.profiles.get(s, {}) for s in sorted(set(data.users.tolist()))]
     return HubData(data, items, [p for p in profiles if p], summary)
+
+
+def load(store: HubStore, rules: HubDataRules, now: datetime) -> HubData:
+    """Read the window from the store; raises :class:`NotEnoughData` below a minimum."""
+    start = since(rules, now)
+    return prepare(store.training_rows(start), rules, now, start)
+
+
+def prepare_interactions(data: Interactions, whole: HubData, rules: HubDataRules) -> HubData:
+    """A part of the window (the challenger's, before the holdout) with the whole
+    window's items and profiles; raises :class:`NotEnoughData` below a minimum."""
+    counts = {
+        "interactions": len(data),
+        "subjects": len(set(data.users.tolist())),
+        "items": len(set(data.items.tolist())),
+    }
+    _require(rules, counts, "before the holdout")
+    return HubData(data, whole.items, whole.profiles, {**whole.summary, **counts})

@@ -61,6 +61,8 @@ class TrainConfig:
     #: Interactions, items and profiles read from the hub's warehouse (``--from-hub``):
     #: used instead of the files or generated data
     hub_data: HubData | None = None
+    #: Hyperparameters found by an earlier run on the same data (no search this time)
+    tuned: Tuned | None = None
     #: The bundle's version (None: one more than the highest in ``out_dir``). Versions
     #: are unique per hub: ``p13n bundle list`` names the next free one.
     version: int | None = None
@@ -73,6 +75,7 @@ class TrainResult:
     html_path: Path
     version: int
     report: dict[str, Any]
+    tuned: Tuned | None = None
 
 
 def next_version(out_dir: Path) -> int:
@@ -157,7 +160,10 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     say(f"loaded {len(data)} interactions, {len(items)} catalog items, {len(profiles)} profiles")
 
     train, test = split(data, "random", 0.75, config.seed)
-    if config.tune:
+    if config.tuned is not None:
+        tuned = config.tuned
+        say("hyperparameters from the gated run")
+    elif config.tune:
         tuned = tune(train, items, config.k, config.seed, progress=say)
     else:
         say("tuning skipped: default hyperparameters")
@@ -230,4 +236,4 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     html_path = config.out_dir / f"report-v{version}.html"
     write_html(report, html_path)
     say(f"wrote {bundle_path} ({len(blob)} bytes), {report_path.name}, {html_path.name}")
-    return TrainResult(bundle_path, report_path, html_path, version, report)
+    return TrainResult(bundle_path, report_path, html_path, version, report, tuned)

@@ -40,29 +40,35 @@ def test_train_from_the_warehouse_writes_a_bundle_that_verifies(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.splitlines()[-1])
-    checked = p13n("bundle", "verify", result["bundle"], "--public-key", str(tmp_path / "keys" / "bundle-signing.pub"))
+    assert result["outcome"] == "passed" and result["reason"] == "no live bundle to compare with"
+    checked = p13n("bundle", "verify", result["bundle_path"], "--public-key", str(tmp_path / "keys" / "bundle-signing.pub"))
     assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout
-    assert '"left_out": {"no_choice": 5, "declined": 0, "erased": 0}' in done.stderr
-    report = json.loads(Path(result["report"]).read_text())
+    assert result["summary"]["left_out"] == {"no_choice": 5, "declined": 0, "erased": 0}
+    report = json.loads(Path(result["report_path"]).read_text())
     assert report["evaluation"]["models"]["als"]["users"] > 50
-    items = subprocess.run(["tar", "-xOf", result["bundle"], "items.json"], capture_output=True, text=True, check=True).stdout
+    items = subprocess.run(
+        ["tar", "-xOf", result["bundle_path"], "items.json"], capture_output=True, text=True, check=True
+    ).stdout
     assert "secret-item" not in items and "g0-i1" in items  # only consented visitors' items were learned
 
+    # again, against the bundle just made as the live one: scored on the last day's holdout
+    again = p13n(
+        "train", "--from-hub", "--data-dir", str(tmp_path / "hub"), "--out", str(tmp_path / "out"), "--key", key,
+        "--no-tune", "--champion", result["bundle_path"], "--gate-min-users", "1", "--holdout-days", "15",
+    )  # fmt: skip
+    second = json.loads(again.stdout.splitlines()[-1])
+    assert again.returncode in (0, 4), again.stderr[-2000:]
+    assert second["gate"]["champion"] is not None and second["gate"]["challenger"]["users"] >= 1
+
     few = p13n(
-        "train",
-        "--from-hub",
-        "--data-dir",
-        str(tmp_path / "hub"),
-        "--out",
-        str(tmp_path / "out2"),
-        "--key",
-        key,
-        "--min-subjects",
-        "500",
-    )
+        "train", "--from-hub", "--data-dir", str(tmp_path / "hub"), "--out", str(tmp_path / "out2"), "--key", key,
+        "--min-subjects", "500",
+    )  # fmt: skip
     assert few.returncode == 3
     refused = json.loads(few.stdout)
-    assert refused["trained"] is False and refused["reason"] == "120 subjects in the window, fewer than 500"
-    assert refused["counts"]["events"] == 720 and refused["counts"]["subjects"] == 120 and refused["counts"]["items"] == 32
+    assert refused["outcome"] == "skipped" and refused["reason"].startswith(
+        "not enough data: 120 subjects in the window, fewer than 500"
+    )
+    assert refused["summary"]["events"] == 720 and refused["summary"]["subjects"] == 120 and refused["summary"]["items"] == 32
     assert "the live bundle stays" in few.stderr
     assert not (tmp_path / "out2").exists() or not list((tmp_path / "out2").glob("bundle-*"))
