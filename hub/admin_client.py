@@ -25,9 +25,16 @@ def token(args: argparse.Namespace) -> str:
 
 
 def call(
-    args: argparse.Namespace, method: str, path: str, data: bytes | None = None, content_type: str = "", timeout: float = 30
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    data: bytes | None = None,
+    content_type: str = "",
+    timeout: float = 30,
+    raw: bool = False,
 ) -> tuple[int, Any]:
-    """(HTTP status, JSON body); status 0 when the hub did not answer."""
+    """(HTTP status, JSON body — the bytes with ``raw`` when the call succeeded); status
+    0 when the hub did not answer."""
     import httpx
 
     headers = {"authorization": f"Bearer {token(args)}"}
@@ -41,6 +48,8 @@ def call(
         return 0, {"error": {"reason": "unreachable", "detail": f"{args.hub}: {e}"}}
     except (OSError, ssl.SSLError) as e:  # e.g. an unreadable --ca
         return 0, {"error": {"reason": "unreachable", "detail": str(e)}}
+    if raw and resp.status_code == 200:
+        return resp.status_code, resp.content
     try:
         return resp.status_code, resp.json()
     except ValueError:

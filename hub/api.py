@@ -205,6 +205,24 @@ async def list_bundles(request: Request) -> Response:
     )
 
 
+async def download_bundle(request: Request) -> Response:
+    """``GET /v1/bundles/{version}``: the stored bundle's bytes (a signed tar), e.g. for
+    ``p13n train --from-hub --push`` to compare its new bundle with the live one."""
+    state: HubState = request.app.state.hub
+    if state.nc is None or not state.layout_ready:
+        return _nats_down()
+    version = int(request.path_params["version"])
+    data = await bundles.fetch(state.nc.jetstream(), version)
+    if data is None:
+        return json_error(404, "not_found", f"no bundle v{version} is stored")
+    request.state.audit.update(version=version)
+    return Response(
+        data,
+        media_type="application/x-tar",
+        headers={"content-disposition": f'attachment; filename="{bundles.bundle_name(version)}"'},
+    )
+
+
 async def upload_bundle(request: Request) -> Response:
     """``POST /v1/bundles[?activate=false]``: a signed bundle (the tar as the body),
     verified with ``P13N_HUB_BUNDLE_PUBLIC_KEY``, stored, and made live unless
@@ -235,6 +253,8 @@ async def upload_bundle(request: Request) -> Response:
         request.state.audit.update(version=e.version, refused="version_taken")
         return json_error(409, "version_taken", str(e))
     request.state.audit.update(version=entry["version"], sha256=entry["sha256"])
+    if request.query_params.get("forced") == "true":  # made although it failed the training gate
+        request.state.audit.update(forced=True)
     if activate == "true":
         pointer = await fleet.activate(state.nc, int(entry["version"]))
         entry = {**entry, "activated": True, "revision": pointer["revision"]}

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 
 import nats
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub import api, background, erasure, privacy_api
+from hub import api, background, erasure, privacy_api, training_api
 from hub.guard import flush_refusals, guarded
 from hub.ingest.consumer import consume
 from hub.nats_setup import ensure_layout
@@ -110,6 +111,9 @@ def create_app(settings: HubSettings) -> Starlette:
         state.storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         state.storage.cipher = state.cipher
         state.erasures = state.storage.erasures
+        interrupted = await asyncio.to_thread(state.storage.training_runs.interrupted, time.time())
+        if interrupted:
+            log.warning("training runs interrupted by the last stop, marked failed: %s", ", ".join(interrupted))
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
         for job in background.jobs(state):
@@ -127,6 +131,7 @@ def create_app(settings: HubSettings) -> Starlette:
         try:
             yield
         finally:
+            await state.training.stop()
             await state.jobs.stop()
             await stop_tasks([connector, *state.tasks], grace_s=TASKS_GRACE_S, log=log)
             if state.nc is not None:
@@ -164,6 +169,11 @@ def routes() -> list[Route]:
         Route("/v1/bundles", guarded("status.read", api.list_bundles, action="bundles.read"), methods=["GET"]),
         Route("/v1/bundles", guarded("bundles.activate", api.upload_bundle, action="bundles.upload"), methods=["POST"]),
         Route(
+            "/v1/bundles/{version:int}",
+            guarded("bundles.download", api.download_bundle, action="bundles.download"),
+            methods=["GET"],
+        ),
+        Route(
             "/v1/bundles/rollback",
             guarded("bundles.activate", api.rollback_bundle, action="bundles.rollback"),
             methods=["POST"],
@@ -185,6 +195,18 @@ def routes() -> list[Route]:
             methods=["DELETE"],
         ),
         Route("/v1/erasures/{request_id}", guarded("erasures.read", p.erasure_status, action="erasures.read"), methods=["GET"]),
+        Route("/v1/training/runs", guarded("training.read", training_api.list_runs, action="training.list"), methods=["GET"]),
+        Route("/v1/training/runs", guarded("training.run", training_api.start_run, action="training.run"), methods=["POST"]),
+        Route(
+            "/v1/training/runs/{run_id}",
+            guarded("training.read", training_api.get_run, action="training.read"),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/training/runs/{run_id}/report.html",
+            guarded("training.read", training_api.run_report_html, action="training.report"),
+            methods=["GET"],
+        ),
         Route("/v1/retention/run", guarded("retention.run", p.run_retention, action="retention.run"), methods=["POST"]),
         Route("/v1/audit", guarded("audit.read", p.audit_entries, action="audit.read"), methods=["GET"]),
         Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),

@@ -40,12 +40,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "marts.read": frozenset({"analyst", "admin"}),
     "events.write": frozenset({"operator", "admin"}),
     "bundles.activate": frozenset({"operator", "admin"}),
+    "bundles.download": frozenset({"operator", "admin"}),
     "edges.manage": frozenset({"operator", "admin"}),
     "retention.run": frozenset({"operator", "admin"}),
     "subjects.read": frozenset({"privacy_officer", "admin"}),
     "subjects.erase": frozenset({"privacy_officer", "admin"}),
     "erasures.read": frozenset({"privacy_officer", "admin"}),
     "audit.read": frozenset({"privacy_officer", "admin"}),
+    "training.read": frozenset({"analyst", "operator", "admin"}),
+    "training.run": frozenset({"operator", "admin"}),
 }
 
 

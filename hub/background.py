@@ -50,6 +50,18 @@ def jobs(state: HubState) -> list[Job]:
             retry_s=60.0,
         ),
     ]
+    if s.training_key:
+        out.append(
+            Job(
+                "training",
+                lambda: scheduled_training(state),
+                interval_s=s.training_interval_s,
+                first_after_s=min(60.0, s.training_interval_s),
+                jitter=0.1,
+                retry_s=60.0,
+                needs_nats=True,
+            )
+        )
     if s.crm_config:
         out.append(Job("crm-sync", crm_sync(state), interval_s=s.crm_interval_s, jitter=0.1, retry_s=30.0))
     return out
@@ -80,6 +92,24 @@ async def apply_retention(state: HubState) -> dict[str, int]:
     deleted: dict[str, int] = await asyncio.to_thread(retention.run, state.storage, state.retention_policy, datetime.now(UTC))
     log.info("retention: %s", deleted)
     return deleted
+
+
+async def scheduled_training(state: HubState) -> dict[str, Any]:
+    """Start a training run when events were stored since the last one; wait for it."""
+    store = state.storage
+    assert store is not None
+    training = state.training
+    if training.running is not None:
+        return {"skipped": f"run {training.running} in progress"}
+    if training.accepted_at_last_run is None:
+        last = await asyncio.to_thread(store.training_runs.recent, 1)
+        training.accepted_at_last_run = int(last[0].get("accepted_events", 0)) if last else None
+    accepted = (await asyncio.to_thread(store.counters)).get("accepted", 0)
+    if not training.due(accepted):
+        return {"skipped": "no new events since the last run"}
+    run = await training.start(store, _nats(state), "schedule", "scheduler", False)
+    await training.wait()
+    return {"run": run["id"]}
 
 
 def crm_sync(state: HubState) -> Any:

@@ -60,6 +60,16 @@ async def stored(js: JetStreamContext) -> list[dict[str, Any]]:
     return sorted(out, key=lambda b: b["version"])
 
 
+async def fetch(js: JetStreamContext, version: int) -> bytes | None:
+    """The stored bytes of ``bundle-v{version}.tar``, or None."""
+    store = await js.object_store(L.MODELS_BUCKET)
+    try:
+        obj = await store.get(bundle_name(version))
+    except (ObjectNotFoundError, NotFoundError):
+        return None
+    return bytes(obj.data) if obj.data is not None else None
+
+
 async def upload(js: JetStreamContext, data: bytes, public_key_pem: bytes) -> dict[str, Any]:
     """Verify and store ``data``; ``{"version", "name", "sha256", "bytes", "stored"}``
     (``stored`` False when these exact bytes were already there). Raises

@@ -44,12 +44,16 @@ def unseal(state: HubState, request_id: str, work: str) -> SubjectIds:
     return SubjectIds(doc["given"], doc["pseudonym"], frozenset(doc["anonymous_ids"]))
 
 
-def factor_files(configured: str) -> list[Path]:
-    """The configured user-factors file and its other versions beside it."""
-    if not configured:
-        return []
-    path = Path(configured)
-    return sorted({path, *path.parent.glob("user-factors-v*.npz")})
+def factor_files(configured: str, training_dir: Path | None = None) -> list[Path]:
+    """The configured user-factors file and its other versions beside it, and those the
+    hub's own training runs wrote."""
+    found: set[Path] = set()
+    if configured:
+        path = Path(configured)
+        found |= {path, *path.parent.glob("user-factors-v*.npz")}
+    if training_dir is not None:
+        found |= set(training_dir.glob("user-factors-v*.npz"))
+    return sorted(found)
 
 
 async def erase_at_hub(state: HubState, js: JetStreamContext, request_id: str, subject: SubjectIds) -> dict[str, int]:
@@ -63,7 +67,7 @@ async def erase_at_hub(state: HubState, js: JetStreamContext, request_id: str, s
         counts["profiles_kv"] = await erasure.purge_profiles(js, subject.all)
         counts["dead_letter_stream"] = await erasure.purge_dead_letters(js, subject.all)
         counts["user_factors"] = await asyncio.to_thread(
-            subjects.erase_user_factors, factor_files(state.settings.user_factors), subject.all
+            subjects.erase_user_factors, factor_files(state.settings.user_factors, state.settings.training_dir), subject.all
         )
     await asyncio.to_thread(state.erasures.hub_done, request_id, counts)
     return counts

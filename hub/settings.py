@@ -177,6 +177,69 @@ class HubSettings:
         "Seconds between runs of the retention job (also `POST /v1/retention/run` and `p13n retention run`).",
         minimum=1.0,
     )
+    training_key: str = setting(
+        "",
+        "Bundle signing key (PEM, `p13n keys generate`) the hub signs the bundles it trains with; its public half is `P13N_HUB_BUNDLE_PUBLIC_KEY`. Empty: the hub does not train (`POST /v1/training/runs` answers 503 `training_off`); train elsewhere with `p13n train --from-hub` and push.",
+    )
+    training_interval_s: float = setting(
+        86400.0,
+        "Seconds between scheduled training runs (±10 % jitter). A scheduled run happens only when at least `P13N_HUB_TRAINING_MIN_NEW_EVENTS` events were stored since the last run; `POST /v1/training/runs` starts one at any time.",
+        minimum=1.0,
+    )
+    training_min_new_events: int = setting(
+        1,
+        "Events stored since the last run that a scheduled run waits for (0: run on every interval).",
+        minimum=0,
+    )
+    training_window_days: float = setting(
+        90.0,
+        "Days of events a run trains on.",
+        minimum=0.01,
+    )
+    training_half_life_days: float = setting(
+        30.0,
+        "An event's weight halves every this many days of age.",
+        minimum=0.01,
+    )
+    training_holdout_days: float = setting(
+        1.0,
+        "The most recent days, held out to compare the new bundle with the live one (docs/MODELS.md, the gate).",
+        minimum=0.001,
+    )
+    training_tolerance: float = setting(
+        0.05,
+        "The new bundle ships when its holdout nDCG is at least (1 - this) × the live bundle's.",
+        minimum=0.0,
+        maximum=1,
+    )
+    training_gate_min_users: int = setting(
+        20,
+        "Fewer holdout users than this and the gate cannot compare: the run ships and says so.",
+        minimum=1,
+    )
+    training_min_interactions: int = setting(
+        200,
+        "Fewer subject-item interactions in the window and a run trains nothing (the live bundle stays).",
+        minimum=1,
+    )
+    training_min_subjects: int = setting(
+        20,
+        "Fewer consenting subjects in the window and a run trains nothing.",
+        minimum=1,
+    )
+    training_min_items: int = setting(
+        5,
+        "Fewer items in the window and a run trains nothing.",
+        minimum=1,
+    )
+    training_tune: bool = setting(
+        True,
+        "Search hyperparameters on a validation split in each run (slower); off: defaults.",
+    )
+    training_templates: str = setting(
+        "",
+        "Templates directory whose slots and catalog trained bundles ship. Empty: the live bundle's content is carried over.",
+    )
     tls_cert: str = setting(
         "",
         "Certificate (PEM) to serve the hub's API over HTTPS (with `P13N_HUB_TLS_KEY`); the admin commands verify it with their `--ca` option.",
@@ -206,8 +269,15 @@ class HubSettings:
         for name, value in ((PREFIX + "TLS_CERT", self.tls_cert), (PREFIX + "TLS_KEY", self.tls_key)):
             if value and not Path(value).is_file():
                 raise SettingsError(name, f"no such file {value!r}")
+        if self.training_key and not self.bundle_public_key:  # what it trains must be uploadable
+            raise SettingsError(PREFIX + "TRAINING_KEY", "needs P13N_HUB_BUNDLE_PUBLIC_KEY (its public half)")
         if self.retention_lake_days > self.retention_warehouse_days:  # erasure finds lake rows through the warehouse
             raise SettingsError(PREFIX + "RETENTION_LAKE_DAYS", "must not exceed P13N_HUB_RETENTION_WAREHOUSE_DAYS")
+
+    @property
+    def training_dir(self) -> Path:
+        """Where the hub's training runs write bundles, reports, user factors and logs."""
+        return self.data_dir / "training"
 
     @property
     def audit_secret(self) -> bytes:

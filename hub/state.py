@@ -27,6 +27,7 @@ from hub.refusals import RefusalAggregator
 from hub.settings import HubSettings
 from hub.storage import ErasureLedger, HubStore
 from hub.storage.sqlite import LAKE_DIR
+from hub.training_service import TrainingService
 
 
 @dataclass
@@ -46,6 +47,14 @@ class HubState:
     #: The background jobs (hub/jobs.py); created with the app's event loop running.
     jobs: Supervisor = field(init=False)
 
+    def _take_factors(self, factors: dict[str, list[float]]) -> None:
+        """A trained bundle shipped: consented profiles carry its user factors from now on."""
+        if self.publisher is None:
+            self.publisher = ProfilePublisher(factors)
+        else:
+            self.publisher.user_factors = factors
+            self.publisher.published.clear()  # every profile again, with the new factors
+
     def __post_init__(self) -> None:
         s = self.settings
         self.tokens = TokenStore(s.tokens_file)
@@ -59,6 +68,7 @@ class HubState:
             consent_days=s.retention_consent_days,
         )
         self.jobs = Supervisor(self.registry)
+        self.training = TrainingService(s, self.registry, self._take_factors, self.audit)
         self.consumer.retry_base_s = s.ingest_retry_s
         self.registry.register(ConsumerCollector(self.consumer))
         self.refusals = RefusalAggregator(s.audit_refusal_window_s)

@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--champion", type=Path, help="with --from-hub: the live bundle, to compare the new one with")
     tr.add_argument("--force", action="store_true", help="with --from-hub: write the bundle even when the gate fails")
+    tr.add_argument(
+        "--push",
+        action="store_true",
+        help="with --from-hub: compare with the hub's live bundle and, when the gate passes, push the new one (the admin API)",
+    )
+    api_args(tr)
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
     tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
     tr.add_argument("--no-tune", action="store_true", help="skip the hyperparameter search (default parameters; quick runs)")

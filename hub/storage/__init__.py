@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.storage.interface import ErasureLedger, HubStore, RekeyReport, RetentionCutoffs, SubjectIds, TrainingRows
+from hub.storage.interface import ErasureLedger, HubStore, RekeyReport, RetentionCutoffs, SubjectIds, TrainingLedger, TrainingRows
 
-__all__ = ["ErasureLedger", "HubStore", "RekeyReport", "RetentionCutoffs", "SubjectIds", "TrainingRows", "open_store"]
+__all__ = [
+    "ErasureLedger",
+    "HubStore",
+    "RekeyReport",
+    "RetentionCutoffs",
+    "SubjectIds",
+    "TrainingLedger",
+    "TrainingRows",
+    "open_store",
+]
 
 
 def open_store(data_dir: Path) -> HubStore:

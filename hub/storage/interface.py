@@ -94,6 +94,22 @@ class ErasureLedger(Protocol):
     def status(self, request_id: str) -> dict[str, Any] | None: ...
 
 
+class TrainingLedger(Protocol):
+    """The record of training runs: one dict per run (``id``, ``trigger``,
+    ``requested_by``, ``force``, ``status``, ``reason``, ``started_at``,
+    ``finished_at``, ``summary``, ``timings``, ``gate``, ``version``, ``pushed``,
+    ``report``)."""
+
+    def create(self, run: dict[str, Any]) -> None: ...
+    def update(self, run_id: str, fields: dict[str, Any]) -> None: ...
+    def get(self, run_id: str) -> dict[str, Any] | None: ...
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The latest runs, newest first."""
+
+    def interrupted(self, now: float) -> list[str]:
+        """Mark runs still ``running`` (the hub stopped mid-run) as failed; their ids."""
+
+
 class HubStore(Protocol):
     """The hub's lake, warehouse and marts, and the records kept beside them."""
 
@@ -134,6 +150,8 @@ class HubStore(Protocol):
 
     @property
     def erasures(self) -> ErasureLedger: ...
+    @property
+    def training_runs(self) -> TrainingLedger: ...
 
     # -- retention and keys
     def delete_expired(self, cutoffs: RetentionCutoffs) -> dict[str, int]: ...

@@ -51,6 +51,7 @@ from hub.pii import PiiCipher
 from hub.storage import sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects, sqlite_training
 from hub.storage.interface import RekeyReport, RetentionCutoffs, SubjectIds, TrainingRows
 from hub.storage.sqlite_erasures import SqliteErasureLedger
+from hub.storage.sqlite_training_runs import SqliteTrainingLedger
 from models.erasure import Tokenizer
 from models.weights import EVENT_WEIGHTS
 
@@ -141,6 +142,7 @@ class SqliteStore:
         )
         self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
         self._erasures = SqliteErasureLedger(self)
+        self._training_runs = SqliteTrainingLedger(self)
 
     @property
     def lock(self) -> threading.RLock:
@@ -553,6 +555,10 @@ class SqliteStore:
     @property
     def erasures(self) -> SqliteErasureLedger:
         return self._erasures
+
+    @property
+    def training_runs(self) -> SqliteTrainingLedger:
+        return self._training_runs
 
     # ------------------------------------------------------------------ retention, keys
     def delete_expired(self, cutoffs: RetentionCutoffs) -> dict[str, int]:

@@ -79,6 +79,12 @@ def _from_hub(a: Namespace) -> int:
         if not (settings.data_dir / "warehouse.sqlite").is_file():
             raise ValueError(f"no warehouse under {settings.data_dir} (give the hub's --data-dir)")
         champion = a.champion.read_bytes() if a.champion else None
+        if a.push:
+            live = _live_from_hub(a)
+            if isinstance(live, int):
+                return live
+            champion = champion if champion is not None else live[0]
+            a.version = a.version or live[1]
         config = CycleConfig(
             out_dir=a.out,
             key_file=a.key,
@@ -109,10 +115,38 @@ def _from_hub(a: Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"p13n train: {e}", file=sys.stderr)
         return 1
+    if a.push and result.outcome in ("passed", "forced"):
+        from hub.admin_client import call, fail
+
+        query = "?forced=true" if result.outcome == "forced" else ""
+        status, body = call(
+            a, "POST", "/v1/bundles" + query, Path(result.bundle_path).read_bytes(), "application/x-tar", timeout=300
+        )
+        if status not in (200, 201):
+            print(json.dumps(result.as_dict()))
+            return fail("train --push", status, body)
+        result.reason += f"; pushed as v{body['version']}"
     print(json.dumps(result.as_dict()))
     if result.outcome in ("skipped", "rejected"):
         print(f"p13n train: {result.outcome}: {result.reason}; the live bundle stays", file=sys.stderr)
     return {"passed": 0, "forced": 0, "skipped": 3, "rejected": 4}[result.outcome]
+
+
+def _live_from_hub(a: Namespace) -> tuple[bytes | None, int] | int:
+    """(the live bundle's bytes or None, the next free version) from the hub's API, or
+    the exit status of a failed call."""
+    from hub.admin_client import call, fail
+
+    status, listing = call(a, "GET", "/v1/bundles")
+    if status != 200:
+        return fail("train --push", status, listing)
+    current = listing.get("current")
+    if not current:
+        return None, int(listing["next_version"])
+    status, data = call(a, "GET", f"/v1/bundles/{int(current['version'])}", raw=True, timeout=120)
+    if status != 200:
+        return fail("train --push", status, data)
+    return data, int(listing["next_version"])
 
 
 def train(a: Namespace) -> int:

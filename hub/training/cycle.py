@@ -95,6 +95,7 @@ def run_cycle(
     cutoff = now - timedelta(days=config.holdout_days)
     before, holdout = gate.split_by_time(rows, config.rules, cutoff.timestamp())
     public_key = load_private_key(config.key_file.read_bytes()).public_key()
+    content_doc = _live_content(champion, public_key, say) if config.templates is None else None
     scratch = Path(tempfile.mkdtemp(prefix="p13n-challenger-"))
     tuned = None
     try:
@@ -107,7 +108,7 @@ def run_cycle(
         if challenger_data is not None:
             say(f"training the challenger on {len(before)} interactions before {cutoff.isoformat(timespec='seconds')}")
             result = run_training(
-                _train_config(config, scratch, challenger_data, version=1, tuned=None), lambda m: say(f"challenger: {m}")
+                _train_config(config, scratch, challenger_data, 1, None, content_doc), lambda m: say(f"challenger: {m}")
             )
             tuned = result.tuned
             t = _timed(timings, "train_challenger", t)
@@ -128,7 +129,7 @@ def run_cycle(
     if not verdict.passed and not config.force:
         return CycleResult("rejected", verdict.reason, everything.summary, timings, verdict.as_dict())
     say("training the bundle to ship on the whole window")
-    final = run_training(_train_config(config, config.out_dir, everything, config.version, tuned), say)
+    final = run_training(_train_config(config, config.out_dir, everything, config.version, tuned, content_doc), say)
     _timed(timings, "train", t)
     return CycleResult(
         "passed" if verdict.passed else "forced",
@@ -144,7 +145,26 @@ def run_cycle(
     )
 
 
-def _train_config(config: CycleConfig, out_dir: Path, data: from_hub.HubData, version: int | None, tuned: Any) -> TrainConfig:
+def _live_content(champion: bytes | None, public_key: Any, say: Progress) -> dict[str, Any] | None:
+    """The live bundle's slot definitions and catalog, carried over to the new one."""
+    if champion is None:
+        return None
+    try:
+        bundle = open_bundle(champion, public_key)
+    except Exception as e:
+        say(f"the live bundle cannot be opened for its content ({type(e).__name__}: {e})")
+        return None
+    return bundle.json("content.json") if "content.json" in bundle.files else None
+
+
+def _train_config(
+    config: CycleConfig,
+    out_dir: Path,
+    data: from_hub.HubData,
+    version: int | None,
+    tuned: Any,
+    content_doc: dict[str, Any] | None,
+) -> TrainConfig:
     return TrainConfig(
         out_dir=out_dir,
         key_file=config.key_file,
@@ -155,4 +175,5 @@ def _train_config(config: CycleConfig, out_dir: Path, data: from_hub.HubData, ve
         version=version,
         hub_data=data,
         tuned=tuned,
+        content_doc=content_doc,
     )

@@ -63,6 +63,9 @@ class TrainConfig:
     hub_data: HubData | None = None
     #: Hyperparameters found by an earlier run on the same data (no search this time)
     tuned: Tuned | None = None
+    #: Slot definitions and catalog to ship when no ``templates`` are given (the live
+    #: bundle's, carried over by the hub's training runs)
+    content_doc: dict[str, Any] | None = None
     #: The bundle's version (None: one more than the highest in ``out_dir``). Versions
     #: are unique per hub: ``p13n bundle list`` names the next free one.
     version: int | None = None
@@ -121,7 +124,7 @@ def _segments_meta(seg: clusters.ClusterResult | None) -> dict[str, Any]:
 def _load(
     config: TrainConfig, say: Progress
 ) -> tuple[Interactions, dict[str, Item], list[dict[str, Any]], dict[str, Any] | None]:
-    content_doc = build_content(config.templates) if config.templates else None
+    content_doc = build_content(config.templates) if config.templates else config.content_doc
     catalog_items: dict[str, Item] = {}
     if content_doc:
         for it in content_doc["catalog"]:

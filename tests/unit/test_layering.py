@@ -128,11 +128,16 @@ def test_the_sqlite_store_implements_the_interface() -> None:
     same parameters (mypy checks the types through ``open_store``)."""
     import inspect
 
-    from hub.storage.interface import ErasureLedger, HubStore
+    from hub.storage.interface import ErasureLedger, HubStore, TrainingLedger
     from hub.storage.sqlite import SqliteStore
     from hub.storage.sqlite_erasures import SqliteErasureLedger
+    from hub.storage.sqlite_training_runs import SqliteTrainingLedger
 
-    for protocol, cls in ((HubStore, SqliteStore), (ErasureLedger, SqliteErasureLedger)):
+    for protocol, cls in (
+        (HubStore, SqliteStore),
+        (ErasureLedger, SqliteErasureLedger),
+        (TrainingLedger, SqliteTrainingLedger),
+    ):
         for name, member in vars(protocol).items():
             if name.startswith("_") or not callable(member):
                 continue

@@ -35,6 +35,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/jobs"): set(ROLES),
     ("POST", "/v1/bundles"): {"operator", "admin"},
     ("POST", "/v1/bundles/rollback"): {"operator", "admin"},
+    ("GET", "/v1/bundles/{version:int}"): {"operator", "admin"},
     ("POST", "/v1/bundles/{version:int}/activate"): {"operator", "admin"},
     ("GET", "/v1/marts/items"): {"analyst", "admin"},
     ("GET", "/v1/subjects/{subject}"): {"privacy_officer", "admin"},
@@ -42,8 +43,18 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/erasures/{request_id}"): {"privacy_officer", "admin"},
     ("POST", "/v1/retention/run"): {"operator", "admin"},
     ("GET", "/v1/audit"): {"privacy_officer", "admin"},
+    ("GET", "/v1/training/runs"): {"analyst", "operator", "admin"},
+    ("POST", "/v1/training/runs"): {"operator", "admin"},
+    ("GET", "/v1/training/runs/{run_id}"): {"analyst", "operator", "admin"},
+    ("GET", "/v1/training/runs/{run_id}/report.html"): {"analyst", "operator", "admin"},
 }
-CONCRETE = {"{edge_id}": "edge-x", "{version:int}": "3", "{subject}": "someone-123", "{request_id}": "er_0"}
+CONCRETE = {
+    "{edge_id}": "edge-x",
+    "{version:int}": "3",
+    "{subject}": "someone-123",
+    "{request_id}": "er_0",
+    "{run_id}": "0123456789ab",
+}
 
 
 def concrete(path: str) -> str:
