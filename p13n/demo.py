@@ -4,6 +4,10 @@ nats-server → hub → demo origin → edge agent → a model bundle trained on
 tastes and pushed over NATS → nginx (SSI mode) on the public port.
 Without nginx on the machine the agent takes the public port in filter mode. When
 everything answers it prints one ready line; SIGINT/SIGTERM stops every child.
+
+Then the loop runs: a visitor who accepts the shop's consent banner and browses is
+collected, and every half minute the hub retrains on what arrived and ships the new
+bundle to the edge (``GET /v1/training/runs`` with the demo's admin token shows each run).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from p13n.procs import (
 
 class _Stop(Exception):
     pass
+
+
+#: Seconds between the demo hub's training runs (each only when new events arrived).
+DEMO_TRAINING_INTERVAL_S = 30
 
 
 def _raise_stop(signum: int, frame: types.FrameType | None) -> None:
@@ -108,6 +116,15 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_HUB_AUDIT_KEY": keys_env["audit"],
                 "P13N_HUB_PII_KEYS_FILE": keys_env["pii_file"],
                 "P13N_HUB_BUNDLE_PUBLIC_KEY": str(keys / "bundle-signing.pub"),
+                # the loop: retrain on the site's own consented traffic every half minute
+                # once new events arrived; too few visitors to compare on a holdout, so
+                # the gate lets the first bundles through and says so in each run
+                "P13N_HUB_TRAINING_KEY": str(keys / "bundle-signing.key"),
+                "P13N_HUB_TRAINING_INTERVAL_S": str(DEMO_TRAINING_INTERVAL_S),
+                "P13N_HUB_TRAINING_TUNE": "false",
+                "P13N_HUB_TRAINING_MIN_SUBJECTS": "1",
+                "P13N_HUB_TRAINING_MIN_INTERACTIONS": "5",
+                "P13N_HUB_TRAINING_MIN_ITEMS": "3",
             },
         )
         children.append(hub)
@@ -131,7 +148,10 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 "P13N_EDGE_DATA_DIR": str(data_dir / "edge"),
                 "P13N_EDGE_TEMPLATES_DIR": str(templates),
                 "P13N_EDGE_NATS_URL": secured.edge_urls["demo-edge"],
-                "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+                # as on a real site: nothing is collected until the visitor chooses in the
+                # shop's consent banner (templates/pages), and only a recorded choice that
+                # includes personalization lets the hub learn from a visitor
+                "P13N_EDGE_DEFAULT_CONSENT": "necessary",
                 "P13N_EDGE_BUNDLE_PUBLIC_KEY": str(keys / "bundle-signing.pub"),
                 "P13N_EDGE_PSEUDONYM_KEY": keys_env["pseudonym"],
             },

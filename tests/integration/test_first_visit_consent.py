@@ -37,8 +37,10 @@ def test_opting_in_on_the_first_visit_attributes_everything(
     page.wait_for_function("window.p13n !== undefined")
     assert [c["name"] for c in context.cookies()] == []  # nothing before a choice
 
-    # the banner's "accept" button
-    page.evaluate("window.p13n.consent(['analytics', 'personalization'], 'banner')")
+    # the shop's consent banner (templates/pages): shown before a choice, gone after
+    assert page.is_visible("#p13n-consent")
+    page.click("#p13n-consent [data-consent=all]")
+    assert not page.is_visible("#p13n-consent")
     page.wait_for_function("document.cookie.indexOf('p13n_consent=') >= 0")
     wait_for(lambda: any(c["name"] == "p13n_id" for c in context.cookies()), timeout_s=10)
     visitor = next(c["value"] for c in context.cookies() if c["name"] == "p13n_id")
