@@ -56,7 +56,7 @@ def jobs(state: HubState) -> list[Job]:
                 "training",
                 lambda: scheduled_training(state),
                 interval_s=s.training_interval_s,
-                first_after_s=min(60.0, s.training_interval_s),
+                first_after_s=s.training_interval_s,
                 jitter=0.1,
                 retry_s=60.0,
                 needs_nats=True,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.als import ALSParams
+from models.als import ALSParams, max_factors
 from models.data import Interactions, Item
 from models.evaluation import score, split
 from models.recommenders import ALS, BATCH_USERS, BlendWeights, Catalog, Content, Hybrid, Recommender, top_k_rows
@@ -97,7 +97,9 @@ def tune(
         users = sorted(np.random.default_rng(seed).choice(users, MAX_VALIDATION_USERS, replace=False).tolist())
     trials: list[dict[str, object]] = []
     g = grid or ALS_GRID
-    combos = list(itertools.product(g["factors"], g["regularization"], g["alpha"]))
+    cap = max_factors(len(catalog.items))
+    factors = sorted({min(int(f), cap) for f in g["factors"]})  # a small catalog: fewer factors
+    combos = list(itertools.product(factors, g["regularization"], g["alpha"]))
     best: tuple[float, ALSParams, ALS | None] = (-1.0, ALSParams(), None)
     for n, (f, reg, alpha) in enumerate(combos, start=1):
         params = ALSParams(int(f), float(reg), float(alpha), iterations[0])

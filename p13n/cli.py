@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--mode", choices=("auto", "ssi", "filter"), default="auto", help="ssi needs nginx; auto uses it when found"
     )
+    demo.add_argument(
+        "--training-interval-s",
+        type=float,
+        default=30.0,
+        help="seconds between the hub's training runs, each when new events arrived (default 30)",
+    )
 
     edge = sub.add_parser("edge", help="edge agent commands")
     edge_sub = edge.add_subparsers(dest="edge_command", required=True, metavar="SUBCOMMAND")
@@ -295,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from p13n.demo import default_templates, run_demo
 
-        return run_demo(args.port, args.data_dir, args.templates or default_templates(), args.mode)
+        return run_demo(args.port, args.data_dir, args.templates or default_templates(), args.mode, args.training_interval_s)
     if args.command == "edge":
         from edge_agent.settings import EdgeSettings
 

@@ -80,7 +80,9 @@ def demo_keys(secrets_dir: Path) -> dict[str, str]:
     }
 
 
-def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> int:
+def run_demo(
+    port: int, data_dir: Path, templates: Path, mode: str = "auto", training_interval_s: float = DEMO_TRAINING_INTERVAL_S
+) -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
@@ -120,7 +122,7 @@ def run_demo(port: int, data_dir: Path, templates: Path, mode: str = "auto") -> 
                 # once new events arrived; too few visitors to compare on a holdout, so
                 # the gate lets the first bundles through and says so in each run
                 "P13N_HUB_TRAINING_KEY": str(keys / "bundle-signing.key"),
-                "P13N_HUB_TRAINING_INTERVAL_S": str(DEMO_TRAINING_INTERVAL_S),
+                "P13N_HUB_TRAINING_INTERVAL_S": str(training_interval_s),
                 "P13N_HUB_TRAINING_TUNE": "false",
                 "P13N_HUB_TRAINING_MIN_SUBJECTS": "1",
                 "P13N_HUB_TRAINING_MIN_INTERACTIONS": "5",

@@ -98,6 +98,8 @@ class Verdict:
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, tolerance: float, min_users: int) -> Verdict:
     if champion is None:
         return Verdict(True, "no live bundle to compare with", challenger, None, tolerance)
+    if challenger.get("note"):  # no challenger could be trained before the holdout
+        return Verdict(True, f"nothing to compare: {challenger['note']}", challenger, champion, tolerance)
     if challenger["users"] < min_users:
         return Verdict(
             True,

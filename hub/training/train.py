@@ -170,7 +170,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         tuned = tune(train, items, config.k, config.seed, progress=say)
     else:
         say("tuning skipped: default hyperparameters")
-        tuned = Tuned(ALSParams(), BlendWeights(0.5, 0.25, 0.25))
+        tuned = Tuned(ALSParams.for_catalog(len(set(data.items.tolist()) | set(items))), BlendWeights(0.5, 0.25, 0.25))
     evaluation = evaluate(train, test, items, config.k, config.seed, progress=say, tuned=tuned)
     metrics = evaluation.report["models"]
 

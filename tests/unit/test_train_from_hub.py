@@ -37,8 +37,11 @@ def ev(kind: str, visitor: str, days_ago: float = 0.0, **extra: Any) -> tuple[di
 def store_with(tmp_path: Path, *events: tuple[dict[str, Any], str]) -> SqliteStore:
     store = SqliteStore(tmp_path)
     store.tokenizer = Tokenizer(KEY)
-    for event, received in events:
-        store.ingest([event], "test", received)
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for event, received in events:  # one batch per day of receipt (the event times stay theirs)
+        by_day.setdefault(received[:10], []).append({**event, "received_at": received})
+    for day in sorted(by_day):
+        store.ingest(by_day[day], "test", by_day[day][-1]["received_at"])
     store.refresh_marts()
     return store
 
