@@ -241,7 +241,11 @@ async def in_child(func: Callable[..., Any], *args: Any) -> Any:
             if not proc.is_alive():
                 raise RuntimeError(f"the training process ended without a result (exit code {proc.exitcode})")
             await asyncio.sleep(CHILD_POLL_S)
-        ok, value = receive.recv()
+        try:
+            ok, value = receive.recv()
+        except EOFError:  # it died before sending (killed, out of memory)
+            await asyncio.to_thread(proc.join, 5)
+            raise RuntimeError(f"the training process ended without a result (exit code {proc.exitcode})") from None
     finally:
         if proc.is_alive():
             proc.terminate()
