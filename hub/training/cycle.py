@@ -1,8 +1,9 @@
 """One turn of the learning loop, from the warehouse to a bundle ready to ship.
 
 1. read the window's training rows (consented, not erased: ``HubStore.training_rows``);
-2. hold out the most recent days; train a challenger on the rest; score it and the
-   live bundle on the holdout the way the edge decides (``hub.training.gate``);
+2. hold out the most recent days — never earlier than the live bundle was made, so
+   the holdout is what it has not seen —; train a challenger on the rest; score it and
+   the live bundle on the holdout the way the edge decides (``hub.training.gate``);
 3. when the gate passes (or ``force``), train the bundle to ship on the whole window
    with the challenger's hyperparameters, as a new version.
 
@@ -26,7 +27,7 @@ from hub.storage import HubStore
 from hub.training import from_hub, gate
 from hub.training.from_hub import HubDataRules, NotEnoughData
 from hub.training.train import TrainConfig, run_training
-from models.bundle import load_private_key, open_bundle
+from models.bundle import Bundle, load_private_key, open_bundle
 from models.bundle_runtime import BundleModels
 
 Progress = Callable[[str], None]
@@ -92,23 +93,30 @@ def run_cycle(
     except NotEnoughData as e:
         return CycleResult("skipped", str(e), {"since": start, **e.counts}, timings)
     say(f"window: {everything.summary}")
-    cutoff = now - timedelta(days=config.holdout_days)
-    before, holdout = gate.split_by_time(rows, config.rules, cutoff.timestamp())
     public_key = load_private_key(config.key_file.read_bytes()).public_key()
-    content_doc = _live_content(champion, public_key, say) if config.templates is None else None
+    live = _open(champion, public_key, say)
+    content_doc = (
+        live.json("content.json") if live is not None and "content.json" in live.files and config.templates is None else None
+    )
+    cutoff = now - timedelta(days=config.holdout_days)
+    if live is not None:  # only what the live bundle has not seen is a fair holdout
+        cutoff = max(cutoff, datetime.fromisoformat(str(live.manifest["created"])))
+    before, holdout = gate.split_by_time(rows, config.rules, cutoff.timestamp())
     scratch = Path(tempfile.mkdtemp(prefix="p13n-challenger-"))
     tuned = None
     try:
         t = _timed(timings, "split", t)
-        try:
-            challenger_data = from_hub.prepare_interactions(before, everything, config.rules)
-        except NotEnoughData as e:
-            challenger_data = None
-            challenger_scores: dict[str, Any] = {"ndcg": 0.0, "recall": 0.0, "users": 0, "note": str(e)}
+        challenger_scores: dict[str, Any] = {"ndcg": 0.0, "recall": 0.0, "users": 0}
+        challenger_data = None
+        if live is not None:  # with nothing live there is nothing to compare with
+            try:
+                challenger_data = from_hub.prepare_interactions(before, everything, config.rules)
+            except NotEnoughData as e:
+                challenger_scores["note"] = str(e)
         if challenger_data is not None:
             say(f"training the challenger on {len(before)} interactions before {cutoff.isoformat(timespec='seconds')}")
             result = run_training(
-                _train_config(config, scratch, challenger_data, 1, None, content_doc), lambda m: say(f"challenger: {m}")
+                _train_config(config, scratch, challenger_data, 1, None, content_doc, None), lambda m: say(f"challenger: {m}")
             )
             tuned = result.tuned
             t = _timed(timings, "train_challenger", t)
@@ -116,11 +124,8 @@ def run_cycle(
                 BundleModels(open_bundle(result.bundle_path.read_bytes(), public_key)), holdout, config.k
             )
         champion_scores = None
-        if champion is not None:
-            try:
-                champion_scores = gate.score(BundleModels(open_bundle(champion, public_key)), holdout, config.k)
-            except Exception as e:  # a live bundle this key cannot open: nothing to compare with
-                say(f"the live bundle cannot be scored ({type(e).__name__}: {e})")
+        if live is not None:
+            champion_scores = gate.score(BundleModels(live), holdout, config.k)
         t = _timed(timings, "score", t)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -129,7 +134,8 @@ def run_cycle(
     if not verdict.passed and not config.force:
         return CycleResult("rejected", verdict.reason, everything.summary, timings, verdict.as_dict())
     say("training the bundle to ship on the whole window")
-    final = run_training(_train_config(config, config.out_dir, everything, config.version, tuned, content_doc), say)
+    gated = {"time_holdout": challenger_scores} if challenger_scores.get("users") else None
+    final = run_training(_train_config(config, config.out_dir, everything, config.version, tuned, content_doc, gated), say)
     _timed(timings, "train", t)
     return CycleResult(
         "passed" if verdict.passed else "forced",
@@ -141,20 +147,20 @@ def run_cycle(
         str(final.bundle_path),
         str(final.report_path),
         str(final.html_path),
-        final.report["evaluation"]["models"],
+        gated or {},
     )
 
 
-def _live_content(champion: bytes | None, public_key: Any, say: Progress) -> dict[str, Any] | None:
-    """The live bundle's slot definitions and catalog, carried over to the new one."""
+def _open(champion: bytes | None, public_key: Any, say: Progress) -> Bundle | None:
+    """The live bundle, opened (its creation time bounds the holdout, its slots and
+    catalog are carried over); None when there is none or it cannot be opened."""
     if champion is None:
         return None
     try:
-        bundle = open_bundle(champion, public_key)
+        return open_bundle(champion, public_key)
     except Exception as e:
-        say(f"the live bundle cannot be opened for its content ({type(e).__name__}: {e})")
+        say(f"the live bundle cannot be opened ({type(e).__name__}: {e})")
         return None
-    return bundle.json("content.json") if "content.json" in bundle.files else None
 
 
 def _train_config(
@@ -164,6 +170,7 @@ def _train_config(
     version: int | None,
     tuned: Any,
     content_doc: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
 ) -> TrainConfig:
     return TrainConfig(
         out_dir=out_dir,
@@ -176,4 +183,6 @@ def _train_config(
         hub_data=data,
         tuned=tuned,
         content_doc=content_doc,
+        evaluate=False,  # the gate scores on the time holdout; a random split would repeat it
+        metrics=metrics,
     )

@@ -10,9 +10,10 @@ champion) is scored on the same users. The challenger passes when its nDCG@k is 
 least ``(1 - tolerance)`` × the champion's. With no live bundle, or fewer than
 ``min_users`` holdout users, there is nothing to compare and the gate says so.
 
-The champion may have been trained on part of the holdout (it was trained later than
-the cutoff): the comparison then favours it, which errs on the side of keeping what
-runs.
+The cutoff is never earlier than the live bundle was made (``hub.training.cycle``): a
+holdout the champion was trained on would favour it — measured at scale, two runs in a
+row without that bound scored the live bundle 3× the challenger. With runs every
+``holdout_days`` or more, the holdout is simply the most recent days.
 """
 
 from __future__ import annotations

@@ -56,6 +56,16 @@ def _metrics(models: dict[str, Any], k: int) -> str:
     return _png(fig)
 
 
+def _recommenders_html(ev: dict[str, Any], rows: str) -> str:
+    chosen = f"ALS {html.escape(str(ev['chosen']['als']))}; blend {html.escape(str(ev['chosen']['blend']))}"
+    if not ev["models"]:
+        return f"<h2>Recommenders</h2><p>{html.escape(str(ev.get('skipped', 'not evaluated')))}. Parameters: {chosen}.</p>"
+    return f"""<h2>Recommenders (holdout, k={ev["k"]}, {ev["test_users"]} users)</h2>
+<table><tr><th>model</th>{"".join(f"<th>{m}</th>" for m in METRICS)}</tr>{rows}</table>
+<p>Chosen on a validation split: {chosen}.</p>
+<img alt="metrics by model" src="data:image/png;base64,{_metrics(ev["models"], ev["k"])}">"""
+
+
 def _segments_html(seg: dict[str, Any], labels: str) -> str:
     if not seg["k"]:
         return "<h2>Segments</h2><p>None: the profiles were too alike to cluster; the bundle has no segment model.</p>"
@@ -81,10 +91,7 @@ def write_html(report: dict[str, Any], path: Path) -> None:
 td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}}th{{text-align:left}}img{{max-width:100%}}</style></head><body>
 <h1>Training report — bundle v{report["version"]}</h1>
 <p>Created {html.escape(report["created"])} in {report["seconds"]} s; {report["bundle_bytes"]} bytes; feature spec {html.escape(report["feature_spec_hash"][:12])}.</p>
-<h2>Recommenders (holdout, k={ev["k"]}, {ev["test_users"]} users)</h2>
-<table><tr><th>model</th>{"".join(f"<th>{m}</th>" for m in METRICS)}</tr>{rows}</table>
-<p>Chosen on a validation split: ALS {html.escape(str(ev["chosen"]["als"]))}; blend {html.escape(str(ev["chosen"]["blend"]))}.</p>
-<img alt="metrics by model" src="data:image/png;base64,{_metrics(ev["models"], ev["k"])}">
+{_recommenders_html(ev, rows)}
 {_segments_html(seg, labels)}
 </body></html>"""
     path.write_text(page, encoding="utf-8")

@@ -32,7 +32,8 @@ def catalog() -> dict[str, list[str]]:
 
 def population(visitors: int, seed: int) -> list[dict[str, Any]]:
     """Consenting visitors, each with a favourite category: clicks on its items over the
-    past five days, and on two more of them in the last hours (the holdout)."""
+    past five days, and on two more of them just now (the holdout: the live bundle has
+    not seen them)."""
     rnd = random.Random(seed)
     tastes = catalog()
     now = int(time.time() * 1000)
@@ -68,7 +69,7 @@ def population(visitors: int, seed: int) -> list[dict[str, Any]]:
                     "type": "click",
                     "anonymous_id": visitor,
                     "item_id": item,
-                    "ts": now - rnd.randint(1, 6) * 3_600_000,
+                    "ts": now - rnd.randint(0, 3000),  # just now: after the live bundle was made
                 }
             )
     return events
