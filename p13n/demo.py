@@ -125,7 +125,7 @@ def run_demo(
                 "P13N_HUB_TRAINING_INTERVAL_S": str(training_interval_s),
                 "P13N_HUB_TRAINING_TUNE": "false",
                 "P13N_HUB_TRAINING_MIN_SUBJECTS": "1",
-                "P13N_HUB_TRAINING_MIN_INTERACTIONS": "5",
+                "P13N_HUB_TRAINING_MIN_INTERACTIONS": "3",
                 "P13N_HUB_TRAINING_MIN_ITEMS": "3",
             },
         )
