@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import time
@@ -179,10 +180,8 @@ class TrainingService:
             "version": version,
             "force": bool(run["force"]),
         }
-        from hub.training import child  # only the name is needed here: the child imports the rest
-
         result: dict[str, Any] = await in_child(
-            child.run,
+            "hub.training.child:run",  # imported in the child only: the hub never loads the training libraries
             str(s.data_dir),
             s.pseudonym_key,
             config,
@@ -228,12 +227,13 @@ class TrainingService:
         return fields
 
 
-async def in_child(func: Callable[..., Any], *args: Any) -> Any:
-    """``func(*args)`` in a spawned process; its result, or RuntimeError with the
-    child's error. Cancelled, the process is terminated (it also dies with the hub)."""
+async def in_child(target: str, *args: Any) -> Any:
+    """``module:function`` called with ``args`` in a spawned process (the module is
+    imported there, not here); its result, or RuntimeError with the child's error.
+    Cancelled, the process is terminated (it also dies with the hub)."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(send, func, args), name="p13n-training")
+    proc = ctx.Process(target=_child_main, args=(send, target, args), name="p13n-training")
     proc.start()
     send.close()
     try:
@@ -256,9 +256,10 @@ async def in_child(func: Callable[..., Any], *args: Any) -> Any:
     return value
 
 
-def _child_main(send: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _child_main(send: Any, target: str, args: tuple[Any, ...]) -> None:
     die_with_parent()
     try:
-        send.send((True, func(*args)))
+        module, name = target.split(":")
+        send.send((True, getattr(importlib.import_module(module), name)(*args)))
     except BaseException as e:  # the parent records it
         send.send((False, f"{type(e).__name__}: {e}"[:1000]))
