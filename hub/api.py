@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from hub import bundles, fleet
 from hub.erasure import registered_edges
 from hub.ingest.consumer import consumer_lag
+from hub.requests import query_limit, read_body
 from hub.responses import json_error
 from models import nats_layout as L
 from models.bundle import MAX_BUNDLE_BYTES, BundleRejected
@@ -28,19 +29,6 @@ if TYPE_CHECKING:
 #: Largest body and batch accepted by POST /v1/events.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_EVENTS = 1000
-
-
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it is longer than ``limit`` (declared or sent)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 async def post_events(request: Request) -> Response:
@@ -266,7 +254,7 @@ async def item_popularity(request: Request) -> Response:
     state: HubState = request.app.state.hub
     assert state.storage is not None
     try:
-        limit = min(1000, max(1, int(request.query_params.get("limit", "20"))))
+        limit = query_limit(request, 20, 1000)
     except ValueError:
         return json_error(400, "bad_query", "limit is an integer")
 

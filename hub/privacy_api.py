@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from hub import erasure, erasure_service, retention, subjects
+from hub.requests import query_limit
 from hub.responses import json_error
 from models import nats_layout as L
 from models.erasure import ErasureOrder, erasure_token
@@ -151,7 +152,7 @@ async def audit_entries(request: Request) -> Response:
     state = _state(request)
     try:
         after = int(request.query_params.get("after", "0"))
-        limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
+        limit = query_limit(request, 100, 1000)
     except ValueError:
         return json_error(400, "bad_query", "after and limit are integers")
     entries = await asyncio.to_thread(state.audit.entries, after, limit)

@@ -19,6 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from hub.requests import query_limit, read_body
 from hub.responses import json_error
 from hub.state import HubState
 from hub.training_service import TrainingBusy
@@ -32,7 +33,7 @@ async def list_runs(request: Request) -> Response:
     state: HubState = request.app.state.hub
     assert state.storage is not None
     try:
-        limit = min(500, max(1, int(request.query_params.get("limit", "50"))))
+        limit = query_limit(request, 50, 500)
     except ValueError:
         return json_error(400, "bad_query", "limit is an integer")
     runs = await asyncio.to_thread(state.storage.training_runs.recent, limit)
@@ -91,11 +92,9 @@ async def start_run(request: Request) -> Response:
         return json_error(503, "training_off", "this hub does not train: set P13N_HUB_TRAINING_KEY (docs/SETTINGS.md)")
     if state.nc is None or not state.layout_ready:
         return json_error(503, "nats_unavailable", "the hub is not connected to NATS; try again shortly")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return json_error(413, "too_large", f"the body is at most {MAX_BODY} bytes")
+    body = await read_body(request, MAX_BODY)
+    if body is None:
+        return json_error(413, "too_large", f"the body is at most {MAX_BODY} bytes")
     force = False
     if body.strip():
         try:

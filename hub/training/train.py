@@ -166,11 +166,13 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     data, items, profiles, content_doc = _load(config, say)
     say(f"loaded {len(data)} interactions, {len(items)} catalog items, {len(profiles)} profiles")
 
-    train, test = split(data, "random", 0.75, config.seed)
+    # the random split serves the search and the offline evaluation only
+    searching = config.tuned is None and config.tune
+    train, test = split(data, "random", 0.75, config.seed) if searching or config.evaluate else (data, data)
     if config.tuned is not None:
         tuned = config.tuned
         say("hyperparameters from the gated run")
-    elif config.tune:
+    elif searching:
         tuned = tune(train, items, config.k, config.seed, progress=say)
     else:
         say("tuning skipped: default hyperparameters")

@@ -15,6 +15,7 @@ import nats
 from hub.nats_setup import ensure_layout
 from models import nats_layout as L
 from tests.conftest import HubFactory
+from tests.integration.helpers import descendants
 from tests.integration.ingest_helpers import stats, wait_accepted
 
 EVENTS = 60_000
@@ -37,25 +38,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _descendants(pid: int) -> list[int]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(proc.name))
-            except OSError:
-                continue
-    return out + [d for c in out for d in _descendants(c)]
-
-
 def test_a_busy_hub_stops_cleanly_and_hands_back_its_work(nats_server: str, start_hub: HubFactory, tmp_path: Path) -> None:
     asyncio.run(fill(nats_server))
     data = tmp_path / "hub-data"
     hub = start_hub(nats_server, data_dir=data)
     while stats(hub)["accepted"] == 0:  # mid-way: batches are being prepared and stored
         time.sleep(0.05)
-    tree = [hub.child.proc.pid, *_descendants(hub.child.proc.pid)]
+    tree = [hub.child.proc.pid, *descendants(hub.child.proc.pid)]
     hub.child.proc.send_signal(signal.SIGTERM)
     assert hub.child.proc.wait(30) == 0  # by itself, not killed
     deadline = time.monotonic() + 10

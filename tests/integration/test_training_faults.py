@@ -13,7 +13,7 @@ from typing import Any
 
 from p13n.procs import free_port, start_nats
 from tests.conftest import AgentFactory, Hub, HubFactory, Origin, TrainedBundle
-from tests.integration.helpers import fetch, wait_for
+from tests.integration.helpers import descendants, fetch, wait_for
 from tests.integration.ingest_helpers import wait_accepted
 from tests.integration.test_bundle_sync import health, p13n
 from tests.integration.test_training_loop import finished, population, post_events
@@ -40,32 +40,25 @@ def start_run(hub: Hub, force: bool = False) -> str:
     return str(json.loads(reply.body)["run"]["id"])
 
 
-def training_children(hub: Hub) -> list[int]:
-    """Processes under the hub running the training child (spawned: their command line
-    names multiprocessing's spawn entry; the ingest workers started long before)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        if b"spawn_main" in cmd and _descends(int(stat.rsplit(")", 1)[1].split()[1]), hub.child.proc.pid):
-            found.append(int(proc.name))
-    return found
+def started_training_child(hub: Hub) -> tuple[str, set[int]]:
+    """Start a run; (its id, the process it trains in). The training process is spawned:
+    its command line names multiprocessing's spawn entry, and it is the one that was not
+    under the hub before (the ingest workers were)."""
+
+    def spawned() -> set[int]:
+        return {pid for pid in descendants(hub.child.proc.pid) if b"spawn_main" in _cmdline(pid)}
+
+    before = spawned()
+    run_id = start_run(hub)
+    wait_for(lambda: bool(spawned() - before), timeout_s=30)
+    return run_id, spawned() - before
 
 
-def _descends(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            return False
-    return False
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_an_empty_warehouse_and_a_killed_training_process_leave_the_live_bundle(
@@ -83,10 +76,8 @@ def test_an_empty_warehouse_and_a_killed_training_process_leave_the_live_bundle(
     events = population(120, seed=3)
     post_events(hub, events)
     wait_accepted(hub, len(events))
-    before = set(training_children(hub))
-    run_id = start_run(hub)
-    wait_for(lambda: bool(set(training_children(hub)) - before), timeout_s=30)
-    for pid in set(training_children(hub)) - before:
+    run_id, child = started_training_child(hub)
+    for pid in child:
         os.kill(pid, signal.SIGKILL)  # the training process dies mid-run (the OOM killer, say)
     crashed = finished(hub, run_id)
     assert crashed["status"] == "failed" and "ended without a result" in crashed["reason"], crashed
@@ -116,9 +107,7 @@ def test_nats_gone_at_the_push_fails_the_run_and_loses_nothing(
         post_events(hub, events)
         wait_accepted(hub, len(events))
 
-        before = set(training_children(hub))
-        run_id = start_run(hub)
-        wait_for(lambda: bool(set(training_children(hub)) - before), timeout_s=30)
+        run_id, _ = started_training_child(hub)
         nats_child.proc.send_signal(signal.SIGKILL)  # NATS goes while the model trains
         nats_child.proc.wait()
         failed: dict[str, Any] = finished(hub, run_id)

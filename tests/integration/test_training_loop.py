@@ -15,26 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import API_KEY, DEFAULT_TEMPLATES, AgentFactory, HubFactory, Origin, TrainedBundle
-from tests.integration.helpers import fetch, wait_for
+from tests.integration.helpers import descendants, fetch, wait_for
 from tests.integration.ingest_helpers import wait_accepted
 from tests.integration.test_bundle_sync import health, p13n
 
 DAY_MS = 86_400_000
 TRAINING_LIBS = ("/sklearn/", "/implicit/", "/skl2onnx/", "/matplotlib/")
-
-
-def hub_processes(hub: Any) -> list[int]:
-    """The hub's process and its descendants alive now."""
-    found = [hub.child.proc.pid]
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            if parent in found:
-                found.append(int(proc.name))
-    return found
 
 
 def mapped_files(pid: int) -> str:
@@ -181,7 +167,9 @@ def test_a_training_run_ships_a_bundle_learned_from_the_warehouse_to_the_edge(
     assert entry["actor"] == "test-operator" and entry["detail"] == {"run": run_id, "force": False}
     # the training ran in a child process: the hub's own processes never loaded the
     # training libraries (they stay out of the serving process's memory)
-    loaded = {lib for pid in hub_processes(hub) for lib in TRAINING_LIBS if lib in mapped_files(pid)}
+    loaded = {
+        lib for pid in [hub.child.proc.pid, *descendants(hub.child.proc.pid)] for lib in TRAINING_LIBS if lib in mapped_files(pid)
+    }
     assert loaded == set()
     (activation,) = [e for e in audit if e["action"] == "bundles.activate" and e["actor"] == "training"]
     assert activation["detail"]["run"] == run_id and activation["detail"]["version"] == 2
