@@ -90,7 +90,7 @@ def _recommend(
     if models is not None and session and session.get("recent"):
         candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
         if candidates:
-            source = "als"
+            source = models.session_model
     elif models is not None and isinstance(attrs.get("profile"), Mapping) and attrs["profile"].get("factors"):
         candidates = models.recommend_for(attrs["profile"]["factors"], sorted(exclude))  # a known user, no session yet
         if candidates:

@@ -4,7 +4,9 @@ bundle is judged by the decisions it would make).
 
 ONNX sessions (single-threaded) for the cluster segment and the ALS top-k graph; the
 item factors and ``YᵀY + λI`` for exact fold-in of the visitor's session; the item
-index. Loaded once, swapped whole.
+index. When training chose an item-based model (manifest ``models.recommender`` =
+``item``), sessions are scored through its neighbours graph instead; known users
+without a session keep their ALS factors. Loaded once, swapped whole.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from models.als import fold_in_low_rank
 from models.bundle import Bundle
 from models.features import encode
-from models.onnx_runtime import MASK_PENALTY, OnnxModel, TopKModel, topk_embeddings
+from models.onnx_runtime import MASK_PENALTY, NeighboursModel, OnnxModel, TopKModel, topk_embeddings
 
 
 class BundleModels:
@@ -35,9 +37,19 @@ class BundleModels:
         self.gram = bundle.array("als_gram.npy").astype(np.float64)
         self.gram_inv = np.linalg.inv(self.gram)  # once per model: fold-in is then a k × k solve
         self.alpha = float(meta.get("als", {}).get("alpha", 1.0))
+        self.neighbours: NeighboursModel | None = None
+        #: the model sessions are recommended with, as decisions name it: "als", or the
+        #: item-based model's kind ("ease", "knn")
+        self.session_model = "als"
+        if meta.get("recommender") == "item" and "item_topk.onnx" in bundle.files:
+            self.neighbours = NeighboursModel(bundle.files["item_topk.onnx"])
+            self.session_model = str(meta.get("item", {}).get("kind", "item"))
         items = bundle.json("items.json")
         self.item_ids: list[str] = list(items["ids"])
         self.index = {item: i for i, item in enumerate(self.item_ids)}
+        popularity = items.get("popularity") or [0.0] * len(self.item_ids)
+        #: the catalog by popularity, most first (what a recommend slot fills up with)
+        self.popular: list[str] = [self.item_ids[i] for i in np.argsort(-np.asarray(popularity), kind="stable")]
         self.content_doc: dict[str, Any] | None = bundle.json("content.json") if "content.json" in bundle.files else None
         self._vec = np.zeros((1, self.spec.width), dtype=np.float32)
 
@@ -50,25 +62,41 @@ class BundleModels:
         return self.segment_labels[label] if 0 <= label < len(self.segment_labels) else str(label)
 
     def recommend(self, interactions: Sequence[tuple[str, float]], exclude: Sequence[str]) -> list[str]:
-        """Items for a visitor from their session (fold-in + ALS top-k), best first."""
+        """Items for a visitor from their session, best first: through the item-based
+        model's neighbours when training chose it, else ALS fold-in + top-k."""
         known = [(self.index[i], w) for i, w in interactions if i in self.index]
         if not known:
             return []
         idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
         weights = np.fromiter((w for _, w in known), dtype=np.float64, count=len(known))
+        if self.neighbours is not None:
+            top, scores = self.neighbours.top(idx, weights, self._excluded(exclude))
+            ids = self.item_ids
+            # an item no history item leads to scores 0: no evidence, the slot's fallback fills
+            return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0]
         user = fold_in_low_rank(self.item_factors, self.gram_inv, idx, weights, self.alpha)
-        return _top_items(self, user, exclude)
+        return self._als_top(user, exclude)
+
+    def ranked(self, interactions: Sequence[tuple[str, float]], exclude: Sequence[str], k: int) -> list[str]:
+        """The ``k`` items a recommend slot shows for the session: the model's, then the
+        most popular ones (what the training gate scores)."""
+        out = self.recommend(interactions, exclude)[:k]
+        if len(out) < k:
+            taken = {*out, *exclude}
+            out += [i for i in self.popular if i not in taken][: k - len(out)]
+        return out
 
     def recommend_for(self, factors: Sequence[float], exclude: Sequence[str]) -> list[str]:
         """Items for a known user from the factors their profile carries."""
         user = np.asarray(factors, dtype=np.float32)
         if user.shape != (self.item_factors.shape[1],):
             return []  # factors of another model: ignore rather than guess
-        return _top_items(self, user, exclude)
+        return self._als_top(user, exclude)
 
+    def _excluded(self, exclude: Sequence[str]) -> np.ndarray:
+        return np.array(sorted({self.index[e] for e in exclude if e in self.index}), dtype=np.int64)
 
-def _top_items(models: BundleModels, user: np.ndarray, exclude: Sequence[str]) -> list[str]:
-    excluded = np.array(sorted({models.index[e] for e in exclude if e in models.index}), dtype=np.int64)
-    top, scores = models.als.top(user, excluded)
-    ids = models.item_ids
-    return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]
+    def _als_top(self, user: np.ndarray, exclude: Sequence[str]) -> list[str]:
+        top, scores = self.als.top(user, self._excluded(exclude))
+        ids = self.item_ids
+        return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]

@@ -5,7 +5,8 @@
 [1, N] (1.0 = never recommend); outputs ``scores`` and ``indices`` of the top ``k``:
 ``TopK(MatMul(user, Yᵀ) − exclude · 1e30)`` — for large catalogs through an int8
 first stage re-scored exactly (see :func:`topk_graph`). Used for ALS item factors and
-for content-based item embeddings.
+for content-based item embeddings. ``neighbours_graph``: item-based models (EASE,
+item-kNN) scoring a visitor's history through each item's neighbours.
 """
 
 from __future__ import annotations
@@ -115,4 +116,51 @@ def _two_stage_graph(y: np.ndarray, k: int, kc: int, name: str) -> bytes:
         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
     ]
     inputs, outputs = _io(n, f, k)
+    return _serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
+
+
+def neighbours_graph(index: np.ndarray, weight: np.ndarray, k: int, name: str = "item_topk") -> bytes:
+    """Serialized ONNX model scoring every item from a visitor's history through item
+    neighbours (:mod:`models.item_based`).
+
+    Inputs ``history`` [m] int64 (item indexes), ``weights`` [m] float32 and
+    ``exclude`` [1, N]; outputs ``scores`` and ``indices`` of the top ``k``:
+    ``TopK(ScatterAdd(0, index[history], weight[history] · weights) − exclude · 1e30)``.
+    Indices are stored as int32 (half the bytes) and widened in the graph.
+    """
+    n = index.shape[0]
+    k = min(k, n)
+    nodes = [
+        helper.make_node("Gather", ["neighbour_index", "history"], ["rows_index32"], axis=0),
+        helper.make_node("Cast", ["rows_index32"], ["rows_index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["neighbour_weight", "history"], ["rows_weight"], axis=0),
+        helper.make_node("Unsqueeze", ["weights", "axis1"], ["weights_col"]),
+        helper.make_node("Mul", ["rows_weight", "weights_col"], ["contributions"]),
+        helper.make_node("Reshape", ["rows_index", "flat"], ["flat_index"]),
+        helper.make_node("Reshape", ["contributions", "flat"], ["flat_contributions"]),
+        helper.make_node("ScatterElements", ["zeros", "flat_index", "flat_contributions"], ["summed"], axis=0, reduction="add"),
+        helper.make_node("Unsqueeze", ["summed", "axis0"], ["raw_scores"]),
+        helper.make_node("Mul", ["exclude", "penalty"], ["mask"]),
+        helper.make_node("Sub", ["raw_scores", "mask"], ["masked"]),
+        helper.make_node("TopK", ["masked", "k"], ["scores", "indices"], axis=1, largest=1, sorted=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(index, dtype=np.int32), "neighbour_index"),
+        numpy_helper.from_array(np.ascontiguousarray(weight, dtype=np.float32), "neighbour_weight"),
+        numpy_helper.from_array(np.zeros(n, dtype=np.float32), "zeros"),
+        numpy_helper.from_array(np.array([MASK_PENALTY], dtype=np.float32), "penalty"),
+        numpy_helper.from_array(np.array([k], dtype=np.int64), "k"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("history", TensorProto.INT64, ["m"]),
+        helper.make_tensor_value_info("weights", TensorProto.FLOAT, ["m"]),
+        helper.make_tensor_value_info("exclude", TensorProto.FLOAT, [1, n]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, k]),
+        helper.make_tensor_value_info("indices", TensorProto.INT64, [1, k]),
+    ]
     return _serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))

@@ -1,4 +1,5 @@
-"""Recommenders over one training set: popularity, ALS, content-based, hybrid.
+"""Recommenders over one training set: popularity, ALS, item-based (EASE or item-kNN),
+content-based, hybrid.
 
 All share :class:`Catalog` (dense item ids) and score every item for a user; ranking
 excludes the user's training items. Hyperparameters are chosen by :mod:`models.tuning`
@@ -14,6 +15,7 @@ import numpy as np
 
 from models.als import ALSFactors, ALSParams, fold_in, top_k, train_als
 from models.data import Index, Interactions, Item, user_item_matrix
+from models.item_based import ItemNeighbours, ItemParams, train_items
 from models.text_model import TextModel, fit_text, user_vector
 
 
@@ -144,6 +146,41 @@ class ALS(Recommender):
         if not known.all():
             scores[~known] = self.catalog.popularity
         return np.asarray(scores, dtype=np.float32)
+
+
+class ItemBased(Recommender):
+    """A visitor's history through each item's neighbours (:mod:`models.item_based`);
+    named after the fit: ``ease`` or ``knn``. Items with a positive score come first, by
+    score; the rest by popularity, as the edge fills a slot when the model has no more
+    evidence (without that, ties among the zero scores would be ranked arbitrarily)."""
+
+    def __init__(self, catalog: Catalog, train: Interactions, params: ItemParams) -> None:
+        super().__init__(catalog)
+        self.name = params.kind
+        self._history = user_item_matrix(train, catalog.users, catalog.items).astype(np.float32)
+        self.neighbours: ItemNeighbours = train_items(self._history, params)
+        self._weights = self.neighbours.matrix()
+        peak = float(catalog.popularity.max()) if len(catalog.popularity) else 0.0
+        self._fill = (catalog.popularity / peak if peak > 0 else catalog.popularity).astype(np.float32)
+
+    def _ranked(self, raw: np.ndarray) -> np.ndarray:
+        """Positive scores above every popularity fill (which lies in [0, 1])."""
+        return np.where(raw > 0, 1.0 + raw, self._fill).astype(np.float32)
+
+    def scores(self, user: str) -> np.ndarray | None:
+        pos = self.catalog.users.pos.get(user)
+        if pos is None:
+            return None
+        return self._ranked(np.asarray((self._history[pos] @ self._weights).toarray()).ravel())
+
+    def score_rows(self, users: Sequence[str]) -> np.ndarray:
+        pos = [self.catalog.users.pos.get(u) for u in users]
+        known = np.array([p is not None for p in pos])
+        rows = np.array([p if p is not None else 0 for p in pos], dtype=np.int64)
+        scores = self._ranked(np.asarray((self._history[rows] @ self._weights).toarray(), dtype=np.float32))
+        if not known.all():
+            scores[~known] = self.catalog.popularity
+        return scores
 
 
 class Content(Recommender):

@@ -1,8 +1,13 @@
-"""Hyperparameter choice on a validation split carved from the training data.
+"""Hyperparameter and model choice on a validation split carved from the training data.
 
-ALS: factors × regularization × alpha on a grid, then iterations. Hybrid: blend weights
-on a simplex grid using the chosen ALS and the content model. The objective is NDCG@k
-on validation users (a sample, for speed). Nothing here is tuned by hand to a data set.
+ALS: factors × regularization × alpha on a grid, then iterations. Item-based: EASE's λ
+(or item-kNN's shrinkage above EASE's catalog bound). Hybrid: blend weights on a
+simplex grid using the chosen ALS and the content model. The objective is NDCG@k on
+validation users (a sample, for speed). The **recommender the edge serves** is the
+better of the best ALS and the best item-based model on the same users: both score a
+visitor from their history alone, as the edge does. Nothing here is tuned by hand to a
+data set; :func:`select` makes the same choice between the two defaults when the
+search is off.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ import numpy as np
 from models.als import ALSParams, max_factors
 from models.data import Interactions, Item
 from models.evaluation import score, split
-from models.recommenders import ALS, BATCH_USERS, BlendWeights, Catalog, Content, Hybrid, Recommender, top_k_rows
+from models.item_based import ItemParams
+from models.recommenders import ALS, BATCH_USERS, BlendWeights, Catalog, Content, Hybrid, ItemBased, Recommender, top_k_rows
 
 log = logging.getLogger(__name__)
 
 ALS_GRID = {"factors": (32, 64), "regularization": (0.01, 0.1), "alpha": (1.0, 10.0, 40.0)}
 ITERATIONS = (10, 20)
+#: EASE's λ and item-kNN's shrinkage tried (λ grows with the data's weights; both small
+#: and large are in the grid)
+EASE_L2 = (10.0, 50.0, 250.0, 1000.0)
+KNN_SHRINK = (0.0, 10.0, 100.0)
 BLEND_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Validation users scored per candidate (a sample keeps tuning affordable).
 MAX_VALIDATION_USERS = 2000
@@ -35,6 +45,21 @@ class Tuned:
     als: ALSParams
     blend: BlendWeights
     trials: list[dict[str, object]] = field(default_factory=list)
+    items: ItemParams = field(default_factory=ItemParams)
+    #: what the edge serves sessions with: "als" or "item" (``items.kind`` says which)
+    recommender: str = "als"
+    #: NDCG@k on validation of the candidates the choice was made between
+    validation: dict[str, float] = field(default_factory=dict)
+
+    def chosen(self) -> dict[str, object]:
+        """What a report and a manifest say about the choice."""
+        return {
+            "als": self.als.as_dict(),
+            "items": self.items.as_dict(),
+            "blend": self.blend.as_dict(),
+            "recommender": self.recommender,
+            "validation": self.validation,
+        }
 
 
 def truth_by_user(test: Interactions, catalog: Catalog) -> dict[str, set[str]]:
@@ -79,6 +104,48 @@ def _ndcg(model: Recommender, truth: Mapping[str, set[str]], users: Sequence[str
     return score(recommend_all(model, users, k), {u: truth[u] for u in users}, k, len(model.catalog.items)).ndcg
 
 
+def _validation(
+    train: Interactions, items: Mapping[str, Item], seed: int
+) -> tuple[Interactions, Catalog, dict[str, set[str]], list[str]]:
+    inner, valid = split(train, "random", 0.8, seed)
+    catalog = Catalog.build(inner, list(items))
+    truth = truth_by_user(valid, catalog)
+    users = sorted(truth)
+    if len(users) > MAX_VALIDATION_USERS:
+        users = sorted(np.random.default_rng(seed).choice(users, MAX_VALIDATION_USERS, replace=False).tolist())
+    return inner, catalog, truth, users
+
+
+def _item_grid(n_items: int) -> list[ItemParams]:
+    base = ItemParams.for_catalog(n_items)
+    if base.kind == "ease":
+        return [ItemParams(kind="ease", l2=v) for v in EASE_L2]
+    return [ItemParams(kind="knn", shrink=v) for v in KNN_SHRINK]
+
+
+def _choose(als_ndcg: float, item_ndcg: float, item: ItemParams) -> tuple[str, dict[str, float]]:
+    """The served recommender: the item-based model only when it beats ALS."""
+    validation = {"als": als_ndcg, item.kind: item_ndcg}
+    return ("item" if item_ndcg > als_ndcg else "als"), validation
+
+
+def select(train: Interactions, items: Mapping[str, Item], k: int, seed: int, progress: Progress | None = None) -> Tuned:
+    """Default hyperparameters, and the served recommender chosen on validation (the
+    search's choice without its grid: two fits on 80 % of the data)."""
+    say = progress or (lambda _msg: None)
+    inner, catalog, truth, users = _validation(train, items, seed)
+    als_params = ALSParams.for_catalog(len(catalog.items))
+    item_params = ItemParams.for_catalog(len(catalog.items))
+    blend = BlendWeights(0.5, 0.25, 0.25)
+    if not users:  # nothing to validate on: ALS, as before a choice existed
+        return Tuned(als_params, blend, items=item_params)
+    als_ndcg = _ndcg(ALS(catalog, inner, als_params, seed), truth, users, k)
+    item_ndcg = _ndcg(ItemBased(catalog, inner, item_params), truth, users, k)
+    recommender, validation = _choose(als_ndcg, item_ndcg, item_params)
+    say(f"serving {recommender}: validation ndcg@{k} als={als_ndcg:.4f} {item_params.kind}={item_ndcg:.4f}")
+    return Tuned(als_params, blend, items=item_params, recommender=recommender, validation=validation)
+
+
 def tune(
     train: Interactions,
     items: Mapping[str, Item],
@@ -89,12 +156,7 @@ def tune(
     iterations: Sequence[int] = ITERATIONS,
 ) -> Tuned:
     say = progress or (lambda _msg: None)
-    inner, valid = split(train, "random", 0.8, seed)
-    catalog = Catalog.build(inner, list(items))
-    truth = truth_by_user(valid, catalog)
-    users = sorted(truth)
-    if len(users) > MAX_VALIDATION_USERS:
-        users = sorted(np.random.default_rng(seed).choice(users, MAX_VALIDATION_USERS, replace=False).tolist())
+    inner, catalog, truth, users = _validation(train, items, seed)
     trials: list[dict[str, object]] = []
     g = grid or ALS_GRID
     cap = max_factors(len(catalog.items))
@@ -118,6 +180,15 @@ def tune(
         if value > best[0]:
             best = (value, params, model)
     als_model = best[2]
+    best_item: tuple[float, ItemParams] = (-1.0, ItemParams.for_catalog(len(catalog.items)))
+    for params_i in _item_grid(len(catalog.items)):
+        value = _ndcg(ItemBased(catalog, inner, params_i), truth, users, k)
+        trials.append({"model": params_i.kind, **params_i.as_dict(), "ndcg": value})
+        say(f"tuning {params_i.kind}: {params_i} ndcg@{k}={value:.4f}")
+        if value > best_item[0]:
+            best_item = (value, params_i)
+    recommender, validation = _choose(best[0], best_item[0], best_item[1])
+    say(f"serving {recommender}: validation ndcg@{k} {validation}")
     content = Content(catalog, items, seed=seed)
     blends = [
         BlendWeights(wa, wc, round(1.0 - wa - wc, 4))
@@ -130,4 +201,4 @@ def tune(
         if value > best_blend[0]:
             best_blend = (value, weights)
     say(f"tuning hybrid: best weights {best_blend[1].as_dict()} ndcg@{k}={best_blend[0]:.4f}")
-    return Tuned(best[1], best_blend[1], trials)
+    return Tuned(best[1], best_blend[1], trials, best_item[1], recommender, validation)

@@ -48,6 +48,8 @@ def bundle_verify(bundle: Path, public_key: Path) -> int:
                 "created": m["created"],
                 "feature_spec_hash": m["feature_spec_hash"],
                 "files": sorted(m["files"]),
+                # what the edge recommends sessions with
+                "recommender": m.get("models", {}).get("recommender", "als"),
             }
         )
     )

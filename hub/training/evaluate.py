@@ -1,4 +1,5 @@
-"""``p13n evaluate``: offline comparison of popularity, ALS, content-based and hybrid.
+"""``p13n evaluate``: offline comparison of popularity, ALS, item-based (EASE or
+item-kNN), content-based and hybrid.
 
 Hyperparameters come from a validation split carved from the training part; every
 model is then fitted on the whole training part and scored on the test part, excluding
@@ -15,7 +16,7 @@ from typing import Any
 
 from models.data import Interactions, Item, load_interactions, load_items
 from models.evaluation import score, split
-from models.recommenders import ALS, Catalog, Content, Hybrid, Popularity, Recommender
+from models.recommenders import ALS, Catalog, Content, Hybrid, ItemBased, Popularity, Recommender
 from models.tuning import Tuned, recommend_all, truth_by_user, tune
 
 Progress = Callable[[str], None]
@@ -45,7 +46,13 @@ def evaluate(
     say("fitting final models")
     als = ALS(catalog, train, chosen.als, seed)
     content = Content(catalog, items, seed=seed)
-    models: list[Recommender] = [Popularity(catalog), als, content, Hybrid(catalog, als, content, chosen.blend)]
+    models: list[Recommender] = [
+        Popularity(catalog),
+        als,
+        ItemBased(catalog, train, chosen.items),
+        content,
+        Hybrid(catalog, als, content, chosen.blend),
+    ]
     results: dict[str, Any] = {}
     recs: dict[str, dict[str, list[str]]] = {}
     for model in models:
@@ -61,7 +68,7 @@ def evaluate(
         "catalog_items": len(catalog.items),
         "metric_definitions": "binary relevance; precision/recall/NDCG/AP at k averaged over test users; coverage = distinct recommended / catalog",
         "models": results,
-        "chosen": {"als": chosen.als.as_dict(), "blend": chosen.blend.as_dict()},
+        "chosen": chosen.chosen(),
         "tuning_trials": chosen.trials,
     }
     return EvaluationResult(report, recs)

@@ -64,15 +64,15 @@ def split_by_time(rows: TrainingRows, rules: HubDataRules, cutoff: float) -> tup
 
 
 def score(models: BundleModels, holdout: Holdout, k: int) -> dict[str, Any]:
-    """nDCG@k and recall@k of ``models`` over the holdout users (a user the bundle
-    cannot recommend for scores 0)."""
+    """nDCG@k and recall@k of ``models`` over the holdout users: the ``k`` items a
+    recommend slot would show each of them (the model's, filled up by popularity)."""
     users = sorted(holdout.truth)
     if not users:
         return {"ndcg": 0.0, "recall": 0.0, "users": 0}
     ndcg = recall = 0.0
     for user in users:
         history = holdout.history[user]
-        recs = models.recommend(history, [i for i, _ in history])[:k]
+        recs = models.ranked(history, [i for i, _ in history], k)
         ndcg += ndcg_at_k(recs, holdout.truth[user], k)
         recall += recall_at_k(recs, holdout.truth[user], k)
     return {"ndcg": round(ndcg / len(users), 6), "recall": round(recall / len(users), 6), "users": len(users)}

@@ -25,16 +25,15 @@ import numpy as np
 from hub.training.evaluate import evaluate
 from hub.training.from_hub import HubData
 from models import clusters, text_model
-from models.als import ALSParams
 from models.bundle import build_bundle, load_private_key, npy_bytes
 from models.content import build_content
 from models.data import Interactions, Item, load_interactions, load_items
 from models.evaluation import split
 from models.features import FeatureSpec, default_spec, encode_many
-from models.onnx_graphs import topk_graph
-from models.recommenders import ALS, BlendWeights, Catalog, Content
+from models.onnx_graphs import neighbours_graph, topk_graph
+from models.recommenders import ALS, Catalog, Content, ItemBased
 from models.synthetic import taste_groups, visitor_archetypes
-from models.tuning import Tuned, tune
+from models.tuning import Tuned, select, tune
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +174,8 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     elif searching:
         tuned = tune(train, items, config.k, config.seed, progress=say)
     else:
-        say("tuning skipped: default hyperparameters")
-        tuned = Tuned(ALSParams.for_catalog(len(set(data.items.tolist()) | set(items))), BlendWeights(0.5, 0.25, 0.25))
+        say("search skipped: default hyperparameters, the served model chosen on validation")
+        tuned = select(data, items, config.k, config.seed, progress=say)
     if config.evaluate:
         evaluation_report = evaluate(train, test, items, config.k, config.seed, progress=say, tuned=tuned).report
         metrics = evaluation_report["models"]
@@ -187,7 +186,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
             "k": config.k,
             "test_users": 0,
             "models": {},
-            "chosen": {"als": tuned.als.as_dict(), "blend": tuned.blend.as_dict()},
+            "chosen": tuned.chosen(),
             "skipped": "scored by the training gate on the most recent days instead (see the run's gate)",
         }
 
@@ -195,6 +194,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     catalog = Catalog.build(data, list(items))
     als = ALS(catalog, data, tuned.als, config.seed)
     content = Content(catalog, items, seed=config.seed)
+    item_model = ItemBased(catalog, data, tuned.items) if tuned.recommender == "item" else None
 
     categories: Sequence[str] = sorted({i.category for i in items.values() if i.category}) or default_spec().features[-1].values
     spec: FeatureSpec = default_spec(categories)
@@ -215,6 +215,9 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         "text.onnx": text_model.to_onnx(content.model),
         "items.json": json.dumps({"ids": catalog.items.ids, "popularity": catalog.popularity.tolist()}).encode(),
     }
+    if item_model is not None:
+        nb = item_model.neighbours
+        files["item_topk.onnx"] = neighbours_graph(nb.index, nb.weight, MAX_K, "item_topk")
     if seg is not None:
         files["segments.onnx"] = clusters.to_onnx(seg.pipeline, spec.width)
     if content_doc is not None:
@@ -223,6 +226,10 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     models_meta = {
         "als": {**tuned.als.as_dict(), "items": len(catalog.items)},
         "hybrid": tuned.blend.as_dict(),
+        # what the edge recommends sessions with; known users without a session keep
+        # their ALS factors
+        "recommender": tuned.recommender,
+        "item": {**tuned.items.as_dict(), "validation": tuned.validation},
         "segments": _segments_meta(seg),
         "content": {"dims": content.model.dims},
         "max_k": MAX_K,

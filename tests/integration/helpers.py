@@ -81,3 +81,16 @@ def descendants(pid: int) -> list[int]:
         found += kids
         queue += kids
     return found
+
+
+def session_model(bundle: Path) -> str:
+    """How a bundle's decisions name the model it recommends sessions with ("als", or
+    the item-based model's kind), read from its manifest."""
+    import json
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        models = json.loads(member.read())["models"]
+    return str(models["item"]["kind"]) if models.get("recommender") == "item" else "als"

@@ -12,7 +12,7 @@ import pytest
 
 from p13n.procs import DEFAULT_TEMPLATES, free_port, spawn, wait_http
 from tests.conftest import REPO, TrainedBundle
-from tests.integration.helpers import fetch
+from tests.integration.helpers import fetch, session_model
 
 
 @pytest.mark.slow
@@ -53,6 +53,7 @@ def test_the_edge_extra_alone_runs_the_agent(tmp_path: Path, trained_bundle: Tra
         )
         decided = json.loads(fetch(f"http://127.0.0.1:{port}/_p13n/decide?slots=hero,recs&page=/", cookie).body)
         assert decided["model_version"] == 1 and decided["slots"]["recs"]["html"]
-        assert decided["slots"]["recs"]["detail"] == "als"  # the ONNX model ran in the lean install
+        # the bundle's ONNX model ran in the lean install
+        assert decided["slots"]["recs"]["detail"] == session_model(trained_bundle.path)
     finally:
         agent.stop()

@@ -53,7 +53,13 @@ def test_train_writes_signed_increasing_bundles_and_a_report(keys: Path, tmp_pat
     assert manifest["ok"] and manifest["version"] == 2
     assert {"segments.onnx", "als_topk.onnx", "content_topk.onnx", "text.onnx", "content.json"} <= set(manifest["files"])
     report = json.loads(Path(second["report"]).read_text())
-    assert set(report["evaluation"]["models"]) == {"popularity", "als", "content", "hybrid"}
+    assert set(report["evaluation"]["models"]) == {"popularity", "als", "ease", "content", "hybrid"}
+    chosen = report["evaluation"]["chosen"]
+    # the served model is the better of ALS and EASE on validation, and the manifest says so
+    better = max(chosen["validation"], key=chosen["validation"].get)
+    assert chosen["recommender"] == ("als" if better == "als" else "item")
+    assert manifest["recommender"] == chosen["recommender"]
+    assert ("item_topk.onnx" in manifest["files"]) == (chosen["recommender"] == "item")
     html = Path(second["html"]).read_text()
     assert html.count("data:image/png;base64,") == 3 and 'alt="silhouette by k"' in html
 
@@ -111,7 +117,7 @@ def test_evaluate_on_real_data_with_a_time_split(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert set(report["models"]) == {"popularity", "als", "content", "hybrid"}
+    assert set(report["models"]) == {"popularity", "als", "ease", "content", "hybrid"}
     for metrics in report["models"].values():
         assert set(metrics) >= {"precision", "recall", "ndcg", "map", "coverage"}
         assert 0.0 <= metrics["ndcg"] <= 1.0
@@ -119,7 +125,7 @@ def test_evaluate_on_real_data_with_a_time_split(tmp_path: Path) -> None:
     with recs.open() as f:
         rows = list(csv.DictReader(f))
     assert rows and set(rows[0]) == {"model", "user_id", "rank", "item_id"}
-    assert {r["model"] for r in rows} == {"popularity", "als", "content", "hybrid"}
+    assert {r["model"] for r in rows} == {"popularity", "als", "ease", "content", "hybrid"}
 
 
 def test_evaluate_with_given_train_and_test_files(tmp_path: Path) -> None:
