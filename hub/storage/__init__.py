@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.storage.interface import ErasureLedger, HubStore, RekeyReport, RetentionCutoffs, SubjectIds, TrainingLedger, TrainingRows
+from hub.storage.interface import (
+    ErasureLedger,
+    HubStore,
+    RekeyReport,
+    RetentionCutoffs,
+    StoreUnreadable,
+    SubjectIds,
+    TrainingLedger,
+    TrainingRows,
+)
 
 __all__ = [
     "ErasureLedger",
     "HubStore",
     "RekeyReport",
     "RetentionCutoffs",
+    "StoreUnreadable",
     "SubjectIds",
     "TrainingLedger",
     "TrainingRows",
@@ -25,7 +35,13 @@ __all__ = [
 
 
 def open_store(data_dir: Path) -> HubStore:
-    """The store under ``data_dir`` (SQLite)."""
+    """The store under ``data_dir`` (SQLite); :class:`StoreUnreadable` when its files
+    are there but corrupt."""
+    import sqlite3
+
     from hub.storage.sqlite import SqliteStore
 
-    return SqliteStore(data_dir)
+    try:
+        return SqliteStore(data_dir)
+    except sqlite3.DatabaseError as e:
+        raise StoreUnreadable(f"{data_dir}: {e}") from e

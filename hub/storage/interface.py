@@ -19,6 +19,11 @@ from hub.pii import PiiCipher
 from models.erasure import ErasureOrder, Tokenizer
 
 
+class StoreUnreadable(Exception):
+    """The storage exists but cannot be read (a corrupt file, a broken database): the
+    message says what the backend reported. Nothing is written while it lasts."""
+
+
 @dataclass(frozen=True)
 class SubjectIds:
     """A data subject's identifiers: as given, its pseudonym, its linked visitor ids."""

@@ -49,7 +49,7 @@ from hub.ingest.batch import (
 from hub.personal import seal_payload
 from hub.pii import PiiCipher
 from hub.storage import sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects, sqlite_training
-from hub.storage.interface import RekeyReport, RetentionCutoffs, SubjectIds, TrainingRows
+from hub.storage.interface import RekeyReport, RetentionCutoffs, StoreUnreadable, SubjectIds, TrainingRows
 from hub.storage.sqlite_erasures import SqliteErasureLedger
 from hub.storage.sqlite_training_runs import SqliteTrainingLedger
 from models.erasure import Tokenizer
@@ -578,7 +578,10 @@ class SqliteStore:
         return sqlite_reads.top_items(self, limit)
 
     def training_rows(self, since: str) -> TrainingRows:
-        return sqlite_training.training_rows(self, since)
+        try:
+            return sqlite_training.training_rows(self, since)
+        except sqlite3.DatabaseError as e:  # a page of the warehouse is corrupt
+            raise StoreUnreadable(f"{self.data_dir / 'warehouse.sqlite'}: {e}") from e
 
     def reader(self, path: Path) -> sqlite3.Connection:
         """A separate read-only connection: WAL readers never wait for the writer."""

@@ -70,7 +70,7 @@ def _from_hub(a: Namespace) -> int:
     from datetime import UTC, datetime
 
     from hub.settings import HubSettings
-    from hub.storage import open_store
+    from hub.storage import StoreUnreadable, open_store
     from hub.training.cycle import CycleConfig, run_cycle
     from hub.training.from_hub import HubDataRules
     from models.erasure import Tokenizer
@@ -114,6 +114,9 @@ def _from_hub(a: Namespace) -> int:
             result = run_cycle(store, config, champion, datetime.now(UTC), _progress)
         finally:
             store.close()
+    except StoreUnreadable as e:
+        print(f"p13n train: the warehouse cannot be read ({e}); nothing was trained, the live bundle stays", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as e:
         print(f"p13n train: {e}", file=sys.stderr)
         return 1

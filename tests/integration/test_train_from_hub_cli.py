@@ -75,3 +75,36 @@ def test_train_from_the_warehouse_writes_a_bundle_that_verifies(tmp_path: Path) 
     assert refused["summary"]["events"] == 720 and refused["summary"]["subjects"] == 120 and refused["summary"]["items"] == 32
     assert "the live bundle stays" in few.stderr
     assert not (tmp_path / "out2").exists() or not list((tmp_path / "out2").glob("bundle-*"))
+
+
+def test_a_corrupt_warehouse_trains_nothing_and_says_why(tmp_path: Path) -> None:
+    visitors = [f"visitorBad{n:014d}" for n in range(40)]
+    events = [grant(v) for v in visitors]
+    events += [ev("click", v, 1 + k, item_id=f"i{(n + k) % 7}") for n, v in enumerate(visitors) for k in range(6)]
+    store_with(tmp_path / "hub", *events).close()
+    assert p13n("keys", "generate", str(tmp_path / "keys")).returncode == 0
+    key = str(tmp_path / "keys" / "bundle-signing.key")
+    live = tmp_path / "live.tar"
+    trained = p13n(
+        "train", "--from-hub", "--data-dir", str(tmp_path / "hub"), "--out", str(tmp_path / "first"), "--key", key,
+        "--no-tune", "--min-subjects", "1",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    live.write_bytes(Path(json.loads(trained.stdout.splitlines()[-1])["bundle_path"]).read_bytes())
+    before = live.read_bytes()
+
+    warehouse = tmp_path / "hub" / "warehouse.sqlite"
+    data = bytearray(warehouse.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = bytes(0xA5 for _ in range(len(data) - page))  # every page but the schema's: garbage
+    warehouse.write_bytes(bytes(data))
+
+    failed = p13n(
+        "train", "--from-hub", "--data-dir", str(tmp_path / "hub"), "--out", str(tmp_path / "second"), "--key", key,
+        "--no-tune", "--min-subjects", "1", "--champion", str(live),
+    )  # fmt: skip
+    assert failed.returncode == 1
+    assert "the warehouse cannot be read" in failed.stderr and "malformed" in failed.stderr
+    assert "Traceback" not in failed.stderr and "the live bundle stays" in failed.stderr
+    assert not list(tmp_path.glob("second/bundle-*"))
+    assert live.read_bytes() == before
