@@ -59,26 +59,38 @@ def _iso(t: datetime) -> str:
 
 
 def interactions_from_rows(rows: TrainingRows, rules: HubDataRules, now: float) -> Interactions:
-    """Weighted, decayed, one row per (subject, item)."""
-    weights = rules.event_weights
-    half_life_s = rules.half_life_days * 86400.0
-    total: dict[tuple[str, str], float] = {}
-    latest: dict[tuple[str, str], float] = {}
-    for subject, item, kind, ts in zip(rows.subjects, rows.items, rows.types, rows.times, strict=True):
-        base = weights.get(kind)
-        if not base:
-            continue
-        age = max(0.0, now - ts)
-        key = (subject, item)
-        total[key] = total.get(key, 0.0) + base * 0.5 ** (age / half_life_s)
-        latest[key] = max(latest.get(key, ts), ts)
-    keys = sorted(total)
+    """Weighted, decayed, one row per (subject, item), sorted by subject then item; its
+    time is the latest of its events. Vectorised: 1M events in about a second."""
+    if not rows.subjects:
+        return Interactions(*(np.array([], dtype=t) for t in (object, object, np.float32, np.float64)))
+    kinds, kind_of = _factorize(rows.types)
+    base = np.array([float(rules.event_weights.get(str(k)) or 0.0) for k in kinds])[kind_of]
+    used = base > 0
+    subjects, subject_of = _factorize(np.asarray(rows.subjects, dtype=object)[used].tolist())
+    items, item_of = _factorize(np.asarray(rows.items, dtype=object)[used].tolist())
+    times = np.asarray(rows.times, dtype=np.float64)[used]
+    age = np.maximum(0.0, now - times)
+    weight = base[used] * 0.5 ** (age / (rules.half_life_days * 86400.0))
+    pair = subject_of.astype(np.int64) * len(items) + item_of
+    keys, key_of = np.unique(pair, return_inverse=True)  # sorted: subject, then item
+    total = np.bincount(key_of, weights=weight, minlength=len(keys))
+    latest = np.full(len(keys), -np.inf)
+    np.maximum.at(latest, key_of, times)
     return Interactions(
-        np.array([k[0] for k in keys], dtype=object),
-        np.array([k[1] for k in keys], dtype=object),
-        np.array([total[k] for k in keys], dtype=np.float32),
-        np.array([latest[k] for k in keys], dtype=np.float64),
+        subjects[keys // len(items)], items[keys % len(items)], total.astype(np.float32), latest.astype(np.float64)
     )
+
+
+def _factorize(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values sorted, each value's position among them): a dict pass and a
+    sort of the distinct values (np.unique on 1M Python strings takes ten times longer)."""
+    first: dict[str, int] = {}
+    codes = np.fromiter((first.setdefault(v, len(first)) for v in values), dtype=np.int64, count=len(values))
+    distinct = np.array(list(first), dtype=object)
+    order = np.argsort(distinct.astype(str), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return distinct[order], rank[codes]
 
 
 def _require(rules: HubDataRules, counts: Mapping[str, int], where: str) -> None:

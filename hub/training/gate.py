@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hub.storage import TrainingRows
 from hub.training.from_hub import HubDataRules, interactions_from_rows
 from models.bundle_runtime import BundleModels
@@ -39,24 +41,28 @@ class Holdout:
 
 def split_by_time(rows: TrainingRows, rules: HubDataRules, cutoff: float) -> tuple[Interactions, Holdout]:
     """(interactions before ``cutoff``, the holdout after it)."""
-    before = TrainingRows()
+    times = np.asarray(rows.times, dtype=np.float64)
+    early = times < cutoff
+    subjects = np.asarray(rows.subjects, dtype=object)
+    items = np.asarray(rows.items, dtype=object)
+    types = np.asarray(rows.types, dtype=object)
+    before = TrainingRows(subjects[early].tolist(), items[early].tolist(), types[early].tolist(), times[early].tolist())
+    late = np.flatnonzero(~early)
     after: dict[str, set[str]] = {}
-    for subject, item, kind, ts in zip(rows.subjects, rows.items, rows.types, rows.times, strict=True):
-        if ts < cutoff:
-            before.subjects.append(subject)
-            before.items.append(item)
-            before.types.append(kind)
-            before.times.append(ts)
-        elif rules.event_weights.get(kind):
+    for subject, item, kind in zip(subjects[late].tolist(), items[late].tolist(), types[late].tolist(), strict=True):
+        if rules.event_weights.get(kind):
             after.setdefault(subject, set()).add(item)
     data = interactions_from_rows(before, rules, cutoff)
     history: dict[str, list[tuple[str, float]]] = {}
-    for user, item, weight in zip(data.users, data.items, data.weights, strict=True):
-        history.setdefault(str(user), []).append((str(item), float(weight)))
+    wanted = np.fromiter((u in after for u in data.users.tolist()), dtype=bool, count=len(data))
+    for user, item, weight in zip(
+        data.users[wanted].tolist(), data.items[wanted].tolist(), data.weights[wanted].tolist(), strict=True
+    ):
+        history.setdefault(user, []).append((item, weight))
     holdout = Holdout(cutoff)
-    for subject, items in after.items():
+    for subject, fresh_items in after.items():
         seen = {i for i, _ in history.get(subject, [])}
-        fresh = items - seen
+        fresh = fresh_items - seen
         if subject in history and fresh:
             holdout.history[subject] = history[subject]
             holdout.truth[subject] = fresh
