@@ -136,10 +136,10 @@ async def decide_endpoint(request: Request) -> Response:
         return json_error(400, "bad_slots", "give ?slots=name1,name2 with valid slot names")
     page = request.query_params.get("page") or request.headers.get("referer", "/")
     try:
-        page_path = urlsplit(page).path or "/"
+        parts = urlsplit(page)
     except ValueError:
         return json_error(400, "bad_page", "page must be a URL or a path (e.g. /p/dr01)")
-    ctx = state.page_context(request.headers, page_path)
+    ctx = state.page_context(request.headers, parts.path or "/", parts.query)
     decision = decide_slots(ctx, state.bundle, [(n, {}) for n in names], state.settings.decision_deadline_ms, state.models)
     await collect.record_exposures(state, ctx, request.headers)
     body = {

@@ -18,6 +18,9 @@ from models.bundle_runtime import BundleModels
 from models.content import ContentBundle, SlotDef
 from models.experiments import EXCLUDED, HOLDOUT, assign
 
+#: The arm of visitors outside the personalization holdout, in its exposures.
+PERSONALIZED = "personalized"
+
 log = logging.getLogger(__name__)
 
 #: Reason codes a slot can end with (metrics label values; keep the set closed).
@@ -172,10 +175,20 @@ def _fill_from_popular(
             cursors.pop(cat, None)
 
 
-def _experiment(slot: SlotDef, attrs: Mapping[str, Any], visitor_id: str, exposures: list[dict[str, Any]] | None) -> SlotOutcome:
+def _experiment(
+    slot: SlotDef,
+    attrs: Mapping[str, Any],
+    visitor_id: str,
+    exposures: list[dict[str, Any]] | None,
+    forced: str | None = None,
+) -> SlotOutcome:
+    if forced is not None:  # QA: shown as asked, never counted as an exposure
+        for variant in slot.variants:
+            if variant.id == forced:
+                return SlotOutcome(variant.fragment.render(attrs), "forced", f"{slot.seed}:{variant.id}")
     if not visitor_id:
         return SlotOutcome(None, "no_visitor")  # no consent to identify: nobody to keep in a bucket
-    choice = assign(slot.seed, visitor_id, slot.weights, slot.coverage, slot.holdout)
+    choice = assign(slot.seed, visitor_id, slot.weights, slot.coverage, slot.holdout, slot.namespace, slot.hash_version)
     if choice == EXCLUDED:
         outcome = (
             SlotOutcome(slot.default.render(attrs), "default", "excluded")
@@ -191,6 +204,15 @@ def _experiment(slot: SlotDef, attrs: Mapping[str, Any], visitor_id: str, exposu
     return SlotOutcome(slot.variants[int(choice)].fragment.render(attrs), "experiment", f"{slot.seed}:{variant_id}")
 
 
+def holdout_exposure(bundle: ContentBundle | None, visitor_id: str) -> dict[str, Any] | None:
+    """The exposure naming the visitor's arm of the personalization holdout (``holdout``
+    or ``personalized``), when the bundle has one; recorded once per page."""
+    if bundle is None or bundle.holdout.share <= 0 or not visitor_id:
+        return None
+    arm = HOLDOUT if bundle.holdout.holds(visitor_id) else PERSONALIZED
+    return {"type": "exposure", "experiment": bundle.holdout.seed, "variant": arm}
+
+
 def decide_page(
     bundle: ContentBundle | None,
     attrs: Mapping[str, Any],
@@ -200,11 +222,17 @@ def decide_page(
     visitor_id: str = "",
     exposures: list[dict[str, Any]] | None = None,
     session: Mapping[str, Any] | None = None,
+    forced: Mapping[str, str] | None = None,
 ) -> PageDecision:
-    """Decide every ``(slot name, tag attributes)`` of a page within ``deadline_ms``."""
+    """Decide every ``(slot name, tag attributes)`` of a page within ``deadline_ms``.
+
+    A visitor in the bundle's personalization holdout gets every slot's fallback (reason
+    ``holdout``, detail ``personalization``) unless QA forces a variation (the page
+    records the visitor's arm: :func:`holdout_exposure`)."""
     start = time.perf_counter()
     limit = start + deadline_ms / 1000.0
     decision = PageDecision(bundle_version=bundle.version if bundle else -1)
+    held = bundle is not None and bundle.holdout.holds(visitor_id)
     for name, overrides in slots:
         if name in decision.outcomes:
             continue
@@ -218,11 +246,15 @@ def decide_page(
         if slot is None:
             decision.outcomes[name] = SlotOutcome(None, "unknown_slot")
             continue
+        force = forced.get(name) if forced else None
+        if held and force is None:
+            decision.outcomes[name] = SlotOutcome(None, "holdout", "personalization")
+            continue
         try:
             if slot.kind == "variant":
                 outcome = _variant(slot, attrs)
             elif slot.kind == "experiment":
-                outcome = _experiment(slot, attrs, visitor_id, exposures)
+                outcome = _experiment(slot, attrs, visitor_id, exposures, force)
             else:
                 outcome = _recommend(slot, bundle, attrs, overrides, models, session)
         except Exception:  # a broken definition must not break the page

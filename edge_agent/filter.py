@@ -199,7 +199,7 @@ async def _shell(state: EdgeState, request: Request, key: str, target: str) -> C
 
 
 def _page(
-    state: EdgeState, headers: Mapping[str, str], path: str, shell: CachedShell
+    state: EdgeState, headers: Mapping[str, str], path: str, query: str, shell: CachedShell
 ) -> tuple[list[tuple[bytes, bytes]], bytes, PageContext | None]:
     """(raw response headers without Content-Length, body, context whose exposures are
     to be recorded) of one personalized page; fallbacks when anything fails."""
@@ -219,7 +219,7 @@ def _page(
         out.extend((b"set-cookie", c.encode("latin-1")) for c in shell.headers.get("set-cookie", "").split("\n") if c)
     raw = list(out)
     try:
-        ctx = state.page_context(headers, path)
+        ctx = state.page_context(headers, path, query)
         slots = [(slot.name, slot.attrs) for slot in page.template.slots]
         decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms, state.models)
         exposures_ctx = ctx
@@ -243,7 +243,7 @@ def _page(
 
 
 def _page_response(state: EdgeState, request: Request, shell: CachedShell) -> tuple[Response, PageContext | None]:
-    raw, body, ctx = _page(state, request.headers, request.url.path, shell)
+    raw, body, ctx = _page(state, request.headers, request.url.path, request.url.query, shell)
     response = Response(body, status_code=shell.status)
     response.raw_headers = [*raw, (b"content-length", str(len(body)).encode("ascii"))]
     return response, ctx
@@ -265,7 +265,7 @@ async def page_asgi(state: EdgeState, scope: Scope, send: Send, shell: CachedShe
     """A GET whose shell is in memory, answered without building a Request or Response
     (the same page as :func:`handle` gives; measured in docs/PERFORMANCE.md)."""
     state.metrics.shell("memory")
-    raw, body, ctx = _page(state, headers, scope["path"], shell)
+    raw, body, ctx = _page(state, headers, scope["path"], scope.get("query_string", b"").decode("latin-1"), shell)
     raw.append((b"content-length", str(len(body)).encode("ascii")))
     await send({"type": "http.response.start", "status": shell.status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -7,15 +7,17 @@ The cache is bounded in size and time.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from edge_agent.context import request_attributes
-from edge_agent.decide import PageDecision, decide_page
+from edge_agent.decide import PageDecision, decide_page, holdout_exposure
 from models import consent as consent_rules
 from models.bundle_runtime import BundleModels
 from models.content import ContentBundle
@@ -56,6 +58,10 @@ class PageContext:
     expires: float = 0.0
     session: dict[str, Any] | None = None
     exposures: list[dict[str, Any]] = field(default_factory=list)
+    #: slot → variant id forced for QA (only with ``P13N_EDGE_FORCE_VARIATIONS``)
+    forced: dict[str, str] = field(default_factory=dict)
+    #: the personalization holdout's exposure was recorded for this page
+    arm_recorded: bool = False
 
 
 def new_visitor_id() -> str:
@@ -70,6 +76,8 @@ def build_context(
     geo_header: str,
     cookie_name: str,
     default_consent: tuple[str, ...],
+    page_query: str = "",
+    allow_forcing: bool = False,
 ) -> PageContext:
     """Request headers (lower-case keys) → the page's context and visitor identity."""
     cookies = parse_cookies(headers.get("cookie", ""))
@@ -84,7 +92,30 @@ def build_context(
             new_visitor = True
     attrs["consent"] = sorted(consent)
     attrs["new_visitor"] = new_visitor
-    return PageContext(attrs=attrs, consent=consent, visitor_id=visitor_id, new_visitor=new_visitor)
+    ctx = PageContext(attrs=attrs, consent=consent, visitor_id=visitor_id, new_visitor=new_visitor)
+    if allow_forcing:
+        ctx.forced = forced_variations(cookies.get(FORCE_NAME, ""), page_query)
+    return ctx
+
+
+#: Query parameter and cookie naming forced variations (``slot:variant,…``).
+FORCE_NAME = "p13n_force"
+_FORCED = re.compile(r"^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_.-]{1,64}$")
+MAX_FORCED = 8
+
+
+def forced_variations(cookie: str, query: str) -> dict[str, str]:
+    """Slot → variant id from the cookie, then the page's query (which wins); malformed
+    entries are ignored."""
+    out: dict[str, str] = {}
+    values = [cookie] + [v for k, v in parse_qsl(query[:2048], keep_blank_values=False) if k == FORCE_NAME]
+    for value in values:
+        for entry in value.split(",")[:MAX_FORCED]:
+            entry = entry.strip()
+            if _FORCED.match(entry):
+                slot, variant = entry.split(":", 1)
+                out[slot] = variant
+    return dict(list(out.items())[:MAX_FORCED])
 
 
 def decide_slots(
@@ -103,6 +134,11 @@ def decide_slots(
             except Exception:  # a broken model must not break the page
                 ctx.attrs["segment"] = ""
         ctx.attrs["segments"] = bundle.rule_segments(ctx.attrs) if bundle is not None else []
+    if todo and not ctx.arm_recorded:
+        ctx.arm_recorded = True
+        arm = holdout_exposure(bundle, ctx.visitor_id)
+        if arm is not None:
+            ctx.exposures.append(arm)
     if todo:
         part = decide_page(
             bundle,
@@ -113,6 +149,7 @@ def decide_slots(
             visitor_id=ctx.visitor_id,
             exposures=ctx.exposures,
             session=ctx.session,
+            forced=ctx.forced,
         )
         ctx.decision.outcomes.update(part.outcomes)
         ctx.decision.bundle_version = part.bundle_version

@@ -200,6 +200,10 @@ class EdgeSettings:
         "p13n_id",
         "Name of the first-party visitor cookie (set only when consent allows).",
     )
+    force_variations: bool = setting(
+        False,
+        "Let QA force an experiment's variation with `?p13n_force=slot:variant` on the page URL or a `p13n_force` cookie of the same form (comma list). Forced decisions record no exposure. Off in production: anyone could choose their variation.",
+    )
     default_consent: tuple[str, ...] = setting(
         ("necessary",),
         "Consent assumed before the visitor chooses, comma-separated from `necessary`, `analytics`, `personalization`, `marketing`. The strict default suits opt-in jurisdictions; `Sec-GPC: 1`/`DNT: 1` always mean `necessary` only.",

@@ -69,9 +69,11 @@ def header_map(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-def _page_path(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+def _page(headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[str, str]:
+    """The page's (path, query)."""
     page = headers.get(PAGE_HEADER) or query.get("u") or "/"
-    return page.split("?", 1)[0][:2048]
+    path, _, page_query = page.partition("?")
+    return path[:2048], page_query[:2048]
 
 
 def _context(state: EdgeState, headers: Mapping[str, str], query: Mapping[str, str], rid: str, keep: bool = True) -> PageContext:
@@ -81,7 +83,7 @@ def _context(state: EdgeState, headers: Mapping[str, str], query: Mapping[str, s
     if ctx is not None:
         state.metrics.context("reused")
         return ctx
-    ctx = state.page_context(headers, _page_path(headers, query))
+    ctx = state.page_context(headers, *_page(headers, query))
     state.metrics.context("built")
     if rid and keep:
         state.contexts.put(rid, ctx)

@@ -105,7 +105,7 @@ class EdgeState:
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
 
-    def page_context(self, headers: Mapping[str, str], page_path: str) -> PageContext:
+    def page_context(self, headers: Mapping[str, str], page_path: str, page_query: str = "") -> PageContext:
         s = self.settings
         ctx = build_context(
             headers,
@@ -113,6 +113,8 @@ class EdgeState:
             geo_header=s.geo_header,
             cookie_name=s.cookie_name,
             default_consent=s.default_consent,
+            page_query=page_query,
+            allow_forcing=s.force_variations,
         )
         # live behaviour and the synced profile are read only with personalization consent
         if ctx.visitor_id and not ctx.new_visitor and "personalization" in ctx.consent:

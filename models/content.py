@@ -8,6 +8,8 @@ Layout of a templates directory::
 
     slots.json            slot definitions (see docs/SLOTS.md)
     segments.json         rule segments: name → condition (optional)
+    holdout.json          the site-wide personalization holdout (optional):
+                          {"share": 0.05, "seed": "…"} (docs/SLOTS.md)
     fragments/*.html      trusted HTML fragments; ``{{field}}`` placeholders are
                           filled from catalog/context data, escaped for where they
                           sit (text, attribute, URL, CSS, script: models/escaping.py)
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from models.escaping import ESCAPERS, UnsafePlaceholder, placeholder_contexts
+from models.experiments import HASH_VERSIONS, GlobalHoldout
 from models.slots import SLOT_NAME_RE
 from models.targeting import Predicate, compile_condition
 
@@ -113,6 +116,10 @@ class SlotDef:
     weights: tuple[float, ...] = ()
     coverage: float = 1.0
     holdout: float = 0.0
+    #: ``experiment`` slots: mutually exclusive with others of the same name and
+    #: disjoint range (``(name, start, end)``), and the hash scheme (2, or legacy 1)
+    namespace: tuple[str, float, float] | None = None
+    hash_version: int = 2
     #: ``recommend`` slots, filled at serving time: the popularity fallback's rendered
     #: body by (count, excluded items) — it depends on nothing else (bounded LRU)
     popular_memo: OrderedDict[tuple[int, frozenset[str]], str] = field(default_factory=OrderedDict, compare=False, repr=False)
@@ -132,6 +139,8 @@ class ContentBundle:
     #: per-category cap never scans past a full category
     popular_by_category: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     popularity_rank: Mapping[str, int] = field(default_factory=dict)
+    #: the site-wide personalization holdout (``holdout.json``; share 0: none)
+    holdout: GlobalHoldout = field(default_factory=GlobalHoldout)
 
     def rule_segments(self, attrs: Mapping[str, Any]) -> list[str]:
         """Names of the rule segments ``attrs`` belong to, in definition order."""
@@ -151,6 +160,35 @@ def _condition(value: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise BundleError(where, "a condition must be a JSON object")
     return value
+
+
+def _namespace(value: Any, where: str) -> tuple[str, float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not isinstance(value[0], str)
+        or not value[0]
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value[1:])
+        or not 0.0 <= value[1] < value[2] <= 1.0
+    ):
+        raise BundleError(where, 'must be ["name", start, end] with 0 <= start < end <= 1')
+    return (value[0], float(value[1]), float(value[2]))
+
+
+def _holdout(value: Any) -> GlobalHoldout:
+    if value is None:
+        return GlobalHoldout()
+    if not isinstance(value, dict) or set(value) - {"share", "seed"}:
+        raise BundleError("holdout", 'must be {"share": 0..0.5, "seed": "…"}')
+    share = value.get("share", 0.0)
+    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0.0 <= share <= 0.5:
+        raise BundleError("holdout.share", "must be between 0 and 0.5")
+    seed = value.get("seed", GlobalHoldout.seed)
+    if not isinstance(seed, str) or not seed:
+        raise BundleError("holdout.seed", "must be a non-empty string")
+    return GlobalHoldout(float(share), seed)
 
 
 def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
@@ -185,6 +223,9 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
         for key, value in (("coverage", coverage), ("holdout", holdout)):
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise BundleError(f"{where}.{key}", "must be between 0 and 1")
+        hash_version = spec.get("hash_version", 2)
+        if hash_version not in HASH_VERSIONS or isinstance(hash_version, bool):
+            raise BundleError(where + ".hash_version", f"must be one of {HASH_VERSIONS}")
         return SlotDef(
             name=name,
             kind=kind,
@@ -194,6 +235,8 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
             weights=tuple(weights),
             coverage=float(coverage),
             holdout=float(holdout),
+            namespace=_namespace(spec.get("namespace"), where + ".namespace"),
+            hash_version=int(hash_version),
         )
     if kind == "variant":
         variants = []
@@ -273,6 +316,7 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         segments=segments,
         popular_by_category={cat: tuple(ids) for cat, ids in by_category.items()},
         popularity_rank={item_id: rank for rank, item_id in enumerate(popular)},
+        holdout=_holdout(raw.get("holdout")),
     )
 
 
@@ -313,5 +357,11 @@ def build_content(templates_dir: Path, version: int = 1) -> dict[str, Any]:
         "catalog": catalog,
         "segments": segments,
     }
+    holdout_file = templates_dir / "holdout.json"
+    if holdout_file.exists():
+        try:
+            doc["holdout"] = json.loads(holdout_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BundleError(str(holdout_file), f"invalid JSON: {e}") from e
     load_content(doc)  # fail at build time, not at the edge
     return doc

@@ -188,3 +188,50 @@ def test_popularity_fallback_is_remembered_per_exclusion_set_and_bounded(doc: di
             slot.popular_memo.popitem(last=False)
     decide_page(bundle, attrs(item=first), [("recs", {"count": "3"})], 50)
     assert len(slot.popular_memo) == decide.POPULAR_MEMO_ENTRIES
+
+
+def test_the_personalization_holdout_sees_every_fallback_and_records_its_arm(doc: dict[str, Any]) -> None:
+    from edge_agent.decide import holdout_exposure
+    from edge_agent.pages import PageContext, decide_slots
+
+    raw = copy.deepcopy(doc)
+    raw["holdout"] = {"share": 0.5, "seed": "site-holdout"}
+    bundle = load_content(raw)
+    visitors = [f"visitor-{n:04d}" for n in range(200)]
+    held = [v for v in visitors if bundle.holdout.holds(v)]
+    shown = [v for v in visitors if not bundle.holdout.holds(v)]
+    assert 70 < len(held) < 130
+    slots = [("hero", {}), ("banner", {}), ("recs", {})]
+    d = decide_page(bundle, attrs(country="DE"), slots, 50, visitor_id=held[0])
+    assert {(o.html, o.reason, o.detail) for o in d.outcomes.values()} == {(None, "holdout", "personalization")}
+    d = decide_page(bundle, attrs(country="DE"), slots, 50, visitor_id=shown[0])
+    assert d.outcomes["hero"].detail == "dach-winter" and d.outcomes["recs"].reason == "recommend"
+    assert holdout_exposure(bundle, held[0]) == {"type": "exposure", "experiment": "site-holdout", "variant": "holdout"}
+    assert holdout_exposure(bundle, shown[0])["variant"] == "personalized"  # type: ignore[index]
+    assert holdout_exposure(bundle, "") is None and holdout_exposure(load_content(doc), shown[0]) is None
+    # one arm exposure per page, however many requests decide its slots (SSI includes)
+    ctx = PageContext(attrs=attrs(), consent=frozenset({"analytics"}), visitor_id=shown[0], new_visitor=False)
+    for name in ("hero", "banner", "recs"):
+        decide_slots(ctx, bundle, [(name, {})], 50)
+    arms = [e for e in ctx.exposures if e["experiment"] == "site-holdout"]
+    assert arms == [{"type": "exposure", "experiment": "site-holdout", "variant": "personalized"}]
+
+
+def test_forced_variations_show_what_qa_asks_and_record_no_exposure(doc: dict[str, Any]) -> None:
+    from edge_agent.pages import build_context, forced_variations
+
+    bundle = load_content(doc)
+    exposures: list[dict[str, Any]] = []
+    d = decide_page(bundle, attrs(), [("banner", {})], 50, visitor_id="v-1", exposures=exposures, forced={"banner": "bold"})
+    assert d.outcomes["banner"].reason == "forced" and 'data-variant="bold"' in (d.outcomes["banner"].html or "")
+    assert exposures == []
+    d = decide_page(bundle, attrs(), [("banner", {})], 50, visitor_id="v-1", exposures=exposures, forced={"banner": "nope"})
+    assert d.outcomes["banner"].reason in ("experiment", "holdout") and len(exposures) == 1  # unknown id: as usual
+    assert forced_variations("banner:calm,bad entry,x:y", "p13n_force=banner:bold&other=1") == {"banner": "bold", "x": "y"}
+    assert forced_variations("", "p13n_force=" + ",".join(f"s{n}:v" for n in range(20))) == {
+        f"s{n}": "v" for n in range(8)
+    }
+    headers = {"cookie": "p13n_force=banner:bold; p13n_consent=analytics"}
+    kwargs: dict[str, Any] = {"geo_header": "x-geo-country", "cookie_name": "p13n_id", "default_consent": ("necessary",)}
+    assert build_context(headers, "/", page_query="", **kwargs).forced == {}  # off unless the setting allows it
+    assert build_context(headers, "/", page_query="", allow_forcing=True, **kwargs).forced == {"banner": "bold"}
