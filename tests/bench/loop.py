@@ -7,8 +7,17 @@ the consent banner (``POST /_p13n/consent``, as the SDK does) and browses in a s
 on every page the ``recs`` slot shows four items; the visitor clicks each recommended
 item of their taste with probability ``--p-taste`` and each other one with
 ``--p-other`` (the click-through rate is clicks per item shown), goes on to the first
-item clicked, or else opens another product of their taste; page views and clicks are sent to
-``/_p13n/collect`` as the SDK sends them.
+item clicked, or else opens another product (of their taste with probability
+``--browse-taste``, else any: the site's own navigation); on every product page they add
+it to the cart with probability ``--p-cart`` when it is of their taste (``--p-cart-other``
+otherwise). Page views, clicks and add-to-carts are sent to ``/_p13n/collect`` as the SDK
+sends them.
+
+The site runs a **personalization holdout** (``--holdout`` of visitors, the demo's
+templates plus ``holdout.json``): they see the page's own fallback (no recommendations).
+A visitor converts when they add anything to the cart; each phase prints the conversion
+of the personalized visitors and of the holdout, their ratio and a two-proportion
+z-test (normal approximation, two-sided).
 
 Phase 1 runs on the initial bundle (trained on generated tastes, as the demo ships).
 Then the hub trains on what it collected (``POST /v1/training/runs``) and pushes; phase 2
@@ -16,7 +25,7 @@ runs on the new bundle with new visitors and returning ones. Printed: the click-
 rate of the ``recs`` slot in each phase and their ratio, the time from the last event of
 phase 1 to the new bundle live on the edge, and the run's own timings.
 
-    python tests/bench/loop.py [--visitors 1500] [--phase2 1000] [--pages 6] [--concurrency 24]
+    python tests/bench/loop.py [--visitors 1500] [--phase2 1000] [--pages 6] [--holdout 0.2] [--concurrency 24]
 
 Everything listens on 127.0.0.1; every phase is bounded in visitors and time.
 Last line: one JSON object.
@@ -27,11 +36,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +58,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from models.experiments import GlobalHoldout  # noqa: E402
 from p13n.procs import DEFAULT_TEMPLATES, free_port  # noqa: E402
 
 READY = re.compile(r"^p13n demo ready: site=(http://127\.0\.0\.1:\d+)/ hub=(http://127\.0\.0\.1:\d+)/$")
@@ -63,10 +75,32 @@ class Tally:
     errors: int = 0
     last_event: float = 0.0
     per_visitor: dict[str, int] = field(default_factory=dict)
+    #: arm ("personalized", "holdout") → [visitors, visitors who added to the cart]
+    arms: dict[str, list[int]] = field(default_factory=lambda: {"personalized": [0, 0], "holdout": [0, 0]})
 
     @property
     def ctr(self) -> float:
         return self.clicks / self.impressions if self.impressions else 0.0
+
+    def conversion(self) -> dict[str, Any]:
+        """Per arm: visitors, conversion; the ratio and a two-proportion z-test."""
+        (n1, c1), (n0, c0) = self.arms["personalized"], self.arms["holdout"]
+        p1, p0 = (c1 / n1 if n1 else 0.0), (c0 / n0 if n0 else 0.0)
+        pooled = (c1 + c0) / (n1 + n0) if n1 + n0 else 0.0
+        se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0)) if n1 and n0 and 0 < pooled < 1 else 0.0
+        z = (p1 - p0) / se if se else 0.0
+        return {
+            "personalized": {"visitors": n1, "conversion": round(p1, 4)},
+            "holdout": {"visitors": n0, "conversion": round(p0, 4)},
+            "ratio": round(p1 / p0, 2) if p0 else None,
+            "z": round(z, 2),
+            "p_value": round(math.erfc(abs(z) / math.sqrt(2)), 6),
+        }
+
+
+CATALOG = [item["id"] for item in json.loads((DEFAULT_TEMPLATES / "catalog.json").read_text())]
+#: The seed of the personalization holdout the bench's site runs (share: --holdout).
+HOLDOUT_SEED = "loop-bench-holdout"
 
 
 def tastes(groups: int = 4, seed: int = 11) -> list[list[str]]:
@@ -91,11 +125,10 @@ def event(kind: str, site: str, path: str, **extra: Any) -> dict[str, Any]:
     return {"event_id": uuid.uuid4().hex, "type": kind, "ts": int(time.time() * 1000), "url": site + path, **extra}
 
 
-async def visit(
-    site: str, taste: list[str], pages: int, p_taste: float, p_other: float, rnd: random.Random, tally: Tally, jar: Any
-) -> Any:
+async def visit(site: str, taste: list[str], args: argparse.Namespace, rnd: random.Random, tally: Tally, jar: Any) -> Any:
     """One session; returns the cookie jar (a returning visitor keeps it)."""
     jar = jar or aiohttp.CookieJar(unsafe=True)
+    carts = 0
     async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=30)) as http:
         path = "/"
         async with http.post(
@@ -104,7 +137,9 @@ async def visit(
             headers={"origin": site},
         ) as r:
             await r.read()
-        for _ in range(pages):
+        visitor = next((c.value for c in jar if c.key == "p13n_id"), "")
+        arm = "holdout" if GlobalHoldout(args.holdout, HOLDOUT_SEED).holds(visitor) else "personalized"
+        for _ in range(args.pages):
             async with http.get(site + path) as r:
                 html = await r.text()
                 if r.status != 200:
@@ -112,18 +147,25 @@ async def visit(
                     return jar
             tally.pages += 1
             await send(http, site, [event("page_view", site, path)], tally)
+            if path.startswith("/p/"):
+                item = path[3:]
+                if rnd.random() < (args.p_cart if item in taste else args.p_cart_other):
+                    carts += 1
+                    await send(http, site, [event("add_to_cart", site, path, item_id=item)], tally)
             block = RECS.search(html)
             shown = ITEM.findall(block.group(0)) if block else []
             tally.impressions += len(shown)
             # each shown item is clicked on its own (a click per item impression, opened
             # in a tab of its own); the session goes on at the first one clicked
-            clicked = [i for i in shown if rnd.random() < (p_taste if i in taste else p_other)]
+            clicked = [i for i in shown if rnd.random() < (args.p_taste if i in taste else args.p_other)]
             if clicked:
                 tally.clicks += len(clicked)
                 await send(http, site, [event("click", site, path, item_id=i) for i in clicked], tally)
                 path = f"/p/{clicked[0]}"
             else:
-                path = f"/p/{rnd.choice(taste)}"
+                path = f"/p/{rnd.choice(taste if rnd.random() < args.browse_taste else CATALOG)}"
+    tally.arms[arm][0] += 1
+    tally.arms[arm][1] += carts > 0
     return jar
 
 
@@ -140,7 +182,7 @@ async def phase(
         async with gate:
             if time.monotonic() > deadline:
                 return
-            out.append((taste, await visit(site, taste, args.pages, args.p_taste, args.p_other, rnd, tally, jar)))
+            out.append((taste, await visit(site, taste, args, rnd, tally, jar)))
 
     await asyncio.gather(*(one(t, j) for t, j in visitors))
     return tally, out
@@ -170,15 +212,22 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=6, help="pages per session")
     ap.add_argument("--p-taste", type=float, default=0.35, help="click probability of a shown item in the visitor's taste")
     ap.add_argument("--p-other", type=float, default=0.02, help="click probability of a shown item outside it")
+    ap.add_argument("--browse-taste", type=float, default=0.5, help="without a click, the next product is of the visitor's taste")
+    ap.add_argument("--p-cart", type=float, default=0.15, help="add-to-cart probability on a product of the visitor's taste")
+    ap.add_argument("--p-cart-other", type=float, default=0.01, help="add-to-cart probability on another product")
+    ap.add_argument("--holdout", type=float, default=0.2, help="share of visitors in the personalization holdout")
     ap.add_argument("--concurrency", type=int, default=24)
     ap.add_argument("--phase-timeout-s", type=float, default=300.0)
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="p13n-loop-"))
+    templates = work / "templates"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    (templates / "holdout.json").write_text(json.dumps({"share": args.holdout, "seed": HOLDOUT_SEED}))
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "p13n", "demo", "--port", str(port), "--data-dir", str(work / "demo"), "--mode", "ssi",
-         "--training-interval-s", "86400"],
+         "--training-interval-s", "86400", "--templates", str(templates)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ},
     )  # fmt: skip
     try:
@@ -234,6 +283,9 @@ def main() -> None:
             "ctr_before": round(before.ctr, 4),
             "ctr_after": round(after.ctr, 4),
             "ctr_ratio": round(after.ctr / before.ctr, 2) if before.ctr else None,
+            "holdout_share": args.holdout,
+            "conversion_phase1": before.conversion(),
+            "conversion_phase2": after.conversion(),
             "bundle": {"before": version_before, "after": record["version"]},
             "gate": record["gate"],
             "run_timings_s": record["timings"],
@@ -243,6 +295,10 @@ def main() -> None:
         }
         print(f"CTR of the recs slot: {before.ctr:.2%} on the generated bundle, {after.ctr:.2%} after learning "
               f"({result['ctr_ratio']}×); last event → new bundle live {to_live_s:.1f} s")  # fmt: skip
+        conv = result["conversion_phase2"]
+        print(f"phase 2 conversion: personalized {conv['personalized']['conversion']:.2%} "
+              f"(n={conv['personalized']['visitors']}), holdout {conv['holdout']['conversion']:.2%} "
+              f"(n={conv['holdout']['visitors']}), ratio {conv['ratio']}, p={conv['p_value']}")  # fmt: skip
         print(json.dumps(result))
     finally:
         demo.send_signal(signal.SIGTERM)
