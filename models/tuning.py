@@ -3,7 +3,8 @@
 ALS: factors × regularization × alpha on a grid, then iterations. Item-based: EASE's λ
 (or item-kNN's shrinkage above EASE's catalog bound). Hybrid: blend weights on a
 simplex grid using the chosen ALS and the content model. The objective is NDCG@k on
-validation users (a sample, for speed). The **recommender the edge serves** is the
+validation users (a sample, for speed); on a large site the candidates are fitted on a
+sample of its users (``MAX_SEARCH_USERS``). The **recommender the edge serves** is the
 better of the best ALS and the best item-based model on the same users: both score a
 visitor from their history alone, as the edge does. Nothing here is tuned by hand to a
 data set; :func:`select` makes the same choice between the two defaults when the
@@ -36,6 +37,10 @@ KNN_SHRINK = (0.0, 10.0, 100.0)
 BLEND_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Validation users scored per candidate (a sample keeps tuning affordable).
 MAX_VALIDATION_USERS = 2000
+#: The search fits its candidates on the interactions of at most this many users (a
+#: seeded sample): a large site's hyperparameters are chosen on a sample of it, and
+#: the bundle is then fitted on everything (1M events: docs/PERFORMANCE.md).
+MAX_SEARCH_USERS = 10_000
 
 Progress = Callable[[str], None]
 
@@ -104,10 +109,18 @@ def _ndcg(model: Recommender, truth: Mapping[str, set[str]], users: Sequence[str
     return score(recommend_all(model, users, k), {u: truth[u] for u in users}, k, len(model.catalog.items)).ndcg
 
 
+def _sample(train: Interactions, seed: int) -> Interactions:
+    users = sorted(set(train.users.tolist()))
+    if len(users) <= MAX_SEARCH_USERS:
+        return train
+    keep = set(np.random.default_rng(seed).choice(users, MAX_SEARCH_USERS, replace=False).tolist())
+    return train.subset(np.fromiter((u in keep for u in train.users.tolist()), dtype=bool, count=len(train)))
+
+
 def _validation(
     train: Interactions, items: Mapping[str, Item], seed: int
 ) -> tuple[Interactions, Catalog, dict[str, set[str]], list[str]]:
-    inner, valid = split(train, "random", 0.8, seed)
+    inner, valid = split(_sample(train, seed), "random", 0.8, seed)
     catalog = Catalog.build(inner, list(items))
     truth = truth_by_user(valid, catalog)
     users = sorted(truth)
