@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hub.experiments.metrics import Metric
+from hub.experiments.stats import Aggregate
 from hub.ingest.batch import IngestReport, PreparedBatch
 from hub.pii import PiiCipher
 from models.erasure import ErasureOrder, Tokenizer
@@ -78,6 +80,30 @@ class TrainingRows:
     #: subject → views, clicks, carts, purchases, category_views (marts)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentSummary:
+    """An experiment seen in exposures: exposure events per variant, first and last."""
+
+    name: str
+    exposures: dict[str, int]
+    first_exposure: str
+    last_exposure: str
+
+
+@dataclass
+class ExperimentData:
+    """What an experiment's analysis needs, aggregated in the store: users per variant
+    (exposed to that variant only), users left out for seeing several, and per metric
+    and variant the sufficient statistics (:class:`hub.experiments.stats.Aggregate`)."""
+
+    name: str
+    users: dict[str, int] = field(default_factory=dict)
+    multiple_exposures: int = 0
+    first_exposure: str = ""
+    last_exposure: str = ""
+    metrics: dict[str, dict[str, Aggregate]] = field(default_factory=dict)
 
 
 class ErasureLedger(Protocol):
@@ -172,6 +198,12 @@ class HubStore(Protocol):
     def top_items(self, limit: int) -> list[dict[str, Any]]: ...
     def training_rows(self, since: str) -> TrainingRows:
         """Item events received at or after ``since`` (ISO) that training may use."""
+
+    def experiments(self) -> list[ExperimentSummary]:
+        """Every experiment that has exposures, with their counts per variant."""
+
+    def experiment(self, name: str, metrics: Sequence[Metric]) -> ExperimentData:
+        """Users per variant and each metric's per-variant sums (hub.experiments)."""
 
     def counters(self) -> dict[str, int]: ...
     def table_rows(self) -> dict[str, int]: ...

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from hub.experiments.metrics import Metric
 from hub.ingest.batch import (
     C_ANON,
     C_EDGE,
@@ -48,8 +49,16 @@ from hub.ingest.batch import (
 )
 from hub.personal import seal_payload
 from hub.pii import PiiCipher
-from hub.storage import sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects, sqlite_training
-from hub.storage.interface import RekeyReport, RetentionCutoffs, StoreUnreadable, SubjectIds, TrainingRows
+from hub.storage import sqlite_experiments, sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects, sqlite_training
+from hub.storage.interface import (
+    ExperimentData,
+    ExperimentSummary,
+    RekeyReport,
+    RetentionCutoffs,
+    StoreUnreadable,
+    SubjectIds,
+    TrainingRows,
+)
 from hub.storage.sqlite_erasures import SqliteErasureLedger
 from hub.storage.sqlite_training_runs import SqliteTrainingLedger
 from models.erasure import Tokenizer
@@ -163,6 +172,8 @@ class SqliteStore:
         if user_index is not None and "WHERE" not in (user_index[0] or ""):
             wh.execute("DROP INDEX idx_events_user_id")  # an index from before: rebuilt partial, once
         wh.execute("CREATE INDEX IF NOT EXISTS idx_events_user_id ON events (user_id) WHERE user_id IS NOT NULL")
+        for index in sqlite_experiments.INDEXES:  # experiment analysis (hub/storage/sqlite_experiments.py)
+            wh.execute(index)
         wh.table("users").create(
             {"user_id": str, "first_seen": str, "last_seen": str, "attributes": str, "pii": str}, pk="user_id", if_not_exists=True
         )
@@ -576,6 +587,12 @@ class SqliteStore:
 
     def top_items(self, limit: int) -> list[dict[str, Any]]:
         return sqlite_reads.top_items(self, limit)
+
+    def experiments(self) -> list[ExperimentSummary]:
+        return sqlite_experiments.experiments(self)
+
+    def experiment(self, name: str, metrics: Sequence[Metric]) -> ExperimentData:
+        return sqlite_experiments.experiment(self, name, metrics)
 
     def training_rows(self, since: str) -> TrainingRows:
         try:

@@ -3,7 +3,7 @@
 Builds a hub warehouse directly in SQLite (``--events`` click events of ``--users``
 consenting visitors over ``--items`` catalog items with titles, planted taste groups,
 spread over the last 30 days; the marts folded), starts nats-server, the hub (training
-on, tuning off) and an edge agent, and times two runs started with
+on, tuning off unless ``--tune``) and an edge agent, and times two runs started with
 ``POST /v1/training/runs``, each from the request to the new version live on the edge:
 
 1. nothing live yet: read, train, push;
@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--fresh", type=int, default=20_000, help="clicks sent between the two runs (the gated run's holdout)")
+    ap.add_argument("--tune", action="store_true", help="runs search hyperparameters (P13N_HUB_TRAINING_TUNE=true)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p13n-train-hub-"))
     build_s = build(work / "hub", args.events, args.users, args.items)
@@ -203,7 +204,7 @@ def main() -> None:
             "P13N_HUB_BUNDLE_PUBLIC_KEY": str(keys / "signing.pub"),
             "P13N_HUB_TRAINING_KEY": str(keys / "signing.key"),
             "P13N_HUB_TRAINING_INTERVAL_S": "86400",
-            "P13N_HUB_TRAINING_TUNE": "false",
+            "P13N_HUB_TRAINING_TUNE": "true" if args.tune else "false",
             "P13N_HUB_API_KEYS": API_KEY,
         }
         hub = spawn("hub", p13n_command("hub", "serve"), work, hub_env)

@@ -228,9 +228,7 @@ def test_forced_variations_show_what_qa_asks_and_record_no_exposure(doc: dict[st
     d = decide_page(bundle, attrs(), [("banner", {})], 50, visitor_id="v-1", exposures=exposures, forced={"banner": "nope"})
     assert d.outcomes["banner"].reason in ("experiment", "holdout") and len(exposures) == 1  # unknown id: as usual
     assert forced_variations("banner:calm,bad entry,x:y", "p13n_force=banner:bold&other=1") == {"banner": "bold", "x": "y"}
-    assert forced_variations("", "p13n_force=" + ",".join(f"s{n}:v" for n in range(20))) == {
-        f"s{n}": "v" for n in range(8)
-    }
+    assert forced_variations("", "p13n_force=" + ",".join(f"s{n}:v" for n in range(20))) == {f"s{n}": "v" for n in range(8)}
     headers = {"cookie": "p13n_force=banner:bold; p13n_consent=analytics"}
     kwargs: dict[str, Any] = {"geo_header": "x-geo-country", "cookie_name": "p13n_id", "default_consent": ("necessary",)}
     assert build_context(headers, "/", page_query="", **kwargs).forced == {}  # off unless the setting allows it
