@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub import api, background, erasure, privacy_api, training_api
+from hub import api, background, erasure, experiments_api, privacy_api, training_api
 from hub.guard import flush_refusals, guarded
 from hub.ingest.consumer import consume
 from hub.nats_setup import ensure_layout
@@ -196,6 +196,21 @@ def routes() -> list[Route]:
         ),
         Route("/v1/erasures/{request_id}", guarded("erasures.read", p.erasure_status, action="erasures.read"), methods=["GET"]),
         Route("/v1/training/runs", guarded("training.read", training_api.list_runs, action="training.list"), methods=["GET"]),
+        Route(
+            "/v1/experiments",
+            guarded("experiments.read", experiments_api.list_experiments, action="experiments.list"),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/experiments/{name}/results",
+            guarded("experiments.read", experiments_api.experiment_results, action="experiments.results"),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/experiments/{name}/results.html",
+            guarded("experiments.read", experiments_api.experiment_results_html, action="experiments.report"),
+            methods=["GET"],
+        ),
         Route("/v1/training/runs", guarded("training.run", training_api.start_run, action="training.run"), methods=["POST"]),
         Route(
             "/v1/training/runs/{run_id}",

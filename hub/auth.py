@@ -48,6 +48,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "erasures.read": frozenset({"privacy_officer", "admin"}),
     "audit.read": frozenset({"privacy_officer", "admin"}),
     "training.read": frozenset({"analyst", "operator", "admin"}),
+    "experiments.read": frozenset({"analyst", "operator", "admin"}),
     "training.run": frozenset({"operator", "admin"}),
 }
 

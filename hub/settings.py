@@ -240,6 +240,10 @@ class HubSettings:
         "",
         "Templates directory whose slots and catalog trained bundles ship. Empty: the live bundle's content is carried over.",
     )
+    experiment_metrics: str = setting(
+        "",
+        "JSON file of the metrics experiments are measured by (docs/EXPERIMENTS.md). Empty: purchase and add-to-cart conversion, revenue, clicks, page views (guardrail).",
+    )
     tls_cert: str = setting(
         "",
         "Certificate (PEM) to serve the hub's API over HTTPS (with `P13N_HUB_TLS_KEY`); the admin commands verify it with their `--ca` option.",
@@ -271,6 +275,13 @@ class HubSettings:
                 raise SettingsError(name, f"no such file {value!r}")
         if self.training_key and not self.bundle_public_key:  # what it trains must be uploadable
             raise SettingsError(PREFIX + "TRAINING_KEY", "needs P13N_HUB_BUNDLE_PUBLIC_KEY (its public half)")
+        if self.experiment_metrics:
+            from hub.experiments.metrics import MetricError, load_metrics
+
+            try:
+                load_metrics(self.experiment_metrics)
+            except MetricError as e:
+                raise SettingsError(PREFIX + "EXPERIMENT_METRICS", str(e)) from e
         if self.retention_lake_days > self.retention_warehouse_days:  # erasure finds lake rows through the warehouse
             raise SettingsError(PREFIX + "RETENTION_LAKE_DAYS", "must not exceed P13N_HUB_RETENTION_WAREHOUSE_DAYS")
 

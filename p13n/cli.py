@@ -207,6 +207,10 @@ def _parser() -> argparse.ArgumentParser:
     ls = bundle_sub.add_parser("list", help="stored bundle versions, the live one and the next free version")
     api_args(ls)
 
+    from hub.experiments_cli import add_parser as experiments_parser
+
+    experiments_parser(sub)
+
     catalog = sub.add_parser("catalog", help="catalog tools")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True, metavar="SUBCOMMAND")
     imp = catalog_sub.add_parser("import", help="load items (CSV or JSON) into the hub warehouse")
@@ -387,6 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bundle":
             return training_cli.bundle_verify(args.file, args.public_key)
         return training_cli.keys_generate(args.dir)
+    if args.command == "experiments":
+        from hub.experiments_cli import run as experiments_run
+
+        return experiments_run(args)
     if args.command == "templates":
         from edge_agent import cli as edge_cli
 

@@ -47,6 +47,9 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/training/runs"): {"operator", "admin"},
     ("GET", "/v1/training/runs/{run_id}"): {"analyst", "operator", "admin"},
     ("GET", "/v1/training/runs/{run_id}/report.html"): {"analyst", "operator", "admin"},
+    ("GET", "/v1/experiments"): {"analyst", "operator", "admin"},
+    ("GET", "/v1/experiments/{name}/results"): {"analyst", "operator", "admin"},
+    ("GET", "/v1/experiments/{name}/results.html"): {"analyst", "operator", "admin"},
 }
 CONCRETE = {
     "{edge_id}": "edge-x",
