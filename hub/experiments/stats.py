@@ -179,8 +179,8 @@ def _sequential(lift: float, variance: float, n: int, alpha: float, tuning: floa
     width = math.sqrt(s2) * math.sqrt(2 * (n * rho**2 + 1) * math.log(math.sqrt(n * rho**2 + 1) / alpha) / (n * rho) ** 2)
     st2 = lift**2 * n / variance
     tr2p1 = n * rho**2 + 1
-    evalue = math.exp(rho**2 * st2 / (2 * tr2p1)) / math.sqrt(tr2p1)
-    return (lift - width, lift + width), min(1.0 / evalue, 1.0)
+    log_evalue = rho**2 * st2 / (2 * tr2p1) - 0.5 * math.log(tr2p1)  # in logs: huge evidence overflows exp
+    return (lift - width, lift + width), min(math.exp(-log_evalue), 1.0)
 
 
 def srm_p_value(users: Sequence[int], weights: Sequence[float]) -> float:
