@@ -9,11 +9,15 @@ summed between the first exposure and the end of the metric's window (and over t
 CUPED days before it); only per-variant sums leave SQLite.
 
 Exposures are found through a partial index on the experiment's name
-(``idx_events_exposure``); metric events through ``idx_events_type``.
+(``idx_events_exposure``, covering: the exposures are never read from the table) and
+grouped per visitor id before stitching; the units go to a temporary table (the
+reader's own), and every metric is computed in one pass over the metric events
+(``idx_events_type``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,18 +36,26 @@ INDEXES = (
 )
 
 _LINKS = "links AS (SELECT anonymous_id, MIN(user_id) AS user_id FROM identities GROUP BY anonymous_id)"
-_UNITS = f"""{_LINKS},
-exposed AS (
-  SELECT COALESCE(e.user_id, l.user_id, e.anonymous_id) AS unit,
-         json_extract(e.props, '$.variant') AS variant, MIN(e.ts) AS first_ts, MAX(e.ts) AS last_ts
-  FROM events e LEFT JOIN links l ON l.anonymous_id = e.anonymous_id
-  WHERE e.type = 'exposure' AND json_extract(e.props, '$.experiment') = :experiment
-  GROUP BY 1, 2
+
+#: The experiment's units: exposures grouped per visitor id first (streaming over the
+#: partial index, in its order), stitched afterwards (one look-up per visitor id, not
+#: per exposure).
+_UNITS = f"""INSERT INTO temp.units (unit, variant, first_jd, first_ts, last_ts, variants)
+WITH per_visitor AS (
+  SELECT anonymous_id, user_id, json_extract(props, '$.variant') AS variant, MIN(ts) AS first_ts, MAX(ts) AS last_ts
+  FROM events INDEXED BY idx_events_exposure
+  WHERE type = 'exposure' AND json_extract(props, '$.experiment') = :experiment
+  GROUP BY anonymous_id, user_id, variant
 ),
-units AS (
-  SELECT unit, MIN(variant) AS variant, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts, COUNT(*) AS variants
-  FROM exposed WHERE unit IS NOT NULL GROUP BY unit
-)"""
+{_LINKS},
+per_variant AS (
+  SELECT COALESCE(p.user_id, l.user_id, p.anonymous_id) AS unit, p.variant AS variant,
+         MIN(p.first_ts) AS first_ts, MAX(p.last_ts) AS last_ts
+  FROM per_visitor p LEFT JOIN links l ON l.anonymous_id = p.anonymous_id
+  GROUP BY 1, 2
+)
+SELECT unit, MIN(variant), julianday(MIN(first_ts)), MIN(first_ts), MAX(last_ts), COUNT(*)
+FROM per_variant WHERE unit IS NOT NULL GROUP BY unit"""
 
 
 def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
@@ -51,7 +63,7 @@ def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
     try:
         rows = wh.execute(
             "SELECT json_extract(props, '$.experiment'), json_extract(props, '$.variant'), COUNT(*), MIN(ts), MAX(ts) "
-            "FROM events WHERE type = 'exposure' GROUP BY 1, 2 ORDER BY 1, 2"
+            "FROM events INDEXED BY idx_events_exposure WHERE type = 'exposure' GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
     finally:
         wh.close()
@@ -69,60 +81,77 @@ def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
 def experiment(storage: SqliteStore, name: str, metrics: Sequence[Metric]) -> ExperimentData:
     wh = storage.reader(storage.data_dir / "warehouse.sqlite")
     try:
+        wh.execute(
+            "CREATE TEMP TABLE units (unit TEXT PRIMARY KEY, variant TEXT, first_jd REAL, first_ts TEXT, "
+            "last_ts TEXT, variants INTEGER)"
+        )
+        wh.execute(_UNITS, {"experiment": name})
         data = ExperimentData(name)
         for variant, users, multiple, first, last in wh.execute(
-            f"WITH {_UNITS} SELECT variant, SUM(variants = 1), SUM(variants > 1), MIN(first_ts), MAX(last_ts) "
-            "FROM units GROUP BY variant",
-            {"experiment": name},
+            "SELECT variant, SUM(variants = 1), SUM(variants > 1), MIN(first_ts), MAX(last_ts) FROM temp.units GROUP BY variant"
         ):
             if int(users or 0):
                 data.users[str(variant)] = int(users)
             data.multiple_exposures += int(multiple or 0)
             data.first_exposure = min(data.first_exposure or first, first)
             data.last_exposure = max(data.last_exposure, last)
-        for metric in metrics:
-            data.metrics[metric.name] = _metric(wh, name, metric)
+        if metrics and data.users:
+            data.metrics = _metrics(wh, metrics)
         return data
     finally:
         wh.close()
 
 
-def _metric(wh: object, name: str, metric: Metric) -> dict[str, Aggregate]:
-    value = {"conversion": "1", "count": "1", "revenue": "COALESCE(m.amount_minor, 0)"}[metric.kind]
-    post = f"SUM(CASE WHEN m.ts >= u.first_ts AND m.ts < strftime('%Y-%m-%dT%H:%M:%fZ', u.first_ts, :window) THEN {value} ELSE 0 END)"
-    pre = f"SUM(CASE WHEN m.ts < u.first_ts AND m.ts >= strftime('%Y-%m-%dT%H:%M:%fZ', u.first_ts, :pre) THEN {value} ELSE 0 END)"
-    if metric.kind == "conversion":
-        post, pre = f"MIN(1, {post})", f"MIN(1, {pre})"
-    slot = "AND json_extract(e.context, '$.slot') = :slot" if metric.slot else ""
-    sql = f"""WITH {_UNITS},
+def _metrics(wh: sqlite3.Connection, metrics: Sequence[Metric]) -> dict[str, dict[str, Aggregate]]:
+    """Every metric in one pass over the metric events: per unit, each metric's value
+    after the first exposure (y) and in its CUPED days before (x); then per variant the
+    sums the statistics need."""
+    params: dict[str, object] = {}
+    per_unit: list[str] = []
+    for i, metric in enumerate(metrics):
+        params[f"event{i}"] = metric.event
+        params[f"window{i}"] = metric.window_hours / 24.0
+        params[f"pre{i}"] = metric.cuped_days
+        match = f"m.type = :event{i}"
+        if metric.slot:
+            params[f"slot{i}"] = metric.slot
+            match += f" AND m.slot = :slot{i}"
+        value = "COALESCE(m.amount_minor, 0)" if metric.kind == "revenue" else "1"
+        y = f"SUM(CASE WHEN {match} AND m.jd >= u.first_jd AND m.jd < u.first_jd + :window{i} THEN {value} ELSE 0 END)"
+        x = f"SUM(CASE WHEN {match} AND m.jd < u.first_jd AND m.jd >= u.first_jd - :pre{i} THEN {value} ELSE 0 END)"
+        if metric.kind == "conversion":
+            y, x = f"MIN(1, {y})", f"MIN(1, {x})"
+        per_unit.append(f"{y} AS y{i}, {x} AS x{i}")
+    types = ", ".join(f":event{i}" for i in range(len(metrics)))
+    slot = "json_extract(e.context, '$.slot')" if any(m.slot for m in metrics) else "NULL"
+    sums = ", ".join(
+        f"SUM(COALESCE(y{i}, 0)), SUM(COALESCE(y{i}, 0) * COALESCE(y{i}, 0)), SUM(COALESCE(x{i}, 0)), "
+        f"SUM(COALESCE(x{i}, 0) * COALESCE(x{i}, 0)), SUM(COALESCE(x{i}, 0) * COALESCE(y{i}, 0))"
+        for i in range(len(metrics))
+    )
+    sql = f"""WITH {_LINKS},
 metric_events AS (
-  SELECT COALESCE(e.user_id, l.user_id, e.anonymous_id) AS unit, e.ts, e.amount_minor
-  FROM events e LEFT JOIN links l ON l.anonymous_id = e.anonymous_id
-  WHERE e.type = :event {slot}
+  SELECT COALESCE(e.user_id, l.user_id, e.anonymous_id) AS unit, e.type AS type, julianday(e.ts) AS jd,
+         e.amount_minor AS amount_minor, {slot} AS slot
+  FROM events e INDEXED BY idx_events_type LEFT JOIN links l ON l.anonymous_id = e.anonymous_id
+  WHERE e.type IN ({types})
 ),
 per_unit AS (
-  SELECT u.variant AS variant, COALESCE({post}, 0) AS y, COALESCE({pre}, 0) AS x
-  FROM units u LEFT JOIN metric_events m ON m.unit = u.unit
+  SELECT u.unit AS unit, {", ".join(per_unit)}
+  FROM metric_events m JOIN temp.units u ON u.unit = m.unit
   WHERE u.variants = 1
   GROUP BY u.unit
 )
-SELECT variant, COUNT(*), SUM(y), SUM(y * y), SUM(x), SUM(x * x), SUM(x * y) FROM per_unit GROUP BY variant"""
-    params = {
-        "experiment": name,
-        "event": metric.event,
-        "slot": metric.slot,
-        "window": f"+{metric.window_hours * 3600:.0f} seconds",
-        "pre": f"-{metric.cuped_days * 86400:.0f} seconds",
-    }
-    out: dict[str, Aggregate] = {}
-    for variant, users, total, squares, pre_total, pre_squares, cross in wh.execute(sql, params):  # type: ignore[attr-defined]
-        out[str(variant)] = Aggregate(
-            int(users),
-            float(total or 0),
-            float(squares or 0),
-            metric.kind == "conversion",
-            float(pre_total or 0),
-            float(pre_squares or 0),
-            float(cross or 0),
-        )
+SELECT u.variant, COUNT(*), {sums}
+FROM temp.units u LEFT JOIN per_unit p ON p.unit = u.unit
+WHERE u.variants = 1
+GROUP BY u.variant"""
+    out: dict[str, dict[str, Aggregate]] = {m.name: {} for m in metrics}
+    for row in wh.execute(sql, params):
+        variant, users = str(row[0]), int(row[1])
+        for i, metric in enumerate(metrics):
+            total, squares, pre_total, pre_squares, cross = (float(v or 0) for v in row[2 + 5 * i : 7 + 5 * i])
+            out[metric.name][variant] = Aggregate(
+                users, total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
+            )
     return out
