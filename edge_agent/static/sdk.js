@@ -40,10 +40,11 @@
     clearTimeout(timer); timer = 0;
     while (queue.length) send(queue.splice(0, BATCH), viaBeacon);
   }
-  function track(type, props) {
+  function track(type, props, ctx) {
     var e = { event_id: id(), type: type, ts: Date.now(), url: location.href, context: { tz_offset: -new Date().getTimezoneOffset() } };
     if (d.referrer) e.referrer = d.referrer;
     for (var k in props) if (Object.prototype.hasOwnProperty.call(props, k)) e[k] = props[k];
+    for (var c in ctx) if (Object.prototype.hasOwnProperty.call(ctx, c)) e.context[c] = ctx[c];
     if (consent === null && type !== "consent") {  // decision unknown: wait in memory
       if (pending.length < MAX_PENDING) pending.push(e);
       return;
@@ -97,7 +98,8 @@
   if (d.visibilityState === "visible") shown = Date.now();
   d.addEventListener("click", function (ev) {
     var el = ev.target && ev.target.closest ? ev.target.closest("[data-p13n-item]") : null;
-    if (el) track("click", { item_id: el.getAttribute("data-p13n-item") });
+    var slot = el && el.closest("[data-slot]");  // the slot it was shown in: its click-through
+    if (el) track("click", { item_id: el.getAttribute("data-p13n-item") }, slot ? { slot: slot.getAttribute("data-slot") } : null);
   }, true);
   w.addEventListener("scroll", onScroll, { passive: true });
   d.addEventListener("visibilitychange", onVisibility);

@@ -32,18 +32,27 @@ def test_browser_session_lands_in_the_warehouse_exactly(
     page.mouse.wheel(0, 100_000)  # to the bottom: 25, 50, 75 and 100 %
     page.wait_for_timeout(300)
     page.click("article.product h1")  # inside [data-p13n-item="dr01"]
+    # a recommended item: the click names the slot it was shown in (its click-through);
+    # the link is kept from navigating so the page's other events stay as they are
+    page.evaluate(
+        "document.querySelectorAll('[data-slot=recs] a').forEach(a => a.addEventListener('click', e => e.preventDefault()))"
+    )
+    recommended = page.locator("[data-slot=recs] [data-p13n-item]").first
+    recommended_id = recommended.get_attribute("data-p13n-item")
+    recommended.click()
     page.wait_for_timeout(300)
     visitor = next(c["value"] for c in context.cookies() if c["name"] == "p13n_id")
     page.goto("about:blank")  # leave: pagehide sends time on page with a beacon
-    wait_accepted(hub, 7, timeout_s=30)
+    wait_accepted(hub, 8, timeout_s=30)
     time.sleep(1.0)  # nothing more may arrive
     rows = warehouse_rows(hub.data_dir, "SELECT type, item_id, props, context, anonymous_id, url FROM events")
     kinds = Counter(r[0] for r in rows)
-    assert kinds == Counter({"page_view": 1, "scroll": 4, "click": 1, "time_on_page": 1})
+    assert kinds == Counter({"page_view": 1, "scroll": 4, "click": 2, "time_on_page": 1})
     depths = sorted(json.loads(r[2])["depth"] for r in rows if r[0] == "scroll")
     assert depths == [25, 50, 75, 100]
-    (click,) = [r for r in rows if r[0] == "click"]
-    assert click[1] == "dr01"
+    clicks = {r[1]: json.loads(r[3]) for r in rows if r[0] == "click"}
+    assert set(clicks) == {"dr01", recommended_id} and recommended_id != "dr01"
+    assert "slot" not in clicks["dr01"] and clicks[recommended_id]["slot"] == "recs"
     (top,) = [r for r in rows if r[0] == "time_on_page"]
     assert 0 < json.loads(top[2])["seconds"] < 60
     for r in rows:

@@ -142,3 +142,22 @@ def test_a_skewed_split_is_flagged_and_explained() -> None:
     out = results(data, (Metric("m", "conversion", "x"),), Design("a", {"a": 0.5, "b": 0.5}))
     assert out["srm"]["flagged"] and "sample ratio mismatch" in out["notes"][0]
     assert DEFAULT_METRICS[0].name == "purchase"
+
+
+def test_a_slot_metric_counts_only_that_slots_clicks(tmp_path: Path) -> None:
+    v = "visitorSlotClicks000001"
+    store = store_with(
+        tmp_path,
+        ev("exposure", v, 2.0, experiment="recs-test", variant="a"),
+        ev("click", v, 1.9, item_id="i1", context={"slot": "recs"}),
+        ev("click", v, 1.8, item_id="i2", context={"slot": "hero"}),
+        ev("click", v, 1.7, item_id="i3"),
+        ev("exposure", "visitorSlotClicks000002", 2.0, experiment="recs-test", variant="b"),
+    )
+    try:
+        metrics = (Metric("recs_clicks", "count", "click", 24.0, slot="recs"), Metric("clicks", "count", "click", 24.0))
+        data = store.experiment("recs-test", metrics)
+        assert data.metrics["recs_clicks"]["a"].total == 1 and data.metrics["clicks"]["a"].total == 3
+        assert data.metrics["clicks"]["b"].total == 0 and data.users == {"a": 1, "b": 1}
+    finally:
+        store.close()
