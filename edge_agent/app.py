@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
+from edge_agent import bandit_sync, bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.health import health
@@ -140,7 +140,9 @@ async def decide_endpoint(request: Request) -> Response:
     except ValueError:
         return json_error(400, "bad_page", "page must be a URL or a path (e.g. /p/dr01)")
     ctx = state.page_context(request.headers, parts.path or "/", parts.query)
-    decision = decide_slots(ctx, state.bundle, [(n, {}) for n in names], state.settings.decision_deadline_ms, state.models)
+    decision = decide_slots(
+        ctx, state.bundle, [(n, {}) for n in names], state.settings.decision_deadline_ms, state.models, state.bandits
+    )
     await collect.record_exposures(state, ctx, request.headers)
     body = {
         "bundle_version": decision.bundle_version,
@@ -220,6 +222,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         heartbeat = asyncio.create_task(fleet.heartbeat_loop(state, settings.status_interval_s), name="edge-heartbeat")
         profiles = asyncio.create_task(profile_sync.follow_profiles(state), name="edge-profiles")
         erasures = asyncio.create_task(erasure.follow_erasures(state), name="edge-erasures")
+        bandits = asyncio.create_task(bandit_sync.follow_bandits(state), name="edge-bandits")
         watcher = (
             asyncio.create_task(bundle_sync.watch_bundles(state), name="edge-bundle-watcher")
             if settings.bundle_public_key
@@ -249,7 +252,9 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
-            await stop_tasks([publisher, flusher, heartbeat, profiles, erasures, *([watcher] if watcher else [])], log=log)
+            await stop_tasks(
+                [publisher, flusher, heartbeat, profiles, erasures, bandits, *([watcher] if watcher else [])], log=log
+            )
             rows = state.session_rows()
             if rows:
                 store.put_sessions(rows)

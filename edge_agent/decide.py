@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.bandit import BanditWeights, choose
 from models.bundle_runtime import BundleModels
 from models.content import ContentBundle, SlotDef
 from models.experiments import EXCLUDED, HOLDOUT, assign
@@ -204,6 +205,26 @@ def _experiment(
     return SlotOutcome(slot.variants[int(choice)].fragment.render(attrs), "experiment", f"{slot.seed}:{variant_id}")
 
 
+def _bandit(
+    slot: SlotDef,
+    attrs: Mapping[str, Any],
+    visitor_id: str,
+    exposures: list[dict[str, Any]] | None,
+    forced: str | None,
+    weights: BanditWeights | None,
+) -> SlotOutcome:
+    if forced is not None:
+        for variant in slot.variants:
+            if variant.id == forced:
+                return SlotOutcome(variant.fragment.render(attrs), "forced", f"{slot.seed}:{variant.id}")
+    if not visitor_id:
+        return SlotOutcome(None, "no_visitor")
+    variant = slot.variants[choose(slot.seed, visitor_id, [v.id for v in slot.variants], weights)]
+    if exposures is not None:
+        exposures.append({"type": "exposure", "experiment": slot.seed, "variant": variant.id, "slot": slot.name})
+    return SlotOutcome(variant.fragment.render(attrs), "bandit", f"{slot.seed}:{variant.id}")
+
+
 def holdout_exposure(bundle: ContentBundle | None, visitor_id: str) -> dict[str, Any] | None:
     """The exposure naming the visitor's arm of the personalization holdout (``holdout``
     or ``personalized``), when the bundle has one; recorded once per page."""
@@ -223,6 +244,7 @@ def decide_page(
     exposures: list[dict[str, Any]] | None = None,
     session: Mapping[str, Any] | None = None,
     forced: Mapping[str, str] | None = None,
+    bandits: Mapping[str, BanditWeights] | None = None,
 ) -> PageDecision:
     """Decide every ``(slot name, tag attributes)`` of a page within ``deadline_ms``.
 
@@ -255,6 +277,8 @@ def decide_page(
                 outcome = _variant(slot, attrs)
             elif slot.kind == "experiment":
                 outcome = _experiment(slot, attrs, visitor_id, exposures, force)
+            elif slot.kind == "bandit":
+                outcome = _bandit(slot, attrs, visitor_id, exposures, force, bandits.get(slot.seed) if bandits else None)
             else:
                 outcome = _recommend(slot, bundle, attrs, overrides, models, session)
         except Exception:  # a broken definition must not break the page

@@ -221,7 +221,7 @@ def _page(
     try:
         ctx = state.page_context(headers, path, query)
         slots = [(slot.name, slot.attrs) for slot in page.template.slots]
-        decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms, state.models)
+        decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms, state.models, state.bandits)
         exposures_ctx = ctx
         body = render(page, decision.fills())
         state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from edge_agent.context import request_attributes
 from edge_agent.decide import PageDecision, decide_page, holdout_exposure
 from models import consent as consent_rules
+from models.bandit import BanditWeights
 from models.bundle_runtime import BundleModels
 from models.content import ContentBundle
 from models.pseudonym import valid_visitor_id
@@ -124,6 +125,7 @@ def decide_slots(
     slots: Sequence[tuple[str, Mapping[str, str]]],
     deadline_ms: float,
     models: BundleModels | None = None,
+    bandits: Mapping[str, BanditWeights] | None = None,
 ) -> PageDecision:
     """Decide the slots this context has not decided yet; return the page decision."""
     todo = [(n, a) for n, a in slots if n not in ctx.decision.outcomes]
@@ -150,6 +152,7 @@ def decide_slots(
             exposures=ctx.exposures,
             session=ctx.session,
             forced=ctx.forced,
+            bandits=bandits,
         )
         ctx.decision.outcomes.update(part.outcomes)
         ctx.decision.bundle_version = part.bundle_version

@@ -200,6 +200,11 @@ class EdgeSettings:
         "p13n_id",
         "Name of the first-party visitor cookie (set only when consent allows).",
     )
+    bandit_poll_s: float = setting(
+        10.0,
+        "Seconds between reads of the bandit slots' weights the hub computes (docs/EXPERIMENTS.md).",
+        minimum=0.1,
+    )
     force_variations: bool = setting(
         False,
         "Let QA force an experiment's variation with `?p13n_force=slot:variant` on the page URL or a `p13n_force` cookie of the same form (comma list). Forced decisions record no exposure. Off in production: anyone could choose their variation.",

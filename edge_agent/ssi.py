@@ -116,7 +116,12 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
             headers_out.append((b"set-cookie", cookie.encode("latin-1")))
         if wanted:
             decision = decide_slots(
-                ctx, state.bundle, [(n, _NO_OVERRIDES) for n in wanted], state.settings.decision_deadline_ms, state.models
+                ctx,
+                state.bundle,
+                [(n, _NO_OVERRIDES) for n in wanted],
+                state.settings.decision_deadline_ms,
+                state.models,
+                state.bandits,
             )
             if ctx.exposures:
                 await record_exposures(state, ctx, headers)
@@ -154,7 +159,9 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
         rid = (query.get("rid") or headers.get(RID_HEADER, ""))[:_MAX_RID]
         overrides = {k: v for k, v in query.items() if k not in ("rid", "u")}
         ctx = _context(state, headers, query, rid)
-        decision = decide_slots(ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms, state.models)
+        decision = decide_slots(
+            ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms, state.models, state.bandits
+        )
         if ctx.exposures:
             await record_exposures(state, ctx, headers)
         outcome = decision.outcomes[name]

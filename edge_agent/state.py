@@ -22,6 +22,7 @@ from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import EdgeStore
+from models.bandit import BanditWeights
 from models.bundle_runtime import BundleModels
 from models.consent import CONSENT_COOKIE
 from models.content import ContentBundle, build_content, load_content
@@ -92,6 +93,8 @@ class EdgeState:
     #: ``model bundle vN`` (a bundle's content replaces the templates until the next bundle)
     content_source: str = ""
     profiles_cache: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
+    #: Bandit slots' weights from the hub, by seed (edge_agent/bandit_sync.py)
+    bandits: dict[str, BanditWeights] = field(default_factory=dict)
 
     identity: IdentityVerifier = field(init=False)
 

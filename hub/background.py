@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import erasure, retention
+from hub.bandits import update_bandits
 from hub.jobs import Job
 from hub.profiles import ProfilePublisher, load_user_factors
 from hub.state import HubState
@@ -50,6 +51,7 @@ def jobs(state: HubState) -> list[Job]:
             retry_s=60.0,
         ),
     ]
+    out.append(Job("bandits", lambda: update_bandits(state), interval_s=s.bandit_interval_s, retry_s=30.0, needs_nats=True))
     if s.training_key:
         out.append(
             Job(

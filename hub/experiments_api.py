@@ -15,49 +15,21 @@ once per bundle version.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-from pathlib import Path
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from hub import bundles, fleet
 from hub.experiments.analysis import METHODS, Design, design_of, results
 from hub.experiments.metrics import MetricError, load_metrics, pick
 from hub.experiments.report import render_html
+from hub.live_content import live_content
 from hub.responses import json_error
 from hub.state import HubState
-from models.bundle import load_public_key, open_bundle
-
-log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-#: Live content documents by bundle version (a couple at most).
-_CONTENT: dict[int, dict[str, Any] | None] = {}
-
-
-async def live_content(state: HubState) -> dict[str, Any] | None:
-    """The live bundle's ``content.json`` (None without NATS, a live bundle or a key)."""
-    if state.nc is None or not state.settings.bundle_public_key:
-        return None
-    try:
-        pointer = await fleet.current_pointer(state.nc)
-        if pointer is None:
-            return None
-        version = int(pointer["version"])
-        if version not in _CONTENT:
-            data = await bundles.fetch(state.nc.jetstream(), version)
-            key = load_public_key(await asyncio.to_thread(Path(state.settings.bundle_public_key).read_bytes))
-            bundle = await asyncio.to_thread(open_bundle, data, key) if data else None
-            _CONTENT.clear()
-            _CONTENT[version] = bundle.json("content.json") if bundle and "content.json" in bundle.files else None
-        return _CONTENT[version]
-    except Exception as e:  # results without a design are still results
-        log.info("experiment design unavailable (%s: %s): equal shares assumed", type(e).__name__, e)
-        return None
 
 
 async def list_experiments(request: Request) -> Response:

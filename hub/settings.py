@@ -240,6 +240,11 @@ class HubSettings:
         "",
         "Templates directory whose slots and catalog trained bundles ship. Empty: the live bundle's content is carried over.",
     )
+    bandit_interval_s: float = setting(
+        300.0,
+        "Seconds between recomputations of the bandit slots' weights (Thompson sampling on their metric; docs/EXPERIMENTS.md).",
+        minimum=1.0,
+    )
     experiment_metrics: str = setting(
         "",
         "JSON file of the metrics experiments are measured by (docs/EXPERIMENTS.md). Empty: purchase and add-to-cart conversion, revenue, clicks, page views (guardrail).",

@@ -34,7 +34,9 @@ from models.slots import SLOT_NAME_RE
 from models.targeting import Predicate, compile_condition
 
 FORMAT = "p13n-content/1"
-SLOT_KINDS = ("variant", "recommend", "experiment")
+SLOT_KINDS = ("variant", "recommend", "experiment", "bandit")
+#: A bandit slot's seed names its weights' key in the control bucket (``bandit.<seed>``).
+_BANDIT_SEED = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _FRAGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -120,6 +122,10 @@ class SlotDef:
     #: disjoint range (``(name, start, end)``), and the hash scheme (2, or legacy 1)
     namespace: tuple[str, float, float] | None = None
     hash_version: int = 2
+    #: ``bandit`` slots: the conversion metric the hub's Thompson sampling optimises
+    #: and the least share every variant keeps
+    metric: str = ""
+    min_share: float = 0.05
     #: ``recommend`` slots, filled at serving time: the popularity fallback's rendered
     #: body by (count, excluded items) — it depends on nothing else (bounded LRU)
     popular_memo: OrderedDict[tuple[int, frozenset[str]], str] = field(default_factory=OrderedDict, compare=False, repr=False)
@@ -177,6 +183,29 @@ def _namespace(value: Any, where: str) -> tuple[str, float, float] | None:
     return (value[0], float(value[1]), float(value[2]))
 
 
+def _bandit(
+    spec: Mapping[str, Any], name: str, where: str, variants: tuple[Variant, ...], default: Fragment | None, seed: str
+) -> SlotDef:
+    if not _BANDIT_SEED.match(seed):
+        raise BundleError(where + ".seed", "a bandit's seed is 1-64 letters, digits, _ or -")
+    metric = spec.get("metric", "purchase")
+    if not isinstance(metric, str) or not metric:
+        raise BundleError(where + ".metric", "name a conversion metric (docs/EXPERIMENTS.md)")
+    min_share = spec.get("min_share", 0.05)
+    if not isinstance(min_share, (int, float)) or isinstance(min_share, bool) or not 0 <= min_share * len(variants) <= 1:
+        raise BundleError(where + ".min_share", "must be between 0 and 1 / number of variants")
+    return SlotDef(
+        name=name,
+        kind="bandit",
+        variants=variants,
+        default=default,
+        seed=seed,
+        weights=tuple(1.0 for _ in variants),
+        metric=metric,
+        min_share=float(min_share),
+    )
+
+
 def _holdout(value: Any) -> GlobalHoldout:
     if value is None:
         return GlobalHoldout()
@@ -201,7 +230,7 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
     if kind not in SLOT_KINDS:
         raise BundleError(where, f"unknown kind {kind!r} (expected one of {SLOT_KINDS})")
     default = _fragment(raw, spec["default"], where + ".default") if spec.get("default") else None
-    if kind == "experiment":
+    if kind in ("experiment", "bandit"):
         variants = []
         weights = []
         for i, v in enumerate(spec.get("variants", [])):
@@ -226,6 +255,8 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
         hash_version = spec.get("hash_version", 2)
         if hash_version not in HASH_VERSIONS or isinstance(hash_version, bool):
             raise BundleError(where + ".hash_version", f"must be one of {HASH_VERSIONS}")
+        if kind == "bandit":
+            return _bandit(spec, name, where, tuple(variants), default, seed)
         return SlotDef(
             name=name,
             kind=kind,

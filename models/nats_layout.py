@@ -15,6 +15,8 @@ PROFILES_BUCKET = "p13n_profiles"
 CONTROL_BUCKET = "p13n_control"
 MODELS_BUCKET = "p13n_models"
 CURRENT_BUNDLE_KEY = "bundle.current"
+#: A bandit slot's weights live under this prefix + its seed in the control bucket.
+BANDIT_KEY_PREFIX = "bandit."
 #: Each edge's durable consumer of erasure orders is this prefix + the edge id.
 ERASURE_CONSUMER_PREFIX = "erasure-"
 

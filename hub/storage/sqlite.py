@@ -146,6 +146,8 @@ class SqliteStore:
         # the marts refresh aggregates warehouse events straight into the marts file
         self.warehouse.execute("ATTACH DATABASE ? AS marts", (str(data_dir / "marts.sqlite"),))
         self.warehouse.execute("PRAGMA marts.secure_delete=ON")
+        if self._exposures_new:  # a warehouse from before the exposures mart: fold what the marts already saw
+            sqlite_experiments.backfill_exposures(self.warehouse)
         self.warehouse.execute(
             "CREATE TEMP TABLE IF NOT EXISTS mart_rows (type TEXT, subject TEXT, item_id TEXT, amount_minor INTEGER, ts TEXT, category TEXT)"
         )
@@ -237,6 +239,8 @@ class SqliteStore:
         )
         marts.table("item_popularity").create_index(["score"], if_not_exists=True)
         marts.table("watermarks").create({"name": str, "rowid": int}, pk="name", if_not_exists=True)
+        self._exposures_new = "exposures" not in marts.table_names()
+        marts.execute(sqlite_experiments.EXPOSURES_MART)
 
     def lake(self, day: str) -> sqlite3.Connection:
         db = self._lakes.get(day)
@@ -485,6 +489,7 @@ class SqliteStore:
                     "purchases = purchases + excluded.purchases, score = score + excluded.score",
                     (w["page_view"], w["click"], w["add_to_cart"], w["purchase"]),
                 )
+                wh.execute(sqlite_experiments.FOLD_EXPOSURES, (mark, top))
                 wh.execute(
                     "INSERT INTO marts.watermarks VALUES ('events', ?) ON CONFLICT(name) DO UPDATE SET rowid = excluded.rowid",
                     (top,),

@@ -8,11 +8,11 @@ changed experiment) is left out and counted. Metric events are joined per unit a
 summed between the first exposure and the end of the metric's window (and over the
 CUPED days before it); only per-variant sums leave SQLite.
 
-Exposures are found through a partial index on the experiment's name
-(``idx_events_exposure``, covering: the exposures are never read from the table) and
-grouped per visitor id before stitching; the units go to a temporary table (the
-reader's own), and every metric is computed in one pass over the metric events
-(``idx_events_type``).
+Exposures are read from the **exposures mart** (``marts.exposures``: one row per
+experiment, visitor id, user id and variant, folded by the marts refresh like the
+other marts, so results lag the events by one refresh), stitched per visitor id; the
+units go to a temporary table (the reader's own), and every metric is computed in one
+pass over the metric events (``idx_events_type``).
 """
 
 from __future__ import annotations
@@ -29,11 +29,37 @@ if TYPE_CHECKING:
     from hub.storage.sqlite import SqliteStore
 
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_events_exposure ON events "
-    "(json_extract(props, '$.experiment'), anonymous_id, user_id, json_extract(props, '$.variant'), ts) "
-    "WHERE type = 'exposure'",
+    "DROP INDEX IF EXISTS idx_events_exposure",  # the exposures mart replaced it
     "CREATE INDEX IF NOT EXISTS idx_events_type ON events (type, anonymous_id, user_id, ts)",
 )
+
+#: The exposures mart: one row per experiment, visitor id, user id and variant with
+#: the first and last exposure and how many (10 exposures a visitor become one row).
+EXPOSURES_MART = (
+    "CREATE TABLE IF NOT EXISTS exposures (experiment TEXT NOT NULL, visitor TEXT NOT NULL, user_id TEXT NOT NULL, "
+    "variant TEXT NOT NULL, first_ts TEXT, last_ts TEXT, n INTEGER, PRIMARY KEY (experiment, visitor, user_id, variant)) "
+    "WITHOUT ROWID"
+)
+_FOLD = (
+    "INSERT INTO marts.exposures SELECT json_extract(props, '$.experiment'), COALESCE(anonymous_id, ''), "
+    "COALESCE(user_id, ''), json_extract(props, '$.variant'), MIN(ts), MAX(ts), COUNT(*) FROM events "
+    "WHERE {where} AND type = 'exposure' AND json_extract(props, '$.experiment') IS NOT NULL "
+    "AND json_extract(props, '$.variant') IS NOT NULL GROUP BY 1, 2, 3, 4 "
+    "ON CONFLICT DO UPDATE SET first_ts = min(first_ts, excluded.first_ts), last_ts = max(last_ts, excluded.last_ts), "
+    "n = n + excluded.n"
+)
+#: Folds the exposures among the events the marts refresh takes (rowid > ? AND <= ?).
+FOLD_EXPOSURES = _FOLD.format(where="rowid > ? AND rowid <= ?")
+
+
+def backfill_exposures(wh: sqlite3.Connection) -> None:
+    """Fold every exposure the marts watermark already passed (a warehouse from before
+    the exposures mart); later ones come with the refresh."""
+    row = wh.execute("SELECT rowid FROM marts.watermarks WHERE name = 'events'").fetchone()
+    if row and int(row[0]):
+        with wh:
+            wh.execute(_FOLD.format(where="rowid <= ?"), (int(row[0]),))
+
 
 _LINKS = "links AS (SELECT anonymous_id, MIN(user_id) AS user_id FROM identities GROUP BY anonymous_id)"
 
@@ -42,10 +68,8 @@ _LINKS = "links AS (SELECT anonymous_id, MIN(user_id) AS user_id FROM identities
 #: per exposure).
 _UNITS = f"""INSERT INTO temp.units (unit, variant, first_jd, first_ts, last_ts, variants)
 WITH per_visitor AS (
-  SELECT anonymous_id, user_id, json_extract(props, '$.variant') AS variant, MIN(ts) AS first_ts, MAX(ts) AS last_ts
-  FROM events INDEXED BY idx_events_exposure
-  WHERE type = 'exposure' AND json_extract(props, '$.experiment') = :experiment
-  GROUP BY anonymous_id, user_id, variant
+  SELECT NULLIF(visitor, '') AS anonymous_id, NULLIF(user_id, '') AS user_id, variant, first_ts, last_ts
+  FROM marts.exposures WHERE experiment = :experiment
 ),
 {_LINKS},
 per_variant AS (
@@ -58,12 +82,18 @@ SELECT unit, MIN(variant), julianday(MIN(first_ts)), MIN(first_ts), MAX(last_ts)
 FROM per_variant WHERE unit IS NOT NULL GROUP BY unit"""
 
 
-def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
+def _reader(storage: SqliteStore) -> sqlite3.Connection:
+    """A read-only warehouse connection with the marts attached (read-only too)."""
     wh = storage.reader(storage.data_dir / "warehouse.sqlite")
+    wh.execute("ATTACH DATABASE ? AS marts", (f"file:{storage.data_dir / 'marts.sqlite'}?mode=ro",))
+    return wh
+
+
+def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
+    wh = _reader(storage)
     try:
         rows = wh.execute(
-            "SELECT json_extract(props, '$.experiment'), json_extract(props, '$.variant'), COUNT(*), MIN(ts), MAX(ts) "
-            "FROM events INDEXED BY idx_events_exposure WHERE type = 'exposure' GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT experiment, variant, SUM(n), MIN(first_ts), MAX(last_ts) FROM marts.exposures GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
     finally:
         wh.close()
@@ -79,7 +109,7 @@ def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
 
 
 def experiment(storage: SqliteStore, name: str, metrics: Sequence[Metric]) -> ExperimentData:
-    wh = storage.reader(storage.data_dir / "warehouse.sqlite")
+    wh = _reader(storage)
     try:
         wh.execute(
             "CREATE TEMP TABLE units (unit TEXT PRIMARY KEY, variant TEXT, first_jd REAL, first_ts TEXT, "

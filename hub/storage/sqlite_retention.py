@@ -52,6 +52,7 @@ def delete_expired(storage: SqliteStore, cut: RetentionCutoffs) -> dict[str, int
         out["marts.user_features"] = storage.marts.execute(
             "DELETE FROM user_features WHERE last_ts < ?", (cut.warehouse,)
         ).rowcount
+        out["marts.exposures"] = storage.marts.execute("DELETE FROM exposures WHERE last_ts < ?", (cut.warehouse,)).rowcount
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         storage.marts.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return out

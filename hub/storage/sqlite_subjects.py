@@ -125,6 +125,9 @@ def erase(storage: SqliteStore, subject: SubjectIds) -> dict[str, int]:
         storage.events_deleted()
         marts = storage.marts
         counts["marts.user_features"] = marts.execute(f"DELETE FROM user_features WHERE subject IN ({marks})", ids).rowcount
+        counts["marts.exposures"] = marts.execute(
+            f"DELETE FROM exposures WHERE visitor IN ({marks}) OR user_id IN ({marks})", [*ids, *ids]
+        ).rowcount
         _truncate_wal(marts)
     return counts
 
@@ -215,6 +218,14 @@ def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict
         out["features"] = [
             dict(zip(fcols, r, strict=True))
             for r in marts.execute(f"SELECT * FROM user_features WHERE subject IN ({marks})", ids)
+        ]
+        out["exposures"] = [
+            {"experiment": r[0], "variant": r[1], "first": r[2], "last": r[3], "count": r[4]}
+            for r in marts.execute(
+                "SELECT experiment, variant, first_ts, last_ts, n FROM exposures "
+                f"WHERE visitor IN ({marks}) OR user_id IN ({marks}) ORDER BY experiment, first_ts",
+                [*ids, *ids],
+            )
         ]
     finally:
         wh.close()

@@ -161,3 +161,27 @@ def test_a_slot_metric_counts_only_that_slots_clicks(tmp_path: Path) -> None:
         assert data.metrics["clicks"]["b"].total == 0 and data.users == {"a": 1, "b": 1}
     finally:
         store.close()
+
+
+def test_exposures_are_exported_and_erased_with_the_subject(tmp_path: Path) -> None:
+    from hub.pii import PiiCipher
+    from tests.unit.test_train_from_hub import KEY
+
+    kept, gone = "visitorExpKept00000001", "visitorExpGone00000001"
+    store = store_with(
+        tmp_path,
+        ev("exposure", kept, 2.0, experiment="e1", variant="a"),
+        ev("exposure", gone, 2.0, experiment="e1", variant="b"),
+        ev("exposure", gone, 1.0, experiment="e1", variant="b"),
+    )
+    try:
+        subject = store.resolve_subject(gone, KEY)
+        exported = store.export_subject(subject, PiiCipher.from_settings("", "", tmp_path))
+        assert [(e["experiment"], e["variant"], e["count"]) for e in exported["exposures"]] == [("e1", "b", 2)]
+        counts = store.erase_subject(subject)
+        assert counts["marts.exposures"] == 1
+        assert store.experiment("e1", ()).users == {"a": 1}
+        marts = (tmp_path / "marts.sqlite").read_bytes()
+        assert gone.encode() not in marts and kept.encode() in marts
+    finally:
+        store.close()
