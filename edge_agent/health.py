@@ -43,4 +43,6 @@ def health(state: EdgeState) -> dict[str, Any]:
         "shells_cached": len(state.shells),
         "profiles": state.store.profile_count(),
         "suppressed_subjects": len(state.store.suppressed),
+        # each bandit slot's weights (absent: splitting evenly until the hub ships some)
+        "bandits": {seed: {"period": w.period, "weights": dict(w.weights)} for seed, w in state.bandits.items()},
     }

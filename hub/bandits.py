@@ -1,7 +1,9 @@
 """The hub's bandit job: for every ``bandit`` slot of the live content, Thompson
 sampling weights from its exposures and conversions (models/bandit.py), written to the
-control bucket as ``bandit.<seed>`` with the next period number and the time they were
-computed; edges read them (edge_agent/bandit_sync.py)."""
+control bucket as ``bandit.<seed>`` with the next period number, the time they were
+computed and the evidence (exposed and converted visitors per variant); edges read them
+(edge_agent/bandit_sync.py). Without new evidence the weights and their period stay, so
+visitors keep their variant."""
 
 from __future__ import annotations
 
@@ -52,15 +54,23 @@ async def update_bandits(state: HubState) -> dict[str, Any]:
         by_variant = data.metrics.get(metric.name, {})
         exposed = [by_variant[v].users if v in by_variant else 0 for v in variants]
         conversions = [int(by_variant[v].total) if v in by_variant else 0 for v in variants]
-        shares = thompson(conversions, exposed, float(spec.get("min_share", 0.05)))
         key = L.BANDIT_KEY_PREFIX + seed
-        period = 1
+        previous: dict[str, Any] = {}
         try:
-            previous = await kv.get(key)
-            if previous is not None and previous.value:
-                period = int(json.loads(previous.value).get("period", 0)) + 1
+            entry = await kv.get(key)
+            if entry is not None and entry.value:
+                previous = json.loads(entry.value)
         except Exception:  # nats-py raises KeyNotFoundError for a first update
             pass
+        evidence = {
+            "exposed": dict(zip(variants, exposed, strict=True)),
+            "conversions": dict(zip(variants, conversions, strict=True)),
+        }
+        if previous and all(previous.get(k) == v for k, v in evidence.items()):
+            out[seed] = {"period": previous.get("period"), "unchanged": True}  # no new evidence: visitors keep their variant
+            continue
+        shares = thompson(conversions, exposed, float(spec.get("min_share", 0.05)))
+        period = int(previous.get("period", 0)) + 1
         weights = BanditWeights(
             seed, dict(zip(variants, shares, strict=True)), period, datetime.now(UTC).isoformat(timespec="seconds")
         )

@@ -7,7 +7,8 @@ gives them, over the last 14 days; ``--metric-events`` purchases, add-to-carts a
 clicks spread over the same visitors, some before their first exposure; 5 % of the
 visitors linked to a user id by an identify), creates the indexes afterwards (timed),
 folds the marts as the hub's refresh does (the exposures mart among them, timed), then
-times ``HubStore.experiment`` (the SQL) and the statistics, cold and warm.
+times ``HubStore.experiment`` (the SQL) and the statistics, cold and warm, and a bandit's
+weight update on the same data (one conversion metric, then Thompson sampling).
 
     python tests/bench/experiments.py [--visitors 1000000] [--exposures-per-visitor 10] [--metric-events 2000000]
 
@@ -35,6 +36,7 @@ from hub.experiments.analysis import Design, results  # noqa: E402
 from hub.experiments.metrics import Metric  # noqa: E402
 from hub.storage.sqlite import SqliteStore  # noqa: E402
 from hub.storage.sqlite_experiments import INDEXES  # noqa: E402
+from models.bandit import thompson  # noqa: E402
 from models.erasure import Tokenizer  # noqa: E402
 from models.experiments import assign  # noqa: E402
 
@@ -143,6 +145,14 @@ def main() -> None:
         stats_s = time.perf_counter() - t
         timings.append({"run": attempt, "sql_s": round(sql_s, 2), "stats_s": round(stats_s, 4)})
         print(f"{attempt}: SQL {sql_s:.2f} s, statistics {stats_s * 1000:.1f} ms")
+    # a bandit's weight update: its conversion metric for every variant, then Thompson sampling
+    t = time.perf_counter()
+    agg = store.experiment("bench-exp", METRICS[:1])
+    sql_1 = time.perf_counter() - t
+    by_variant = agg.metrics["purchase"]
+    shares = thompson([int(by_variant[v].total) for v in VARIANTS], [by_variant[v].users for v in VARIANTS])
+    bandit_s = time.perf_counter() - t
+    print(f"bandit weight update: {bandit_s:.2f} s (SQL {sql_1:.2f} s) -> {[round(x, 3) for x in shares]}")
     store.close()
     variants = out["variants"]  # type: ignore[index]
     summary = {
@@ -154,6 +164,7 @@ def main() -> None:
         "metric_events": a.metric_events,
         **built,
         "timings": timings,
+        "bandit_update_s": round(bandit_s, 2),
         "users": {v: variants[v]["users"] for v in variants},  # type: ignore[index]
         "srm_p": out["srm"]["p_value"],  # type: ignore[index]
         "purchase_lift_a": variants["a"]["metrics"]["purchase"].get("lift"),  # type: ignore[index]

@@ -1,0 +1,105 @@
+"""A bandit slot end to end with the real components: the bundle defines it, the edge
+splits evenly until the hub has weights, visitors convert on one variant only, the
+hub's bandit job recomputes and ships weights, and the edge then sends most new
+visitors to the winner while the loser keeps its floor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import DEFAULT_TEMPLATES, AgentFactory, HubFactory, Origin, TrainedBundle
+from tests.integration.helpers import fetch, wait_for
+from tests.integration.test_bundle_sync import health, p13n
+
+SLOT = {
+    "kind": "bandit",
+    "seed": "deal-bandit",
+    "metric": "purchase",
+    "min_share": 0.1,
+    "variants": [{"id": "calm", "fragment": "banner-calm"}, {"id": "bold", "fragment": "banner-bold"}],
+}
+
+
+def visit(edge: Any) -> tuple[str, str]:
+    """A new consenting visitor's cookies and the deal slot's variant."""
+    consent = fetch(
+        edge.url + "/_p13n/consent",
+        {"content-type": "application/json"},
+        "POST",
+        json.dumps({"categories": ["analytics", "personalization"], "source": "banner"}).encode(),
+    )
+    assert consent.status == 200
+    cookies = "; ".join(c.split(";", 1)[0] for c in consent.headers.get_all("set-cookie") or [])
+    decided = json.loads(fetch(edge.url + "/_p13n/decide?slots=deal&page=/", {"cookie": cookies}).body)["slots"]["deal"]
+    assert decided["reason"] == "bandit", decided
+    return cookies, decided["detail"].split(":", 1)[1]
+
+
+def buy(edge: Any, cookies: str) -> None:
+    purchase = {
+        "event_id": uuid.uuid4().hex,
+        "type": "purchase",
+        "order_id": uuid.uuid4().hex[:12],
+        "items": [{"item_id": "dr01", "quantity": 1}],
+        "total": {"amount": 30.0, "currency": "EUR"},
+    }
+    sent = fetch(
+        edge.url + "/_p13n/collect",
+        {"cookie": cookies, "content-type": "application/json"},
+        "POST",
+        json.dumps({"events": [purchase]}).encode(),
+    )
+    assert sent.status == 202
+
+
+def test_a_bandit_moves_traffic_to_the_variant_that_converts(
+    nats_server: str,
+    origin: Origin,
+    trained_bundle: TrainedBundle,
+    start_agent: AgentFactory,
+    start_hub: HubFactory,
+    tmp_path: Path,
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    slots = json.loads((templates / "slots.json").read_text())
+    slots["deal"] = SLOT
+    (templates / "slots.json").write_text(json.dumps(slots))
+    key = str(trained_bundle.public_key)
+    repacked = subprocess.run(
+        [
+            sys.executable, "-m", "p13n", "bundle", "repack", str(trained_bundle.path), "--templates", str(templates),
+            "--key", str(Path(key).with_name("bundle-signing.key")), "--public-key", key, "--out", str(tmp_path / "out"),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert repacked.returncode == 0, repacked.stderr
+    bundle = json.loads(repacked.stdout)
+    hub = start_hub(nats_server, BUNDLE_PUBLIC_KEY=key, BANDIT_INTERVAL_S="1")
+    edge = start_agent(origin.url, NATS_URL=nats_server, BUNDLE_PUBLIC_KEY=key, ID="edge-bandit", BANDIT_POLL_S="0.2")
+    assert p13n(hub, "push", bundle["bundle"]).returncode == 0
+    wait_for(lambda: health(edge.url)["model_version"] == bundle["version"], timeout_s=60)
+    assert health(edge.url)["bandits"] == {}  # nothing shipped yet: an even split
+
+    first = [visit(edge) for _ in range(80)]
+    shown = [variant for _, variant in first]
+    assert 20 <= shown.count("bold") <= 60  # even, give or take chance
+    for cookies, variant in first:
+        if variant == "bold":
+            buy(edge, cookies)  # only the bold deal converts
+
+    def shifted() -> bool:
+        weights = health(edge.url)["bandits"].get("deal-bandit", {}).get("weights", {})
+        return float(weights.get("bold", 0)) > 0.85
+
+    wait_for(shifted, timeout_s=90)  # recomputed once the purchases arrived
+    weights = health(edge.url)["bandits"]["deal-bandit"]["weights"]
+    assert abs(weights["calm"] - 0.1) < 1e-9  # the loser keeps its floor (bold converts 100 %, calm 0 %)
+    later = [visit(edge)[1] for _ in range(100)]
+    assert later.count("bold") >= 80 and later.count("calm") >= 1, later.count("bold")
