@@ -51,42 +51,40 @@ class OnnxModel:
         return result
 
 
-class TopKModel(OnnxModel):
+class _Ranking(OnnxModel):
+    """A session whose ``exclude`` input ([1, items], 1.0 = never recommend) masks items."""
+
     def __init__(self, data: bytes) -> None:
         super().__init__(data)
-        shape = self.session.get_inputs()[1].shape
+        shape = next(i for i in self.session.get_inputs() if i.name == "exclude").shape
         self.n_items = int(shape[1])
         self._no_exclusions = np.zeros((1, self.n_items), dtype=np.float32)
 
+    def mask(self, exclude: np.ndarray | None) -> np.ndarray:
+        """The ``exclude`` input for an index array (shared zeros when nothing is excluded)."""
+        if exclude is None or not len(exclude):
+            return self._no_exclusions
+        mask = self._no_exclusions.copy()
+        mask[0, exclude] = 1.0
+        return mask
+
+
+class TopKModel(_Ranking):
     def top(self, user: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) best first; ``exclude`` is an index array."""
-        mask = self._no_exclusions
-        if exclude is not None and len(exclude):
-            mask = self._no_exclusions.copy()
-            mask[0, exclude] = 1.0
-        scores, indices = self.run({"user": user.reshape(1, -1).astype(np.float32, copy=False), "exclude": mask})
+        scores, indices = self.run({"user": user.reshape(1, -1).astype(np.float32, copy=False), "exclude": self.mask(exclude)})
         return indices[0], scores[0]
 
 
-class NeighboursModel(OnnxModel):
+class NeighboursModel(_Ranking):
     """A :func:`models.onnx_graphs.neighbours_graph` session: top items from a history."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        shape = self.session.get_inputs()[2].shape
-        self.n_items = int(shape[1])
-        self._no_exclusions = np.zeros((1, self.n_items), dtype=np.float32)
 
     def top(self, history: np.ndarray, weights: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) best first; ``exclude`` is an index array."""
-        mask = self._no_exclusions
-        if exclude is not None and len(exclude):
-            mask = self._no_exclusions.copy()
-            mask[0, exclude] = 1.0
         feeds = {
             "history": history.astype(np.int64, copy=False),
             "weights": weights.astype(np.float32, copy=False),
-            "exclude": mask,
+            "exclude": self.mask(exclude),
         }
         scores, indices = self.run(feeds)
         return indices[0], scores[0]

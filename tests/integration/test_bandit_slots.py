@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import DEFAULT_TEMPLATES, AgentFactory, HubFactory, Origin, TrainedBundle
+from tests.integration.experiment_helpers import buy, consenting_visitor, repack
 from tests.integration.helpers import fetch, wait_for
 from tests.integration.test_bundle_sync import health, p13n
 
@@ -28,34 +26,10 @@ SLOT = {
 
 def visit(edge: Any) -> tuple[str, str]:
     """A new consenting visitor's cookies and the deal slot's variant."""
-    consent = fetch(
-        edge.url + "/_p13n/consent",
-        {"content-type": "application/json"},
-        "POST",
-        json.dumps({"categories": ["analytics", "personalization"], "source": "banner"}).encode(),
-    )
-    assert consent.status == 200
-    cookies = "; ".join(c.split(";", 1)[0] for c in consent.headers.get_all("set-cookie") or [])
+    cookies, _ = consenting_visitor(edge)
     decided = json.loads(fetch(edge.url + "/_p13n/decide?slots=deal&page=/", {"cookie": cookies}).body)["slots"]["deal"]
     assert decided["reason"] == "bandit", decided
     return cookies, decided["detail"].split(":", 1)[1]
-
-
-def buy(edge: Any, cookies: str) -> None:
-    purchase = {
-        "event_id": uuid.uuid4().hex,
-        "type": "purchase",
-        "order_id": uuid.uuid4().hex[:12],
-        "items": [{"item_id": "dr01", "quantity": 1}],
-        "total": {"amount": 30.0, "currency": "EUR"},
-    }
-    sent = fetch(
-        edge.url + "/_p13n/collect",
-        {"cookie": cookies, "content-type": "application/json"},
-        "POST",
-        json.dumps({"events": [purchase]}).encode(),
-    )
-    assert sent.status == 202
 
 
 def test_a_bandit_moves_traffic_to_the_variant_that_converts(
@@ -72,15 +46,7 @@ def test_a_bandit_moves_traffic_to_the_variant_that_converts(
     slots["deal"] = SLOT
     (templates / "slots.json").write_text(json.dumps(slots))
     key = str(trained_bundle.public_key)
-    repacked = subprocess.run(
-        [
-            sys.executable, "-m", "p13n", "bundle", "repack", str(trained_bundle.path), "--templates", str(templates),
-            "--key", str(Path(key).with_name("bundle-signing.key")), "--public-key", key, "--out", str(tmp_path / "out"),
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert repacked.returncode == 0, repacked.stderr
-    bundle = json.loads(repacked.stdout)
+    bundle = repack(trained_bundle, templates, tmp_path / "out")
     hub = start_hub(nats_server, BUNDLE_PUBLIC_KEY=key, BANDIT_INTERVAL_S="1")
     edge = start_agent(origin.url, NATS_URL=nats_server, BUNDLE_PUBLIC_KEY=key, ID="edge-bandit", BANDIT_POLL_S="0.2")
     assert p13n(hub, "push", bundle["bundle"]).returncode == 0
@@ -92,7 +58,7 @@ def test_a_bandit_moves_traffic_to_the_variant_that_converts(
     assert 20 <= shown.count("bold") <= 60  # even, give or take chance
     for cookies, variant in first:
         if variant == "bold":
-            buy(edge, cookies)  # only the bold deal converts
+            buy(edge, cookies, 30.0)  # only the bold deal converts
 
     def shifted() -> bool:
         weights = health(edge.url)["bandits"].get("deal-bandit", {}).get("weights", {})

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 from models.experiments import GlobalHoldout
 from tests.conftest import DEFAULT_TEMPLATES, AgentFactory, HubFactory, Origin, TrainedBundle
+from tests.integration.experiment_helpers import buy, consenting_visitor, repack
 from tests.integration.helpers import fetch, wait_for
 from tests.integration.ingest_helpers import stats
 from tests.integration.test_bundle_sync import health, p13n
@@ -34,15 +32,7 @@ def test_holdout_results_count_what_the_edge_decided(
     shutil.copytree(DEFAULT_TEMPLATES, templates)
     (templates / "holdout.json").write_text(json.dumps({"share": HOLDOUT.share, "seed": HOLDOUT.seed}))
     key = str(trained_bundle.public_key)
-    repacked = subprocess.run(
-        [
-            sys.executable, "-m", "p13n", "bundle", "repack", str(trained_bundle.path), "--templates", str(templates),
-            "--key", str(Path(key).with_name("bundle-signing.key")), "--public-key", key, "--out", str(tmp_path / "out"),
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert repacked.returncode == 0, repacked.stderr
-    bundle = json.loads(repacked.stdout)
+    bundle = repack(trained_bundle, templates, tmp_path / "out")
     hub = start_hub(nats_server, BUNDLE_PUBLIC_KEY=key)
     edge = start_agent(origin.url, NATS_URL=nats_server, BUNDLE_PUBLIC_KEY=key, ID="edge-exp")
     assert p13n(hub, "push", bundle["bundle"]).returncode == 0
@@ -51,15 +41,7 @@ def test_holdout_results_count_what_the_edge_decided(
     arms: dict[str, list[str]] = {"holdout": [], "personalized": []}
     buyers = {"holdout": 0, "personalized": 0}
     for n in range(60):
-        consent = fetch(
-            edge.url + "/_p13n/consent",
-            {"content-type": "application/json"},
-            "POST",
-            json.dumps({"categories": ["analytics", "personalization"], "source": "banner"}).encode(),
-        )
-        assert consent.status == 200, consent.body
-        cookies = "; ".join(c.split(";", 1)[0] for c in consent.headers.get_all("set-cookie") or [])
-        visitor = next(c.split("=", 1)[1] for c in cookies.split("; ") if c.startswith("p13n_id="))
+        cookies, visitor = consenting_visitor(edge)
         arm = "holdout" if HOLDOUT.holds(visitor) else "personalized"
         arms[arm].append(visitor)
         for _ in range(2):  # two pages: one arm exposure per page, one unit at the hub
@@ -67,20 +49,7 @@ def test_holdout_results_count_what_the_edge_decided(
             assert (decided["slots"]["hero"]["reason"] == "holdout") == (arm == "holdout")
         if n % (2 if arm == "personalized" else 4) == 0:
             buyers[arm] += 1
-            purchase = {
-                "event_id": uuid.uuid4().hex,
-                "type": "purchase",
-                "order_id": f"order-{n}",
-                "items": [{"item_id": "dr01", "quantity": 1}],
-                "total": {"amount": 20.0, "currency": "EUR"},
-            }
-            sent = fetch(
-                edge.url + "/_p13n/collect",
-                {"cookie": cookies, "content-type": "application/json"},
-                "POST",
-                json.dumps({"events": [purchase]}).encode(),
-            )
-            assert sent.status == 202, sent.body
+            buy(edge, cookies, 20.0)
     assert arms["holdout"] and arms["personalized"]
 
     def arrived() -> bool:
