@@ -28,6 +28,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -135,7 +136,7 @@ def main() -> None:
         built["marts_s"] = round(time.perf_counter() - t, 1)
         print(f"marts folded: {folded} events in {built['marts_s']} s")
     timings = []
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for attempt in ("cold", "warm"):
         t = time.perf_counter()
         agg = store.experiment("bench-exp", METRICS)
@@ -154,7 +155,7 @@ def main() -> None:
     bandit_s = time.perf_counter() - t
     print(f"bandit weight update: {bandit_s:.2f} s (SQL {sql_1:.2f} s) -> {[round(x, 3) for x in shares]}")
     store.close()
-    variants = out["variants"]  # type: ignore[index]
+    variants = out["variants"]
     summary = {
         "bench": "experiments",
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -165,9 +166,9 @@ def main() -> None:
         **built,
         "timings": timings,
         "bandit_update_s": round(bandit_s, 2),
-        "users": {v: variants[v]["users"] for v in variants},  # type: ignore[index]
-        "srm_p": out["srm"]["p_value"],  # type: ignore[index]
-        "purchase_lift_a": variants["a"]["metrics"]["purchase"].get("lift"),  # type: ignore[index]
+        "users": {v: variants[v]["users"] for v in variants},
+        "srm_p": out["srm"]["p_value"],
+        "purchase_lift_a": variants["a"]["metrics"]["purchase"].get("lift"),
     }
     print(json.dumps(summary))
 
