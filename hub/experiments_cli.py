@@ -72,6 +72,6 @@ def table(result: dict[str, Any]) -> str:
                 holm = f"{e['p_value_holm']:.4f}" if "p_value_holm" in e else "-"
                 row += f"{e['lift'] * 100:>+9.1f}%{interval:>22}{e['p_value']:>9.4f}{holm:>9}{e['chance_to_win'] * 100:>6.1f}%"
             else:
-                row += f"  {e.get('error', 'control')}"
+                row += f"  {'control' if entry.get('control') else e.get('error', 'no comparison')}"
             lines.append(row)
     return "\n".join(lines)

@@ -73,11 +73,15 @@ def results(
     if data.multiple_exposures:
         notes.append(f"{data.multiple_exposures} visitors saw more than one variant and are left out")
     order = [chosen, *[v for v in variants if v != chosen]] if chosen in data.users else variants
-    expected = {v: float(design.weights.get(v, 0.0)) for v in order} if design.weights else {v: 1.0 for v in order}
+    if chosen not in data.users:
+        notes.append(f"the control {chosen!r} has no users yet: nothing to compare with")
     unexpected = [v for v in order if design.weights and v not in design.weights]
     if unexpected:
         notes.append(f"variant(s) {unexpected} are not in the design ({design.source}): left out of the ratio check")
-    srm = srm_p_value([data.users[v] for v in order], [expected[v] for v in order]) if len(order) > 1 else 1.0
+    # the ratio check covers every variant the design expects, those nobody reached too
+    checked = {v: w for v, w in design.weights.items() if w > 0} if design.weights else dict.fromkeys(order, 1.0)
+    observed = [data.users.get(v, 0) for v in checked]
+    srm = srm_p_value(observed, list(checked.values())) if len(checked) > 1 else 1.0
     out_variants: dict[str, Any] = {}
     goal_tests: list[tuple[str, str]] = []
     for v in order:
@@ -88,6 +92,8 @@ def results(
         for v in order:
             agg = by_variant.get(v)
             entry: dict[str, Any] = {"mean": agg.mean if agg else 0.0, "users": agg.users if agg else 0}
+            if v != chosen and (base is None or agg is None):
+                entry["error"] = "no users in the control" if base is None else "no users"
             if v != chosen and base is not None and agg is not None:
                 use_cuped = cuped and metric.cuped_days > 0
                 found = compare(base, agg, alpha, sequential_n if method == "sequential" else 0.0, use_cuped)
@@ -105,13 +111,13 @@ def results(
     if srm < SRM_THRESHOLD:
         notes.append(
             f"sample ratio mismatch (p = {srm:.2g}): the users per variant differ from the design "
-            f"{ {v: round(expected[v], 4) for v in order} } more than chance allows. Look for a broken "
+            f"{ {v: round(w, 4) for v, w in checked.items()} } more than chance allows. Look for a broken "
             "assignment, variants that fail to render (no exposure), bots, or a changed design before "
             "trusting these results"
         )
     return {
         "experiment": data.name,
-        "design": {"control": chosen, "weights": expected, "source": design.source},
+        "design": {"control": chosen, "weights": checked, "source": design.source},
         "method": method,
         "alpha": alpha,
         **({"sequential_tuning": sequential_n} if method == "sequential" else {}),

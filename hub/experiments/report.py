@@ -84,7 +84,8 @@ def render_html(result: dict[str, Any]) -> str:
                     f"<td>{e['chance_to_win'] * 100:.1f} %</td>"
                 )
             else:
-                cells = f"<td colspan=5>{escape(e.get('error', 'control'))}</td>"
+                reason = "control" if entry.get("control") else e.get("error", "no comparison")
+                cells = f"<td colspan=5>{escape(reason)}</td>"
             out.append(f"<tr><td>{escape(v)}</td><td>{e.get('users', 0)}</td><td>{e.get('mean', 0.0):.4g}</td>{cells}</tr>")
         out.append("</table>")
         out.append(_plot(m, rows))

@@ -185,3 +185,20 @@ def test_exposures_are_exported_and_erased_with_the_subject(tmp_path: Path) -> N
         assert gone.encode() not in marts and kept.encode() in marts
     finally:
         store.close()
+
+
+def test_a_control_nobody_reached_is_said_and_counts_in_the_ratio_check() -> None:
+    from hub.storage.interface import ExperimentData
+
+    data = ExperimentData(
+        "e",
+        {"calm": 500, "bold": 500},
+        metrics={"m": {"calm": Aggregate(500, 50, 50, True), "bold": Aggregate(500, 60, 60, True)}},
+    )
+    design = Design("holdout", {"holdout": 0.1, "calm": 0.45, "bold": 0.45}, "slot banner")
+    out = results(data, (Metric("m", "conversion", "x"),), design)
+    assert any("control 'holdout' has no users" in n for n in out["notes"])
+    assert {v["control"] for v in out["variants"].values()} == {False}
+    assert out["variants"]["bold"]["metrics"]["m"]["error"] == "no users in the control"
+    assert out["srm"]["flagged"]  # a tenth of the visitors should be in the holdout and none are
+    assert "no users in the control" in __import__("hub.experiments.report", fromlist=["render_html"]).render_html(out)
