@@ -8,6 +8,8 @@ from html import escape
 from typing import Any
 
 _W, _ROW, _LEFT = 560, 28, 170
+#: Room kept right of the plot for each row's lift
+_LABEL = 80
 
 
 def _pct(x: float) -> str:
@@ -24,7 +26,7 @@ def _plot(metric: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     span = (hi - lo) or 1.0
 
     def x(value: float) -> float:
-        return float(_LEFT + (value - lo) / span * (_W - _LEFT - 20))
+        return float(_LEFT + (value - lo) / span * (_W - _LEFT - _LABEL))
 
     height = _ROW * len(points) + 30
     parts = [
@@ -78,10 +80,11 @@ def render_html(result: dict[str, Any]) -> str:
             e = entry["metrics"].get(m, {})
             rows.append((v, e))
             if "lift" in e and "error" not in e:
+                holm = f"{e['p_value_holm']:.4f}" if "p_value_holm" in e else "—"
+                harm = " <b>worse</b>" if e.get("harm") else ""
                 cells = (
-                    f"<td>{escape(_pct(e['lift']))}</td><td>{escape(_pct(e['ci'][0]))} … {escape(_pct(e['ci'][1]))}</td>"
-                    f"<td>{e['p_value']:.4f}</td><td>{e.get('p_value_holm', float('nan')):.4f}</td>"
-                    f"<td>{e['chance_to_win'] * 100:.1f} %</td>"
+                    f"<td>{escape(_pct(e['lift']))}{harm}</td><td>{escape(_pct(e['ci'][0]))} … {escape(_pct(e['ci'][1]))}</td>"
+                    f"<td>{e['p_value']:.4f}</td><td>{holm}</td><td>{e['chance_to_win'] * 100:.1f} %</td>"
                 )
             else:
                 reason = "control" if entry.get("control") else e.get("error", "no comparison")
