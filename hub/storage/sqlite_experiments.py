@@ -11,8 +11,8 @@ CUPED days before it); only per-variant sums leave SQLite.
 Exposures are read from the **exposures mart** (``marts.exposures``: one row per
 experiment, visitor id, user id and variant, folded by the marts refresh like the
 other marts, so results lag the events by one refresh), stitched per visitor id; the
-units go to a temporary table (the reader's own), and every metric is computed in one
-pass over the metric events (``idx_events_type``).
+units go to a temporary table (the reader's own), and the metrics are computed in one
+pass per event type over the metric events (``idx_events_type``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ def backfill_exposures(wh: sqlite3.Connection) -> None:
 
 
 _LINKS = "links AS (SELECT anonymous_id, MIN(user_id) AS user_id FROM identities GROUP BY anonymous_id)"
-
 #: The experiment's units: exposures grouped per visitor id first (streaming over the
 #: partial index, in its order), stitched afterwards (one look-up per visitor id, not
 #: per exposure).
@@ -133,55 +132,50 @@ def experiment(storage: SqliteStore, name: str, metrics: Sequence[Metric]) -> Ex
 
 
 def _metrics(wh: sqlite3.Connection, metrics: Sequence[Metric]) -> dict[str, dict[str, Aggregate]]:
-    """Every metric in one pass over the metric events: per unit, each metric's value
-    after the first exposure (y) and in its CUPED days before (x); then per variant the
-    sums the statistics need."""
-    params: dict[str, object] = {}
-    per_unit: list[str] = []
-    for i, metric in enumerate(metrics):
-        params[f"event{i}"] = metric.event
-        params[f"window{i}"] = metric.window_hours / 24.0
-        params[f"pre{i}"] = metric.cuped_days
-        match = f"m.type = :event{i}"
-        if metric.slot:
-            params[f"slot{i}"] = metric.slot
-            match += f" AND m.slot = :slot{i}"
-        value = "COALESCE(m.amount_minor, 0)" if metric.kind == "revenue" else "1"
-        y = f"SUM(CASE WHEN {match} AND m.jd >= u.first_jd AND m.jd < u.first_jd + :window{i} THEN {value} ELSE 0 END)"
-        x = f"SUM(CASE WHEN {match} AND m.jd < u.first_jd AND m.jd >= u.first_jd - :pre{i} THEN {value} ELSE 0 END)"
-        if metric.kind == "conversion":
-            y, x = f"MIN(1, {y})", f"MIN(1, {x})"
-        per_unit.append(f"{y} AS y{i}, {x} AS x{i}")
-    types = ", ".join(f":event{i}" for i in range(len(metrics)))
-    slot = "json_extract(e.context, '$.slot')" if any(m.slot for m in metrics) else "NULL"
-    sums = ", ".join(
-        f"SUM(COALESCE(y{i}, 0)), SUM(COALESCE(y{i}, 0) * COALESCE(y{i}, 0)), SUM(COALESCE(x{i}, 0)), "
-        f"SUM(COALESCE(x{i}, 0) * COALESCE(x{i}, 0)), SUM(COALESCE(x{i}, 0) * COALESCE(y{i}, 0))"
-        for i in range(len(metrics))
-    )
-    sql = f"""WITH {_LINKS},
-metric_events AS (
-  SELECT COALESCE(e.user_id, l.user_id, e.anonymous_id) AS unit, e.type AS type, julianday(e.ts) AS jd,
-         e.amount_minor AS amount_minor, {slot} AS slot
-  FROM events e INDEXED BY idx_events_type LEFT JOIN links l ON l.anonymous_id = e.anonymous_id
-  WHERE e.type IN ({types})
+    """Per variant, each metric's sums over the units exposed to that variant only: its
+    value after the first exposure (y) and in its CUPED days before (x). One pass per
+    event type (and slot): the events of that type joined to their units, grouped per
+    unit, summed per variant. Units without such events add zeros, so only the users
+    count comes from the units table."""
+    users = dict(wh.execute("SELECT variant, COUNT(*) FROM temp.units WHERE variants = 1 GROUP BY variant").fetchall())
+    out: dict[str, dict[str, Aggregate]] = {m.name: {} for m in metrics}
+    groups: dict[tuple[str, str], list[Metric]] = {}
+    for metric in metrics:
+        groups.setdefault((metric.event, metric.slot), []).append(metric)
+    for (event, slot), members in groups.items():
+        params: dict[str, object] = {"event": event, "slot": slot}
+        per_unit: list[str] = []
+        for i, metric in enumerate(members):
+            params[f"window{i}"] = metric.window_hours / 24.0
+            params[f"pre{i}"] = metric.cuped_days
+            value = "COALESCE(m.amount_minor, 0)" if metric.kind == "revenue" else "1"
+            y = f"SUM(CASE WHEN m.jd >= u.first_jd AND m.jd < u.first_jd + :window{i} THEN {value} ELSE 0 END)"
+            x = f"SUM(CASE WHEN m.jd < u.first_jd AND m.jd >= u.first_jd - :pre{i} THEN {value} ELSE 0 END)"
+            if metric.kind == "conversion":
+                y, x = f"MIN(1, {y})", f"MIN(1, {x})"
+            per_unit.append(f"{y} AS y{i}, {x} AS x{i}")
+        sums = ", ".join(
+            f"SUM(y{i}), SUM(y{i} * y{i}), SUM(x{i}), SUM(x{i} * x{i}), SUM(x{i} * y{i})" for i in range(len(members))
+        )
+        slot_filter = "AND json_extract(e.context, '$.slot') = :slot" if slot else ""
+        sql = f"""WITH metric_events AS (
+  SELECT COALESCE(e.user_id, (SELECT MIN(i.user_id) FROM identities i WHERE i.anonymous_id = e.anonymous_id), e.anonymous_id) AS unit,
+         julianday(e.ts) AS jd, e.amount_minor AS amount_minor
+  FROM events e INDEXED BY idx_events_type WHERE e.type = :event {slot_filter}
 ),
 per_unit AS (
-  SELECT u.unit AS unit, {", ".join(per_unit)}
+  SELECT u.variant AS variant, {", ".join(per_unit)}
   FROM metric_events m JOIN temp.units u ON u.unit = m.unit
   WHERE u.variants = 1
-  GROUP BY u.unit
+  GROUP BY m.unit
 )
-SELECT u.variant, COUNT(*), {sums}
-FROM temp.units u LEFT JOIN per_unit p ON p.unit = u.unit
-WHERE u.variants = 1
-GROUP BY u.variant"""
-    out: dict[str, dict[str, Aggregate]] = {m.name: {} for m in metrics}
-    for row in wh.execute(sql, params):
-        variant, users = str(row[0]), int(row[1])
-        for i, metric in enumerate(metrics):
-            total, squares, pre_total, pre_squares, cross = (float(v or 0) for v in row[2 + 5 * i : 7 + 5 * i])
-            out[metric.name][variant] = Aggregate(
-                users, total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
-            )
+SELECT variant, {sums} FROM per_unit GROUP BY variant"""
+        found = {str(row[0]): row[1:] for row in wh.execute(sql, params)}
+        for variant, n in users.items():
+            row = found.get(str(variant), (0,) * (5 * len(members)))
+            for i, metric in enumerate(members):
+                total, squares, pre_total, pre_squares, cross = (float(v or 0) for v in row[5 * i : 5 * i + 5])
+                out[metric.name][str(variant)] = Aggregate(
+                    int(n), total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
+                )
     return out
