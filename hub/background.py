@@ -65,7 +65,8 @@ def jobs(state: HubState) -> list[Job]:
             )
         )
     if s.crm_config:
-        out.append(Job("crm-sync", crm_sync(state), interval_s=s.crm_interval_s, jitter=0.1, retry_s=30.0))
+        run, close = crm_sync(state)
+        out.append(Job("crm-sync", run, interval_s=s.crm_interval_s, jitter=0.1, retry_s=30.0, close=close))
     return out
 
 
@@ -114,8 +115,9 @@ async def scheduled_training(state: HubState) -> dict[str, Any]:
     return {"run": run["id"]}
 
 
-def crm_sync(state: HubState) -> Any:
-    """The scheduled CRM sync's pass (the client is made once, on the first pass)."""
+def crm_sync(state: HubState) -> tuple[Any, Any]:
+    """The scheduled CRM sync's pass (the client is made once, on the first pass) and
+    what closes its client at stop."""
     from hub.crm import CrmConfig, CrmSync
 
     holder: dict[str, CrmSync] = {}
@@ -134,4 +136,9 @@ def crm_sync(state: HubState) -> Any:
         log.info("CRM sync: %s", report)
         return report
 
-    return run
+    def close() -> None:
+        sync = holder.pop("sync", None)
+        if sync is not None:
+            sync.close()
+
+    return run, close

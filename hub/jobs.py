@@ -54,6 +54,8 @@ class Job:
     follower: bool = False
     #: Waits for ``Supervisor.ready`` (the NATS connection and layout) before each run.
     needs_nats: bool = False
+    #: Releases what the job holds (a client, a connection) once it has stopped.
+    close: Callable[[], None] | None = field(default=None, repr=False)
     # what it has done
     runs: int = 0
     failures: int = 0
@@ -100,6 +102,12 @@ class Supervisor:
         """Cancel every job and wait until each has stopped."""
         await stop_tasks(self.tasks.values(), grace_s=STOP_GRACE_S, log=log)
         self.tasks.clear()
+        for job in self.jobs.values():
+            if job.close is not None:
+                try:
+                    job.close()
+                except Exception:  # stopping goes on
+                    log.warning("job %s: closing failed", job.name, exc_info=True)
 
     def view(self) -> list[dict[str, Any]]:
         return [job.view() for job in sorted(self.jobs.values(), key=lambda j: j.name)]

@@ -111,3 +111,22 @@ def test_the_backoff_doubles_up_to_the_interval() -> None:
         assert 0.8 * expected <= d <= 1.2 * expected
     job.failures_in_a_row = 0
     assert sup._delay(job) == 4.0  # no jitter configured: the interval
+
+
+def test_stop_closes_what_jobs_hold() -> None:
+    closed: list[str] = []
+
+    async def scenario() -> None:
+        sup = Supervisor()
+
+        async def nothing() -> None:
+            return None
+
+        sup.add(Job("broken-close", nothing, interval_s=10, close=lambda: 1 / 0))  # type: ignore[func-returns-value]
+        sup.add(Job("with-client", nothing, interval_s=10, close=lambda: closed.append("client")))
+        sup.add(Job("plain", nothing, interval_s=10))
+        await asyncio.sleep(0.05)
+        await sup.stop()
+
+    asyncio.run(scenario())
+    assert closed == ["client"]  # and a failing close did not stop the others
