@@ -154,15 +154,16 @@ def main() -> None:
     shares = thompson([int(by_variant[v].total) for v in VARIANTS], [by_variant[v].users for v in VARIANTS])
     bandit_s = time.perf_counter() - t
     print(f"bandit weight update: {bandit_s:.2f} s (SQL {sql_1:.2f} s) -> {[round(x, 3) for x in shares]}")
+    exposures = sum(n for e in store.experiments() for n in e.exposures.values())
     store.close()
     variants = out["variants"]
     summary = {
         "bench": "experiments",
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "sqlite": sqlite3.sqlite_version,
-        "visitors": a.visitors,
-        "exposures": a.visitors * a.exposures_per_visitor,
-        "metric_events": a.metric_events,
+        "visitors": sum(v["users"] for v in variants.values()),  # what the warehouse holds (--dir may be reused)
+        "exposures": exposures,
+        "metric_events": a.metric_events if built else None,
         **built,
         "timings": timings,
         "bandit_update_s": round(bandit_s, 2),
