@@ -21,8 +21,6 @@ from models.tasks import checkpoint
 
 log = logging.getLogger(__name__)
 
-_CONTROL_STREAM = f"KV_{L.CONTROL_BUCKET}"
-
 
 async def refresh(state: EdgeState, nc: NATS) -> int:
     """Read the weights of every bandit slot; how many changed."""
@@ -30,7 +28,7 @@ async def refresh(state: EdgeState, nc: NATS) -> int:
     seeds = {slot.seed for slot in bundle.slots.values() if slot.kind == "bandit"} if bundle else set()
     changed = 0
     for seed in sorted(seeds):
-        entry = await read_last(nc, _CONTROL_STREAM, f"$KV.{L.CONTROL_BUCKET}.{L.BANDIT_KEY_PREFIX}{seed}")
+        entry = await read_last(nc, L.CONTROL_STREAM, L.control_subject(L.BANDIT_KEY_PREFIX + seed))
         if entry is None or entry.headers.get("KV-Operation", "") in ("DEL", "PURGE"):
             continue
         try:

@@ -81,8 +81,7 @@ def load_persisted(state: EdgeState) -> BundleModels | None:
 FETCH_CHUNKS = 64
 #: Seconds between reads of ``bundle.current`` when no change notification arrives.
 POLL_S = 30.0
-_CONTROL_STREAM = f"KV_{L.CONTROL_BUCKET}"
-_POINTER_SUBJECT = f"$KV.{L.CONTROL_BUCKET}.{L.CURRENT_BUNDLE_KEY}"
+_POINTER_SUBJECT = L.control_subject(L.CURRENT_BUNDLE_KEY)
 _MODELS_STREAM = f"OBJ_{L.MODELS_BUCKET}"
 
 
@@ -153,7 +152,7 @@ async def watch_bundles(state: EdgeState) -> None:
 
 async def check_pointer(state: EdgeState, nc: NATS, refused: set[str]) -> None:
     """Read ``bundle.current`` and activate the bundle it names when it is new."""
-    entry = await read_last(nc, _CONTROL_STREAM, _POINTER_SUBJECT)
+    entry = await read_last(nc, L.CONTROL_STREAM, _POINTER_SUBJECT)
     if entry is None or entry.headers.get("KV-Operation", "") in ("DEL", "PURGE"):
         return
     pointer = json.loads(entry.data)

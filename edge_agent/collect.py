@@ -28,6 +28,7 @@ from edge_agent.state import EdgeState
 from models import consent as consent_rules
 from models.contracts import validate
 from models.errors import error_body
+from models.http_body import read_body
 from models.nats_layout import events_subject
 from models.pseudonym import valid_visitor_id
 from models.session import apply_event, url_item
@@ -55,18 +56,6 @@ _PIXEL_FIELDS = {
 def _state(request: Request) -> EdgeState:
     state: EdgeState = request.app.state.edge
     return state
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[str], str, str]:
@@ -294,7 +283,7 @@ async def collect_asgi(state: EdgeState, scope: Scope, receive: Receive, send: S
 
 async def collect(request: Request) -> Response:
     """The same endpoint through Starlette (the agent dispatches POSTs to :func:`collect_asgi`)."""
-    status, payload, extra = await handle_batch(_state(request), await _read_body(request, MAX_BODY_BYTES), request.headers)
+    status, payload, extra = await handle_batch(_state(request), await read_body(request, MAX_BODY_BYTES), request.headers)
     response = Response(payload, status_code=status, media_type="application/json", headers={"cache-control": "no-store"})
     for name, value in extra:
         response.headers.append(name.decode(), value.decode("latin-1"))

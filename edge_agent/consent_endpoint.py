@@ -19,12 +19,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from edge_agent.collect import MAX_BODY_BYTES, _read_body, issue_visitor, prepare_events, store
+from edge_agent.collect import MAX_BODY_BYTES, issue_visitor, prepare_events, store
 from edge_agent.csrf import cross_site_reason
 from edge_agent.pages import parse_cookies
 from edge_agent.responses import json_error
 from edge_agent.state import VISITOR_COOKIE_MAX_AGE, EdgeState
 from models import consent as consent_rules
+from models.http_body import read_body
 
 #: Where a choice was made (banner, sdk, cmp, …), as the consent record keeps it.
 _SOURCE = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -57,7 +58,7 @@ async def consent(request: Request) -> Response:
     if refused:  # another site cannot choose for our visitors
         state.metrics.collect_rejected("cross_site")
         return json_error(403, "cross_site", refused)
-    body = await _read_body(request, MAX_BODY_BYTES)
+    body = await read_body(request, MAX_BODY_BYTES)
     try:
         doc = orjson.loads(body or b"")
     except orjson.JSONDecodeError:

@@ -225,12 +225,13 @@ def _bandit(
     return SlotOutcome(variant.fragment.render(attrs), "bandit", f"{slot.seed}:{variant.id}")
 
 
-def holdout_exposure(bundle: ContentBundle | None, visitor_id: str) -> dict[str, Any] | None:
+def holdout_exposure(bundle: ContentBundle | None, visitor_id: str, held: bool | None = None) -> dict[str, Any] | None:
     """The exposure naming the visitor's arm of the personalization holdout (``holdout``
-    or ``personalized``), when the bundle has one; recorded once per page."""
+    or ``personalized``; ``held`` when already known), when the bundle has one; recorded
+    once per page."""
     if bundle is None or bundle.holdout.share <= 0 or not visitor_id:
         return None
-    arm = HOLDOUT if bundle.holdout.holds(visitor_id) else PERSONALIZED
+    arm = HOLDOUT if (bundle.holdout.holds(visitor_id) if held is None else held) else PERSONALIZED
     return {"type": "exposure", "experiment": bundle.holdout.seed, "variant": arm}
 
 
@@ -245,16 +246,19 @@ def decide_page(
     session: Mapping[str, Any] | None = None,
     forced: Mapping[str, str] | None = None,
     bandits: Mapping[str, BanditWeights] | None = None,
+    held: bool | None = None,
 ) -> PageDecision:
     """Decide every ``(slot name, tag attributes)`` of a page within ``deadline_ms``.
 
     A visitor in the bundle's personalization holdout gets every slot's fallback (reason
     ``holdout``, detail ``personalization``) unless QA forces a variation (the page
-    records the visitor's arm: :func:`holdout_exposure`)."""
+    records the visitor's arm: :func:`holdout_exposure`). ``held``: whether the visitor is
+    in it, when the page already knows (None: found here)."""
     start = time.perf_counter()
     limit = start + deadline_ms / 1000.0
     decision = PageDecision(bundle_version=bundle.version if bundle else -1)
-    held = bundle is not None and bundle.holdout.holds(visitor_id)
+    if held is None:
+        held = bundle is not None and bundle.holdout.holds(visitor_id)
     for name, overrides in slots:
         if name in decision.outcomes:
             continue

@@ -61,8 +61,9 @@ class PageContext:
     exposures: list[dict[str, Any]] = field(default_factory=list)
     #: slot → variant id forced for QA (only with ``P13N_EDGE_FORCE_VARIATIONS``)
     forced: dict[str, str] = field(default_factory=dict)
-    #: the personalization holdout's exposure was recorded for this page
-    arm_recorded: bool = False
+    #: whether the visitor is in the personalization holdout (None until the page's first
+    #: decision, which also records the arm)
+    held: bool | None = None
 
 
 def new_visitor_id() -> str:
@@ -136,9 +137,9 @@ def decide_slots(
             except Exception:  # a broken model must not break the page
                 ctx.attrs["segment"] = ""
         ctx.attrs["segments"] = bundle.rule_segments(ctx.attrs) if bundle is not None else []
-    if todo and not ctx.arm_recorded:
-        ctx.arm_recorded = True
-        arm = holdout_exposure(bundle, ctx.visitor_id)
+    if todo and ctx.held is None:  # once per page, however many requests decide its slots
+        ctx.held = bundle is not None and bundle.holdout.holds(ctx.visitor_id)
+        arm = holdout_exposure(bundle, ctx.visitor_id, ctx.held)
         if arm is not None:
             ctx.exposures.append(arm)
     if todo:
@@ -153,6 +154,7 @@ def decide_slots(
             session=ctx.session,
             forced=ctx.forced,
             bandits=bandits,
+            held=ctx.held,
         )
         ctx.decision.outcomes.update(part.outcomes)
         ctx.decision.bundle_version = part.bundle_version

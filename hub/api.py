@@ -17,10 +17,11 @@ from starlette.responses import JSONResponse, Response
 from hub import bundles, fleet
 from hub.erasure import registered_edges
 from hub.ingest.consumer import consumer_lag
-from hub.requests import query_limit, read_body
+from hub.requests import query_limit
 from hub.responses import json_error
 from models import nats_layout as L
 from models.bundle import MAX_BUNDLE_BYTES, BundleRejected
+from models.http_body import read_body
 from models.pseudonym import pseudonym
 
 if TYPE_CHECKING:

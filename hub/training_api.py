@@ -19,10 +19,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from hub.requests import query_limit, read_body
+from hub.requests import query_limit
 from hub.responses import json_error
 from hub.state import HubState
 from hub.training_service import TrainingBusy
+from models.http_body import read_body
 
 _RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 #: Longest request body ``POST /v1/training/runs`` reads.

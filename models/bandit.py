@@ -70,9 +70,8 @@ def choose(seed: str, visitor_id: str, variants: Sequence[str], weights: BanditW
     """The variant index a visitor gets in the current period (equal weights when the
     hub has shipped none yet, or none for these variants)."""
     shares = [float(weights.weights.get(v, 0.0)) for v in variants] if weights is not None else []
+    period = weights.period if weights is not None else 0
     if not shares or sum(shares) <= 0:
         shares, period = [1.0] * len(variants), 0
-    else:
-        period = weights.period if weights is not None else 0
     choice = assign(f"{seed}:{period}", visitor_id, shares)
     return 0 if choice == EXCLUDED else int(choice)

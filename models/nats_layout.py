@@ -17,6 +17,8 @@ MODELS_BUCKET = "p13n_models"
 CURRENT_BUNDLE_KEY = "bundle.current"
 #: A bandit slot's weights live under this prefix + its seed in the control bucket.
 BANDIT_KEY_PREFIX = "bandit."
+#: The JetStream stream behind the control bucket (what direct gets read).
+CONTROL_STREAM = f"KV_{CONTROL_BUCKET}"
 #: Each edge's durable consumer of erasure orders is this prefix + the edge id.
 ERASURE_CONSUMER_PREFIX = "erasure-"
 
@@ -31,6 +33,11 @@ MAX_EVENT_DELIVERIES = 5
 DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600
 #: Erasure orders are kept this long for edges that were offline (seconds).
 ERASURE_MAX_AGE_S = 90 * 24 * 3600
+
+
+def control_subject(key: str) -> str:
+    """The subject a control-bucket key is stored under."""
+    return f"$KV.{CONTROL_BUCKET}.{key}"
 
 
 def events_subject(edge_id: str) -> str:

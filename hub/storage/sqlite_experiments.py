@@ -61,24 +61,23 @@ def backfill_exposures(wh: sqlite3.Connection) -> None:
             wh.execute(_FOLD.format(where="rowid <= ?"), (int(row[0]),))
 
 
-_LINKS = "links AS (SELECT anonymous_id, MIN(user_id) AS user_id FROM identities GROUP BY anonymous_id)"
-#: The experiment's units: exposures grouped per visitor id first (streaming over the
-#: partial index, in its order), stitched afterwards (one look-up per visitor id, not
-#: per exposure).
+def _unit(rows: str) -> str:
+    """The unit of a row of ``rows`` (an alias with ``user_id`` and ``anonymous_id``): its
+    user, else the user its visitor id was linked to (the smallest), else the visitor id."""
+    return (
+        f"COALESCE({rows}.user_id, (SELECT MIN(i.user_id) FROM identities i WHERE i.anonymous_id = {rows}.anonymous_id), "
+        f"{rows}.anonymous_id)"
+    )
+
+
+#: The experiment's units from the mart's rows (one look-up per visitor id, not per
+#: exposure): first exposure, last, and how many variants each unit saw.
 _UNITS = f"""INSERT INTO temp.units (unit, variant, first_jd, first_ts, last_ts, variants)
-WITH per_visitor AS (
-  SELECT NULLIF(visitor, '') AS anonymous_id, NULLIF(user_id, '') AS user_id, variant, first_ts, last_ts
-  FROM marts.exposures WHERE experiment = :experiment
-),
-{_LINKS},
-per_variant AS (
-  SELECT COALESCE(p.user_id, l.user_id, p.anonymous_id) AS unit, p.variant AS variant,
-         MIN(p.first_ts) AS first_ts, MAX(p.last_ts) AS last_ts
-  FROM per_visitor p LEFT JOIN links l ON l.anonymous_id = p.anonymous_id
-  GROUP BY 1, 2
-)
-SELECT unit, MIN(variant), julianday(MIN(first_ts)), MIN(first_ts), MAX(last_ts), COUNT(*)
-FROM per_variant WHERE unit IS NOT NULL GROUP BY unit"""
+SELECT unit, MIN(variant), julianday(MIN(first_ts)), MIN(first_ts), MAX(last_ts), COUNT(DISTINCT variant) FROM (
+  SELECT {_unit("x")} AS unit, x.variant AS variant, x.first_ts AS first_ts, x.last_ts AS last_ts
+  FROM (SELECT NULLIF(visitor, '') AS anonymous_id, NULLIF(user_id, '') AS user_id, variant, first_ts, last_ts
+        FROM marts.exposures WHERE experiment = :experiment) x
+) WHERE unit IS NOT NULL GROUP BY unit"""
 
 
 def _reader(storage: SqliteStore) -> sqlite3.Connection:
@@ -159,8 +158,7 @@ def _metrics(wh: sqlite3.Connection, metrics: Sequence[Metric]) -> dict[str, dic
         )
         slot_filter = "AND json_extract(e.context, '$.slot') = :slot" if slot else ""
         sql = f"""WITH metric_events AS (
-  SELECT COALESCE(e.user_id, (SELECT MIN(i.user_id) FROM identities i WHERE i.anonymous_id = e.anonymous_id), e.anonymous_id) AS unit,
-         julianday(e.ts) AS jd, e.amount_minor AS amount_minor
+  SELECT {_unit("e")} AS unit, julianday(e.ts) AS jd, e.amount_minor AS amount_minor
   FROM events e INDEXED BY idx_events_type WHERE e.type = :event {slot_filter}
 ),
 per_unit AS (
