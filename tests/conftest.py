@@ -128,6 +128,10 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
             "P13N_ALLOW_DEV_KEYS": "1",
             "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
             "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+            # What a page shows must not depend on how busy the test machine is: a
+            # cold first decision past the production 5 ms budget falls back. Tests of
+            # the budget itself set it explicitly.
+            "P13N_EDGE_DECISION_DEADLINE_MS": "1000",
         }
         env.update({f"P13N_EDGE_{k.upper()}": v for k, v in settings.items()})
         child = spawn(f"edge-{len(started)}", p13n_command("edge", "serve"), tmp_path, env)

@@ -25,7 +25,7 @@ def test_browser_session_lands_in_the_warehouse_exactly(
     hub = start_hub(nats_server)
     # a generous decision budget: this test is about the SDK, and a page decided on a busy
     # machine past the default 5 ms shows the slots' fallbacks (no recommended item to click)
-    agent = start_agent(ssi_origin.url, NATS_URL=nats_server, ID="edge-browser", DECISION_DEADLINE_MS="1000")
+    agent = start_agent(ssi_origin.url, NATS_URL=nats_server, ID="edge-browser")
     nginx = start_nginx_proxy("ssi", agent.port, ssi_origin.url, geo_header='"fr"')  # as a CDN's country header would
     context = browser.new_context(viewport={"width": 1200, "height": 800})  # type: ignore[attr-defined]
     page = context.new_page()
