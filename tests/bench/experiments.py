@@ -59,7 +59,7 @@ def build(data: Path, visitors: int, per_visitor: int, metric_events: int) -> di
     store.close()
     wh = sqlite3.connect(data / "warehouse.sqlite")
     wh.execute("PRAGMA synchronous=OFF")
-    for name in ("idx_events_type", "idx_events_anonymous_id", "idx_events_user_id"):
+    for name in ("idx_events_metric", "idx_events_anonymous_id", "idx_events_user_id"):
         wh.execute(f"DROP INDEX IF EXISTS {name}")
     rng = random.Random(3)
     now = datetime.now(UTC)

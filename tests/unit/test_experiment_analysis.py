@@ -133,6 +133,34 @@ def test_results_from_the_warehouse_stitch_visitors_and_respect_windows(tmp_path
         store.close()
 
 
+def test_metric_events_reach_their_stitched_unit_whichever_id_they_carry(tmp_path: Path) -> None:
+    """Each way an event can belong to a unit: the visitor id alone, a user id on the
+    event, a second device linked to the same user, an exposure that named the user."""
+    buy = {"items": [{"item_id": "i1", "quantity": 1}], "total": {"amount": 2.0, "currency": "EUR"}}
+    store = store_with(
+        tmp_path,
+        ev("exposure", "visitorStitchAnon00001", 2.0, experiment="st", variant="a"),
+        ev("purchase", "visitorStitchAnon00001", 1.9, order_id="o1", **buy),  # the visitor alone
+        ev("exposure", "visitorStitchPhone0001", 2.0, experiment="st", variant="b"),
+        ev("identify", "visitorStitchPhone0001", 1.95, user_id="user-stitch"),
+        ev("identify", "visitorStitchLaptop001", 1.95, user_id="user-stitch"),
+        ev("purchase", "visitorStitchLaptop001", 1.9, order_id="o2", **buy),  # a linked device, never exposed
+        ev("purchase", "visitorStitchOther001", 1.8, user_id="user-stitch", order_id="o3", **buy),  # the user id
+        ev("exposure", "visitorStitchNamed0001", 2.0, experiment="st", variant="b", user_id="user-named"),
+        ev("purchase", "visitorStitchNamed0002", 1.9, user_id="user-named", order_id="o4", **buy),
+        ev("purchase", "visitorStitchNever0001", 1.9, order_id="o5", **buy),  # not in the experiment
+    )
+    try:
+        metrics = (Metric("buyers", "conversion", "purchase", 48.0), Metric("revenue", "revenue", "purchase", 48.0))
+        data = store.experiment("st", metrics)
+        assert data.users == {"a": 1, "b": 2} and data.multiple_exposures == 0
+        assert (data.metrics["buyers"]["a"].total, data.metrics["buyers"]["b"].total) == (1, 2)
+        # user-stitch bought twice (linked laptop, user id), user-named once: 2 + 2 + 2 EUR
+        assert data.metrics["revenue"]["b"].total == 3 * 200 and data.metrics["revenue"]["b"].sum_squares == 400**2 + 200**2
+    finally:
+        store.close()
+
+
 def test_a_skewed_split_is_flagged_and_explained() -> None:
     from hub.storage.interface import ExperimentData
 
