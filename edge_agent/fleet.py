@@ -1,7 +1,7 @@
 """Edge status heartbeats on ``p13n.edges.status.<edge>`` (core NATS, every few seconds).
 
 What the hub's fleet view shows: edge id, content and model bundle versions, live
-sessions, outbox depth, last errors. Nothing about any visitor.
+sessions, outbox depth, last errors, decision time and fallbacks by reason. Nothing about any visitor.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def status(state: EdgeState) -> dict[str, object]:
         "sessions_in_memory": len(state.sessions),
         "profiles_seq": state.store.profile_cursor(),
         "uptime_s": round(time.time() - state.started, 1),
+        # decision time and fallback reasons since the agent started (the console's fleet page)
+        "decisions": state.metrics.summary(),
     }
 
 

@@ -33,6 +33,34 @@ class EdgeMetrics:
     visitors_issued: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
+    def summary(self) -> dict[str, Any]:
+        """What the heartbeat carries for the hub's fleet view: pages decided, the decision
+        time's median and 99th percentile (the upper bound of the histogram bucket that
+        holds it, in ms; None before any page) and the fallbacks by reason."""
+        buckets: list[tuple[float, float]] = []
+        for family in self.decision_seconds.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets.append((float(sample.labels["le"]), sample.value))
+        buckets.sort()
+        total = buckets[-1][1] if buckets else 0.0
+
+        def quantile(q: float) -> float | None:
+            if total <= 0:
+                return None
+            for bound, count in buckets:
+                if count >= q * total:
+                    return None if bound == float("inf") else round(bound * 1000, 3)
+            return None
+
+        fallbacks = {
+            str(sample.labels["reason"]): int(sample.value)
+            for family in self.fallbacks.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        }
+        return {"pages": int(total), "p50_ms": quantile(0.5), "p99_ms": quantile(0.99), "fallbacks": fallbacks}
+
     @classmethod
     def create(cls) -> EdgeMetrics:
         reg = CollectorRegistry(auto_describe=True)

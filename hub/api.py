@@ -74,7 +74,11 @@ async def post_events(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    state: HubState = request.app.state.hub
+    return JSONResponse(await stats_view(request.app.state.hub))
+
+
+async def stats_view(state: HubState) -> dict[str, Any]:
+    """Counters, table rows and the ingest consumer (``GET /v1/stats``, the console)."""
     assert state.storage is not None
     counters = await asyncio.to_thread(state.storage.counters)
     rows = await asyncio.to_thread(state.storage.table_rows)
@@ -84,33 +88,35 @@ async def stats(request: Request) -> Response:
             lag = await consumer_lag(state.nc.jetstream())
         except Exception as e:  # stats must answer even when NATS is away
             lag = {"error": type(e).__name__}
-    return JSONResponse(
-        {
-            "received": counters.get("received", 0),
-            "accepted": counters.get("accepted", 0),
-            "duplicates_dropped": counters.get("duplicates", 0),
-            # late events of erased subjects, dropped (never stored, never dead-lettered)
-            "suppressed": counters.get("suppressed", 0),
-            "dead_letters": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("dead:")},
-            "rows": rows,
-            "consumer": {
-                "batches": state.consumer.batches,
-                "messages": state.consumer.messages,
-                "malformed_messages": state.consumer.malformed_messages,
-                "isolated_messages": state.consumer.isolated_messages,
-                "dead_lettered_messages": state.consumer.dead_lettered_messages,
-                "max_deliveries": state.consumer.max_deliveries,
-                "delivery_bound": L.MAX_EVENT_DELIVERIES,
-                "last_error": state.consumer.last_error,
-                **lag,
-            },
-        }
-    )
+    return {
+        "received": counters.get("received", 0),
+        "accepted": counters.get("accepted", 0),
+        "duplicates_dropped": counters.get("duplicates", 0),
+        # late events of erased subjects, dropped (never stored, never dead-lettered)
+        "suppressed": counters.get("suppressed", 0),
+        "dead_letters": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("dead:")},
+        "rows": rows,
+        "consumer": {
+            "batches": state.consumer.batches,
+            "messages": state.consumer.messages,
+            "malformed_messages": state.consumer.malformed_messages,
+            "isolated_messages": state.consumer.isolated_messages,
+            "dead_lettered_messages": state.consumer.dead_lettered_messages,
+            "max_deliveries": state.consumer.max_deliveries,
+            "delivery_bound": L.MAX_EVENT_DELIVERIES,
+            "last_error": state.consumer.last_error,
+            **lag,
+        },
+    }
 
 
 async def edges(request: Request) -> Response:
     """The fleet: each edge's last heartbeat, staleness and profile sync lag."""
-    state: HubState = request.app.state.hub
+    return JSONResponse(await edges_view(request.app.state.hub))
+
+
+async def edges_view(state: HubState) -> dict[str, Any]:
+    """``GET /v1/edges`` (and the console's fleet page)."""
     view = state.fleet.view(state.settings.edge_stale_s)
     last_seq = None
     registered: list[str] | None = None
@@ -125,15 +131,13 @@ async def edges(request: Request) -> Response:
     for edge in view:
         seq = edge.get("profiles_seq")
         edge["profile_sync_lag"] = max(0, last_seq - int(seq)) if last_seq is not None and isinstance(seq, int) else None
-    return JSONResponse(
-        {
-            "edges": view,
-            "stale": sum(1 for e in view if e["stale"]),
-            "profiles_last_seq": last_seq,
-            # edges that must acknowledge every erasure (they hold an erasure consumer)
-            "erasure_registered": registered,
-        }
-    )
+    return {
+        "edges": view,
+        "stale": sum(1 for e in view if e["stale"]),
+        "profiles_last_seq": last_seq,
+        # edges that must acknowledge every erasure (they hold an erasure consumer)
+        "erasure_registered": registered,
+    }
 
 
 async def jobs(request: Request) -> Response:
@@ -183,15 +187,18 @@ async def list_bundles(request: Request) -> Response:
     state: HubState = request.app.state.hub
     if state.nc is None or not state.layout_ready:
         return _nats_down()
-    js = state.nc.jetstream()
-    items = await bundles.stored(js)
-    return JSONResponse(
-        {
-            "bundles": items,
-            "current": await fleet.current_pointer(state.nc),
-            "next_version": max((b["version"] for b in items), default=0) + 1,
-        }
-    )
+    return JSONResponse(await bundles_view(state))
+
+
+async def bundles_view(state: HubState) -> dict[str, Any]:
+    """Stored bundles, the live pointer, the next version (NATS must be connected)."""
+    assert state.nc is not None
+    items = await bundles.stored(state.nc.jetstream())
+    return {
+        "bundles": items,
+        "current": await fleet.current_pointer(state.nc),
+        "next_version": max((b["version"] for b in items), default=0) + 1,
+    }
 
 
 async def download_bundle(request: Request) -> Response:

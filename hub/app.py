@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub import api, background, erasure, experiments_api, privacy_api, training_api
+from hub.console import routes as console_routes
+from hub.console.state import Console
 from hub.guard import flush_refusals, guarded
 from hub.ingest.consumer import consume
 from hub.nats_setup import ensure_layout
@@ -111,6 +113,7 @@ def create_app(settings: HubSettings) -> Starlette:
         state.storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         state.storage.cipher = state.cipher
         state.erasures = state.storage.erasures
+        state.console = Console.open(settings.data_dir, settings.console_session_s)
         interrupted = await asyncio.to_thread(state.storage.training_runs.interrupted, time.time())
         if interrupted:
             log.warning("training runs interrupted by the last stop, marked failed: %s", ", ".join(interrupted))
@@ -144,6 +147,7 @@ def create_app(settings: HubSettings) -> Starlette:
                     await asyncio.wait_for(state.nc.close(), timeout=2)
             state.preparer.close()
             state.storage.close()
+            state.console.close()
             await flush_refusals(state)
             state.audit.close()
             startup_logger().info("p13n hub stopped: tiers closed, unacknowledged events left to NATS")
@@ -224,5 +228,6 @@ def routes() -> list[Route]:
         ),
         Route("/v1/retention/run", guarded("retention.run", p.run_retention, action="retention.run"), methods=["POST"]),
         Route("/v1/audit", guarded("audit.read", p.audit_entries, action="audit.read"), methods=["GET"]),
+        *console_routes.routes(),
         Route("/{rest:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
     ]

@@ -130,8 +130,11 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(path: Path, key: bytes, expect_head: tuple[int, str] | None = None) -> VerifyReport:
-    """Walk the chain from the start; report every break (changed, removed, reordered)."""
+def verify(
+    path: Path, key: bytes, expect_head: tuple[int, str] | None = None, since: tuple[int, str] | None = None
+) -> VerifyReport:
+    """Walk the chain from the start (or from ``since``: an entry already verified, its
+    sequence and hash); report every break (changed, removed, reordered)."""
     report = VerifyReport()
     if not path.exists():
         report.problems.append(f"{path} does not exist")
@@ -139,7 +142,10 @@ def verify(path: Path, key: bytes, expect_head: tuple[int, str] | None = None) -
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         prev, expected_seq = GENESIS, 1
-        for row in db.execute(f"SELECT {', '.join(_FIELDS)}, prev, hash FROM audit ORDER BY seq"):
+        if since is not None:
+            expected_seq, prev = since[0] + 1, since[1]
+            report.head_seq, report.head_hash = since
+        for row in db.execute(f"SELECT {', '.join(_FIELDS)}, prev, hash FROM audit WHERE seq >= ? ORDER BY seq", (expected_seq,)):
             entry = dict(zip((*_FIELDS, "prev", "hash"), row, strict=True))
             seq = int(entry["seq"])
             if seq != expected_seq:

@@ -50,6 +50,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "training.read": frozenset({"analyst", "operator", "admin"}),
     "experiments.read": frozenset({"analyst", "operator", "admin"}),
     "training.run": frozenset({"operator", "admin"}),
+    # the console's data page (dead letters' redacted samples, tiers) and replaying them
+    "data.read": frozenset({"analyst", "operator", "admin"}),
+    "deadletters.replay": frozenset({"operator", "admin"}),
 }
 
 
@@ -63,7 +66,7 @@ class Principal:
 
 
 def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def create_token(path: Path, name: str, role: str) -> str:
@@ -132,13 +135,16 @@ class TokenStore:
         offered = authorization[7:].strip()
         if not offered:
             return None
+        return self.by_digest(token_digest(offered))
+
+    def by_digest(self, digest: str) -> Principal | None:
+        """The principal whose token has this SHA-256 (a console session's), else None."""
         now = time.monotonic()
         with self._lock:
             if now - self._checked > 1.0:
                 self._checked = now
                 self._reload()
             table = self._by_digest
-        digest = token_digest(offered)
         for known, principal in table.items():  # constant time per comparison
             if hmac.compare_digest(known, digest):
                 return principal

@@ -12,6 +12,8 @@ from typing import Any
 
 from hub import erasure, retention
 from hub.bandits import update_bandits
+from hub.console.sampler import sample as sample_console
+from hub.console.snapshots import snapshot_all
 from hub.jobs import Job
 from hub.profiles import ProfilePublisher, load_user_factors
 from hub.state import HubState
@@ -52,6 +54,9 @@ def jobs(state: HubState) -> list[Job]:
         ),
     ]
     out.append(Job("bandits", lambda: update_bandits(state), interval_s=s.bandit_interval_s, retry_s=30.0, needs_nats=True))
+    out.append(Job("console-samples", lambda: sample_console(state), interval_s=s.console_sample_s, retry_s=30.0))
+    if s.console_results_ttl_s > 0:
+        out.append(Job("experiment-snapshots", lambda: snapshot_all(state), interval_s=s.console_results_ttl_s, retry_s=60.0))
     if s.training_key:
         out.append(
             Job(

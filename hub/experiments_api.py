@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from hub.experiments.analysis import METHODS, Design, design_of, results
-from hub.experiments.metrics import MetricError, load_metrics, pick
+from hub.experiments.metrics import Metric, MetricError, load_metrics, pick
 from hub.experiments.report import render_html
 from hub.live_content import live_content
 from hub.responses import json_error
@@ -53,7 +54,7 @@ async def list_experiments(request: Request) -> Response:
     )
 
 
-async def _results(request: Request) -> dict[str, Any] | Response:
+async def results_for(request: Request) -> dict[str, Any] | Response:
     state: HubState = request.app.state.hub
     assert state.storage is not None
     name = request.path_params["name"]
@@ -79,25 +80,42 @@ async def _results(request: Request) -> dict[str, Any] | Response:
         metrics = pick(load_metrics(state.settings.experiment_metrics), [m for m in q.get("metrics", "").split(",") if m])
     except MetricError as e:
         return json_error(400, "bad_metrics", str(e))
+    found = await compute(state, name, metrics, control, alpha, method, cuped == "true")
+    if isinstance(found, tuple):
+        return json_error(*found)
+    return found
+
+
+async def compute(
+    state: HubState,
+    name: str,
+    metrics: Sequence[Metric],
+    control: str = "",
+    alpha: float = 0.05,
+    method: str = "fixed",
+    cuped: bool = True,
+) -> dict[str, Any] | tuple[int, str, str]:
+    """An experiment's results, or (status, reason, detail) when there are none."""
+    assert state.storage is not None
     data = await asyncio.to_thread(state.storage.experiment, name, metrics)
     if not data.users:
-        return json_error(404, "not_found", f"no exposures of experiment {name!r}")
+        return 404, "not_found", f"no exposures of experiment {name!r}"
     if control and control not in data.users:
-        return json_error(400, "bad_query", f"control {control!r} has no users; variants: {sorted(data.users)}")
+        return 400, "bad_query", f"control {control!r} has no users; variants: {sorted(data.users)}"
     content = await live_content(state)
     design = design_of(name, content) if content else Design()
-    return await asyncio.to_thread(results, data, metrics, design, control, alpha, method, 5000.0, cuped == "true")
+    return await asyncio.to_thread(results, data, metrics, design, control, alpha, method, 5000.0, cuped)
 
 
 async def experiment_results(request: Request) -> Response:
-    out = await _results(request)
+    out = await results_for(request)
     if isinstance(out, Response):
         return out
     return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 async def experiment_results_html(request: Request) -> Response:
-    out = await _results(request)
+    out = await results_for(request)
     if isinstance(out, Response):
         return out
     return HTMLResponse(render_html(out))

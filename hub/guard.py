@@ -42,7 +42,7 @@ def _api_key_ok(request: Request, keys: tuple[str, ...]) -> bool:
     return bool(offered) and any(hmac.compare_digest(raw, k.encode()) for k in keys)
 
 
-def _target(request: Request, state: HubState, subject_param: str | None) -> str:
+def target_of(request: Request, state: HubState, subject_param: str | None) -> str:
     if subject_param and subject_param in request.path_params:
         token = erasure_token(str(request.path_params[subject_param]), state.settings.pseudonym_key.encode())
         route = request.scope.get("route")
@@ -71,21 +71,34 @@ def guarded(
         principal = state.tokens.authenticate(request.headers.get("authorization", ""))
         if principal is None and api_keys_ok and _api_key_ok(request, state.settings.api_keys):
             principal = Principal("api-key", "operator")
-        target = _target(request, state, subject_param)
+        target = target_of(request, state, subject_param)
         if principal is None:
             await refused(state, action, target)
             return json_error(401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)", _CHALLENGE)
         if not principal.may(permission):
-            await _audit(state, principal, action, target, 403, {"permission": permission})
+            await forbidden(state, principal, action, target, permission)
             return json_error(403, "forbidden", f"role {principal.role!r} may not {permission}")
-        request.state.principal = principal
-        request.state.audit = {}
-        response = await handler(request)
-        if audit_success or response.status_code >= 400:
-            await _audit(state, principal, action, target, response.status_code, request.state.audit)
-        return response
+        return await run_as(request, principal, handler, action=action, target=target, audit_success=audit_success)
 
     return endpoint
+
+
+async def forbidden(state: HubState, principal: Principal, action: str, target: str, permission: str) -> None:
+    """Audit a refusal for want of a permission."""
+    await _audit(state, principal, action, target, 403, {"permission": permission})
+
+
+async def run_as(
+    request: Request, principal: Principal, handler: Handler, *, action: str, target: str, audit_success: bool = True
+) -> Response:
+    """Run an allowed call as ``principal`` and audit it (the API's and the console's)."""
+    state: HubState = request.app.state.hub
+    request.state.principal = principal
+    request.state.audit = {}
+    response = await handler(request)
+    if audit_success or response.status_code >= 400:
+        await _audit(state, principal, action, target, response.status_code, request.state.audit)
+    return response
 
 
 ANONYMOUS = Principal("anonymous", "-")

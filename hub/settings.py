@@ -249,6 +249,21 @@ class HubSettings:
         "",
         "JSON file of the metrics experiments are measured by (docs/EXPERIMENTS.md). Empty: purchase and add-to-cart conversion, revenue, clicks, page views (guardrail).",
     )
+    console_session_s: float = setting(
+        28800.0,
+        "Seconds an operator console sign-in lasts (the session cookie's lifetime; sign-out ends it at once; docs/CONSOLE.md).",
+        minimum=60.0,
+    )
+    console_results_ttl_s: float = setting(
+        300.0,
+        "Seconds between the hub's snapshots of every experiment's results, which the console's experiment pages show (a page's Compute again link recomputes at once; the API always computes). 0: no snapshots; a page computes on every view.",
+        minimum=0.0,
+    )
+    console_sample_s: float = setting(
+        60.0,
+        "Seconds between the samples of the pipeline counters the console charts (kept 14 days; docs/CONSOLE.md).",
+        minimum=1.0,
+    )
     tls_cert: str = setting(
         "",
         "Certificate (PEM) to serve the hub's API over HTTPS (with `P13N_HUB_TLS_KEY`); the admin commands verify it with their `--ca` option.",

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hub import retention
 from hub.audit import AuditLog
 from hub.auth import TokenStore
+from hub.console.state import Console
 from hub.fleet import Fleet
 from hub.ingest.consumer import ConsumerCollector, ConsumerState
 from hub.ingest.prep import Preparer
@@ -69,6 +70,7 @@ class HubState:
         )
         self.jobs = Supervisor(self.registry)
         self.training = TrainingService(s, self.registry, self._take_factors, self.audit)
+        self.console: Console | None = None  # opened with the storage (hub.app)
         self.consumer.retry_base_s = s.ingest_retry_s
         self.registry.register(ConsumerCollector(self.consumer))
         self.refusals = RefusalAggregator(s.audit_refusal_window_s)

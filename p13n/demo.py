@@ -191,6 +191,10 @@ def run_demo(
             children.append(start_nginx(data_dir / "nginx-run", opts, worker_processes="1"))
         wait_http(None, f"http://127.0.0.1:{port}/")
         print(f"p13n demo ready: site=http://127.0.0.1:{port}/ hub=http://127.0.0.1:{hub_port}/", flush=True)
+        print(
+            f"p13n console: http://127.0.0.1:{hub_port}/console/ (sign in with the token in {data_dir / 'admin.token'})",
+            flush=True,
+        )
         while True:
             for child in children:
                 if not child.alive():

@@ -123,6 +123,8 @@ class ErasureLedger(Protocol):
     def forget_edge(self, edge_id: str, now: float) -> list[str]: ...
     def pending_count(self) -> int: ...
     def status(self, request_id: str) -> dict[str, Any] | None: ...
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest requests, newest first, as :meth:`status` gives them."""
 
 
 class TrainingLedger(Protocol):
@@ -204,6 +206,18 @@ class HubStore(Protocol):
 
     def experiment(self, name: str, metrics: Sequence[Metric]) -> ExperimentData:
         """Users per variant and each metric's per-variant sums (hub.experiments)."""
+
+    def dead_letters(self, samples: int = 3) -> list[dict[str, Any]]:
+        """Dead letters per reason and source: count, last, redacted samples."""
+
+    def replay_dead_letters(self, reason: str, limit: int = 10_000) -> dict[str, int]:
+        """Ingest one reason's dead letters again (after a fix); replayed rows removed."""
+
+    def consent_by_day(self, days: int = 14) -> list[dict[str, Any]]:
+        """Consent choices per day and how many granted each category."""
+
+    def marts_lag(self) -> dict[str, Any]:
+        """Events the marts have not folded yet; the newest event's receive time."""
 
     def counters(self) -> dict[str, int]: ...
     def table_rows(self) -> dict[str, int]: ...

@@ -49,7 +49,15 @@ from hub.ingest.batch import (
 )
 from hub.personal import seal_payload
 from hub.pii import PiiCipher
-from hub.storage import sqlite_experiments, sqlite_reads, sqlite_rekey, sqlite_retention, sqlite_subjects, sqlite_training
+from hub.storage import (
+    sqlite_console,
+    sqlite_experiments,
+    sqlite_reads,
+    sqlite_rekey,
+    sqlite_retention,
+    sqlite_subjects,
+    sqlite_training,
+)
 from hub.storage.interface import (
     ExperimentData,
     ExperimentSummary,
@@ -595,6 +603,18 @@ class SqliteStore:
 
     def experiments(self) -> list[ExperimentSummary]:
         return sqlite_experiments.experiments(self)
+
+    def dead_letters(self, samples: int = 3) -> list[dict[str, Any]]:
+        return sqlite_console.dead_letters(self, samples)
+
+    def replay_dead_letters(self, reason: str, limit: int = 10_000) -> dict[str, int]:
+        return sqlite_console.replay_dead_letters(self, reason, limit)
+
+    def consent_by_day(self, days: int = 14) -> list[dict[str, Any]]:
+        return sqlite_console.consent_by_day(self, days)
+
+    def marts_lag(self) -> dict[str, Any]:
+        return sqlite_console.marts_lag(self)
 
     def experiment(self, name: str, metrics: Sequence[Metric]) -> ExperimentData:
         return sqlite_experiments.experiment(self, name, metrics)

@@ -131,6 +131,15 @@ class SqliteErasureLedger:
         finally:
             db.close()
 
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest requests, newest first, each with its status and edge acks."""
+        db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")
+        try:
+            ids = [r[0] for r in db.execute("SELECT request_id FROM erasures ORDER BY requested_at DESC LIMIT ?", (limit,))]
+        finally:
+            db.close()
+        return [s for s in (self.status(i) for i in ids) if s is not None]
+
     def status(self, request_id: str) -> dict[str, Any] | None:
         db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")
         try:

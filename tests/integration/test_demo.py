@@ -63,6 +63,10 @@ def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
         page = fetch(f"http://127.0.0.1:{port}/p/dr01", {"User-Agent": MOBILE_UA})
         assert page.status == 200 and page.variants()[0] == "mobile-app"
         assert "<p13n-slot" not in page.text and "<!--#" not in page.text
+        console = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert console.startswith(f"p13n console: http://127.0.0.1:{match.group(2)}/console/ (sign in with the token in ")
+        sign_in = fetch(f"http://127.0.0.1:{match.group(2)}/console/sign-in")
+        assert sign_in.status == 200 and 'name="token"' in sign_in.text
         hub = fetch(f"http://127.0.0.1:{match.group(2)}/v1/healthz")
         assert hub.status == 200 and b'"connected"' in hub.body
         # the demo trained a bundle and pushed it over NATS: the edge reports it in its heartbeat

@@ -51,7 +51,15 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     assert [s for s, _ in profiles(collector.data_dir)] == [VISITOR]
     # the publishing is one of the hub's named jobs, visible with the others
     jobs = {j["name"]: j for j in json.loads(fetch(hub.url + "/v1/jobs", hub.auth("viewer")).body)["jobs"]}
-    assert set(jobs) == {"profiles", "erasure-resume", "erasure-acks", "retention", "bandits"}
+    assert set(jobs) == {
+        "profiles",
+        "erasure-resume",
+        "erasure-acks",
+        "retention",
+        "bandits",
+        "console-samples",
+        "experiment-snapshots",
+    }
     assert jobs["bandits"]["failures"] == 0  # no bandit slot in the content: nothing to compute, no error
     assert jobs["profiles"]["runs"] >= 1 and jobs["profiles"]["failures"] == 0 and jobs["profiles"]["last_success"]
     assert jobs["erasure-acks"]["kind"] == "follower" and jobs["erasure-acks"]["running"] is True
