@@ -127,6 +127,9 @@ def run_demo(
                 "P13N_HUB_TRAINING_MIN_SUBJECTS": "1",
                 "P13N_HUB_TRAINING_MIN_INTERACTIONS": "3",
                 "P13N_HUB_TRAINING_MIN_ITEMS": "3",
+                # the console's charts and experiment results within a minute of browsing
+                "P13N_HUB_CONSOLE_SAMPLE_S": "10",
+                "P13N_HUB_CONSOLE_RESULTS_TTL_S": "30",
             },
         )
         children.append(hub)

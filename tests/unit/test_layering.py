@@ -93,7 +93,9 @@ def test_hub_state_is_wired_in_one_direction() -> None:
 SQLITE_HANDLES = {"warehouse", "marts", "reader", "lake", "lake_dir", "lock", "drop_lake_day", "events_deleted"}
 #: Node-local files that stay SQLite whatever the store: the audit log is one hash chain
 #: per hub process (docs/PRIVACY.md).
-LOCAL_SQLITE = {"hub/audit.py"}
+#: Files of the hub process itself, not the warehouse: the audit log, and the console's
+#: sessions and sampled series (console.sqlite).
+LOCAL_SQLITE = {"hub/audit.py", "hub/console/sessions.py", "hub/console/series.py"}
 
 
 def _names_a_store(node: ast.expr) -> bool:
