@@ -11,7 +11,7 @@ from starlette.routing import Route
 from hub import api, privacy_api
 from hub.console import pages as p
 from hub.console.state import HERE
-from hub.console.web import SECURITY_HEADERS, action, page
+from hub.console.web import SECURITY_HEADERS, action, page, render
 
 #: The console's static files: read once, served with their digest as ETag.
 _STATIC = {"console.css": "text/css; charset=utf-8"}
@@ -28,6 +28,11 @@ async def static(request: Request) -> Response:
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=_STATIC[name], headers=headers)
+
+
+async def not_found(request: Request) -> Response:
+    """A console path that is no page: an HTML 404 with the console's headers."""
+    return render(request, "error.html", 404, title="Not found", message="There is no console page at this address.")
 
 
 async def to_console(request: Request) -> Response:
@@ -93,4 +98,5 @@ def routes() -> list[Route]:
             action("retention.run", "retention.run", privacy_api.run_retention, p.done_to("/console/data", "retention")),
             methods=["POST"],
         ),
+        Route("/console/{rest:path}", not_found, methods=["GET", "HEAD", "POST"]),
     ]

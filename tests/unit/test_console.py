@@ -44,7 +44,7 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/console/privacy/erasures/{request_id}"): {"privacy_officer", "admin"},
 }
 OPEN = {("GET", "/console"), ("GET", "/console/static/{name}"), ("GET", "/console/sign-in"), ("POST", "/console/sign-in"),
-        ("POST", "/console/sign-out")}  # fmt: skip
+        ("POST", "/console/sign-out"), ("GET", "/console/{rest:path}"), ("POST", "/console/{rest:path}")}  # fmt: skip
 
 
 @pytest.fixture
@@ -110,6 +110,13 @@ def test_every_console_route_checks_every_role(hub: tuple[TestClient, dict[str, 
                 assert (f'href="{template}"' in nav) == (role in allowed), (role, template)
     report = verify(data_dir / "audit.sqlite", HubSettings(data_dir=data_dir).audit_secret)
     assert report.ok and report.entries > len(MATRIX) * len(ROLES)  # every call audited, the chain intact
+
+
+def test_an_unknown_console_address_is_an_html_404_under_the_policy(hub: tuple[TestClient, dict[str, str], Path]) -> None:
+    client, _, _ = hub
+    answer = client.get("/console/experiments/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+    assert "<script>" not in answer.text and "default-src 'none'" in answer.headers["content-security-policy"]
 
 
 def test_forms_need_the_session_token_and_the_console_origin(hub: tuple[TestClient, dict[str, str], Path]) -> None:
