@@ -34,6 +34,7 @@ from edge_agent.responses import json_error
 from edge_agent.settings import EdgeSettings
 from edge_agent.state import EdgeState, load_bundle
 from edge_agent.store import EdgeStore
+from models import tcf
 from models.consent import CONSENT_COOKIE
 from models.content import BundleError, load_content
 from models.erasure import Tokenizer
@@ -111,7 +112,18 @@ async def sessions_loop(state: EdgeState) -> None:
 
 def sdk_script(settings: EdgeSettings) -> bytes:
     """The SDK with this edge's consent default and cookie names prepended."""
-    config = {"consent": list(settings.default_consent), "consentCookie": CONSENT_COOKIE, "endpoint": "/_p13n/collect"}
+    config = {
+        "consent": list(settings.default_consent),
+        "consentCookie": CONSENT_COOKIE,
+        "endpoint": "/_p13n/collect",
+        # consent platforms: TCF purposes and Consent Mode types per category (the edge's own tables)
+        "tcf": {k: sorted(v) for k, v in tcf.parse_purposes(settings.tcf_purposes).items()},
+        "tcfVendor": settings.tcf_vendor_id,
+        "gcm": {
+            k.strip(): [t.strip() for t in v.split(",") if t.strip()]
+            for k, _, v in (p.partition(":") for p in settings.gcm_map.split(";") if p.strip())
+        },
+    }
     return b"window.__p13n_config=" + json.dumps(config).encode() + b";\n" + SDK_FILE.read_bytes()
 
 

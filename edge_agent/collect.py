@@ -61,7 +61,7 @@ def _state(request: Request) -> EdgeState:
 def _visitor(state: EdgeState, headers: Mapping[str, str]) -> tuple[frozenset[str], str, str]:
     """(consent, visitor id usable for this consent, visitor id the cookie names)."""
     cookies = parse_cookies(headers.get("cookie", ""))
-    consent = consent_rules.resolve(headers, cookies, state.settings.default_consent)
+    consent = consent_rules.resolve(headers, cookies, state.settings.default_consent, state.tcf)
     raw = cookies.get(state.settings.cookie_name, "")
     raw = raw if valid_visitor_id(raw) else ""
     return consent, raw if consent_rules.may_identify(consent) else "", raw

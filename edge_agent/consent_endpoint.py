@@ -49,7 +49,7 @@ async def consent(request: Request) -> Response:
     state: EdgeState = request.app.state.edge
     cookies = parse_cookies(request.headers.get("cookie", ""))
     if request.method == "GET":
-        effective = consent_rules.resolve(request.headers, cookies, state.settings.default_consent)
+        effective = consent_rules.resolve(request.headers, cookies, state.settings.default_consent, state.tcf)
         return JSONResponse(
             {"categories": sorted(effective), "explicit": consent_rules.CONSENT_COOKIE in cookies},
             headers={"cache-control": "no-store"},
@@ -79,12 +79,17 @@ async def consent(request: Request) -> Response:
     # in without an id yet gets one now, so this record and every later event name them
     chosen_headers = {**request.headers, "cookie": f"{consent_rules.CONSENT_COOKIE}={value}; {request.headers.get('cookie', '')}"}
     event_headers, issued = issue_visitor(state, chosen_headers)
-    _, accepted = prepare_events(
-        state, [{"event_id": uuid.uuid4().hex, "type": "consent", "categories": chosen, "source": source}], event_headers
-    )
+    record: dict[str, object] = {"event_id": uuid.uuid4().hex, "type": "consent", "categories": chosen, "source": source}
+    tc = state.tcf.record(cookies)
+    if tc is not None:  # the CMP's own record beside the choice (audit: which CMP, which version)
+        record["tcf"] = tc
+    _, accepted = prepare_events(state, [record], event_headers)
     if not await store(state, accepted):
         return json_error(503, "outbox_full", "the edge is buffering too many events; retry later")
-    effective = consent_rules.resolve(request.headers, {consent_rules.CONSENT_COOKIE: value}, state.settings.default_consent)
+    # the new choice as the next request will carry it, beside the CMP's TC string if any
+    effective = consent_rules.resolve(
+        request.headers, {**cookies, consent_rules.CONSENT_COOKIE: value}, state.settings.default_consent, state.tcf
+    )
     response = JSONResponse({"categories": sorted(effective), "recorded": len(accepted)}, headers={"cache-control": "no-store"})
     response.headers.append(
         "set-cookie", _cookie(consent_rules.CONSENT_COOKIE, value, VISITOR_COOKIE_MAX_AGE, secure, http_only=False)

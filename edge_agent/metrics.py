@@ -29,6 +29,7 @@ class EdgeMetrics:
     profiles_applied: Counter
     erasures_applied: Counter
     identity_rejections: Counter
+    tcf_invalid: Counter
     untrusted_headers: Counter
     visitors_issued: Counter
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
@@ -98,6 +99,12 @@ class EdgeMetrics:
                 "p13n_edge_profiles_applied", "Profile updates and purges applied from the hub", registry=reg
             ),
             erasures_applied=Counter("p13n_edge_erasures_applied", "Erasure orders applied from the hub", registry=reg),
+            tcf_invalid=Counter(
+                "p13n_edge_tcf_invalid",
+                "TC strings that could not be read (treated as no consent), by reason",
+                ["reason"],
+                registry=reg,
+            ),
             identity_rejections=Counter(
                 "p13n_edge_identity_rejected",
                 "User id claims dropped or refused (no proof, bad, expired or long-lived token)",

@@ -78,12 +78,13 @@ def build_context(
     geo_header: str,
     cookie_name: str,
     default_consent: tuple[str, ...],
+    tcf: consent_rules.TcfPolicy | None = None,
     page_query: str = "",
     allow_forcing: bool = False,
 ) -> PageContext:
     """Request headers (lower-case keys) → the page's context and visitor identity."""
     cookies = parse_cookies(headers.get("cookie", ""))
-    consent = consent_rules.resolve(headers, cookies, default_consent)
+    consent = consent_rules.resolve(headers, cookies, default_consent, tcf)
     attrs = request_attributes(headers, page_path, geo_header)
     visitor_id = ""
     new_visitor = False

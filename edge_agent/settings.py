@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.http_cache import DEFAULT_FORWARD_HEADERS
+from models import tcf
 from models.pseudonym import DEV_PSEUDONYM_KEY
 from models.settings_base import (
     SettingsError,
@@ -64,6 +65,33 @@ def _consent(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tup
     if unknown:
         raise SettingsError(name, f"unknown categories {sorted(unknown)}")
     return value
+
+
+def _tcf_purposes(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env_str(env, name, default)
+    try:
+        unknown = set(tcf.parse_purposes(value)) - set(CONSENT_CATEGORIES) - {"necessary"}
+    except ValueError as e:
+        raise SettingsError(name, str(e)) from e
+    if unknown:
+        raise SettingsError(name, f"unknown categories {sorted(unknown)}")
+    return value
+
+
+def _gcm_map(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env_str(env, name, default)
+    for part in (p for p in value.split(";") if p.strip()):
+        category, _, keys = part.partition(":")
+        if category.strip() not in CONSENT_CATEGORIES or not keys.strip():
+            raise SettingsError(name, f"expected category:consent_type,consent_type;…, got {part!r}")
+    return value
+
+
+#: Consent Mode v2 consent types → our categories (all of a category's types granted).
+DEFAULT_GCM_MAP = (
+    "analytics:analytics_storage;personalization:personalization_storage;marketing:ad_storage,ad_user_data,ad_personalization"
+)
+DEFAULT_TCF_PURPOSES = ";".join(f"{k}:{','.join(map(str, sorted(v)))}" for k, v in tcf.DEFAULT_PURPOSES.items())
 
 
 @dataclass(frozen=True)
@@ -213,6 +241,25 @@ class EdgeSettings:
         ("necessary",),
         "Consent assumed before the visitor chooses, comma-separated from `necessary`, `analytics`, `personalization`, `marketing`. The strict default suits opt-in jurisdictions; `Sec-GPC: 1`/`DNT: 1` always mean `necessary` only.",
         parse=_consent,
+    )
+    tcf_cookie: str = setting(
+        "euconsent-v2",
+        "Cookie in which the site's IAB TCF consent platform keeps its TC string; read on every request, so the first page already follows a choice made before the SDK loaded (docs/PRIVACY.md has the order of signals). Empty: TC strings are not read.",
+    )
+    tcf_purposes: str = setting(
+        DEFAULT_TCF_PURPOSES,
+        "TCF purposes each category needs, every one consented: `category:purpose,…;…` (docs/PRIVACY.md explains the defaults). The SDK maps `__tcfapi` updates with the same table.",
+        parse=_tcf_purposes,
+    )
+    tcf_vendor_id: int = setting(
+        0,
+        "Your IAB vendor id, when you are registered: a TC string then grants categories only if it also consents to that vendor. 0: purposes only (first-party processing).",
+        minimum=0,
+    )
+    gcm_map: str = setting(
+        DEFAULT_GCM_MAP,
+        "Google Consent Mode v2 consent types each category needs, every one granted: `category:type,…;…`. The SDK applies `gtag('consent', …)` defaults and updates with it.",
+        parse=_gcm_map,
     )
     outbox_max_events: int = setting(
         200000,

@@ -22,9 +22,10 @@ from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import EdgeStore
+from models import tcf
 from models.bandit import BanditWeights
 from models.bundle_runtime import BundleModels
-from models.consent import CONSENT_COOKIE
+from models.consent import CONSENT_COOKIE, TcfPolicy
 from models.content import ContentBundle, build_content, load_content
 from models.session import new_session, session_attributes
 
@@ -107,6 +108,9 @@ class EdgeState:
         self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
+        self.tcf = TcfPolicy(
+            s.tcf_cookie, tcf.parse_purposes(s.tcf_purposes), s.tcf_vendor_id, lambda r: self.metrics.tcf_invalid.labels(r).inc()
+        )
 
     def page_context(self, headers: Mapping[str, str], page_path: str, page_query: str = "") -> PageContext:
         s = self.settings
@@ -116,6 +120,7 @@ class EdgeState:
             geo_header=s.geo_header,
             cookie_name=s.cookie_name,
             default_consent=s.default_consent,
+            tcf=self.tcf,
             page_query=page_query,
             allow_forcing=s.force_variations,
         )

@@ -1,14 +1,22 @@
 """Consent categories and how a request's signals resolve to them (sans-IO).
 
 Categories: ``necessary`` (always), ``analytics``, ``personalization``, ``marketing``.
-An explicit choice (the consent cookie) wins over the deployment default; the
-browser signals ``Sec-GPC: 1`` and ``DNT: 1`` mean nothing beyond ``necessary``
-whatever else is set.
+The order, applied wherever consent is read (docs/PRIVACY.md):
+
+1. ``Sec-GPC: 1`` or ``DNT: 1``: nothing beyond ``necessary``, whatever else is set;
+2. a TC string in the CMP's cookie (``euconsent-v2``; :class:`TcfPolicy`): the
+   categories its purposes grant; an unreadable one grants nothing (and is counted);
+3. the explicit choice (the ``p13n_consent`` cookie: our banner, ``p13n.consent()``,
+   or the SDK's reading of Google Consent Mode);
+4. the deployment default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from models import tcf
 
 CATEGORIES = ("necessary", "analytics", "personalization", "marketing")
 CONSENT_COOKIE = "p13n_consent"
@@ -24,10 +32,63 @@ def parse_choice(raw: str) -> frozenset[str] | None:
     return frozenset((parts - {"none"}) | {"necessary"})
 
 
-def resolve(headers: Mapping[str, str], cookies: Mapping[str, str], default: Iterable[str]) -> frozenset[str]:
+TCF_COOKIE = "euconsent-v2"
+NOTHING = frozenset({"necessary"})
+
+
+@dataclass(frozen=True)
+class TcfPolicy:
+    """How a TC string maps to categories: the cookie a CMP keeps it in (empty: TC
+    strings are not read), the purposes each category needs, optionally our vendor id
+    (then that vendor's consent is needed too), and what to call with the reason of an
+    unreadable string (a metric)."""
+
+    cookie: str = TCF_COOKIE
+    purposes: Mapping[str, frozenset[int]] = field(default_factory=lambda: dict(tcf.DEFAULT_PURPOSES))
+    vendor_id: int = 0
+    invalid: Callable[[str], None] | None = field(default=None, compare=False)
+
+    def categories(self, cookies: Mapping[str, str]) -> frozenset[str] | None:
+        """The TC string's categories; None when there is none to read."""
+        raw = cookies.get(self.cookie, "") if self.cookie else ""
+        if not raw:
+            return None
+        try:
+            return tcf.categories(tcf.decode(raw), self.purposes, self.vendor_id)
+        except tcf.TcfError as e:
+            if self.invalid is not None:
+                self.invalid(e.reason)
+            return NOTHING
+
+    def record(self, cookies: Mapping[str, str]) -> dict[str, object] | None:
+        """What a consent record keeps of the CMP's TC string (for audit): CMP id and
+        version, policy and vendor list versions, the string; None without a readable one."""
+        raw = cookies.get(self.cookie, "") if self.cookie else ""
+        try:
+            tc = tcf.decode(raw) if raw else None
+        except tcf.TcfError:
+            return None
+        if tc is None:
+            return None
+        return {
+            "cmp_id": tc.cmp_id,
+            "cmp_version": tc.cmp_version,
+            "policy_version": tc.policy_version,
+            "vendor_list_version": tc.vendor_list_version,
+            "tc_string": raw.strip(),
+        }
+
+
+def resolve(
+    headers: Mapping[str, str], cookies: Mapping[str, str], default: Iterable[str], tcf_policy: TcfPolicy | None = None
+) -> frozenset[str]:
     """Effective consent for one request (``headers`` keys lower-case)."""
     if headers.get("sec-gpc", "").strip() == "1" or headers.get("dnt", "").strip() == "1":
-        return frozenset({"necessary"})
+        return NOTHING
+    if tcf_policy is not None:
+        from_cmp = tcf_policy.categories(cookies)
+        if from_cmp is not None:
+            return from_cmp
     choice = parse_choice(cookies.get(CONSENT_COOKIE, ""))
     if choice is not None:
         return choice

@@ -1,6 +1,8 @@
 /* p13n SDK: page views, item clicks, scroll depth, visible time; batched beacons.
    Consent-aware: events wait in memory until the visitor's choice is known, and
-   Global Privacy Control means nothing beyond "necessary". No dependencies. */
+   Global Privacy Control means nothing beyond "necessary". Follows the site's consent
+   platform when there is one: IAB TCF (__tcfapi) and Google Consent Mode (gtag
+   'consent' calls), mapped to our categories with the edge's tables. No dependencies. */
 (function (w, d) {
   "use strict";
   var cfg = w.__p13n_config || {}, endpoint = cfg.endpoint || "/_p13n/collect";
@@ -59,10 +61,11 @@
   // answer so that the first page view is already attributed. Should the call fail,
   // the choice is kept in the cookie and recorded through the collect endpoint.
   function setConsent(categories, source) {
+    var src = String(gpc() ? "gpc" : source || "sdk").slice(0, 32);
     consent = gpc() ? ["necessary"] : ["necessary"].concat((categories || []).filter(function (c) { return c !== "necessary"; }));
     var waiting = pending; pending = [];
     if (allowed("page_view")) for (var i = 0; i < waiting.length; i++) { queue.push(waiting[i]); }
-    var chosen = consent, src = String(source || "sdk").slice(0, 32);
+    var chosen = consent;
     function fallback() {
       d.cookie = (cfg.consentCookie || "p13n_consent") + "=" + chosen.join(".") + "; path=/; max-age=31536000; samesite=lax";
       queue.unshift({ event_id: id(), type: "consent", ts: Date.now(), url: location.href, categories: chosen, source: src });
@@ -94,6 +97,46 @@
     flush(true);
   }
 
+  // A consent platform's choice, as categories: each needs every purpose (TCF) or
+  // consent type (Consent Mode) its table names. Recorded only when it changes what
+  // the consent cookie says, so a platform that reports on every page costs nothing.
+  function fromPlatform(table, granted, source) {
+    var out = [];
+    for (var c in table) if (table[c].every(granted)) out.push(c);
+    var known = (cookie(cfg.consentCookie || "p13n_consent") || "").split(".").sort().join(".");
+    if (known !== ["necessary"].concat(out).sort().join(".")) setConsent(out, source);
+  }
+  function watchTcf() {
+    if (typeof w.__tcfapi !== "function" || watchTcf.on) return;
+    watchTcf.on = 1;
+    w.__tcfapi("addEventListener", 2, function (tc, ok) {
+      if (!ok || !tc || tc.gdprApplies === false) return;
+      if (tc.eventStatus !== "tcloaded" && tc.eventStatus !== "useractioncomplete") return;
+      var p = (tc.purpose && tc.purpose.consents) || {}, v = (tc.vendor && tc.vendor.consents) || {};
+      if (cfg.tcfVendor && !v[cfg.tcfVendor]) return fromPlatform({}, null, "tcf");
+      fromPlatform(cfg.tcf || {}, function (n) { return p[n] === true; }, "tcf");
+    });
+  }
+  var gcm = {};
+  function onGtag(a) {  // gtag('consent', 'default' | 'update', {analytics_storage: 'granted', …})
+    if (!a || a[0] !== "consent" || typeof a[2] !== "object") return;
+    for (var k in a[2]) gcm[k] = a[2][k];
+    var granted = function (t) { return gcm[t] === "granted"; };
+    if (a[1] === "update") fromPlatform(cfg.gcm || {}, granted, "gcm");
+    else if (consent === null || !cookie(cfg.consentCookie || "p13n_consent")) {  // a default is no choice
+      consent = ["necessary"];
+      for (var c in cfg.gcm || {}) if (cfg.gcm[c].every(granted)) consent.push(c);
+    }
+  }
+  function watchGcm() {
+    var dl = w.dataLayer = w.dataLayer || [], push = dl.push;
+    for (var i = 0; i < dl.length; i++) onGtag(dl[i]);
+    dl.push = function () {
+      for (var j = 0; j < arguments.length; j++) onGtag(arguments[j]);
+      return push.apply(dl, arguments);
+    };
+  }
+
   consent = readConsent();
   if (d.visibilityState === "visible") shown = Date.now();
   d.addEventListener("click", function (ev) {
@@ -105,6 +148,8 @@
   d.addEventListener("visibilitychange", onVisibility);
   w.addEventListener("pagehide", onLeave);
   track("page_view", { title: d.title.slice(0, 500) });
+  watchGcm(); watchTcf();
+  w.addEventListener("load", watchTcf);  // a CMP that defines __tcfapi after the SDK
 
   w.p13n = {
     track: track,

@@ -196,6 +196,8 @@ class SqliteStore:
             if_not_exists=True,
         )
         wh.table("consent_log").create_index(["subject"], if_not_exists=True)
+        if "tcf" not in wh.table("consent_log").columns_dict:  # the CMP's record (TCF), for audit
+            wh.execute("ALTER TABLE consent_log ADD COLUMN tcf TEXT NOT NULL DEFAULT ''")
         wh.table("suppressions").create({"token": str, "created": str}, pk="token", if_not_exists=True)
         wh.table("identities").create(
             {"anonymous_id": str, "user_id": str, "first_seen": str}, pk=("anonymous_id", "user_id"), if_not_exists=True
@@ -387,10 +389,15 @@ class SqliteStore:
                     r[C_EDGE] or "",
                     r[C_TS],
                     r[C_RECEIVED],
+                    orjson.dumps(props["tcf"]).decode() if isinstance(props.get("tcf"), dict) else "",
                 )
             )
         if log_rows:
-            self.warehouse.executemany("INSERT OR IGNORE INTO consent_log VALUES (?, ?, ?, ?, ?, ?, ?)", log_rows)
+            self.warehouse.executemany(
+                "INSERT OR IGNORE INTO consent_log (event_id, subject, categories, source, edge, ts, received_at, tcf) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                log_rows,
+            )
 
     def suppress(self, tokens: Iterable[str], now: str) -> None:
         """Record erasure tokens: events of those subjects are dropped from now on."""

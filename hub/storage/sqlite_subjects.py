@@ -207,9 +207,10 @@ def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict
                 "edge": edge,
                 "ts": ts,
                 "received_at": r,
+                **({"tcf": orjson.loads(t)} if t else {}),
             }
-            for eid, s, c, src, edge, ts, r in wh.execute(
-                f"SELECT event_id, subject, categories, source, edge, ts, received_at FROM consent_log WHERE subject IN ({marks}) ORDER BY received_at, ts",
+            for eid, s, c, src, edge, ts, r, t in wh.execute(
+                f"SELECT event_id, subject, categories, source, edge, ts, received_at, tcf FROM consent_log WHERE subject IN ({marks}) ORDER BY received_at, ts",
                 ids,
             )
         ]

@@ -71,7 +71,10 @@ def add_experiment_and_consent(data: Path, exposed: int) -> None:
         granted = ["necessary", "analytics", "personalization"] if v % 3 else ["necessary"]
         consent.append((f"c{v:010d}", visitor, json.dumps(granted), "banner", "bench", t, t))
     wh.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    wh.executemany("INSERT INTO consent_log VALUES (?, ?, ?, ?, ?, ?, ?)", consent)
+    wh.executemany(
+        "INSERT INTO consent_log (event_id, subject, categories, source, edge, ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        consent,
+    )
     wh.commit()
     wh.close()
 

@@ -7,7 +7,9 @@ For each consent state a visitor views three shoes (collect) and then opens a pa
   the hub), the pixel stores nothing and experiment exposures are not recorded;
 * without ``personalization`` the page is decided from request context only (the
   session is neither written nor read: the hero stays the anonymous one);
-* with neither, no identifying cookie is set; ``Sec-GPC``/``DNT`` override any cookie.
+* with neither, no identifying cookie is set; ``Sec-GPC``/``DNT`` override any cookie;
+* a consent platform's TC string (``euconsent-v2``) grants what its purposes allow,
+  wins over our own cookie, and an unreadable one grants nothing (counted).
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ import pytest
 from tests.conftest import AgentFactory, Origin, TrainedBundle
 from tests.integration.helpers import DESKTOP_UA, fetch
 from tests.integration.ingest_helpers import post_events
+from tests.unit.test_tcf import encode
 
+ALL_PURPOSES = encode(set(range(1, 11)))
 CASES = {
-    # name: (cookie consent, extra headers, analytics, personalization)
-    "necessary-only": ("none", {}, False, False),
-    "gpc-overrides-cookie": ("analytics.personalization", {"Sec-GPC": "1"}, False, False),
-    "dnt-overrides-cookie": ("analytics.personalization", {"DNT": "1"}, False, False),
-    "analytics-only": ("analytics", {}, True, False),
-    "personalization-only": ("personalization", {}, False, True),
-    "both": ("analytics.personalization", {}, True, True),
+    # name: (consent cookies, extra headers, analytics, personalization)
+    "necessary-only": ("p13n_consent=none", {}, False, False),
+    "gpc-overrides-cookie": ("p13n_consent=analytics.personalization", {"Sec-GPC": "1"}, False, False),
+    "dnt-overrides-cookie": ("p13n_consent=analytics.personalization", {"DNT": "1"}, False, False),
+    "analytics-only": ("p13n_consent=analytics", {}, True, False),
+    "personalization-only": ("p13n_consent=personalization", {}, False, True),
+    "both": ("p13n_consent=analytics.personalization", {}, True, True),
+    # a consent platform's TC string in its cookie (docs/PRIVACY.md: the order of signals)
+    "tcf-all-purposes": (f"euconsent-v2={ALL_PURPOSES}", {}, True, True),
+    "tcf-content-purposes": (f"euconsent-v2={encode({1, 5, 6})}", {}, False, True),
+    "tcf-measurement-purposes": (f"euconsent-v2={encode({1, 8, 9, 10})}", {}, True, False),
+    "tcf-over-our-cookie": (f"euconsent-v2={encode({1, 5, 6})}; p13n_consent=analytics.personalization", {}, False, True),
+    "gpc-overrides-tcf": (f"euconsent-v2={ALL_PURPOSES}", {"Sec-GPC": "1"}, False, False),
+    "tcf-malformed": ("euconsent-v2=COv_!!broken; p13n_consent=analytics.personalization", {}, False, False),
 }
 
 
@@ -58,7 +69,7 @@ def test_consent_matrix(case: str, origin: Origin, start_agent: AgentFactory, ag
     choice, extra, analytics, personalization = CASES[case]
     agent = start_agent(origin.url, **agent_env)
     visitor = f"matrix{case.replace('-', '')}"[:24].ljust(24, "0")
-    headers = {"User-Agent": DESKTOP_UA, "Cookie": f"p13n_id={visitor}; p13n_consent={choice}", **extra}
+    headers = {"User-Agent": DESKTOP_UA, "Cookie": f"p13n_id={visitor}; {choice}", **extra}
 
     views = [
         {"event_id": uuid.uuid4().hex, "type": "page_view", "url": f"https://shop.example/p/{i}"}
@@ -86,7 +97,10 @@ def test_consent_matrix(case: str, origin: Origin, start_agent: AgentFactory, ag
 
     # a first visit without a cookie: an identifier only when a consented purpose needs it
     fresh = {k: v for k, v in headers.items() if k != "Cookie"}
-    fresh["Cookie"] = f"p13n_consent={choice}"
+    fresh["Cookie"] = choice
     first = fetch(agent.url + "/p/dr01", fresh)
     cookies = first.headers.get_all("Set-Cookie") or []
     assert any(c.startswith("p13n_id=") for c in cookies) is (analytics or personalization)
+    if case == "tcf-malformed":  # treated as no consent, and counted with its reason
+        text = fetch(agent.url + "/_p13n/metrics").text
+        assert 'p13n_edge_tcf_invalid_total{reason="bad_base64"}' in text

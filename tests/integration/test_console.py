@@ -40,22 +40,27 @@ def audit_actions(hub: Hub) -> list[tuple[str, str, int]]:
     return [(e["actor"], e["action"], int(e["status"])) for e in entries]
 
 
+@pytest.fixture(scope="module")
+def second_bundle(trained_bundle: TrainedBundle, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A version 2 bundle (trained once for the module)."""
+    return str(_train(trained_bundle, tmp_path_factory.mktemp("v2"), "--version", "2")["bundle"])
+
+
 @pytest.fixture
 def fleet(
     nats_server: str,
     origin: Origin,
     trained_bundle: TrainedBundle,
+    second_bundle: str,
     start_hub: HubFactory,
     start_agent: AgentFactory,
-    tmp_path: Path,
 ) -> tuple[Hub, Any]:
     """A hub with two stored bundles (v2 live) and an edge running v2."""
     key = str(trained_bundle.public_key)
     hub = start_hub(nats_server, BUNDLE_PUBLIC_KEY=key, CONSOLE_SAMPLE_S="1")
     edge = start_agent(origin.url, NATS_URL=nats_server, BUNDLE_PUBLIC_KEY=key, ID="edge-console")
     assert p13n(hub, "push", str(trained_bundle.path)).returncode == 0
-    v2 = _train(trained_bundle, tmp_path / "v2", "--version", "2")
-    assert p13n(hub, "push", str(v2["bundle"])).returncode == 0
+    assert p13n(hub, "push", second_bundle).returncode == 0
     wait_for(lambda: health(edge.url)["model_version"] == 2, timeout_s=60)
     wait_for(lambda: hub_view(hub).get("model_version") == 2, timeout_s=30)
     return hub, edge

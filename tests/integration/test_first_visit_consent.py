@@ -60,7 +60,7 @@ def test_opting_in_on_the_first_visit_attributes_everything(
         (s, json.loads(c), src)
         for s, c, src in warehouse_rows(hub.data_dir, "SELECT subject, categories, source FROM consent_log")
     ]
-    assert proof == [(visitor, ["analytics", "necessary", "personalization"], "banner")]
+    assert proof == [(visitor, ["analytics", "marketing", "necessary", "personalization"], "banner")]  # "Accept all"
     # one id for the whole visit: issued once, by the consent call
     assert metric(fetch(agent.url + "/_p13n/metrics").text, "p13n_edge_visitor_ids_issued_total") == 1
 
