@@ -117,6 +117,7 @@ def sdk_script(settings: EdgeSettings) -> bytes:
         "consentCookie": CONSENT_COOKIE,
         "endpoint": "/_p13n/collect",
         # consent platforms: TCF purposes and Consent Mode types per category (the edge's own tables)
+        "tcfCookie": settings.tcf_cookie,
         "tcf": {k: sorted(v) for k, v in tcf.parse_purposes(settings.tcf_purposes).items()},
         "tcfVendor": settings.tcf_vendor_id,
         "gcm": {

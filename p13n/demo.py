@@ -167,25 +167,31 @@ def run_demo(
         wait_http(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
         wait_http(hub, f"http://127.0.0.1:{hub_port}/v1/healthz", timeout_s=30)
         # train a small model bundle on generated tastes over the demo catalog and push it:
-        # the edge receives it over NATS like any production edge
-        trained = _run(
-            p13n_command(
-                "train",
-                "--generate",
-                "--no-tune",
-                "--templates",
-                str(templates),
-                "--key",
-                str(keys / "bundle-signing.key"),
-                "--out",
-                str(data_dir / "bundles"),
-            ),
-            "train",
-        )
-        bundle = json.loads(trained)["bundle"]
-        # through the hub's API with the demo's admin token, as an operator would
+        # the edge receives it over NATS like any production edge. A demo started again
+        # on its data directory finds its bundles in NATS: the live one stays (the hub's
+        # training runs may have replaced the first), and nothing is pushed twice.
         admin_token = (data_dir / "admin.token").read_text().strip()
-        _run(p13n_command("push", bundle, "--hub", f"http://127.0.0.1:{hub_port}"), "push", {"P13N_TOKEN": admin_token})
+        stored = _bundles(f"http://127.0.0.1:{hub_port}", admin_token)
+        if stored.get("current") is None:
+            trained = _run(
+                p13n_command(
+                    "train",
+                    "--generate",
+                    "--no-tune",
+                    "--templates",
+                    str(templates),
+                    "--key",
+                    str(keys / "bundle-signing.key"),
+                    "--out",
+                    str(data_dir / "bundles"),
+                    "--version",
+                    str(stored.get("next_version", 1)),
+                ),
+                "train",
+            )
+            bundle = json.loads(trained)["bundle"]
+            # through the hub's API with the demo's admin token, as an operator would
+            _run(p13n_command("push", bundle, "--hub", f"http://127.0.0.1:{hub_port}"), "push", {"P13N_TOKEN": admin_token})
         _wait_model(edge, f"http://127.0.0.1:{agent_port}/_p13n/healthz")
         if use_nginx:
             opts = NginxOptions(
@@ -213,6 +219,21 @@ def run_demo(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
+
+
+def _bundles(hub_url: str, token: str, timeout_s: float = 30.0) -> dict[str, object]:
+    """The hub's ``GET /v1/bundles`` (retried while the hub connects to NATS)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        request = urllib.request.Request(hub_url + "/v1/bundles", headers={"authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                found: dict[str, object] = json.loads(resp.read())
+                return found
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _run(argv: list[str], name: str, env: dict[str, str] | None = None) -> str:

@@ -25,9 +25,12 @@
     if (gpc()) return ["necessary"];
     var c = cookie(cfg.consentCookie || "p13n_consent");
     if (c) return c.split(".");
-    return cfg.consent && cfg.consent.indexOf("analytics") >= 0 ? cfg.consent : null;
+    return cfg.consent && useful(cfg.consent) ? cfg.consent : null;
   }
-  function allowed(type) { return type === "consent" || (consent && consent.indexOf("analytics") >= 0); }
+  // analytics stores events; personalization alone lets them shape this visit on the
+  // edge (session only, never stored): either is worth sending, the edge decides
+  function useful(c) { return c.indexOf("analytics") >= 0 || c.indexOf("personalization") >= 0; }
+  function allowed(type) { return type === "consent" || (consent && useful(consent)); }
 
   function send(batch, viaBeacon) {
     if (!batch.length) return;
@@ -137,6 +140,21 @@
     };
   }
 
+  // A CMP's TC string already in its cookie (a choice made on another page): the edge
+  // reads it; ask it once what it grants, instead of waiting for the CMP to report.
+  function askEdge() {
+    if (consent !== null || !cfg.tcfCookie || !cookie(cfg.tcfCookie)) return;
+    try {
+      fetch(consentEndpoint, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (b) {
+        if (consent !== null || !b || !b.categories || !useful(b.categories)) return;
+        consent = b.categories;
+        var waiting = pending; pending = [];
+        for (var i = 0; i < waiting.length; i++) queue.push(waiting[i]);
+        flush(false);
+      }, function () {});
+    } catch (e) { /* never break the page */ }
+  }
+
   consent = readConsent();
   if (d.visibilityState === "visible") shown = Date.now();
   d.addEventListener("click", function (ev) {
@@ -148,7 +166,7 @@
   d.addEventListener("visibilitychange", onVisibility);
   w.addEventListener("pagehide", onLeave);
   track("page_view", { title: d.title.slice(0, 500) });
-  watchGcm(); watchTcf();
+  watchGcm(); watchTcf(); askEdge();
   w.addEventListener("load", watchTcf);  // a CMP that defines __tcfapi after the SDK
 
   w.p13n = {
