@@ -201,7 +201,12 @@ def test_an_erasure_started_in_the_console_completes_with_the_edges_ack(
 
 def test_hostile_text_renders_inert_and_the_policy_blocks_injected_script(browser: Any, fleet: tuple[Hub, Any]) -> None:
     hub, _edge = fleet
-    bad = [{"event_id": "h1", "type": "page_view", "anonymous_id": "visitorHostile0001", "url": HOSTILE, "ts": "not a time"}]
+    bad = [
+        {"event_id": "h1", "type": "page_view", "anonymous_id": "visitorHostile0001", "url": HOSTILE, "ts": "not a time"},
+        # an experiment and variant named by whoever posts events: shown as text
+        {"event_id": "hostile-exposure-1", "type": "exposure", "anonymous_id": "visitorHostile0002",
+         "experiment": "<b>x</b>", "variant": '<img src=x onerror="window.__pwned=4">'},
+    ]  # fmt: skip
     posted = fetch(
         hub.url + "/v1/events", {"x-api-key": API_KEY, "content-type": "application/json"}, "POST", json.dumps(bad).encode()
     )
@@ -227,3 +232,9 @@ def test_hostile_text_renders_inert_and_the_policy_blocks_injected_script(browse
     assert page.evaluate("window.__pwned") is None
     assert str(page.evaluate("window.__blocked")).startswith("script-src")
     page.screenshot(path=str(ARTIFACTS / "data-hostile.png"), full_page=True)
+    # the experiments list, once the marts have folded the hostile exposure
+    wait_for(
+        lambda: page.goto(hub.url + "/console/experiments") is not None and "<b>x</b>" in page.locator("main").inner_text(),
+        timeout_s=30,
+    )
+    assert 'onerror="window.__pwned=4"' in page.locator("main").inner_text() and page.evaluate("window.__pwned") is None

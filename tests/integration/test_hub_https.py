@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -64,6 +65,26 @@ def test_hub_serves_https_only_and_the_commands_verify_it(nats_server: str, tmp_
         assert verified.returncode == 1 and "404 unknown_request" in verified.stderr  # reached and authorised
         unverified = subprocess.run(base, capture_output=True, text=True)
         assert unverified.returncode == 1 and "unreachable" in unverified.stderr  # a certificate nobody vouches for
+        # the console's session cookie over HTTPS is Secure (as well as HttpOnly, SameSite=Strict)
+        origin = f"https://127.0.0.1:{port}"
+        sign_in = urllib.request.Request(
+            origin + "/console/sign-in",
+            data=urllib.parse.urlencode({"token": token}).encode(),
+            headers={"origin": origin},
+        )
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object, **kwargs: object) -> None:
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
+        try:
+            opener.open(sign_in, timeout=5)
+            raise AssertionError("expected a 303 to the console")
+        except urllib.error.HTTPError as e:
+            assert e.code == 303
+            cookie = e.headers["set-cookie"]
+        assert "p13n_console=" in cookie and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
     finally:
         hub.stop()
 
