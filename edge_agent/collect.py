@@ -240,8 +240,10 @@ async def handle_batch(
         m.collect_rejected("outbox_full")
         status, payload, extra = _error(503, "outbox_full", "the edge is buffering too many events; retry later")
         return status, payload, [*extra, (b"retry-after", str(RETRY_AFTER_S).encode())]
+    local = sum(1 for r in results if r["status"] == "session_only")
     m.events("accepted", len(accepted))
-    m.events("rejected", len(results) - len(accepted))
+    m.events("session_only", local)  # shaped this visit on the edge, never stored
+    m.events("rejected", len(results) - len(accepted) - local)
     payload = orjson.dumps({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
     return 202, payload, [(b"set-cookie", issued)] if issued else []
 

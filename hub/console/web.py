@@ -107,15 +107,7 @@ def page(permission: str, action: str, handler: Page) -> Callable[[Request], Awa
         session, principal = found
         if not principal.may(permission):
             await forbidden(state, principal, action, request.url.path, permission)
-            return render(
-                request,
-                "error.html",
-                403,
-                principal=principal,
-                session=session,
-                title="Not allowed",
-                message=f"Your role ({principal.role}) may not open this page.",
-            )
+            return _refusal(request, principal, session, "Not allowed", f"Your role ({principal.role}) may not open this page.")
 
         async def run(req: Request) -> Response:
             return with_headers(await handler(req, principal))
@@ -123,6 +115,14 @@ def page(permission: str, action: str, handler: Page) -> Callable[[Request], Awa
         return await run_as(request, principal, run, action=action, target=request.url.path)
 
     return endpoint
+
+
+STALE_FORM = "This form did not come from your console session (a missing or stale form token). Reload the page and try again."
+
+
+def _refusal(request: Request, principal: Principal, session: Session, title: str, message: str) -> HTMLResponse:
+    """The 403 page of a signed-in principal (already audited by the caller)."""
+    return render(request, "error.html", 403, principal=principal, session=session, title=title, message=message)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -148,27 +148,10 @@ def action(permission: str, name: str, handler: Handler, done: Done, target: Cal
         offered = str(form.get("csrf", ""))
         if not same_origin(request) or not hmac.compare_digest(offered.encode(), session.csrf.encode()):
             await forbidden(state, principal, name, where, "csrf")
-            return render(
-                request,
-                "error.html",
-                403,
-                principal=principal,
-                session=session,
-                title="Refused",
-                message="This form did not come from your console session (a missing or stale form token). "
-                "Reload the page and try again.",
-            )
+            return _refusal(request, principal, session, "Refused", STALE_FORM)
         if not principal.may(permission):
             await forbidden(state, principal, name, where, permission)
-            return render(
-                request,
-                "error.html",
-                403,
-                principal=principal,
-                session=session,
-                title="Not allowed",
-                message=f"Your role ({principal.role}) may not do this.",
-            )
+            return _refusal(request, principal, session, "Not allowed", f"Your role ({principal.role}) may not do this.")
         answer = await run_as(request, principal, handler, action=name, target=where)
         return with_headers(await done(request, answer))
 

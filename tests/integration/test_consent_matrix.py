@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AgentFactory, Origin, TrainedBundle
-from tests.integration.helpers import DESKTOP_UA, fetch
+from tests.integration.helpers import DESKTOP_UA, fetch, metric
 from tests.integration.ingest_helpers import post_events
 from tests.unit.test_tcf import encode
 
@@ -78,6 +78,8 @@ def test_consent_matrix(case: str, origin: Origin, start_agent: AgentFactory, ag
     body = json.loads(post_events(agent.url, views, headers).body)
     statuses = {r["status"] for r in body["results"]}
     assert statuses == ({"accepted"} if analytics else {"session_only"} if personalization else {"rejected"})
+    outcome = "accepted" if analytics else "session_only" if personalization else "rejected"
+    assert metric(fetch(agent.url + "/_p13n/metrics").text, "p13n_edge_events_total", outcome=outcome) == 3
     pixel = fetch(agent.url + "/_p13n/px.gif?e=email_open&campaign=spring", headers)
     assert pixel.status == 200 and pixel.headers["content-type"] == "image/gif"
 
