@@ -101,7 +101,7 @@ class EdgeMetrics:
             erasures_applied=Counter("p13n_edge_erasures_applied", "Erasure orders applied from the hub", registry=reg),
             tcf_invalid=Counter(
                 "p13n_edge_tcf_invalid",
-                "TC strings that could not be read (treated as no consent), by reason",
+                "TC and GPP strings that could not be read (treated as no consent), by reason (gpp_… for GPP)",
                 ["reason"],
                 registry=reg,
             ),

@@ -256,6 +256,10 @@ class EdgeSettings:
         "Your IAB vendor id, when you are registered: a TC string then grants categories only if it also consents to that vendor. 0: purposes only (first-party processing).",
         minimum=0,
     )
+    gpp_cookie: str = setting(
+        "__gpp",
+        "Cookie in which the site's consent platform keeps its IAB GPP string: its US National section's opt-out of sale, sharing or targeted advertising withholds `marketing`, its GPC flag everything beyond `necessary` (docs/PRIVACY.md). Empty: GPP strings are not read.",
+    )
     gcm_map: str = setting(
         DEFAULT_GCM_MAP,
         "Google Consent Mode v2 consent types each category needs, every one granted: `category:type,…;…`. The SDK applies `gtag('consent', …)` defaults and updates with it.",

@@ -109,7 +109,11 @@ class EdgeState:
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
         self.tcf = TcfPolicy(
-            s.tcf_cookie, tcf.parse_purposes(s.tcf_purposes), s.tcf_vendor_id, lambda r: self.metrics.tcf_invalid.labels(r).inc()
+            s.tcf_cookie,
+            tcf.parse_purposes(s.tcf_purposes),
+            s.tcf_vendor_id,
+            lambda r: self.metrics.tcf_invalid.labels(r).inc(),
+            s.gpp_cookie,
         )
 
     def page_context(self, headers: Mapping[str, str], page_path: str, page_query: str = "") -> PageContext:

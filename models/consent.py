@@ -3,12 +3,16 @@
 Categories: ``necessary`` (always), ``analytics``, ``personalization``, ``marketing``.
 The order, applied wherever consent is read (docs/PRIVACY.md):
 
-1. ``Sec-GPC: 1`` or ``DNT: 1``: nothing beyond ``necessary``, whatever else is set;
+1. ``Sec-GPC: 1`` or ``DNT: 1``, or a GPP string whose US National section carries GPC:
+   nothing beyond ``necessary``, whatever else is set;
 2. a TC string in the CMP's cookie (``euconsent-v2``; :class:`TcfPolicy`): the
    categories its purposes grant; an unreadable one grants nothing (and is counted);
 3. the explicit choice (the ``p13n_consent`` cookie: our banner, ``p13n.consent()``,
    or the SDK's reading of Google Consent Mode);
-4. the deployment default.
+4. the deployment default;
+
+and then a GPP string's US National opt-out of sale, sharing or targeted advertising
+takes ``marketing`` away from whichever of 2–4 applied.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from models import tcf
+from models import gpp, tcf
 
 CATEGORIES = ("necessary", "analytics", "personalization", "marketing")
 CONSENT_COOKIE = "p13n_consent"
@@ -33,6 +37,7 @@ def parse_choice(raw: str) -> frozenset[str] | None:
 
 
 TCF_COOKIE = "euconsent-v2"
+GPP_COOKIE = "__gpp"
 NOTHING = frozenset({"necessary"})
 
 
@@ -47,6 +52,26 @@ class TcfPolicy:
     purposes: Mapping[str, frozenset[int]] = field(default_factory=lambda: dict(tcf.DEFAULT_PURPOSES))
     vendor_id: int = 0
     invalid: Callable[[str], None] | None = field(default=None, compare=False)
+    #: The cookie holding the CMP's GPP string (empty: not read).
+    gpp_cookie: str = GPP_COOKIE
+
+    def gpp_limits(self, cookies: Mapping[str, str]) -> frozenset[str] | None:
+        """What a GPP string withholds: every category beyond necessary (its GPC flag, or
+        unreadable), ``marketing`` (a US National opt-out), or None (nothing)."""
+        raw = cookies.get(self.gpp_cookie, "") if self.gpp_cookie else ""
+        if not raw:
+            return None
+        try:
+            usnat = gpp.decode(raw).usnat
+        except gpp.GppError as e:
+            if self.invalid is not None:
+                self.invalid("gpp_" + e.reason)
+            return frozenset(CATEGORIES) - NOTHING
+        if usnat is None:
+            return None
+        if usnat.gpc:
+            return frozenset(CATEGORIES) - NOTHING
+        return frozenset({"marketing"}) if usnat.opted_out else None
 
     def categories(self, cookies: Mapping[str, str]) -> frozenset[str] | None:
         """The TC string's categories; None when there is none to read."""
@@ -85,10 +110,15 @@ def resolve(
     """Effective consent for one request (``headers`` keys lower-case)."""
     if headers.get("sec-gpc", "").strip() == "1" or headers.get("dnt", "").strip() == "1":
         return NOTHING
-    if tcf_policy is not None:
-        from_cmp = tcf_policy.categories(cookies)
-        if from_cmp is not None:
-            return from_cmp
+    if tcf_policy is None:
+        return _chosen(cookies, default)
+    withheld = tcf_policy.gpp_limits(cookies) or frozenset()
+    from_cmp = tcf_policy.categories(cookies)
+    return (from_cmp if from_cmp is not None else _chosen(cookies, default)) - withheld
+
+
+def _chosen(cookies: Mapping[str, str], default: Iterable[str]) -> frozenset[str]:
+    """Our own cookie's choice, else the default."""
     choice = parse_choice(cookies.get(CONSENT_COOKIE, ""))
     if choice is not None:
         return choice

@@ -17,8 +17,6 @@ decoder of its own, tested against the IAB Tech Lab's published reference string
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -62,16 +60,21 @@ class TCString:
         return purpose in self.purposes_consent
 
 
+_ALPHABET = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+
+
 class _Bits:
+    """The bits of one web-safe base64 segment, six per character: segments need not
+    end on a byte (a GPP header of five characters is 30 bits)."""
+
     def __init__(self, segment: str) -> None:
-        padded = segment + "=" * (-len(segment) % 4)
-        try:
-            raw = base64.urlsafe_b64decode(padded.encode("ascii"))
-        except (binascii.Error, UnicodeEncodeError, ValueError) as e:
-            raise TcfError("bad_base64", str(e)) from e
-        self.value = int.from_bytes(raw, "big") if raw else 0
-        self.size = len(raw) * 8
-        self.pos = 0
+        value = 0
+        for c in segment:
+            digit = _ALPHABET.get(c)
+            if digit is None:
+                raise TcfError("bad_base64", f"character {c!r}")
+            value = value << 6 | digit
+        self.value, self.size, self.pos = value, 6 * len(segment), 0
 
     def read(self, n: int) -> int:
         if self.pos + n > self.size:
@@ -90,6 +93,11 @@ class _Bits:
 
     def letters(self) -> str:
         return "".join(chr(ord("A") + self.read(6)) for _ in range(2))
+
+
+def bits_of(segment: str) -> _Bits:
+    """A reader of one web-safe base64 segment (shared with models/gpp.py)."""
+    return _Bits(segment)
 
 
 def _vendors(bits: _Bits) -> frozenset[int]:

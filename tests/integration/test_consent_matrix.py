@@ -42,6 +42,10 @@ CASES = {
     "tcf-over-our-cookie": (f"euconsent-v2={encode({1, 5, 6})}; p13n_consent=analytics.personalization", {}, False, True),
     "gpc-overrides-tcf": (f"euconsent-v2={ALL_PURPOSES}", {"Sec-GPC": "1"}, False, False),
     "tcf-malformed": ("euconsent-v2=COv_!!broken; p13n_consent=analytics.personalization", {}, False, False),
+    # a GPP string: its US National opt-out withholds marketing only, its GPC flag everything
+    "gpp-opt-out": ("__gpp=DBABL~BVVVkkkkkpFY; p13n_consent=analytics.personalization.marketing", {}, True, True),
+    "gpp-gpc": ("__gpp=DBABL~BVVVkkkkkpFY.YA; p13n_consent=analytics.personalization", {}, False, False),
+    "gpp-malformed": ("__gpp=DBABL~!!; p13n_consent=analytics.personalization", {}, False, False),
 }
 
 
@@ -103,6 +107,9 @@ def test_consent_matrix(case: str, origin: Origin, start_agent: AgentFactory, ag
     first = fetch(agent.url + "/p/dr01", fresh)
     cookies = first.headers.get_all("Set-Cookie") or []
     assert any(c.startswith("p13n_id=") for c in cookies) is (analytics or personalization)
+    if case == "gpp-opt-out":  # the effective consent keeps everything but marketing
+        effective = json.loads(fetch(agent.url + "/_p13n/consent", headers).body)["categories"]
+        assert effective == ["analytics", "necessary", "personalization"]
     if case == "tcf-malformed":  # treated as no consent, and counted with its reason
         text = fetch(agent.url + "/_p13n/metrics").text
         assert 'p13n_edge_tcf_invalid_total{reason="bad_base64"}' in text

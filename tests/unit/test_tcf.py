@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from models import tcf
+from models import gpp, tcf
 from models.consent import NOTHING, TcfPolicy, resolve
 
 #: IAB Tech Lab, iabgpp-java, TcfEuV2Test.testDecode4 (CMP 14 v2, vendor list 174).
@@ -128,3 +128,56 @@ def test_the_order_of_signals() -> None:
     record = policy.record({"euconsent-v2": content})
     assert record == {"cmp_id": 300, "cmp_version": 7, "policy_version": 4, "vendor_list_version": 80, "tc_string": content}
     assert policy.record({"euconsent-v2": "garbage!"}) is None and policy.record({}) is None
+
+
+#: GPP strings with published decodings: LiveRamp's iabconsent fixtures (US National
+#: only; with US Privacy; EU TCF and US Privacy) and the IAB Tech Lab's UsNat test string
+#: (every opt-out taken, GPC set) under a header naming section 7.
+GPP_NOT_OPTED_OUT = "DBABL~BVVqAAEABAA.QA"
+GPP_WITH_US_PRIVACY = "DBABzw~1YNN~BVVqAAEABAA.QA"
+GPP_TCF_AND_US_PRIVACY = "DBACNY~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA~1YNN"
+GPP_OPTED_OUT_GPC = "DBABL~BVVVkkkkkpFY.YA"
+
+
+def test_gpp_strings_decode_to_their_published_values() -> None:
+    plain = gpp.decode(GPP_NOT_OPTED_OUT)
+    assert plain.section_ids == (7,) and plain.usnat == gpp.UsNat(1, 2, 2, 2, False) and not plain.usnat.opted_out
+    assert gpp.decode(GPP_WITH_US_PRIVACY).section_ids == (6, 7)
+    assert gpp.decode(GPP_WITH_US_PRIVACY).usnat == gpp.UsNat(1, 2, 2, 2, False)
+    other = gpp.decode(GPP_TCF_AND_US_PRIVACY)
+    assert other.section_ids == (2, 6) and other.usnat is None
+    out = gpp.decode(GPP_OPTED_OUT_GPC).usnat
+    assert out is not None and out.opted_out and out.gpc and out.sale_opt_out == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "bad_length"),
+        ("DBABL", "section_count"),
+        ("DBABL~a~b", "section_count"),
+        ("BBABL~BVVqAAEABAA.QA", "bad_header"),
+        ("DBABL~B!", "bad_base64"),
+        ("DBABL~B", "truncated"),
+    ],
+)
+def test_malformed_gpp_strings_have_a_reason(value: str, reason: str) -> None:
+    with pytest.raises(gpp.GppError) as caught:
+        gpp.decode(value)
+    assert caught.value.reason == reason
+
+
+def test_a_gpp_opt_out_withholds_marketing_and_its_gpc_everything() -> None:
+    invalid: list[str] = []
+    policy = TcfPolicy(invalid=invalid.append)
+    everything = {"p13n_consent": "analytics.personalization.marketing"}
+    all_four = {"necessary", "analytics", "personalization", "marketing"}
+    assert resolve({}, {**everything, "__gpp": GPP_NOT_OPTED_OUT}, (), policy) == all_four
+    opted_out = "DBABL~BVVVkkkkkpFY"  # the same opt-outs, without the GPC subsection
+    assert resolve({}, {**everything, "__gpp": opted_out}, (), policy) == {"necessary", "analytics", "personalization"}
+    # on top of a TC string as well
+    with_tc = {"euconsent-v2": encode(set(range(1, 11))), "__gpp": opted_out}
+    assert resolve({}, with_tc, (), policy) == {"necessary", "analytics", "personalization"}
+    assert resolve({}, {**everything, "__gpp": GPP_OPTED_OUT_GPC}, (), policy) == NOTHING
+    assert resolve({}, {**everything, "__gpp": "DBABL~!!"}, (), policy) == NOTHING and invalid == ["gpp_bad_base64"]
+    assert resolve({}, {**everything, "__gpp": opted_out}, (), TcfPolicy(gpp_cookie="")) == all_four
