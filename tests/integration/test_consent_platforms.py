@@ -186,3 +186,30 @@ def test_consent_mode_updates_are_followed_and_gpc_wins(
     assert (["necessary"], "gpc") in sources
     context.close()
     gpc.close()
+
+
+def test_the_shop_banner_chooses_per_category_and_withdraws_from_any_page(
+    browser: Any, origin: Origin, start_agent: AgentFactory
+) -> None:
+    agent = start_agent(origin.url, NATS_URL="nats://127.0.0.1:9", DEFAULT_CONSENT="necessary")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(agent.url + "/")
+    page.wait_for_function("window.p13n !== undefined")
+    page.click("#p13n-consent summary")  # choose per purpose
+    page.check("#p13n-consent input[name=personalization]")
+    page.click("#p13n-consent [data-consent=chosen]")
+    wait_for(lambda: cookie(context, "p13n_consent") == "necessary.personalization", timeout_s=10)
+    assert not page.is_visible("#p13n-consent") and cookie(context, "p13n_id") != ""
+    # later, on another page: the link reopens the banner with the choice as it stands
+    page.goto(agent.url + "/p/sh01")
+    page.wait_for_function("window.p13n !== undefined")
+    assert not page.is_visible("#p13n-consent")
+    page.click("#p13n-privacy-choices")
+    page.click("#p13n-consent summary")
+    assert page.is_checked("#p13n-consent input[name=personalization]")
+    assert not page.is_checked("#p13n-consent input[name=analytics]")
+    page.click("#p13n-consent [data-consent=none]")  # withdraw
+    wait_for(lambda: cookie(context, "p13n_consent") == "necessary", timeout_s=10)
+    wait_for(lambda: cookie(context, "p13n_id") == "", timeout_s=10)  # the id cookie expires with the last purpose
+    context.close()
