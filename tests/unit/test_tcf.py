@@ -181,3 +181,25 @@ def test_a_gpp_opt_out_withholds_marketing_and_its_gpc_everything() -> None:
     assert resolve({}, {**everything, "__gpp": GPP_OPTED_OUT_GPC}, (), policy) == NOTHING
     assert resolve({}, {**everything, "__gpp": "DBABL~!!"}, (), policy) == NOTHING and invalid == ["gpp_bad_base64"]
     assert resolve({}, {**everything, "__gpp": opted_out}, (), TcfPolicy(gpp_cookie="")) == all_four
+
+
+def test_a_tc_string_is_worked_out_once_and_an_unreadable_one_counted_each_time() -> None:
+    invalid: list[str] = []
+    policy = TcfPolicy(invalid=invalid.append)
+    for _ in range(3):
+        assert resolve({}, {"euconsent-v2": REFERENCE_4}, (), policy) == {
+            "necessary",
+            "analytics",
+            "personalization",
+            "marketing",
+        }
+        assert resolve({}, {"euconsent-v2": "bad!"}, (), policy) == NOTHING
+    assert set(policy._seen) == {REFERENCE_4, "bad!"} and invalid == ["bad_base64"] * 3
+    # a vendor id makes the vendor section count (and is worked out with it)
+    assert TcfPolicy(vendor_id=2).categories({"euconsent-v2": REFERENCE_4}) == {
+        "necessary",
+        "analytics",
+        "personalization",
+        "marketing",
+    }
+    assert TcfPolicy(vendor_id=3).categories({"euconsent-v2": encode({1, 5, 6}, {2})}) == NOTHING
