@@ -78,7 +78,7 @@ def build_context(
     geo_header: str,
     cookie_name: str,
     default_consent: tuple[str, ...],
-    tcf: consent_rules.TcfPolicy | None = None,
+    tcf: consent_rules.CmpPolicy | None = None,
     page_query: str = "",
     allow_forcing: bool = False,
 ) -> PageContext:

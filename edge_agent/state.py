@@ -25,7 +25,7 @@ from edge_agent.store import EdgeStore
 from models import tcf
 from models.bandit import BanditWeights
 from models.bundle_runtime import BundleModels
-from models.consent import CONSENT_COOKIE, TcfPolicy
+from models.consent import CONSENT_COOKIE, CmpPolicy
 from models.content import ContentBundle, build_content, load_content
 from models.session import new_session, session_attributes
 
@@ -108,7 +108,7 @@ class EdgeState:
         self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
-        self.tcf = TcfPolicy(
+        self.tcf = CmpPolicy(
             s.tcf_cookie,
             tcf.parse_purposes(s.tcf_purposes),
             s.tcf_vendor_id,

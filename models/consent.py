@@ -5,7 +5,7 @@ The order, applied wherever consent is read (docs/PRIVACY.md):
 
 1. ``Sec-GPC: 1`` or ``DNT: 1``, or a GPP string whose US National section carries GPC:
    nothing beyond ``necessary``, whatever else is set;
-2. a TC string in the CMP's cookie (``euconsent-v2``; :class:`TcfPolicy`): the
+2. a TC string in the CMP's cookie (``euconsent-v2``; :class:`CmpPolicy`): the
    categories its purposes grant; an unreadable one grants nothing (and is counted);
 3. the explicit choice (the ``p13n_consent`` cookie: our banner, ``p13n.consent()``,
    or the SDK's reading of Google Consent Mode);
@@ -43,11 +43,11 @@ NOTHING = frozenset({"necessary"})
 
 
 @dataclass(frozen=True)
-class TcfPolicy:
-    """How a TC string maps to categories: the cookie a CMP keeps it in (empty: TC
-    strings are not read), the purposes each category needs, optionally our vendor id
-    (then that vendor's consent is needed too), and what to call with the reason of an
-    unreadable string (a metric)."""
+class CmpPolicy:
+    """How a consent platform's strings map to categories: the cookie its TC string is
+    kept in (empty: not read), the TCF purposes each category needs, optionally our
+    vendor id (then that vendor's consent is needed too), what to call with the reason
+    of an unreadable string (a metric), and the cookie of its GPP string."""
 
     cookie: str = TCF_COOKIE
     purposes: Mapping[str, frozenset[int]] = field(default_factory=lambda: dict(tcf.DEFAULT_PURPOSES))
@@ -117,15 +117,15 @@ class TcfPolicy:
 
 
 def resolve(
-    headers: Mapping[str, str], cookies: Mapping[str, str], default: Iterable[str], tcf_policy: TcfPolicy | None = None
+    headers: Mapping[str, str], cookies: Mapping[str, str], default: Iterable[str], cmp: CmpPolicy | None = None
 ) -> frozenset[str]:
     """Effective consent for one request (``headers`` keys lower-case)."""
     if headers.get("sec-gpc", "").strip() == "1" or headers.get("dnt", "").strip() == "1":
         return NOTHING
-    if tcf_policy is None:
+    if cmp is None:
         return _chosen(cookies, default)
-    withheld = tcf_policy.gpp_limits(cookies) or frozenset()
-    from_cmp = tcf_policy.categories(cookies)
+    withheld = cmp.gpp_limits(cookies) or frozenset()
+    from_cmp = cmp.categories(cookies)
     return (from_cmp if from_cmp is not None else _chosen(cookies, default)) - withheld
 
 

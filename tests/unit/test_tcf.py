@@ -10,7 +10,7 @@ import base64
 import pytest
 
 from models import gpp, tcf
-from models.consent import NOTHING, TcfPolicy, resolve
+from models.consent import NOTHING, CmpPolicy, resolve
 
 #: IAB Tech Lab, iabgpp-java, TcfEuV2Test.testDecode4 (CMP 14 v2, vendor list 174).
 REFERENCE_4 = (
@@ -106,7 +106,7 @@ def test_purpose_tables_are_validated() -> None:
 
 def test_the_order_of_signals() -> None:
     invalid: list[str] = []
-    policy = TcfPolicy(invalid=invalid.append)
+    policy = CmpPolicy(invalid=invalid.append)
     default = ("necessary", "analytics", "personalization")
     content = encode({1, 5, 6})
     # 1. GPC and DNT restrict whatever else is set
@@ -123,7 +123,7 @@ def test_the_order_of_signals() -> None:
     assert resolve({}, {"p13n_consent": "analytics"}, default, policy) == {"necessary", "analytics"}
     assert resolve({}, {}, default, policy) == set(default)
     # TC strings not read when the cookie name is empty
-    assert resolve({}, {"euconsent-v2": content}, default, TcfPolicy(cookie="")) == set(default)
+    assert resolve({}, {"euconsent-v2": content}, default, CmpPolicy(cookie="")) == set(default)
     # what a consent record keeps of the TC string
     record = policy.record({"euconsent-v2": content})
     assert record == {"cmp_id": 300, "cmp_version": 7, "policy_version": 4, "vendor_list_version": 80, "tc_string": content}
@@ -169,7 +169,7 @@ def test_malformed_gpp_strings_have_a_reason(value: str, reason: str) -> None:
 
 def test_a_gpp_opt_out_withholds_marketing_and_its_gpc_everything() -> None:
     invalid: list[str] = []
-    policy = TcfPolicy(invalid=invalid.append)
+    policy = CmpPolicy(invalid=invalid.append)
     everything = {"p13n_consent": "analytics.personalization.marketing"}
     all_four = {"necessary", "analytics", "personalization", "marketing"}
     assert resolve({}, {**everything, "__gpp": GPP_NOT_OPTED_OUT}, (), policy) == all_four
@@ -180,12 +180,12 @@ def test_a_gpp_opt_out_withholds_marketing_and_its_gpc_everything() -> None:
     assert resolve({}, with_tc, (), policy) == {"necessary", "analytics", "personalization"}
     assert resolve({}, {**everything, "__gpp": GPP_OPTED_OUT_GPC}, (), policy) == NOTHING
     assert resolve({}, {**everything, "__gpp": "DBABL~!!"}, (), policy) == NOTHING and invalid == ["gpp_bad_base64"]
-    assert resolve({}, {**everything, "__gpp": opted_out}, (), TcfPolicy(gpp_cookie="")) == all_four
+    assert resolve({}, {**everything, "__gpp": opted_out}, (), CmpPolicy(gpp_cookie="")) == all_four
 
 
 def test_a_tc_string_is_worked_out_once_and_an_unreadable_one_counted_each_time() -> None:
     invalid: list[str] = []
-    policy = TcfPolicy(invalid=invalid.append)
+    policy = CmpPolicy(invalid=invalid.append)
     for _ in range(3):
         assert resolve({}, {"euconsent-v2": REFERENCE_4}, (), policy) == {
             "necessary",
@@ -196,10 +196,10 @@ def test_a_tc_string_is_worked_out_once_and_an_unreadable_one_counted_each_time(
         assert resolve({}, {"euconsent-v2": "bad!"}, (), policy) == NOTHING
     assert set(policy._seen) == {REFERENCE_4, "bad!"} and invalid == ["bad_base64"] * 3
     # a vendor id makes the vendor section count (and is worked out with it)
-    assert TcfPolicy(vendor_id=2).categories({"euconsent-v2": REFERENCE_4}) == {
+    assert CmpPolicy(vendor_id=2).categories({"euconsent-v2": REFERENCE_4}) == {
         "necessary",
         "analytics",
         "personalization",
         "marketing",
     }
-    assert TcfPolicy(vendor_id=3).categories({"euconsent-v2": encode({1, 5, 6}, {2})}) == NOTHING
+    assert CmpPolicy(vendor_id=3).categories({"euconsent-v2": encode({1, 5, 6}, {2})}) == NOTHING
