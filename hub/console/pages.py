@@ -4,6 +4,7 @@ functions); actions run the API's own handlers (``hub.console.web.action``)."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -112,7 +113,8 @@ async def sign_out(request: Request) -> Response:
     form = await request.form()
     if found is not None:
         session, principal = found
-        if not same_origin(request) or str(form.get("csrf", "")) != session.csrf:
+        offered = str(form.get("csrf", "")).encode()
+        if not same_origin(request) or not hmac.compare_digest(offered, session.csrf.encode()):
             return render(request, "error.html", 403, title="Refused", message="Sign out from the console's own page.")
         console_of(request).sessions.close_session(cookie)
         await _audit(state, principal, "console.sign_out", 303)
