@@ -87,9 +87,13 @@ def test_demo_serves_and_stops_cleanly(tmp_path: Path, nginx_bin: str) -> None:
         leftover = [k for k in kids if alive(k)]
         assert leftover == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: let the demo stop its children first
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
