@@ -20,10 +20,8 @@ from models.tcf import MAX_CHARS, TcfError, bits_of
 USNAT = 7
 
 
-class GppError(ValueError):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+class GppError(TcfError):
+    """A GPP string that cannot be read (``reason`` as for TC strings: the same reader)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +105,8 @@ def decode(gpp: str) -> GppString:
         if len(ids) != len(sections):
             raise GppError("section_count", f"header names {len(ids)}, {len(sections)} follow")
         usnat = _usnat(sections[ids.index(USNAT)]) if USNAT in ids else None
+    except GppError:
+        raise
     except TcfError as e:  # the shared bit reader's errors (bad base64, truncated)
         raise GppError(e.reason, str(e)) from e
     return GppString(ids, usnat)
