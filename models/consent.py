@@ -57,7 +57,7 @@ class CmpPolicy:
     gpp_cookie: str = GPP_COOKIE
     #: TC string → categories already worked out (a visitor's string repeats on every
     #: request; decoding one with 800 vendors costs ~0.2 ms). Bounded: cleared when full.
-    _seen: dict[str, frozenset[str] | str] = field(default_factory=dict, compare=False, repr=False)
+    _seen: dict[str, frozenset[str] | str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def gpp_limits(self, cookies: Mapping[str, str]) -> frozenset[str] | None:
         """What a GPP string withholds: every category beyond necessary (its GPC flag, or
@@ -65,17 +65,30 @@ class CmpPolicy:
         raw = cookies.get(self.gpp_cookie, "") if self.gpp_cookie else ""
         if not raw:
             return None
-        try:
-            usnat = gpp.decode(raw).usnat
-        except gpp.GppError as e:
+        key = "gpp\n" + raw  # beside the TC strings in the same bounded memo
+        found = self._seen.get(key, False)
+        if found is False:
+            try:
+                usnat = gpp.decode(raw).usnat
+                if usnat is None:
+                    found = None
+                elif usnat.gpc:
+                    found = frozenset(CATEGORIES) - NOTHING
+                else:
+                    found = frozenset({"marketing"}) if usnat.opted_out else None
+            except gpp.GppError as e:
+                found = "gpp_" + e.reason
+            self._remember(key, found)
+        if isinstance(found, str):  # unreadable: counted every time it is met
             if self.invalid is not None:
-                self.invalid("gpp_" + e.reason)
+                self.invalid(found)
             return frozenset(CATEGORIES) - NOTHING
-        if usnat is None:
-            return None
-        if usnat.gpc:
-            return frozenset(CATEGORIES) - NOTHING
-        return frozenset({"marketing"}) if usnat.opted_out else None
+        return found  # type: ignore[return-value]
+
+    def _remember(self, key: str, value: frozenset[str] | str | None) -> None:
+        if len(self._seen) >= SEEN_MAX:
+            self._seen.clear()
+        self._seen[key] = value
 
     def categories(self, cookies: Mapping[str, str]) -> frozenset[str] | None:
         """The TC string's categories; None when there is none to read."""
@@ -88,9 +101,7 @@ class CmpPolicy:
                 found = tcf.categories(tcf.decode(raw, vendors=bool(self.vendor_id)), self.purposes, self.vendor_id)
             except tcf.TcfError as e:
                 found = e.reason
-            if len(self._seen) >= SEEN_MAX:
-                self._seen.clear()
-            self._seen[raw] = found
+            self._remember(raw, found)
         if isinstance(found, str):  # unreadable: counted every time it is met
             if self.invalid is not None:
                 self.invalid(found)

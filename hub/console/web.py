@@ -52,13 +52,17 @@ def console_of(request: Request) -> Console:
 
 
 def session_of(request: Request) -> tuple[Session, Principal] | None:
-    """The signed-in principal, from the session cookie and the tokens file as they are now."""
+    """The signed-in principal, from the session cookie and the tokens file as they are
+    now; looked up once per request (the guard and the page's rendering both ask)."""
+    if "console_session" in request.scope:
+        found: tuple[Session, Principal] | None = request.scope["console_session"]
+        return found
     state: HubState = request.app.state.hub
     session = console_of(request).sessions.get(request.cookies.get(COOKIE, ""))
-    if session is None:
-        return None
-    principal = state.tokens.by_digest(session.token_sha256)
-    return (session, principal) if principal is not None else None
+    principal = state.tokens.by_digest(session.token_sha256) if session is not None else None
+    found = (session, principal) if session is not None and principal is not None else None
+    request.scope["console_session"] = found
+    return found
 
 
 def same_origin(request: Request) -> bool:
