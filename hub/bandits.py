@@ -3,7 +3,8 @@ sampling weights from its exposures and conversions (models/bandit.py), written 
 control bucket as ``bandit.<seed>`` with the next period number, the time they were
 computed and the evidence (exposed and converted visitors per variant); edges read them
 (edge_agent/bandit_sync.py). Without new evidence the weights and their period stay, so
-visitors keep their variant."""
+visitors keep their variant. The evidence is kept up to date from the events since the
+last update (``HubStore.bandit_evidence``), not recomputed from every exposure."""
 
 from __future__ import annotations
 
@@ -50,10 +51,9 @@ async def update_bandits(state: HubState) -> dict[str, Any]:
             continue
         started = time.perf_counter()
         variants = [str(v["id"]) for v in spec.get("variants", []) if isinstance(v, dict) and "id" in v]
-        data = await asyncio.to_thread(store.experiment, seed, [metric])
-        by_variant = data.metrics.get(metric.name, {})
-        exposed = [by_variant[v].users if v in by_variant else 0 for v in variants]
-        conversions = [int(by_variant[v].total) if v in by_variant else 0 for v in variants]
+        evidence_of = await asyncio.to_thread(store.bandit_evidence, seed, metric)
+        exposed = [evidence_of.get(v, (0, 0))[0] for v in variants]
+        conversions = [evidence_of.get(v, (0, 0))[1] for v in variants]
         key = L.BANDIT_KEY_PREFIX + seed
         previous: dict[str, Any] = {}
         try:

@@ -122,6 +122,7 @@ class ErasureLedger(Protocol):
 
     def forget_edge(self, edge_id: str, now: float) -> list[str]: ...
     def pending_count(self) -> int: ...
+
     def status(self, request_id: str) -> dict[str, Any] | None: ...
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest requests, newest first, as :meth:`status` gives them."""
@@ -206,6 +207,10 @@ class HubStore(Protocol):
 
     def experiment(self, name: str, metrics: Sequence[Metric]) -> ExperimentData:
         """Users per variant and each metric's per-variant sums (hub.experiments)."""
+
+    def bandit_evidence(self, name: str, metric: Metric) -> dict[str, tuple[int, int]]:
+        """A bandit's units exposed to each variant alone and how many converted on the
+        conversion metric, kept up to date from the events since the last call."""
 
     def dead_letters(self, samples: int = 3) -> list[dict[str, Any]]:
         """Dead letters per reason and source: count, last, redacted samples."""

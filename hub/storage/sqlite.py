@@ -50,6 +50,7 @@ from hub.ingest.batch import (
 from hub.personal import seal_payload
 from hub.pii import PiiCipher
 from hub.storage import (
+    sqlite_bandits,
     sqlite_console,
     sqlite_experiments,
     sqlite_reads,
@@ -159,6 +160,9 @@ class SqliteStore:
         self.warehouse.execute(
             "CREATE TEMP TABLE IF NOT EXISTS mart_rows (type TEXT, subject TEXT, item_id TEXT, amount_minor INTEGER, ts TEXT, category TEXT)"
         )
+        self.warehouse.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS bandit_seen (kind INTEGER, unit TEXT, variant TEXT, first_jd REAL)"
+        )
         self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
         self._erasures = SqliteErasureLedger(self)
         self._training_runs = SqliteTrainingLedger(self)
@@ -251,6 +255,8 @@ class SqliteStore:
         marts.table("watermarks").create({"name": str, "rowid": int}, pk="name", if_not_exists=True)
         self._exposures_new = "exposures" not in marts.table_names()
         marts.execute(sqlite_experiments.EXPOSURES_MART)
+        for statement in sqlite_bandits.SCHEMA:
+            marts.execute(statement)
 
     def lake(self, day: str) -> sqlite3.Connection:
         db = self._lakes.get(day)
@@ -455,6 +461,7 @@ class SqliteStore:
         with self._lock:
             top = self.warehouse.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
             self.marts.execute("UPDATE watermarks SET rowid = min(rowid, ?) WHERE name = 'events'", (top,))
+            self.marts.execute("UPDATE bandit_marks SET rowid = min(rowid, ?)", (top,))
 
     def refresh_marts(self, limit: int = 200_000) -> int:
         """Fold warehouse events past the watermark into the marts; returns the event rows
@@ -625,6 +632,9 @@ class SqliteStore:
 
     def experiment(self, name: str, metrics: Sequence[Metric]) -> ExperimentData:
         return sqlite_experiments.experiment(self, name, metrics)
+
+    def bandit_evidence(self, name: str, metric: Metric) -> dict[str, tuple[int, int]]:
+        return sqlite_bandits.bandit_evidence(self, name, metric)
 
     def training_rows(self, since: str) -> TrainingRows:
         try:

@@ -53,6 +53,9 @@ def delete_expired(storage: SqliteStore, cut: RetentionCutoffs) -> dict[str, int
             "DELETE FROM user_features WHERE last_ts < ?", (cut.warehouse,)
         ).rowcount
         out["marts.exposures"] = storage.marts.execute("DELETE FROM exposures WHERE last_ts < ?", (cut.warehouse,)).rowcount
+        out["marts.bandit_units"] = storage.marts.execute(
+            "DELETE FROM bandit_units WHERE first_jd < julianday(?)", (cut.warehouse,)
+        ).rowcount
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         storage.marts.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return out

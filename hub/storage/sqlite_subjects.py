@@ -128,6 +128,7 @@ def erase(storage: SqliteStore, subject: SubjectIds) -> dict[str, int]:
         counts["marts.exposures"] = marts.execute(
             f"DELETE FROM exposures WHERE visitor IN ({marks}) OR user_id IN ({marks})", [*ids, *ids]
         ).rowcount
+        counts["marts.bandit_units"] = marts.execute(f"DELETE FROM bandit_units WHERE unit IN ({marks})", ids).rowcount
         _truncate_wal(marts)
     return counts
 
@@ -226,6 +227,14 @@ def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict
                 "SELECT experiment, variant, first_ts, last_ts, n FROM exposures "
                 f"WHERE visitor IN ({marks}) OR user_id IN ({marks}) ORDER BY experiment, first_ts",
                 [*ids, *ids],
+            )
+        ]
+        out["bandits"] = [
+            {"experiment": r[0], "variant": r[1], "mixed": bool(r[2]), "first_exposure_jd": r[3], "converted": bool(r[4])}
+            for r in marts.execute(
+                f"SELECT experiment, variant, mixed, first_jd, converted FROM bandit_units WHERE unit IN ({marks}) "
+                "ORDER BY experiment",
+                ids,
             )
         ]
     finally:

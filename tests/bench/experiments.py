@@ -8,7 +8,11 @@ clicks spread over the same visitors, some before their first exposure; 5 % of t
 visitors linked to a user id by an identify), creates the indexes afterwards (timed),
 folds the marts as the hub's refresh does (the exposures mart among them, timed), then
 times ``HubStore.experiment`` (the SQL) and the statistics, cold and warm, and a bandit's
-weight update on the same data (one conversion metric, then Thompson sampling).
+weight update on the same data (one conversion metric, then Thompson sampling). The
+bandit keeps its evidence between updates (hub/storage/sqlite_bandits.py): timed are
+the first update of a bandit added now, the first update over the 10M exposures already
+stored (once per bandit and metric), and the update after a busy interval's new events
+(30k exposures, 3k purchases), checked equal to the full recount by the results' SQL.
 
     python tests/bench/experiments.py [--visitors 1000000] [--exposures-per-visitor 10] [--metric-events 2000000]
 
@@ -113,6 +117,28 @@ def build(data: Path, visitors: int, per_visitor: int, metric_events: int) -> di
     return {"load_s": round(loaded, 1), "index_s": round(time.perf_counter() - t1, 1), "events": n + metric_events}
 
 
+def append_interval(store: SqliteStore, visitors: int, exposures: int = 30_000, purchases: int = 3_000) -> int:
+    """A bandit interval's worth of new events (5 minutes of a busy site): exposures of
+    new and returning visitors and purchases, ingested as the hub ingests them."""
+    rng = random.Random(time.time_ns())
+    run = f"{time.time_ns():x}"
+    now = datetime.now(UTC)
+    batch: list[dict[str, Any]] = []
+    for n in range(exposures):
+        visitor = f"benchvisitor{rng.randrange(int(visitors * 1.1)):011d}"
+        variant = VARIANTS[int(assign("bench-exp", visitor, [1, 1, 1]))]
+        batch.append({"event_id": f"bx{run}{n}", "type": "exposure", "anonymous_id": visitor, "ts": iso(now),
+                      "experiment": "bench-exp", "variant": variant, "slot": "banner"})  # fmt: skip
+    for n in range(purchases):
+        visitor = f"benchvisitor{rng.randrange(visitors):011d}"
+        batch.append({"event_id": f"bp{run}{n}", "type": "purchase", "anonymous_id": visitor, "ts": iso(now),
+                      "order_id": f"o{run}{n}", "items": [{"item_id": "sku1", "quantity": 1}],
+                      "total": {"amount": 12.5, "currency": "EUR"}})  # fmt: skip
+    for start in range(0, len(batch), 5_000):
+        store.ingest(batch[start : start + 5_000], "bench", iso(now))
+    return len(batch)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--visitors", type=int, default=1_000_000)
@@ -146,14 +172,30 @@ def main() -> None:
         stats_s = time.perf_counter() - t
         timings.append({"run": attempt, "sql_s": round(sql_s, 2), "stats_s": round(stats_s, 4)})
         print(f"{attempt}: SQL {sql_s:.2f} s, statistics {stats_s * 1000:.1f} ms")
-    # a bandit's weight update: its conversion metric for every variant, then Thompson sampling
+    # a bandit's weight update: its conversion metric for every variant, then Thompson
+    # sampling. The evidence is kept between updates: the first update folds every event
+    # (once per bandit and metric), later ones the events since the last.
+    store.marts.execute("DELETE FROM bandit_marks WHERE experiment IN ('bench-exp', 'bench-new')")
+    t = time.perf_counter()
+    store.bandit_evidence("bench-new", METRICS[0])  # a bandit added now: starts past the folded events
+    new_s = time.perf_counter() - t
+    print(f"bandit evidence, first update of a new bandit: {new_s * 1000:.1f} ms")
+    t = time.perf_counter()
+    evidence = store.bandit_evidence("bench-exp", METRICS[0])
+    first_s = time.perf_counter() - t
+    print(f"bandit evidence, first update over its 10M stored exposures (every event): {first_s:.2f} s")
+    appended = append_interval(store, a.visitors)
+    t = time.perf_counter()
+    evidence = store.bandit_evidence("bench-exp", METRICS[0])
+    shares = thompson([evidence[v][1] for v in VARIANTS], [evidence[v][0] for v in VARIANTS])
+    bandit_s = time.perf_counter() - t
+    print(f"bandit weight update after {appended} new events: {bandit_s:.3f} s -> {[round(x, 3) for x in shares]}")
+    store.refresh_marts()
     t = time.perf_counter()
     agg = store.experiment("bench-exp", METRICS[:1])
-    sql_1 = time.perf_counter() - t
-    by_variant = agg.metrics["purchase"]
-    shares = thompson([int(by_variant[v].total) for v in VARIANTS], [by_variant[v].users for v in VARIANTS])
-    bandit_s = time.perf_counter() - t
-    print(f"bandit weight update: {bandit_s:.2f} s (SQL {sql_1:.2f} s) -> {[round(x, 3) for x in shares]}")
+    full_s = time.perf_counter() - t
+    full = {v: (n, int(agg.metrics["purchase"][v].total)) for v, n in agg.users.items()}
+    print(f"the same evidence from every exposure (the results' SQL): {full_s:.2f} s, equal: {full == evidence}")
     exposures = sum(n for e in store.experiments() for n in e.exposures.values())
     store.close()
     variants = out["variants"]
@@ -163,10 +205,15 @@ def main() -> None:
         "sqlite": sqlite3.sqlite_version,
         "visitors": sum(v["users"] for v in variants.values()),  # what the warehouse holds (--dir may be reused)
         "exposures": exposures,
-        "metric_events": a.metric_events if built else None,
+        "metric_events": a.metric_events if "load_s" in built else None,
         **built,
         "timings": timings,
-        "bandit_update_s": round(bandit_s, 2),
+        "bandit_update_s": round(bandit_s, 3),
+        "bandit_new_events": appended,
+        "bandit_first_update_s": round(first_s, 2),
+        "bandit_new_first_update_ms": round(new_s * 1000, 1),
+        "bandit_full_recount_s": round(full_s, 2),
+        "bandit_evidence_equal": full == evidence,
         "users": {v: variants[v]["users"] for v in variants},
         "srm_p": out["srm"]["p_value"],
         "purchase_lift_a": variants["a"]["metrics"]["purchase"].get("lift"),
