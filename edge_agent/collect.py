@@ -328,3 +328,6 @@ async def record_exposures(state: EdgeState, ctx: Any, headers: Mapping[str, str
     _, accepted = prepare_events(state, exposures, headers)
     if not await store(state, accepted):
         state.metrics.collect_rejected("outbox_full")
+        return
+    for exposure in accepted:
+        state.metrics.exposure(str(exposure.get("experiment", "")), str(exposure.get("variant", "")))

@@ -225,6 +225,13 @@ def _bandit(
     return SlotOutcome(variant.fragment.render(attrs), "bandit", f"{slot.seed}:{variant.id}")
 
 
+def slot_kind(bundle: ContentBundle | None, name: str) -> str:
+    """The kind of a slot of the bundle (``variant``, ``experiment``, ``bandit``,
+    ``recommend``; ``unknown`` when the bundle has no such slot), for metrics."""
+    slot = bundle.slots.get(name) if bundle is not None else None
+    return slot.kind if slot is not None else "unknown"
+
+
 def holdout_exposure(bundle: ContentBundle | None, visitor_id: str, held: bool | None = None) -> dict[str, Any] | None:
     """The exposure naming the visitor's arm of the personalization holdout (``holdout``
     or ``personalized``; ``held`` when already known), when the bundle has one; recorded

@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Scope, Send
 
 from edge_agent.collect import record_exposures
+from edge_agent.decide import slot_kind
 from edge_agent.http_cache import cache_key, is_private_request, origin_request_headers, shell_ttl, vary_names, vary_values
 from edge_agent.pages import PageContext, decide_slots
 from edge_agent.responses import json_error
@@ -226,7 +227,7 @@ def _page(
         body = render(page, decision.fills())
         state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)
         for name, outcome in decision.outcomes.items():
-            state.metrics.decision(name, outcome.reason)
+            state.metrics.decision(name, outcome.reason, slot_kind(state.bundle, name))
             if outcome.html is None:
                 state.metrics.fallback(outcome.reason)
         cookie = state.visitor_cookie(ctx, headers.get("x-forwarded-proto") == "https")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Fallback reasons every edge can meet (counted from 0 at start); others appear when met.
+FALLBACK_REASONS = ("deadline", "error", "no_bundle", "unknown_slot", "holdout", "no_match", "empty", "no_visitor")
 
 
 @dataclass
@@ -32,6 +37,11 @@ class EdgeMetrics:
     tcf_invalid: Counter
     untrusted_headers: Counter
     visitors_issued: Counter
+    exposures: Counter
+    profile_sync_delay: Histogram
+    nats_connected: Gauge
+    data_dir_free_bytes: Gauge
+    data_dir_size_bytes: Gauge
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -71,7 +81,12 @@ class EdgeMetrics:
             requests=Counter(
                 "p13n_edge_requests", "Requests handled, by route and status class", ["route", "status"], registry=reg
             ),
-            decisions=Counter("p13n_edge_decisions", "Slot decisions, by slot and outcome", ["slot", "outcome"], registry=reg),
+            decisions=Counter(
+                "p13n_edge_decisions",
+                "Slot decisions, by slot, slot kind (variant, experiment, bandit, recommend) and outcome",
+                ["slot", "kind", "outcome"],
+                registry=reg,
+            ),
             fallbacks=Counter(
                 "p13n_edge_fallbacks", "Slots or pages served with fallback content, by reason", ["reason"], registry=reg
             ),
@@ -121,6 +136,25 @@ class EdgeMetrics:
                 "Visitor ids issued by a consent or collect call (consent given on a page served without one)",
                 registry=reg,
             ),
+            exposures=Counter(
+                "p13n_edge_exposures",
+                "Experiment and bandit exposures recorded (analytics consent), by experiment and variant",
+                ["experiment", "variant"],
+                registry=reg,
+            ),
+            profile_sync_delay=Histogram(
+                "p13n_edge_profile_sync_delay_seconds",
+                "From the hub storing a profile change to this edge applying it",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0),
+                registry=reg,
+            ),
+            nats_connected=Gauge("p13n_edge_nats_connected", "1 while connected to NATS", registry=reg),
+            data_dir_free_bytes=Gauge(
+                "p13n_edge_data_dir_free_bytes", "Bytes free on the filesystem of the data directory", registry=reg
+            ),
+            data_dir_size_bytes=Gauge(
+                "p13n_edge_data_dir_size_bytes", "Size in bytes of the filesystem of the data directory", registry=reg
+            ),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )
@@ -133,9 +167,25 @@ class EdgeMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def decision(self, slot: str, outcome: str) -> None:
+    def init_labels(self) -> None:
+        """Children for the label values every edge has, so rates and ratios start at 0
+        rather than with the first occurrence (Prometheus' advice)."""
+        for reason in FALLBACK_REASONS:
+            self._child(self.fallbacks, reason)
+
+    def watch_data_dir(self, data_dir: Path) -> None:
+        """Free and total bytes of the data directory's filesystem, read at scrape time."""
+        self.data_dir_free_bytes.set_function(lambda: float(shutil.disk_usage(data_dir).free))
+        self.data_dir_size_bytes.set_function(lambda: float(shutil.disk_usage(data_dir).total))
+
+    def decision(self, slot: str, outcome: str, kind: str) -> None:
         # slot names in requests are untrusted: unknown ones share one label value
-        self._child(self.decisions, "_unknown" if outcome == "unknown_slot" else slot, outcome).inc()
+        if outcome == "unknown_slot":
+            slot, kind = "_unknown", "unknown"
+        self._child(self.decisions, slot, kind, outcome).inc()
+
+    def exposure(self, experiment: str, variant: str) -> None:
+        self._child(self.exposures, experiment, variant).inc()
 
     def fallback(self, reason: str) -> None:
         self._child(self.fallbacks, reason).inc()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -30,6 +32,19 @@ _PREFIX = f"$KV.{L.PROFILES_BUCKET}."
 _STREAM = f"KV_{L.PROFILES_BUCKET}"
 #: Seconds between reads when no change notification arrives.
 POLL_S = 5.0
+
+
+def stored_at(stamp: str) -> float | None:
+    """The server's store time of a message (``Nats-Time-Stamp``, RFC 3339 with up to
+    nanoseconds) as a Unix time; None when absent or unreadable."""
+    if not stamp:
+        return None
+    head, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        whole = datetime.fromisoformat(head).replace(tzinfo=UTC)
+        return whole.timestamp() + (float(f"0.{fraction}") if fraction.isdigit() else 0.0)
+    except ValueError:
+        return None
 
 
 async def catch_up(state: EdgeState, nc: NATS) -> int:
@@ -54,6 +69,11 @@ async def catch_up(state: EdgeState, nc: NATS) -> int:
         for changed, _, _ in batch:
             state.profiles_cache.pop(changed, None)
         state.metrics.profiles_applied.inc(len(batch))
+        now = time.time()
+        for msg in msgs:
+            stored = stored_at(msg.headers.get("Nats-Time-Stamp", ""))
+            if stored is not None:
+                state.metrics.profile_sync_delay.observe(max(0.0, now - stored))
         applied += len(batch)
         if not pending:
             return applied

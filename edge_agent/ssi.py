@@ -21,6 +21,7 @@ from urllib.parse import unquote_plus
 from starlette.types import Receive, Scope, Send
 
 from edge_agent.collect import record_exposures
+from edge_agent.decide import slot_kind
 from edge_agent.pages import PageContext, decide_slots
 from edge_agent.state import EdgeState
 from models.slots import SLOT_NAME_RE
@@ -127,7 +128,7 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
                 await record_exposures(state, ctx, headers)
             for name in wanted:
                 outcome = decision.outcomes[name]
-                state.metrics.decision(name, outcome.reason)
+                state.metrics.decision(name, outcome.reason, slot_kind(state.bundle, name))
                 if outcome.html is None:
                     state.metrics.fallback(outcome.reason)
                     continue
@@ -170,7 +171,7 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
         state.metrics.fallback("error")
         await _send(send, 204, headers_out)
         return
-    state.metrics.decision(name, outcome.reason)
+    state.metrics.decision(name, outcome.reason, slot_kind(state.bundle, name))
     state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
     if state.settings.debug:
         headers_out.append((b"x-p13n-debug", decision.explain().encode("latin-1", "replace")))

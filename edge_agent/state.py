@@ -108,6 +108,9 @@ class EdgeState:
         self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
+        self.metrics.nats_connected.set_function(lambda: float(self.nc is not None and self.nc.is_connected))
+        self.metrics.watch_data_dir(s.data_dir)
+        self.metrics.init_labels()
         self.tcf = CmpPolicy(
             s.tcf_cookie,
             tcf.parse_purposes(s.tcf_purposes),

@@ -168,13 +168,13 @@ class JobCollector:
         return []
 
     def collect(self) -> list[Metric]:
-        runs = CounterMetricFamily("p13n_hub_job_runs", "Runs started per background job", labels=["job"])
-        failures = CounterMetricFamily("p13n_hub_job_failures", "Failed runs per background job", labels=["job"])
+        runs = CounterMetricFamily("p13n_hub_job_runs", "Runs started per background job", labels=["job_name"])
+        failures = CounterMetricFamily("p13n_hub_job_failures", "Failed runs per background job", labels=["job_name"])
         success = GaugeMetricFamily(
-            "p13n_hub_job_last_success_timestamp_seconds", "When a job last ran without error (0: never)", labels=["job"]
+            "p13n_hub_job_last_success_timestamp_seconds", "When a job last ran without error (0: never)", labels=["job_name"]
         )
         upcoming = GaugeMetricFamily(
-            "p13n_hub_job_next_run_timestamp_seconds", "When a job runs next (0: running or waiting for NATS)", labels=["job"]
+            "p13n_hub_job_next_run_timestamp_seconds", "When a job runs next (0: running or waiting for NATS)", labels=["job_name"]
         )
         for job in self.supervisor.jobs.values():
             runs.add_metric([job.name], job.runs)

@@ -22,6 +22,7 @@ from hub.fleet import Fleet
 from hub.ingest.consumer import ConsumerCollector, ConsumerState
 from hub.ingest.prep import Preparer
 from hub.jobs import Supervisor
+from hub.metrics import HubCollector
 from hub.pii import PiiCipher
 from hub.profiles import ProfilePublisher
 from hub.refusals import RefusalAggregator
@@ -73,6 +74,7 @@ class HubState:
         self.console: Console | None = None  # opened with the storage (hub.app)
         self.consumer.retry_base_s = s.ingest_retry_s
         self.registry.register(ConsumerCollector(self.consumer))
+        self.registry.register(HubCollector(self))
         self.refusals = RefusalAggregator(s.audit_refusal_window_s)
         self.auth_failures = Counter(
             "p13n_hub_auth_failures", "Requests refused for want of a valid token (401)", registry=self.registry

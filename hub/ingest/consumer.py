@@ -71,6 +71,7 @@ class ConsumerState:
     #: first redelivery delay of a message that failed to store (seconds)
     retry_base_s: float = 1.0
     last_error: str = ""
+    #: messages of the stream not yet delivered to the consumer, as of the last fetch
     pending: int = 0
     last_marts: float = field(default_factory=time.monotonic)
     #: ``batches`` when the marts were last refreshed: behind while it differs
@@ -137,6 +138,7 @@ async def _pipeline(
                 msgs = await sub.fetch(fetch_batch, timeout=PIPELINE_WAIT_S if busy else 1.0)
             except (FetchTimeoutError, TimeoutError):
                 msgs = []
+                state.pending = 0  # nothing left to deliver
                 if not inflight:
                     await _maybe_refresh_marts(storage, state, idle=True)
                     continue
@@ -149,6 +151,8 @@ async def _pipeline(
                 delay = min(delay * 2, 15.0)
                 continue
             delay = 0.5
+            if msgs:
+                state.pending = int(msgs[-1].metadata.num_pending or 0)
             msgs = await _past_bound(js, state, msgs)
             if msgs:
                 received = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -301,6 +305,11 @@ class ConsumerCollector:
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily(
             "p13n_hub_ingest_max_deliveries", "Most deliveries any event message needed so far", value=s.max_deliveries
+        )
+        yield GaugeMetricFamily(
+            "p13n_hub_ingest_pending_messages",
+            "Event messages in the stream not yet delivered to the hub's consumer (as of its last fetch)",
+            value=s.pending,
         )
 
 

@@ -131,6 +131,15 @@ class SqliteErasureLedger:
         finally:
             db.close()
 
+    def oldest_pending(self) -> float | None:
+        """When the oldest request not yet complete was made (Unix time; None: none)."""
+        db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")
+        try:
+            value = db.execute("SELECT min(requested_at) FROM erasures WHERE completed_at IS NULL").fetchone()[0]
+            return float(value) if value is not None else None
+        finally:
+            db.close()
+
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest requests, newest first, each with its status and edge acks."""
         db = self.storage.reader(self.storage.data_dir / "warehouse.sqlite")

@@ -64,7 +64,7 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     assert jobs["profiles"]["runs"] >= 1 and jobs["profiles"]["failures"] == 0 and jobs["profiles"]["last_success"]
     assert jobs["erasure-acks"]["kind"] == "follower" and jobs["erasure-acks"]["running"] is True
     assert jobs["retention"]["runs"] == 0 and jobs["retention"]["next_run"]  # first run one interval after start
-    assert metric(fetch(hub.url + "/metrics", hub.auth("viewer")).text, "p13n_hub_job_runs_total", job="profiles") >= 1
+    assert metric(fetch(hub.url + "/metrics", hub.auth("viewer")).text, "p13n_hub_job_runs_total", job_name="profiles") >= 1
 
     # the edge resumes where it was: a restart applies nothing old again
     other.stop()

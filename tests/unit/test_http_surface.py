@@ -41,7 +41,7 @@ def test_health_and_metrics(tmp_path: Path) -> None:
     # slot content from the templates but no model bundle yet: serving, and saying so
     assert health["status"] == "degraded" and health["problems"] == ["no_model"] and health["bundle_version"] == 1
     assert health["content_source"].startswith("templates:")
-    assert 'p13n_edge_decisions_total{outcome="variant",slot="hero"} 1.0' in text
+    assert 'p13n_edge_decisions_total{kind="variant",outcome="variant",slot="hero"} 1.0' in text
     assert "p13n_edge_rewrite_seconds_bucket" in text
 
 

@@ -34,7 +34,7 @@ def test_a_failing_job_backs_off_recovers_and_is_visible() -> None:
     (job,) = view
     assert job["runs"] == 3 and job["failures"] == 2 and job["failures_in_a_row"] == 0 and job["last_error"] == ""
     assert job["last_success"] is not None and job["next_run"] is not None  # the next pass, an interval away
-    assert 'p13n_hub_job_failures_total{job="flaky"} 2.0' in text and 'p13n_hub_job_runs_total{job="flaky"} 3.0' in text
+    assert 'p13n_hub_job_failures_total{job_name="flaky"} 2.0' in text and 'p13n_hub_job_runs_total{job_name="flaky"} 3.0' in text
 
 
 def test_jobs_needing_nats_wait_and_stop_is_prompt() -> None:
