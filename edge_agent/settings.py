@@ -23,6 +23,7 @@ from models.settings_base import (
     env_networks,
     env_str,
     load,
+    log_format,
     log_level,
     names_as_given,
     server,
@@ -313,6 +314,11 @@ class EdgeSettings:
         "warning",
         "`critical`, `error`, `warning`, `info`, `debug` or `trace`.",
         parse=log_level,
+    )
+    log_format: str = setting(
+        "text",
+        "`text` (a line per record: time, level, logger, message) or `json` (one object a line: `time`, `level`, `component`, `edge_id`, `logger`, `event`; docs/OPERATIONS.md). No log line carries personal data either way.",
+        parse=log_format,
     )
     server: str = setting(
         "granian",

@@ -6,9 +6,12 @@ from starlette.applications import Starlette
 
 from hub.app import create_app
 from hub.settings import HubSettings
+from models import logs
 from models.process import die_with_parent
 
 
 def app_from_env() -> Starlette:
     die_with_parent()  # an orphaned worker must not outlive a killed server
-    return create_app(HubSettings.from_env())
+    settings = HubSettings.from_env()
+    logs.configure(settings.log_format, "hub")
+    return create_app(settings)

@@ -20,6 +20,7 @@ from models.settings_base import (
     env_names,
     env_str,
     load,
+    log_format,
     log_level,
     names_as_given,
     server,
@@ -128,6 +129,11 @@ class HubSettings:
         "warning",
         "As for the edge.",
         parse=log_level,
+    )
+    log_format: str = setting(
+        "text",
+        "As for the edge (`text` or `json`; a JSON line has `component` `hub` and no `edge_id`).",
+        parse=log_format,
     )
     server: str = setting(
         "granian",

@@ -156,6 +156,12 @@ def log_level(env: Mapping[str, str], name: str, default: str) -> str:
     return env_choice(env, name, default, LOG_LEVELS)
 
 
+def log_format(env: Mapping[str, str], name: str, default: str) -> str:
+    from models.logs import LOG_FORMATS
+
+    return env_choice(env, name, default, LOG_FORMATS)
+
+
 def server(env: Mapping[str, str], name: str, default: str) -> str:
     return env_choice(env, name, default, SERVERS)
 

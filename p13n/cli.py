@@ -267,8 +267,11 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
     except SettingsError as e:
         print(f"p13n {command}: invalid setting {e}", file=sys.stderr)
         return 2
+    from models import logs
     from models.secret_files import make_private
 
+    component = command.split()[0]
+    logs.configure(settings.log_format, component, {"edge_id": settings.edge_id} if component == "edge" else None)
     tightened = make_private(settings.data_dir)  # data files 0600, directories 0700
     if tightened:
         logging.getLogger("p13n").warning(

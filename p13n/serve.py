@@ -16,6 +16,15 @@ from pathlib import Path
 WORKER_KILL_TIMEOUT_S = 45
 
 
+#: The HTTP server's loggers write through the root logger, so its lines take the
+#: service's log format too (models/logs.py configures the root before it starts).
+SERVER_LOGS = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"_granian": {"handlers": [], "propagate": True}, "granian.access": {"handlers": [], "propagate": True}},
+}
+
+
 def run_factory(
     target: str, host: str, port: int, log_level: str, server: str = "granian", tls_cert: str = "", tls_key: str = ""
 ) -> None:
@@ -36,6 +45,7 @@ def run_factory(
             websockets=False,
             log_level=level,  # type: ignore[arg-type]
             log_access=False,
+            log_dictconfig=SERVER_LOGS,
             backlog=2048,
             workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
             ssl_cert=Path(tls_cert) if tls_cert else None,
@@ -50,6 +60,7 @@ def run_factory(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # its loggers write through ours (models/logs.py)
         access_log=False,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
