@@ -174,7 +174,9 @@ class JobCollector:
             "p13n_hub_job_last_success_timestamp_seconds", "When a job last ran without error (0: never)", labels=["job_name"]
         )
         upcoming = GaugeMetricFamily(
-            "p13n_hub_job_next_run_timestamp_seconds", "When a job runs next (0: running or waiting for NATS)", labels=["job_name"]
+            "p13n_hub_job_next_run_timestamp_seconds",
+            "When a job runs next (0: running or waiting for NATS)",
+            labels=["job_name"],
         )
         for job in self.supervisor.jobs.values():
             runs.add_metric([job.name], job.runs)
