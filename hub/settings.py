@@ -23,6 +23,7 @@ from models.settings_base import (
     log_format,
     log_level,
     names_as_given,
+    segment_kinds,
     server,
     setting,
 )
@@ -241,6 +242,11 @@ class HubSettings:
     training_tune: bool = setting(
         True,
         "Search hyperparameters on a validation split in each run (slower); off: defaults.",
+    )
+    training_segment_kinds: tuple[str, ...] = setting(
+        ("kmeans", "gmm"),
+        "Clusterings a training run fits for segments, the best silhouette winning: `kmeans`, `gmm`, `dbscan` (density clusters; visitors it calls noise get no segment; docs/MODELS.md).",
+        parse=segment_kinds,
     )
     training_templates: str = setting(
         "",

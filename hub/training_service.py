@@ -177,6 +177,7 @@ class TrainingService:
             "gate_min_users": s.training_gate_min_users,
             "templates": s.training_templates or None,
             "tune": s.training_tune,
+            "segment_kinds": list(s.training_segment_kinds),
             "version": version,
             "force": bool(run["force"]),
         }

@@ -54,12 +54,15 @@ class BundleModels:
         self._vec = np.zeros((1, self.spec.width), dtype=np.float32)
 
     def segment(self, attrs: Mapping[str, Any]) -> str:
-        """The visitor's cluster segment label ("" without a segment model)."""
+        """The visitor's cluster segment label ("" without a segment model, and for a
+        visitor a density model calls noise: label -1)."""
         if self.segments is None:
             return ""
         encode(self.spec, attrs, self._vec[0])
         label = int(self.segments.run({"features": self._vec})[0][0])
-        return self.segment_labels[label] if 0 <= label < len(self.segment_labels) else str(label)
+        if label < 0:
+            return ""
+        return self.segment_labels[label] if label < len(self.segment_labels) else str(label)
 
     def recommend(self, interactions: Sequence[tuple[str, float]], exclude: Sequence[str]) -> list[str]:
         """Items for a visitor from their session, best first: through the item-based

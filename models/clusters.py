@@ -1,8 +1,14 @@
-"""Clustering segments: scaled features → KMeans or GaussianMixture, k by silhouette.
+"""Clustering segments: scaled features → KMeans, GaussianMixture or DBSCAN, the best
+silhouette winning.
 
-The winning pipeline (StandardScaler + model) is exported with skl2onnx; the edge runs
-it on the feature vector of :mod:`models.features`. Each cluster gets a readable label
-from its dominant features (operators may override labels in the training config).
+KMeans and mixtures are fitted for every k of the range; the winning pipeline
+(StandardScaler + model) is exported with skl2onnx. DBSCAN (:mod:`models.dbscan`, when
+asked for) finds its own k, scores its silhouette on non-noise points times the share
+of points it keeps, and exports a nearest-core-sample graph whose "noise" answer means
+no segment. The edge runs either on the feature vector of :mod:`models.features`.
+Each cluster gets a readable label from its dominant features (operators may override
+labels in the training config). KMeans' inertia per k is kept for the report's elbow
+curve beside the silhouette.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from models import dbscan
+
 KINDS = ("kmeans", "gmm")
+#: Every kind a training configuration may name (DBSCAN is opt-in: docs/MODELS.md).
+ALL_KINDS = ("kmeans", "gmm", "dbscan")
 #: Silhouette is quadratic in rows: it is computed on a sample of this size.
 SILHOUETTE_SAMPLE = 5000
 
@@ -30,6 +40,10 @@ class ClusterResult:
     labels: list[str]
     silhouette: dict[str, dict[int, float]] = field(default_factory=dict)
     sizes: list[int] = field(default_factory=list)
+    #: KMeans' inertia (within-cluster sum of squares) per k: the elbow curve
+    inertia: dict[int, float] = field(default_factory=dict)
+    #: the DBSCAN fit when DBSCAN was tried (whether or not it won)
+    density: dbscan.DensityModel | None = None
 
 
 def _model(kind: str, k: int, seed: int) -> KMeans | GaussianMixture:
@@ -69,11 +83,21 @@ def fit_segments(
     curve: dict[str, dict[int, float]] = {kind: {} for kind in kinds}
     best: tuple[float, str, int, KMeans | GaussianMixture] | None = None
     distinct = len(np.unique(xs, axis=0))  # k beyond the distinct rows cannot be fitted
+    inertia: dict[int, float] = {}
+    density: dbscan.DensityModel | None = None
+    if "dbscan" in kinds:
+        density = dbscan.fit(x, scaler.mean_, scaler.scale_, seed=seed)
+        if density is not None:
+            curve["dbscan"] = {density.k: density.score}
     for kind in kinds:
+        if kind == "dbscan":
+            continue
         for k in k_range:
             if k >= len(xs) or k > distinct:
                 continue
             model = _model(kind, k, seed).fit(xs)
+            if isinstance(model, KMeans):
+                inertia[k] = float(model.inertia_)
             labels = model.predict(xs[sample])
             if len(set(labels)) < 2:
                 continue
@@ -81,6 +105,8 @@ def fit_segments(
             curve[kind][k] = score
             if best is None or score > best[0]:
                 best = (score, kind, k, model)
+    if density is not None and (best is None or density.score > best[0]):
+        return _density_result(density, scaler, x, columns, curve, inertia, label_overrides)
     if best is None:
         raise ValueError("no clustering could be fitted (too few distinct rows)")
     _, kind, k, model = best
@@ -91,7 +117,35 @@ def fit_segments(
         names = [label_overrides.get(str(i), name) for i, name in enumerate(names)]
     assigned = model.predict(xs)
     sizes = [int((assigned == c).sum()) for c in range(k)]
-    return ClusterResult(kind, k, pipeline, names, curve, sizes)
+    return ClusterResult(kind, k, pipeline, names, curve, sizes, inertia, density)
+
+
+def _density_result(
+    density: dbscan.DensityModel,
+    scaler: StandardScaler,
+    x: np.ndarray,
+    columns: Sequence[str],
+    curve: dict[str, dict[int, float]],
+    inertia: dict[int, float],
+    label_overrides: Mapping[str, str] | None,
+) -> ClusterResult:
+    """DBSCAN won: clusters labelled by their core samples' mean; sizes over every row
+    (the noise, no segment, is reported apart in ``density.noise_share``)."""
+    centers = np.array([density.cores[density.core_labels == c].mean(axis=0) for c in range(density.k)])
+    names = describe(centers, columns)
+    if label_overrides:
+        names = [label_overrides.get(str(i), name) for i, name in enumerate(names)]
+    assigned = density.predict(x)
+    sizes = [int((assigned == c).sum()) for c in range(density.k)]
+    pipeline = Pipeline([("scale", scaler)])  # what the segment features are scaled with (the graph carries it)
+    return ClusterResult("dbscan", density.k, pipeline, names, curve, sizes, inertia, density)
+
+
+def export(result: ClusterResult, width: int) -> bytes:
+    """The winning segment model as ONNX: ``features`` [N, width] → ``label`` [N]."""
+    if result.kind == "dbscan" and result.density is not None:
+        return dbscan.to_onnx(result.density, width)
+    return to_onnx(result.pipeline, width)
 
 
 def to_onnx(pipeline: Pipeline, width: int) -> bytes:

@@ -162,6 +162,15 @@ def log_format(env: Mapping[str, str], name: str, default: str) -> str:
     return env_choice(env, name, default, LOG_FORMATS)
 
 
+def segment_kinds(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated clustering kinds for segments (at least one)."""
+    kinds = env_list(env, name, default)
+    unknown = [k for k in kinds if k not in ("kmeans", "gmm", "dbscan")]
+    if unknown or not kinds:
+        raise SettingsError(name, f"expected some of kmeans, gmm, dbscan, got {env.get(name)!r}")
+    return kinds
+
+
 def server(env: Mapping[str, str], name: str, default: str) -> str:
     return env_choice(env, name, default, SERVERS)
 

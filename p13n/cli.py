@@ -176,6 +176,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     api_args(tr)
     tr.add_argument("--cluster-labels", type=Path, help='JSON {"0": "label", …} overriding segment labels')
+    tr.add_argument(
+        "--segment-kinds",
+        default="kmeans,gmm",
+        help="clusterings tried for segments, comma-separated: kmeans, gmm, dbscan (default kmeans,gmm; docs/MODELS.md)",
+    )
     tr.add_argument("--event-weights", type=Path, help="JSON weights per event type (as for evaluate)")
     tr.add_argument("--no-tune", action="store_true", help="skip the hyperparameter search (default parameters; quick runs)")
     tr.add_argument(

@@ -65,6 +65,16 @@ def _event_weights(path: Path | None) -> dict[str, float] | None:
     return {str(k).lower(): float(v) for k, v in doc.items()}
 
 
+def _segment_kinds(value: str) -> tuple[str, ...]:
+    from models.clusters import ALL_KINDS
+
+    kinds = tuple(k.strip().lower() for k in value.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in ALL_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"--segment-kinds: expected some of {', '.join(ALL_KINDS)}, got {value!r}")
+    return kinds
+
+
 def _from_hub(a: Namespace) -> int:
     """``train --from-hub``: one turn of the learning loop (hub.training.cycle)."""
     from datetime import UTC, datetime
@@ -105,6 +115,7 @@ def _from_hub(a: Namespace) -> int:
             k=a.k,
             seed=a.seed,
             tune=not a.no_tune,
+            segment_kinds=_segment_kinds(a.segment_kinds),
             version=a.version,
             force=a.force,
         )
@@ -181,6 +192,7 @@ def train(a: Namespace) -> int:
             cluster_labels=labels,
             event_weights=_event_weights(a.event_weights),
             tune=not a.no_tune,
+            segment_kinds=_segment_kinds(a.segment_kinds),
             version=a.version,
         )
         result = run_training(config, _progress)

@@ -48,6 +48,8 @@ class CycleConfig:
     k: int = 10
     seed: int = 42
     tune: bool = True
+    #: clusterings tried for segments (models.clusters.ALL_KINDS)
+    segment_kinds: tuple[str, ...] = ("kmeans", "gmm")
     version: int | None = None
     #: ship even when the gate fails (an operator's decision, audited by the caller)
     force: bool = False
@@ -179,6 +181,7 @@ def _train_config(
         k=config.k,
         seed=config.seed,
         tune=config.tune,
+        segment_kinds=tuple(config.segment_kinds),
         version=version,
         hub_data=data,
         tuned=tuned,

@@ -36,6 +36,39 @@ def _silhouette(segments: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def _elbow(segments: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    inertia = segments.get("inertia") or {}
+    ks = sorted(int(k) for k in inertia)
+    ax.plot(ks, [inertia[str(k)] for k in ks], marker="o", color="#3b6ea5")
+    ax.set_xlabel("k")
+    ax.set_ylabel("inertia (within-cluster sum of squares)")
+    ax.set_title("KMeans elbow")
+    return _png(fig)
+
+
+def _k_distances(dbscan: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(5, 3))
+    curve = dbscan["k_distances"]
+    ax.plot(range(len(curve)), curve, color="#3b6ea5")
+    ax.axhline(dbscan["eps"], color="grey", linestyle="--", linewidth=1, label=f"eps = {dbscan['eps']:.3f}")
+    ax.set_xlabel("profiles, by distance")
+    ax.set_ylabel(f"distance to neighbour {dbscan['min_samples']}")
+    ax.set_title("DBSCAN k-distance curve")
+    ax.legend()
+    return _png(fig)
+
+
+def _dbscan_html(dbscan: dict[str, Any] | None) -> str:
+    if not dbscan:
+        return ""
+    return f"""<h3>DBSCAN</h3><p>eps {dbscan["eps"]:.4f} (the knee of the k-distance curve, min_samples {dbscan["min_samples"]}),
+{dbscan["clusters"]} clusters from {dbscan["core_samples"]} core samples of {dbscan["fitted_rows"]} profiles fitted; noise
+(no segment) {100 * dbscan["noise_share"]:.1f} %; silhouette of the non-noise profiles {dbscan["silhouette_non_noise"]:.3f};
+score (silhouette × share kept) {dbscan["score"]:.3f}.</p>
+<img alt="DBSCAN k-distance curve" src="data:image/png;base64,{_k_distances(dbscan)}">"""
+
+
 def _sizes(segments: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.barh(segments["labels"], segments["sizes"], color="#b5523b")
@@ -69,10 +102,13 @@ def _recommenders_html(ev: dict[str, Any], rows: str) -> str:
 def _segments_html(seg: dict[str, Any], labels: str) -> str:
     if not seg["k"]:
         return "<h2>Segments</h2><p>None: the profiles were too alike to cluster; the bundle has no segment model.</p>"
+    elbow = f'<img alt="KMeans elbow" src="data:image/png;base64,{_elbow(seg)}">' if seg.get("inertia") else ""
     return f"""<h2>Segments ({html.escape(seg["kind"])}, k={seg["k"]})</h2>
 <ul>{labels}</ul>
 <img alt="silhouette by k" src="data:image/png;base64,{_silhouette(seg)}">
-<img alt="segment sizes" src="data:image/png;base64,{_sizes(seg)}">"""
+{elbow}
+<img alt="segment sizes" src="data:image/png;base64,{_sizes(seg)}">
+{_dbscan_html(seg.get("dbscan"))}"""
 
 
 def write_html(report: dict[str, Any], path: Path) -> None:

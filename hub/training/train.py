@@ -54,6 +54,8 @@ class TrainConfig:
     k: int = 10
     seed: int = 42
     cluster_labels: Mapping[str, str] = field(default_factory=dict)
+    #: clusterings tried for segments (models.clusters.ALL_KINDS; the best silhouette wins)
+    segment_kinds: Sequence[str] = ("kmeans", "gmm")
     event_weights: Mapping[str, float] | None = None
     #: False: skip the validation search and use default hyperparameters (quick runs)
     tune: bool = True
@@ -115,13 +117,29 @@ def profiles_from_interactions(data: Interactions, items: Mapping[str, Item]) ->
 def _segments_meta(seg: clusters.ClusterResult | None) -> dict[str, Any]:
     if seg is None:
         return {"kind": "none", "k": 0, "labels": [], "sizes": [], "silhouette": {}}
-    return {
+    out: dict[str, Any] = {
         "kind": seg.kind,
         "k": seg.k,
         "labels": seg.labels,
         "sizes": seg.sizes,
         "silhouette": {kd: {str(k): v for k, v in c.items()} for kd, c in seg.silhouette.items()},
+        "inertia": {str(k): v for k, v in seg.inertia.items()},
     }
+    d = seg.density
+    if d is not None:
+        step = max(1, len(d.k_distances) // 200)  # the curve, thinned for the report
+        out["dbscan"] = {
+            "eps": d.eps,
+            "min_samples": d.min_samples,
+            "clusters": d.k,
+            "core_samples": len(d.cores),
+            "fitted_rows": len(d.rows),
+            "noise_share": d.noise_share,
+            "silhouette_non_noise": d.silhouette,
+            "score": d.score,
+            "k_distances": [float(v) for v in d.k_distances[::step]],
+        }
+    return out
 
 
 def _load(
@@ -202,7 +220,9 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     x = encode_many(spec, profiles)
     seg: clusters.ClusterResult | None = None
     try:
-        seg = clusters.fit_segments(x, spec.columns(), seed=config.seed, label_overrides=config.cluster_labels)
+        seg = clusters.fit_segments(
+            x, spec.columns(), kinds=config.segment_kinds, seed=config.seed, label_overrides=config.cluster_labels
+        )
         say(f"segments: {seg.kind} k={seg.k} labels={seg.labels}")
     except ValueError as e:  # a young site: every visitor alike so far
         say(f"segments: none ({e}); the bundle ships without a segment model")
@@ -219,7 +239,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         nb = item_model.neighbours
         files["item_topk.onnx"] = neighbours_graph(nb.index, nb.weight, MAX_K, "item_topk")
     if seg is not None:
-        files["segments.onnx"] = clusters.to_onnx(seg.pipeline, spec.width)
+        files["segments.onnx"] = clusters.export(seg, spec.width)
     if content_doc is not None:
         files["content.json"] = json.dumps(content_doc, sort_keys=True).encode()
     version = config.version if config.version is not None else next_version(config.out_dir)

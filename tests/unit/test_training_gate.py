@@ -119,3 +119,23 @@ def test_the_verdict_rules() -> None:
     small = {"ndcg": 0.0, "recall": 0.0, "users": 3}
     verdict = decide(small, {"ndcg": 0.4, "users": 3}, 0.05, 20)
     assert verdict.passed and "too small to compare" in verdict.reason
+
+
+def test_the_runs_segment_kinds_reach_the_clustering(tmp_path: Path) -> None:
+    """``P13N_HUB_TRAINING_SEGMENT_KINDS`` → the child's CycleConfig → the TrainConfig a
+    run trains with (models/clusters.py fits exactly those kinds: tests/models)."""
+    import pytest
+
+    from hub.settings import HubSettings
+    from hub.training.cycle import _train_config
+    from hub.training.from_hub import HubData
+    from models.settings_base import SettingsError
+
+    settings = HubSettings.from_env({"P13N_HUB_TRAINING_SEGMENT_KINDS": "KMeans, dbscan"})
+    assert settings.training_segment_kinds == ("kmeans", "dbscan")
+    assert HubSettings.from_env({}).training_segment_kinds == ("kmeans", "gmm")
+    with pytest.raises(SettingsError, match="P13N_HUB_TRAINING_SEGMENT_KINDS"):
+        HubSettings.from_env({"P13N_HUB_TRAINING_SEGMENT_KINDS": "kmeans,optics"})
+    cfg = config(tmp_path, segment_kinds=list(settings.training_segment_kinds))  # as the child receives it
+    train = _train_config(cfg, tmp_path, HubData.__new__(HubData), 3, None, None, None)
+    assert tuple(train.segment_kinds) == ("kmeans", "dbscan")
