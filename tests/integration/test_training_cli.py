@@ -61,7 +61,7 @@ def test_train_writes_signed_increasing_bundles_and_a_report(keys: Path, tmp_pat
     assert manifest["recommender"] == chosen["recommender"]
     assert ("item_topk.onnx" in manifest["files"]) == (chosen["recommender"] == "item")
     html = Path(second["html"]).read_text()
-    assert html.count("data:image/png;base64,") == 3 and 'alt="silhouette by k"' in html
+    assert html.count("data:image/png;base64,") == 4 and 'alt="silhouette by k"' in html and 'alt="KMeans elbow"' in html
 
 
 def test_tampered_bundle_fails_verification(keys: Path, tmp_path: Path) -> None:
