@@ -5,6 +5,9 @@
   finds the groups beats popularity by a wide margin.
 * :func:`visitor_archetypes`: visitor attribute dicts from ``k`` known archetypes
   (device, time of day, activity, category interest) with their true labels.
+* :func:`chain_walks`: visitors walking item chains in order (a collection viewed
+  part after part): what comes next is planted, so a sequence model can find it
+  where co-occurrence alone only finds the chain.
 """
 
 from __future__ import annotations
@@ -92,3 +95,31 @@ def visitor_archetypes(n: int, k: int = 4, seed: int = 0) -> tuple[list[dict[str
             }
         )
     return rows, labels
+
+
+def chain_walks(
+    users: int, chains: int = 40, length: int = 25, steps: tuple[int, int] = (3, 9), jump: float = 0.1, seed: int = 0
+) -> Interactions:
+    """Each user picks a chain and a start, then views ``steps`` items forward along it,
+    a minute apart (with probability ``jump`` a step goes to a random item instead).
+    Item ids say nothing of the order (``chain{c}-{p}`` shuffled into ``item{n}``)."""
+    rng = np.random.default_rng(seed)
+    names = rng.permutation(chains * length)
+    out_u: list[str] = []
+    out_i: list[str] = []
+    out_t: list[float] = []
+    for u in range(users):
+        chain = int(rng.integers(chains))
+        n = int(rng.integers(steps[0], steps[1] + 1))
+        pos = int(rng.integers(0, max(1, length - n)))
+        start = 1.7e9 + u * 3600.0
+        for step in range(n):
+            along = chain * length + min(pos + step, length - 1)
+            item = int(rng.integers(chains * length)) if rng.random() < jump else along
+            out_u.append(f"walker{u:06d}")
+            out_i.append(f"item{int(names[item]):05d}")
+            out_t.append(start + 60.0 * step)
+    m = len(out_u)
+    return Interactions(
+        np.array(out_u, dtype=object), np.array(out_i, dtype=object), np.ones(m, dtype=np.float32), np.array(out_t)
+    )

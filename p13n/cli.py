@@ -124,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="compare popularity, ALS, content-based and hybrid offline (JSON)")
     ev.add_argument("--interactions", type=Path, help="CSV user_id,item_id[,weight][,timestamp]")
     ev.add_argument("--items", type=Path, help="CSV item_id,title[,description][,tags]")
+    ev.add_argument(
+        "--protocol",
+        choices=("holdout", "next-item"),
+        default="holdout",
+        help="holdout: rank a split's test items (default); next-item: each user's latest interaction (docs/MODELS.md)",
+    )
     ev.add_argument("--split", choices=("random", "stratified-item", "time"), default="random")
     ev.add_argument("--ratio", type=float, default=0.75, help="share of interactions for training (default 0.75)")
     ev.add_argument("--seed", type=int, default=42)

@@ -231,6 +231,7 @@ def evaluate(a: Namespace) -> int:
             recommendations_out=a.recommendations_out,
             progress=_progress,
             event_weights=_event_weights(a.event_weights),
+            protocol=a.protocol,
         )
     except (OSError, ValueError) as e:
         print(f"p13n evaluate: {e}", file=sys.stderr)
