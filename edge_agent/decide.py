@@ -92,9 +92,14 @@ def _recommend(
     source = "popular"
     candidates: list[str] = []
     if models is not None and session and session.get("recent"):
-        candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
-        if candidates:
-            source = models.session_model
+        if slot.model == "sequence" and models.sequence is not None:
+            candidates = models.recommend_next([i for i, _ in session["recent"]], sorted(exclude))
+            if candidates:
+                source = "sequence"
+        if not candidates:
+            candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
+            if candidates:
+                source = models.session_model
     elif models is not None and isinstance(attrs.get("profile"), Mapping) and attrs["profile"].get("factors"):
         candidates = models.recommend_for(attrs["profile"]["factors"], sorted(exclude))  # a known user, no session yet
         if candidates:

@@ -6,7 +6,9 @@ ONNX sessions (single-threaded) for the cluster segment and the ALS top-k graph;
 item factors and ``YᵀY + λI`` for exact fold-in of the visitor's session; the item
 index. When training chose an item-based model (manifest ``models.recommender`` =
 ``item``), sessions are scored through its neighbours graph instead; known users
-without a session keep their ALS factors. Loaded once, swapped whole.
+without a session keep their ALS factors. A slot that ranks with the sequence vectors
+(``"model": "sequence"``) scores the session's latest items through their top-k graph
+(``seq_topk.onnx``, shipped only then). Loaded once, swapped whole.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from models.als import fold_in_low_rank
 from models.bundle import Bundle
 from models.features import encode
+from models.history import history_vector
 from models.onnx_runtime import MASK_PENALTY, NeighboursModel, OnnxModel, TopKModel, topk_embeddings
 
 
@@ -44,6 +47,9 @@ class BundleModels:
         if meta.get("recommender") == "item" and "item_topk.onnx" in bundle.files:
             self.neighbours = NeighboursModel(bundle.files["item_topk.onnx"])
             self.session_model = str(meta.get("item", {}).get("kind", "item"))
+        #: the sequence vectors' top-k graph and vectors, when a slot ranks with them
+        self.sequence = TopKModel(bundle.files["seq_topk.onnx"]) if "seq_topk.onnx" in bundle.files else None
+        self.sequence_vectors = topk_embeddings(bundle.files["seq_topk.onnx"]) if self.sequence is not None else None
         items = bundle.json("items.json")
         self.item_ids: list[str] = list(items["ids"])
         self.index = {item: i for i, item in enumerate(self.item_ids)}
@@ -88,6 +94,20 @@ class BundleModels:
             taken = {*out, *exclude}
             out += [i for i in self.popular if i not in taken][: k - len(out)]
         return out
+
+    def recommend_next(self, recent: Sequence[str], exclude: Sequence[str]) -> list[str]:
+        """What comes next after the session's items (oldest first), by the sequence
+        vectors — never the session's own items; [] without them or a known item."""
+        if self.sequence is None or self.sequence_vectors is None:
+            return []
+        known = [self.index[i] for i in recent if i in self.index]
+        user = history_vector(self.sequence_vectors, known)
+        if user is None:
+            return []
+        top, scores = self.sequence.top(user, self._excluded([*exclude, *recent]))
+        ids = self.item_ids
+        # an item without a vector scores 0: no evidence, the slot's fallback fills
+        return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0]
 
     def recommend_for(self, factors: Sequence[float], exclude: Sequence[str]) -> list[str]:
         """Items for a known user from the factors their profile carries."""

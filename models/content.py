@@ -96,6 +96,10 @@ class Variant:
     test: Predicate | None = None
 
 
+#: What a ``recommend`` slot may rank a session with ("": the bundle's choice).
+RECOMMEND_MODELS = ("", "sequence")
+
+
 @dataclass(frozen=True, slots=True)
 class SlotDef:
     """One slot's definition. ``variant`` slots pick the first matching variant;
@@ -126,6 +130,9 @@ class SlotDef:
     #: and the least share every variant keeps
     metric: str = ""
     min_share: float = 0.05
+    #: ``recommend`` slots: what ranks a session's items ("": the bundle's session
+    #: model; "sequence": the sequence vectors, what comes next — docs/SLOTS.md)
+    model: str = ""
     #: ``recommend`` slots, filled at serving time: the popularity fallback's rendered
     #: body by (count, excluded items) — it depends on nothing else (bounded LRU)
     popular_memo: OrderedDict[tuple[int, frozenset[str]], str] = field(default_factory=OrderedDict, compare=False, repr=False)
@@ -286,10 +293,14 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
     if not isinstance(max_cat, int) or max_cat < 0:
         raise BundleError(where + ".max_per_category", "must be a non-negative integer")
     when = _condition(spec.get("when"), where + ".when")
+    model = spec.get("model", "")
+    if model not in RECOMMEND_MODELS:
+        raise BundleError(where + ".model", f"must be one of {RECOMMEND_MODELS}")
     return SlotDef(
         name=name,
         kind=kind,
         default=default,
+        model=model,
         item=_fragment(raw, spec.get("item"), where + ".item"),
         wrapper=_fragment(raw, spec["wrapper"], where + ".wrapper") if spec.get("wrapper") else None,
         count=count,

@@ -5,23 +5,23 @@
 A visitor's interactions, ordered by time, are cut into sessions wherever 30 minutes
 pass without one (``SESSION_GAP_S``); each session is a sentence of item ids. Item
 vectors are L2-normalised; a visitor's next-item vector is the recency-weighted mean of
-their last ``HISTORY`` items' vectors (the latest weighs most: halves every step back),
-and items score by cosine — the same dot-product top-k an edge already runs for ALS.
+their last items' vectors (models/history.py, the edge's code too), and items score by
+cosine — the same dot-product top-k an edge already runs for ALS.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from models.data import Interactions
+from models.history import history_vector
 from models.recommenders import Catalog, Recommender
 
 SESSION_GAP_S = 1800.0
-#: The latest items a visitor's next-item vector is made of.
-HISTORY = 5
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,11 @@ def fit_vectors(catalog: Catalog, train: Interactions, params: SequenceParams, s
     return vectors
 
 
-def history_vector(vectors: np.ndarray, items: Sequence[int]) -> np.ndarray | None:
-    """The recency-weighted mean of the last ``HISTORY`` items' vectors (latest last)."""
-    recent = list(items)[-HISTORY:]
-    if not recent:
-        return None
-    weights = 0.5 ** np.arange(len(recent))[::-1]
-    v = (vectors[recent] * weights[:, None]).sum(axis=0)
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else None
+def wants_sequence(content_doc: Mapping[str, Any]) -> bool:
+    """Whether a recommend slot of the content ranks with the sequence vectors (only
+    then does training learn and ship them)."""
+    slots = content_doc.get("slots") or {}
+    return any(isinstance(spec, Mapping) and spec.get("model") == "sequence" for spec in slots.values())
 
 
 class SequenceModel(Recommender):

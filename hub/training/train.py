@@ -32,6 +32,7 @@ from models.evaluation import split
 from models.features import FeatureSpec, default_spec, encode_many
 from models.onnx_graphs import neighbours_graph, topk_graph
 from models.recommenders import ALS, Catalog, Content, ItemBased
+from models.sequence import SequenceModel, SequenceParams, wants_sequence
 from models.synthetic import taste_groups, visitor_archetypes
 from models.tuning import Tuned, select, tune
 
@@ -240,6 +241,15 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         files["item_topk.onnx"] = neighbours_graph(nb.index, nb.weight, MAX_K, "item_topk")
     if seg is not None:
         files["segments.onnx"] = clusters.export(seg, spec.width)
+    sequence_meta: dict[str, Any] = {}
+    if content_doc is not None and wants_sequence(content_doc):
+        say("learning sequence vectors (a slot ranks with them)")
+        params = SequenceParams()
+        seq = SequenceModel(catalog, data, params, config.seed)
+        known = int((np.abs(seq.vectors).sum(axis=1) > 0).sum())
+        if known:
+            files["seq_topk.onnx"] = topk_graph(seq.vectors, MAX_K, "seq_topk")
+        sequence_meta = {**params.as_dict(), "items_with_vectors": known}
     if content_doc is not None:
         files["content.json"] = json.dumps(content_doc, sort_keys=True).encode()
     version = config.version if config.version is not None else next_version(config.out_dir)
@@ -253,6 +263,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         "segments": _segments_meta(seg),
         "content": {"dims": content.model.dims},
         "max_k": MAX_K,
+        **({"sequence": sequence_meta} if sequence_meta else {}),
     }
     # known users' factors stay out of the bundle (per-user data): the hub publishes them
     # with each consented profile (P13N_HUB_USER_FACTORS points at this file)

@@ -14,9 +14,10 @@ import pytest
 
 from hub.training.evaluate import evaluate_next_item
 from models.data import Interactions, write_interactions
+from models.history import HISTORY, history_vector
 from models.next_item import leave_last_out, rank_metrics
 from models.recommenders import Catalog
-from models.sequence import HISTORY, SequenceModel, history_vector, sessions
+from models.sequence import SequenceModel, sessions
 from models.synthetic import chain_walks
 
 
