@@ -5,6 +5,9 @@
   finds the groups beats popularity by a wide margin.
 * :func:`visitor_archetypes`: visitor attribute dicts from ``k`` known archetypes
   (device, time of day, activity, category interest) with their true labels.
+* :func:`described_items`: titles for :func:`taste_groups`' items whose words carry the
+  planted groups (each group its own vocabulary, plus words shared by all), for the
+  cold-start protocol.
 * :func:`chain_walks`: visitors walking item chains in order (a collection viewed
   part after part): what comes next is planted, so a sequence model can find it
   where co-occurrence alone only finds the chain.
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from models.data import Interactions
+from models.data import Interactions, Item
 from models.features import DEFAULT_CATEGORIES, DEVICES
 
 
@@ -123,3 +126,19 @@ def chain_walks(
     return Interactions(
         np.array(out_u, dtype=object), np.array(out_i, dtype=object), np.ones(m, dtype=np.float32), np.array(out_t)
     )
+
+
+def described_items(items: int, groups: int, seed: int = 0, words_per_group: int = 12) -> dict[str, Item]:
+    """A title for each of :func:`taste_groups`' items ``i0…``: three words of its
+    group's vocabulary and two of the shared one (items past the last whole group:
+    shared words only)."""
+    rng = np.random.default_rng(seed)
+    shared = [f"common{w}" for w in range(40)]
+    slice_size = max(1, items // groups)
+    out: dict[str, Item] = {}
+    for j in range(items):
+        group = j // slice_size
+        own = [f"g{group}w{w}" for w in rng.choice(words_per_group, size=3, replace=False)] if group < groups else []
+        words = own + [str(w) for w in rng.choice(shared, size=2, replace=False)]
+        out[f"i{j}"] = Item(f"i{j}", " ".join(words))
+    return out

@@ -126,9 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--items", type=Path, help="CSV item_id,title[,description][,tags]")
     ev.add_argument(
         "--protocol",
-        choices=("holdout", "next-item"),
+        choices=("holdout", "next-item", "cold-start"),
         default="holdout",
-        help="holdout: rank a split's test items (default); next-item: each user's latest interaction (docs/MODELS.md)",
+        help="holdout: rank a split's test items (default); next-item: each user's latest interaction; "
+        "cold-start: items held out of all training (docs/MODELS.md)",
     )
     ev.add_argument("--split", choices=("random", "stratified-item", "time"), default="random")
     ev.add_argument("--ratio", type=float, default=0.75, help="share of interactions for training (default 0.75)")

@@ -20,7 +20,6 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import os
@@ -28,7 +27,6 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from retail_data import online_retail  # noqa: E402  (tests/bench/retail_data.py)
 
 from hub.training.evaluate import evaluate_next_item  # noqa: E402
 from models.als import ALSParams  # noqa: E402
@@ -47,28 +47,6 @@ from models.onnx_graphs import topk_graph  # noqa: E402
 from models.recommenders import ALS, Catalog  # noqa: E402
 from models.sequence import SequenceModel, SequenceParams  # noqa: E402
 from models.synthetic import chain_walks  # noqa: E402
-
-RETAIL = REPO / "tests" / "fixtures" / "data" / "online-retail-sample.csv"
-
-
-def online_retail() -> tuple[Interactions, dict[str, Item]]:
-    """Customers × stock codes, one interaction per invoice line, in invoice time; the
-    stock descriptions as item text."""
-    users, items, stamps = [], [], []
-    text: dict[str, str] = {}
-    with RETAIL.open(encoding="latin-1") as f:
-        for row in csv.DictReader(f):
-            if not row["CustomerID"] or float(row["Quantity"]) <= 0:
-                continue
-            users.append(row["CustomerID"])
-            items.append(row["StockCode"])
-            stamps.append(datetime.strptime(row["InvoiceDate"], "%Y-%m-%d %H:%M:%S").timestamp())
-            text[row["StockCode"]] = row["Description"]
-    n = len(users)
-    data = Interactions(
-        np.array(users, dtype=object), np.array(items, dtype=object), np.ones(n, dtype=np.float32), np.array(stamps)
-    )
-    return data, {i: Item(i, t) for i, t in text.items()}
 
 
 def run(name: str, data: Interactions, items: dict[str, Item]) -> dict[str, Any]:

@@ -96,4 +96,4 @@ def test_p13n_evaluate_runs_the_next_item_protocol(tmp_path: Path) -> None:
         [sys.executable, "-m", "p13n", "evaluate", "--protocol", "next-item", "--train", str(csv), "--test", str(csv)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert alone.returncode == 1 and "--protocol next-item takes --interactions" in alone.stderr
+    assert alone.returncode == 1 and "--protocol next-item takes --interactions FILE" in alone.stderr
