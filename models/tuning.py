@@ -129,6 +129,14 @@ def _validation(
     return inner, catalog, truth, users
 
 
+def validation_split(
+    train: Interactions, items: Mapping[str, Item], seed: int
+) -> tuple[Interactions, Catalog, dict[str, set[str]], list[str]]:
+    """(inner training part, its catalog, validation items per user, validation users):
+    the split the search tunes on, for whatever else is fitted on validation."""
+    return _validation(train, items, seed)
+
+
 def _item_grid(n_items: int) -> list[ItemParams]:
     base = ItemParams.for_catalog(n_items)
     if base.kind == "ease":

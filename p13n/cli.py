@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         "cold-start: items held out of all training (docs/MODELS.md)",
     )
     ev.add_argument("--split", choices=("random", "stratified-item", "time"), default="random")
+    ev.add_argument(
+        "--stacked", action="store_true", help="holdout: also score the stacked hybrid (a learned blend; docs/MODELS.md)"
+    )
     ev.add_argument("--ratio", type=float, default=0.75, help="share of interactions for training (default 0.75)")
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--k", type=int, default=10)

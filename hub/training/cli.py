@@ -232,6 +232,7 @@ def evaluate(a: Namespace) -> int:
             progress=_progress,
             event_weights=_event_weights(a.event_weights),
             protocol=a.protocol,
+            stacked=a.stacked,
         )
     except (OSError, ValueError) as e:
         print(f"p13n evaluate: {e}", file=sys.stderr)

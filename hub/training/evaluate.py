@@ -1,5 +1,7 @@
 """``p13n evaluate``: offline comparison of popularity, ALS, item-based (EASE or
-item-kNN), content-based and hybrid.
+item-kNN), content-based, the weighted hybrid and, with ``--stacked``, the stacked
+hybrid (its blend fitted on a validation split carved from the training part,
+models/stacking.py).
 
 Hyperparameters come from a validation split carved from the training part; every
 model is then fitted on the whole training part and scored on the test part, excluding
@@ -28,7 +30,8 @@ from models.evaluation import score, split
 from models.next_item import leave_last_out, rank_metrics
 from models.recommenders import ALS, Catalog, Content, Hybrid, ItemBased, Popularity, Recommender
 from models.sequence import SequenceModel, SequenceParams
-from models.tuning import Tuned, recommend_all, truth_by_user, tune
+from models.stacking import Stacked, fit_blend
+from models.tuning import Tuned, recommend_all, truth_by_user, tune, validation_split
 
 Progress = Callable[[str], None]
 
@@ -47,7 +50,9 @@ def evaluate(
     seed: int,
     progress: Progress | None = None,
     tuned: Tuned | None = None,
+    stacked: bool = False,
 ) -> EvaluationResult:
+    """``stacked``: also fit and score the stacked hybrid (``p13n evaluate --stacked``)."""
     say = progress or (lambda _m: None)
     say(f"train {len(train)} interactions, test {len(test)}")
     chosen = tuned or tune(train, items, k, seed, progress=say)
@@ -57,13 +62,16 @@ def evaluate(
     say("fitting final models")
     als = ALS(catalog, train, chosen.als, seed)
     content = Content(catalog, items, seed=seed)
-    models: list[Recommender] = [
-        Popularity(catalog),
-        als,
-        ItemBased(catalog, train, chosen.items),
-        content,
-        Hybrid(catalog, als, content, chosen.blend),
-    ]
+    hybrid = Hybrid(catalog, als, content, chosen.blend)
+    models: list[Recommender] = [Popularity(catalog), als, ItemBased(catalog, train, chosen.items), content, hybrid]
+    blend: Stacked | None = None
+    if stacked:
+        say("fitting the stacked blend on a validation split")
+        inner, v_catalog, v_truth, v_users = validation_split(train, items, seed)
+        v_als = ALS(v_catalog, inner, chosen.als, seed)
+        v_hybrid = Hybrid(v_catalog, v_als, Content(v_catalog, items, seed=seed), chosen.blend)
+        blend = Stacked(catalog, hybrid, fit_blend(v_hybrid, v_truth, v_users, seed))
+        models.append(blend)
     results: dict[str, Any] = {}
     recs: dict[str, dict[str, list[str]]] = {}
     for model in models:
@@ -80,6 +88,7 @@ def evaluate(
         "metric_definitions": "binary relevance; precision/recall/NDCG/AP at k averaged over test users; coverage = distinct recommended / catalog",
         "models": results,
         "chosen": chosen.chosen(),
+        **({"stacked_weights": blend.weights()} if blend is not None else {}),
         "tuning_trials": chosen.trials,
     }
     return EvaluationResult(report, recs)
@@ -197,6 +206,7 @@ def run(
     progress: Progress | None = None,
     event_weights: Mapping[str, float] | None = None,
     protocol: str = "holdout",
+    stacked: bool = False,
 ) -> dict[str, Any]:
     if protocol in ("next-item", "cold-start"):
         if interactions is None:
@@ -217,7 +227,7 @@ def run(
     else:
         raise ValueError("give --interactions FILE or both --train and --test")
     items = {i.id: i for i in load_items(items_file)} if items_file else {}
-    result = evaluate(train, test, items, k, seed, progress)
+    result = evaluate(train, test, items, k, seed, progress, stacked=stacked)
     result.report["split"] = how
     result.report["ratio"] = ratio if how != "given" else None
     if recommendations_out is not None:

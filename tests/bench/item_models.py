@@ -68,7 +68,7 @@ def movielens_shaped(seed: int) -> Interactions:
 def accuracy(name: str, data: Interactions, seed: int) -> dict[str, Any]:
     train, test = split(data, "stratified-item", 0.75, seed)
     started = time.perf_counter()
-    report = evaluate(train, test, {}, 10, seed).report
+    report = evaluate(train, test, {}, 10, seed, stacked=True).report
     models = {m: round(v["ndcg"], 4) for m, v in report["models"].items()}
     chosen = report["chosen"]
     out = {
