@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--train", type=Path, help="given training CSV (with --test, replaces --split)")
     ev.add_argument("--test", type=Path, help="given test CSV")
     ev.add_argument("--recommendations-out", type=Path, help="write model,user_id,rank,item_id CSV")
+    ev.add_argument("--html", type=Path, help="also write the metrics per model as an HTML page with a plot")
     ev.add_argument(
         "--event-weights",
         type=Path,

@@ -234,6 +234,10 @@ def evaluate(a: Namespace) -> int:
             protocol=a.protocol,
             stacked=a.stacked,
         )
+        if a.html is not None:
+            from hub.training.report import write_evaluation_html
+
+            write_evaluation_html(report, a.html)
     except (OSError, ValueError) as e:
         print(f"p13n evaluate: {e}", file=sys.stderr)
         return 1

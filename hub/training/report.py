@@ -131,3 +131,46 @@ td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}}th{{text-alig
 {_segments_html(seg, labels)}
 </body></html>"""
     path.write_text(page, encoding="utf-8")
+
+
+#: What each ``p13n evaluate`` protocol plots: (metric, label) per model.
+PROTOCOL_METRICS = {
+    "holdout": [(m, f"{m}@k" if m != "coverage" else m) for m in METRICS],
+    "next-item": [("hit_rate", "hit rate@k"), ("mrr", "MRR@k")],
+    "cold-start": [("recall", "recall@k")],
+}
+
+
+def _protocol_plot(report: dict[str, Any], metrics: list[tuple[str, str]]) -> str:
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = list(report["models"])
+    width = 0.8 / max(1, len(names))
+    for n, name in enumerate(names):
+        values = [float(report["models"][name].get(m, 0.0)) for m, _ in metrics]
+        ax.bar([i + n * width for i in range(len(metrics))], values, width, label=name)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(metrics))], [label for _, label in metrics])
+    ax.set_title(f"{report.get('protocol', 'holdout')} protocol, k={report['k']}")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def write_evaluation_html(report: dict[str, Any], path: Path) -> None:
+    """``p13n evaluate --html``: the protocol's metrics per model as a table and a plot."""
+    protocol = str(report.get("protocol", "holdout"))
+    metrics = PROTOCOL_METRICS[protocol]
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in metrics)
+    rows = "".join(
+        "<tr><th>" + html.escape(name) + "</th>"
+        + "".join(f"<td>{float(values.get(m, 0.0)):.4f}</td>" for m, _ in metrics) + "</tr>"
+        for name, values in report["models"].items()
+    )  # fmt: skip
+    facts = {k: v for k, v in report.items() if k in ("k", "seed", "cases", "users", "cold_items", "test_users", "split")}
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>p13n evaluation ({html.escape(protocol)})</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2rem auto;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}}th{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>Evaluation: {html.escape(protocol)} protocol</h1>
+<p>{html.escape(", ".join(f"{k} {v}" for k, v in facts.items()))}. {html.escape(str(report.get("metric_definitions", "")))}</p>
+<table><tr><th>model</th>{head}</tr>{rows}</table>
+<img alt="metrics by model" src="data:image/png;base64,{_protocol_plot(report, metrics)}">
+</body></html>"""
+    path.write_text(page, encoding="utf-8")

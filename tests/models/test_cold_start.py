@@ -59,10 +59,12 @@ def test_p13n_evaluate_runs_the_cold_start_protocol(tmp_path: Path) -> None:
             w.writerow([item.id, item.title])
     done = subprocess.run(
         [sys.executable, "-m", "p13n", "evaluate", "--interactions", str(tmp_path / "i.csv"), "--items",
-         str(tmp_path / "items.csv"), "--protocol", "cold-start"],
+         str(tmp_path / "items.csv"), "--protocol", "cold-start", "--html", str(tmp_path / "cold.html")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["protocol"] == "cold-start" and report["cold_items"] == 40 and report["cold_items_described"] == 40
     assert report["models"]["content"]["recall"] > report["models"]["random"]["recall"]
+    page = (tmp_path / "cold.html").read_text()
+    assert "cold-start protocol" in page and "<th>recall@k</th>" in page and "data:image/png;base64," in page

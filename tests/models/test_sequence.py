@@ -85,13 +85,17 @@ def test_p13n_evaluate_runs_the_next_item_protocol(tmp_path: Path) -> None:
     csv = tmp_path / "walks.csv"
     write_interactions(csv, chain_walks(600, chains=10, length=30, seed=4))
     done = subprocess.run(
-        [sys.executable, "-m", "p13n", "evaluate", "--interactions", str(csv), "--protocol", "next-item", "--k", "5"],
+        [sys.executable, "-m", "p13n", "evaluate", "--interactions", str(csv), "--protocol", "next-item", "--k", "5",
+         "--html", str(tmp_path / "eval.html")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["protocol"] == "next-item" and report["k"] == 5
     assert set(report["models"]) == {"popularity", "als", "hybrid", "word2vec"}
+    page = (tmp_path / "eval.html").read_text()
+    assert "next-item protocol" in page and "<th>MRR@k</th>" in page and "data:image/png;base64," in page
+    assert f"<th>word2vec</th><td>{report['models']['word2vec']['hit_rate']:.4f}</td>" in page
     alone = subprocess.run(
         [sys.executable, "-m", "p13n", "evaluate", "--protocol", "next-item", "--train", str(csv), "--test", str(csv)],
         capture_output=True, text=True, timeout=120,
