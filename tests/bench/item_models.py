@@ -16,16 +16,15 @@ Usage: ``python tests/bench/item_models.py [--quick]``. Last line: one JSON obje
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import json
 import statistics
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from retail_data import online_retail as retail_interactions
 
 from hub.training.evaluate import evaluate
 from models.als import ALSParams
@@ -39,25 +38,11 @@ from models.onnx_graphs import neighbours_graph, topk_graph
 from models.recommenders import ALS, Catalog, ItemBased
 from models.synthetic import taste_groups
 
-ROOT = Path(__file__).resolve().parents[2]
-RETAIL = ROOT / "tests" / "fixtures" / "data" / "online-retail-sample.csv"
-
 
 def online_retail() -> Interactions:
-    """Customers × stock codes, one interaction per invoice line (rows without a
-    customer or with a non-positive quantity skipped)."""
-    users, items, stamps = [], [], []
-    with RETAIL.open(encoding="latin-1") as f:
-        for row in csv.DictReader(f):
-            if not row["CustomerID"] or float(row["Quantity"]) <= 0:
-                continue
-            users.append(row["CustomerID"])
-            items.append(row["StockCode"])
-            stamps.append(datetime.strptime(row["InvoiceDate"], "%Y-%m-%d %H:%M:%S").timestamp())
-    n = len(users)
-    return Interactions(
-        np.array(users, dtype=object), np.array(items, dtype=object), np.ones(n, dtype=np.float32), np.array(stamps)
-    )
+    """Customers × stock codes, one interaction per invoice line (tests/bench/retail_data.py)."""
+    data: Interactions = retail_interactions()[0]
+    return data
 
 
 def movielens_shaped(seed: int) -> Interactions:
