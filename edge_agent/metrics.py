@@ -175,8 +175,15 @@ class EdgeMetrics:
 
     def watch_data_dir(self, data_dir: Path) -> None:
         """Free and total bytes of the data directory's filesystem, read at scrape time."""
-        self.data_dir_free_bytes.set_function(lambda: float(shutil.disk_usage(data_dir).free))
-        self.data_dir_size_bytes.set_function(lambda: float(shutil.disk_usage(data_dir).total))
+
+        def usage(field: str) -> float:
+            try:
+                return float(getattr(shutil.disk_usage(data_dir), field))
+            except OSError:  # gone or unreadable: the scrape still answers
+                return float("nan")
+
+        self.data_dir_free_bytes.set_function(lambda: usage("free"))
+        self.data_dir_size_bytes.set_function(lambda: usage("total"))
 
     def decision(self, slot: str, outcome: str, kind: str) -> None:
         # slot names in requests are untrusted: unknown ones share one label value

@@ -42,12 +42,14 @@ class HubCollector:
             value = None
         oldest.add_metric([], value or 0.0)
         yield oldest
-        usage = shutil.disk_usage(self.state.settings.data_dir)
+        try:
+            usage = shutil.disk_usage(self.state.settings.data_dir)
+            free, total = float(usage.free), float(usage.total)
+        except OSError:  # gone or unreadable: the scrape still answers
+            free = total = float("nan")
+        yield GaugeMetricFamily("p13n_hub_data_dir_free_bytes", "Bytes free on the filesystem of the data directory", value=free)
         yield GaugeMetricFamily(
-            "p13n_hub_data_dir_free_bytes", "Bytes free on the filesystem of the data directory", value=float(usage.free)
-        )
-        yield GaugeMetricFamily(
-            "p13n_hub_data_dir_size_bytes", "Size in bytes of the filesystem of the data directory", value=float(usage.total)
+            "p13n_hub_data_dir_size_bytes", "Size in bytes of the filesystem of the data directory", value=total
         )
 
     def _events(self) -> Iterator[Metric]:
