@@ -24,11 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
+
+from models.onnx_graphs import serialize
 
 #: Profiles DBSCAN is fitted on at most (a random sample beyond).
 FIT_SAMPLE = 5000
@@ -134,7 +135,7 @@ def fit(
     )
 
 
-def to_onnx(model: DensityModel, width: int, opset: int = 17) -> bytes:
+def to_onnx(model: DensityModel, width: int) -> bytes:
     """``features`` [N, width] → ``label`` [N]: the nearest core sample's cluster when
     within ``eps``, else -1."""
     cores = model.cores.astype(np.float32)
@@ -172,8 +173,4 @@ def to_onnx(model: DensityModel, width: int, opset: int = 17) -> bytes:
         outputs=[helper.make_tensor_value_info("label", TensorProto.INT64, [None])],
         initializer=inits,
     )
-    onx = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="p13n")
-    onx.ir_version = 8
-    onnx.checker.check_model(onx)
-    data: bytes = onx.SerializeToString()
-    return data
+    return serialize(graph)

@@ -61,7 +61,8 @@ def _io(n: int, f: int, k: int) -> tuple[list[onnx.ValueInfoProto], list[onnx.Va
     return inputs, outputs
 
 
-def _serialize(graph: onnx.GraphProto) -> bytes:
+def serialize(graph: onnx.GraphProto) -> bytes:
+    """A checked model of ``graph`` (opset ``OPSET``, IR 8), as bytes."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="p13n")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -83,7 +84,7 @@ def _exact_graph(y: np.ndarray, k: int, name: str) -> bytes:
         numpy_helper.from_array(np.array([k], dtype=np.int64), "k"),
     ]
     inputs, outputs = _io(n, f, k)
-    return _serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
+    return serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
 
 
 def _two_stage_graph(y: np.ndarray, k: int, kc: int, name: str) -> bytes:
@@ -116,7 +117,7 @@ def _two_stage_graph(y: np.ndarray, k: int, kc: int, name: str) -> bytes:
         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
     ]
     inputs, outputs = _io(n, f, k)
-    return _serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
+    return serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
 
 
 def neighbours_graph(index: np.ndarray, weight: np.ndarray, k: int, name: str = "item_topk") -> bytes:
@@ -163,4 +164,4 @@ def neighbours_graph(index: np.ndarray, weight: np.ndarray, k: int, name: str = 
         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, k]),
         helper.make_tensor_value_info("indices", TensorProto.INT64, [1, k]),
     ]
-    return _serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))
+    return serialize(helper.make_graph(nodes, name, inputs=inputs, outputs=outputs, initializer=inits))

@@ -163,6 +163,7 @@ class SqliteStore:
         self.warehouse.execute(
             "CREATE TEMP TABLE IF NOT EXISTS bandit_seen (kind INTEGER, unit TEXT, variant TEXT, first_jd REAL)"
         )
+        self.warehouse.execute("CREATE TEMP TABLE IF NOT EXISTS bandit_links (visitor TEXT, user_id TEXT)")
         self.suppressed = {r[0] for r in self.warehouse.execute("SELECT token FROM suppressions")}
         self._erasures = SqliteErasureLedger(self)
         self._training_runs = SqliteTrainingLedger(self)

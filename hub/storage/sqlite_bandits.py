@@ -64,21 +64,26 @@ SELECT CASE WHEN user_id IS NULL AND linked IS NULL THEN 0 ELSE 1 END AS kind,
 
 #: Visitor ids linked to a user by the slice's identify events: their anonymous units
 #: become (or join) the user's unit, and are checked again for conversions below.
-_LINKED_NOW = """SELECT DISTINCT e.anonymous_id AS visitor,
+#: Visitor ids linked to a user by the slice's identify events (read once per slice
+#: into ``temp.bandit_links``): their anonymous units become (or join) the user's
+#: unit, and are checked again for conversions below.
+_LINKS = (
+    "DELETE FROM temp.bandit_links",
+    """INSERT INTO temp.bandit_links SELECT visitor, user_id FROM (SELECT DISTINCT e.anonymous_id AS visitor,
   (SELECT MIN(i.user_id) FROM identities i WHERE i.anonymous_id = e.anonymous_id) AS user_id FROM events e NOT INDEXED
-WHERE e.rowid > :lo AND e.rowid <= :hi AND e.type = 'identify' AND e.anonymous_id IS NOT NULL AND e.user_id IS NOT NULL"""
+WHERE e.rowid > :lo AND e.rowid <= :hi AND e.type = 'identify' AND e.anonymous_id IS NOT NULL AND e.user_id IS NOT NULL)
+WHERE user_id IS NOT NULL""",
+)
 _RESTITCH = (
-    f"""INSERT INTO temp.bandit_seen SELECT 1, l.user_id, b.variant, b.first_jd FROM ({_LINKED_NOW}) l
-CROSS JOIN marts.bandit_units b ON b.experiment = :experiment AND b.kind = 0 AND b.unit = l.visitor
-WHERE l.user_id IS NOT NULL""",
-    f"""INSERT INTO marts.bandit_units (experiment, kind, unit, variant, mixed, first_jd, converted)
-SELECT :experiment, 1, l.user_id, b.variant, b.mixed, b.first_jd, b.converted FROM ({_LINKED_NOW}) l
-CROSS JOIN marts.bandit_units b ON b.experiment = :experiment AND b.kind = 0 AND b.unit = l.visitor
-WHERE l.user_id IS NOT NULL
+    """INSERT INTO temp.bandit_seen SELECT 1, l.user_id, b.variant, b.first_jd FROM temp.bandit_links l
+CROSS JOIN marts.bandit_units b ON b.experiment = :experiment AND b.kind = 0 AND b.unit = l.visitor""",
+    """INSERT INTO marts.bandit_units (experiment, kind, unit, variant, mixed, first_jd, converted)
+SELECT :experiment, 1, l.user_id, b.variant, b.mixed, b.first_jd, b.converted FROM temp.bandit_links l
+CROSS JOIN marts.bandit_units b ON b.experiment = :experiment AND b.kind = 0 AND b.unit = l.visitor WHERE true
 ON CONFLICT (experiment, kind, unit) DO UPDATE SET mixed = mixed OR excluded.mixed OR variant != excluded.variant,
   first_jd = min(first_jd, excluded.first_jd), converted = max(converted, excluded.converted)""",
-    f"""DELETE FROM marts.bandit_units WHERE experiment = :experiment AND kind = 0
-AND unit IN (SELECT visitor FROM ({_LINKED_NOW}) WHERE user_id IS NOT NULL)""",
+    """DELETE FROM marts.bandit_units WHERE experiment = :experiment AND kind = 0
+AND unit IN (SELECT visitor FROM temp.bandit_links)""",
 )
 
 _EXPOSURES = f"""INSERT INTO temp.bandit_seen
@@ -152,6 +157,8 @@ def bandit_evidence(storage: SqliteStore, experiment: str, metric: Metric, slice
                 if top is not None:
                     step = {**params, "lo": mark, "hi": top}
                     wh.execute("DELETE FROM temp.bandit_seen")
+                    wh.execute(_LINKS[0])
+                    wh.execute(_LINKS[1], step)
                     for statement in _RESTITCH:
                         wh.execute(statement, step)
                     wh.execute(_EXPOSURES, step)
