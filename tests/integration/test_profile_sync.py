@@ -48,7 +48,8 @@ def test_profiles_reach_every_edge_and_withdrawal_purges_them(
     wait_for(lambda: len(profiles(other.data_dir)) == 1)
     ((subject, profile),) = profiles(other.data_dir)
     assert subject == VISITOR and profile["views"] == 2
-    assert [s for s, _ in profiles(collector.data_dir)] == [VISITOR]
+    # each edge applies the revision on its own schedule: wait for the collector too
+    wait_for(lambda: [s for s, _ in profiles(collector.data_dir)] == [VISITOR])
     # the publishing is one of the hub's named jobs, visible with the others
     jobs = {j["name"]: j for j in json.loads(fetch(hub.url + "/v1/jobs", hub.auth("viewer")).body)["jobs"]}
     assert set(jobs) == {
