@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from edge_agent import bandit_sync, bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
+from edge_agent.decide import slot_kind
 from edge_agent.health import health
 from edge_agent.http_cache import cache_key
 from edge_agent.metrics import EdgeMetrics
@@ -154,9 +155,19 @@ async def decide_endpoint(request: Request) -> Response:
         return json_error(400, "bad_page", "page must be a URL or a path (e.g. /p/dr01)")
     ctx = state.page_context(request.headers, parts.path or "/", parts.query)
     decision = decide_slots(
-        ctx, state.bundle, [(n, {}) for n in names], state.settings.decision_deadline_ms, state.models, state.bandits
+        ctx,
+        state.bundle,
+        [(n, {}) for n in names],
+        state.settings.decision_deadline_ms,
+        state.models,
+        state.bandits,
+        shed=state.overload.active,
     )
     await collect.record_exposures(state, ctx, request.headers)
+    for name, outcome in decision.outcomes.items():
+        state.metrics.decision(name, outcome.reason, slot_kind(state.bundle, name))
+        if outcome.html is None:
+            state.metrics.fallback(outcome.reason)
     body = {
         "bundle_version": decision.bundle_version,
         "model_version": state.models.version if state.models else None,
@@ -193,7 +204,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         models = None
         if settings.model_bundle:
             try:
-                models = load_models(settings.model_bundle, settings.bundle_public_key)
+                models = load_models(settings.model_bundle, settings.bundle_public_key, settings.model_memo_entries)
                 if models.content_doc is not None:
                     bundle = load_content(models.content_doc)
                     source = f"model bundle v{models.version}"
@@ -236,6 +247,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         profiles = asyncio.create_task(profile_sync.follow_profiles(state), name="edge-profiles")
         erasures = asyncio.create_task(erasure.follow_erasures(state), name="edge-erasures")
         bandits = asyncio.create_task(bandit_sync.follow_bandits(state), name="edge-bandits")
+        shedder = asyncio.create_task(state.overload.run(), name="edge-load-shedder")
         watcher = (
             asyncio.create_task(bundle_sync.watch_bundles(state), name="edge-bundle-watcher")
             if settings.bundle_public_key
@@ -266,7 +278,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
             yield
         finally:
             await stop_tasks(
-                [publisher, flusher, heartbeat, profiles, erasures, bandits, *([watcher] if watcher else [])], log=log
+                [publisher, flusher, heartbeat, profiles, erasures, bandits, shedder, *([watcher] if watcher else [])], log=log
             )
             rows = state.session_rows()
             if rows:

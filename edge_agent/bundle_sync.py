@@ -22,10 +22,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from edge_agent.js_read import read_batch, read_last
+from edge_agent.model_runtime import open_models
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
 from models import nats_layout as L
-from models.bundle import MAX_BUNDLE_BYTES, BundleRejected, load_public_key, open_bundle
+from models.bundle import MAX_BUNDLE_BYTES, BundleRejected
 from models.bundle_runtime import BundleModels
 from models.content import load_content
 from models.tasks import checkpoint
@@ -44,9 +45,7 @@ def bundle_dir(state: EdgeState) -> Path:
 
 def activate(state: EdgeState, data: bytes) -> BundleModels:
     """Verify, load and swap in ``data``; raises BundleRejected/ValueError without swapping."""
-    key = load_public_key(Path(state.settings.bundle_public_key).read_bytes())
-    models = BundleModels(open_bundle(data, key))
-    models.sha256 = hashlib.sha256(data).hexdigest()
+    models = open_models(data, state.settings.bundle_public_key, state.settings.model_memo_entries)
     content = load_content(models.content_doc) if models.content_doc is not None else state.bundle
     if models.content_doc is not None:
         state.content_source = f"model bundle v{models.version}"
@@ -70,11 +69,7 @@ def load_persisted(state: EdgeState) -> BundleModels | None:
     current = bundle_dir(state) / CURRENT
     if not current.exists() or not state.settings.bundle_public_key:
         return None
-    key = load_public_key(Path(state.settings.bundle_public_key).read_bytes())
-    data = current.read_bytes()
-    models = BundleModels(open_bundle(data, key))
-    models.sha256 = hashlib.sha256(data).hexdigest()
-    return models
+    return open_models(current.read_bytes(), state.settings.bundle_public_key, state.settings.model_memo_entries)
 
 
 #: Chunks read per direct get while downloading a bundle (128 KB each).

@@ -50,6 +50,7 @@ def nginx_config(
     echo_slots: str = "",
     user_id_from: str = "",
     cache_path: str = "",
+    slot_timeout_ms: int = 250,
 ) -> int:
     from edge_agent.nginx_config import DEFAULT_CACHE_DIR, ConfigError, NginxOptions, render_server
 
@@ -65,6 +66,7 @@ def nginx_config(
             cookie_name=cookie_name,
             echo_slots=slot_names(echo_slots),
             cache_dir=cache_path or DEFAULT_CACHE_DIR,
+            slot_timeout_ms=slot_timeout_ms,
         )
         text = render_server(opts)
     except (ConfigError, ValueError) as e:

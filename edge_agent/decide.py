@@ -37,6 +37,7 @@ FALLBACK_REASONS = (
     "empty",
     "holdout",
     "no_visitor",
+    "overload",
 )
 
 

@@ -222,7 +222,15 @@ def _page(
     try:
         ctx = state.page_context(headers, path, query)
         slots = [(slot.name, slot.attrs) for slot in page.template.slots]
-        decision = decide_slots(ctx, state.bundle, slots, state.settings.decision_deadline_ms, state.models, state.bandits)
+        decision = decide_slots(
+            ctx,
+            state.bundle,
+            slots,
+            state.settings.decision_deadline_ms,
+            state.models,
+            state.bandits,
+            shed=state.overload.active,
+        )
         exposures_ctx = ctx
         body = render(page, decision.fills())
         state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 
 #: Fallback reasons every edge can meet (counted from 0 at start); others appear when met.
-FALLBACK_REASONS = ("deadline", "error", "no_bundle", "unknown_slot", "holdout", "no_match", "empty", "no_visitor")
+FALLBACK_REASONS = (
+    "deadline",
+    "error",
+    "no_bundle",
+    "unknown_slot",
+    "holdout",
+    "no_match",
+    "empty",
+    "no_visitor",
+    "overload",
+)
 
 
 @dataclass
@@ -42,6 +54,7 @@ class EdgeMetrics:
     nats_connected: Gauge
     data_dir_free_bytes: Gauge
     data_dir_size_bytes: Gauge
+    loop_lag: Gauge
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -155,6 +168,11 @@ class EdgeMetrics:
             data_dir_size_bytes=Gauge(
                 "p13n_edge_data_dir_size_bytes", "Size in bytes of the filesystem of the data directory", registry=reg
             ),
+            loop_lag=Gauge(
+                "p13n_edge_loop_lag_seconds",
+                "Recent event-loop lag (how long requests wait to run); pages are shed above P13N_EDGE_SHED_LAG_MS",
+                registry=reg,
+            ),
             outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
             bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
         )
@@ -184,6 +202,11 @@ class EdgeMetrics:
 
         self.data_dir_free_bytes.set_function(lambda: usage("free"))
         self.data_dir_size_bytes.set_function(lambda: usage("total"))
+
+    def watch_model_memo(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        """Hits and misses of the live models' remembered answers, read at scrape time
+        (a new bundle starts from 0: a counter reset)."""
+        self.registry.register(_MemoCollector(stats))
 
     def decision(self, slot: str, outcome: str, kind: str) -> None:
         # slot names in requests are untrusted: unknown ones share one label value
@@ -218,3 +241,19 @@ class EdgeMetrics:
 
     def identity_rejected(self, reason: str) -> None:
         self._child(self.identity_rejections, reason).inc()
+
+
+class _MemoCollector:
+    def __init__(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "p13n_edge_model_memo",
+            "Model calls answered from remembered answers (hit) or computed (miss), by call (P13N_EDGE_MODEL_MEMO_ENTRIES)",
+            labels=["call", "result"],
+        )
+        for call, (hits, misses) in sorted(self.stats().items()):
+            family.add_metric([call, "hit"], hits)
+            family.add_metric([call, "miss"], misses)
+        yield family

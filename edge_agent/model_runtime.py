@@ -1,5 +1,5 @@
-"""Loading a bundle file at the edge: verified, then opened as
-:class:`models.bundle_runtime.BundleModels`."""
+"""Loading a bundle at the edge: verified, then opened as
+:class:`models.bundle_runtime.BundleModels` that remember their answers."""
 
 from __future__ import annotations
 
@@ -13,10 +13,16 @@ from models.bundle_runtime import BundleModels
 log = logging.getLogger(__name__)
 
 
-def load_models(bundle_path: str, public_key_path: str) -> BundleModels:
-    """Verify and open a bundle file; raises on anything that does not check out."""
+def open_models(data: bytes, public_key_path: str, memo_entries: int) -> BundleModels:
+    """Verify and open a bundle's bytes; raises on anything that does not check out.
+    The models keep ``memo_entries`` answers per call (``P13N_EDGE_MODEL_MEMO_ENTRIES``)."""
     key = load_public_key(Path(public_key_path).read_bytes())
-    data = Path(bundle_path).read_bytes()
     models = BundleModels(open_bundle(data, key))
     models.sha256 = hashlib.sha256(data).hexdigest()
+    models.remember(memo_entries)
     return models
+
+
+def load_models(bundle_path: str, public_key_path: str, memo_entries: int) -> BundleModels:
+    """:func:`open_models` over a bundle file."""
+    return open_models(Path(bundle_path).read_bytes(), public_key_path, memo_entries)

@@ -75,6 +75,8 @@ class NginxOptions:
     user_id_from: str = ""
     agent_timeout_ms: int = 50
     auth_timeout_ms: int = 30
+    #: SSI mode: a slot's fragment not answered in this long prints the slot's stub
+    slot_timeout_ms: int = 250
     cookie_name: str = "p13n_id"
     cache_dir: str = "/var/cache/nginx/p13n"  # SSI mode: shells cached per origin Cache-Control (--cache-path)
     #: SSI one-round-trip mode: the slots decided by the auth call and echoed by nginx
@@ -99,6 +101,8 @@ class NginxOptions:
                 raise ConfigError(flag, f"expected an nginx variable such as $http_cf_ipcountry, got {value!r}")
         if not (self.cache_dir.startswith("/") and _SAFE_PATH.fullmatch(self.cache_dir)):
             raise ConfigError("--cache-path", f"an absolute path of letters, digits and / . _ -, got {self.cache_dir!r}")
+        if not 10 <= self.slot_timeout_ms <= 60_000:
+            raise ConfigError("--slot-timeout-ms", f"expected 10 to 60000 milliseconds, got {self.slot_timeout_ms}")
         if not (self.listen.isdigit() or ":" in self.listen):
             raise ConfigError("--listen", f"expected PORT or ADDR:PORT, got {self.listen!r}")
 
@@ -167,6 +171,12 @@ def render_server(opts: NginxOptions) -> str:
         )
         out += [
             "\n",
+            f"{i1}# a slot's fragment: a slow or overloaded agent makes nginx print the slot's stub\n",
+            f"{i1}location ^~ /_p13n/slot/ {{\n{common}{agent_hdrs}",
+            f"{i2}proxy_connect_timeout {opts.agent_timeout_ms}ms;\n",
+            f"{i2}proxy_read_timeout {opts.slot_timeout_ms}ms;\n",
+            f"{i2}proxy_send_timeout {opts.slot_timeout_ms}ms;\n",
+            f"{i2}proxy_pass http://p13n_agent;\n{i1}}}\n",
             f"{i1}# one decision per page: context + visitor cookie (fails open to 204)\n",
             f"{i1}location = /_p13n/auth {{\n{i2}internal;\n",
             *(

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from edge_agent.context import request_attributes
-from edge_agent.decide import PageDecision, decide_page, holdout_exposure
+from edge_agent.decide import PageDecision, SlotOutcome, decide_page, holdout_exposure
 from models import consent as consent_rules
 from models.bandit import BanditWeights
 from models.bundle_runtime import BundleModels
@@ -128,9 +128,16 @@ def decide_slots(
     deadline_ms: float,
     models: BundleModels | None = None,
     bandits: Mapping[str, BanditWeights] | None = None,
+    shed: bool = False,
 ) -> PageDecision:
-    """Decide the slots this context has not decided yet; return the page decision."""
+    """Decide the slots this context has not decided yet; return the page decision.
+    With ``shed`` (the agent is overloaded: edge_agent/overload.py) they fall back at
+    once with reason ``overload``."""
     todo = [(n, a) for n, a in slots if n not in ctx.decision.outcomes]
+    if todo and shed:
+        for name, _ in todo:
+            ctx.decision.outcomes[name] = SlotOutcome(None, "overload")
+        return ctx.decision
     if todo and "segments" not in ctx.attrs:  # once per page view
         if models is not None and "personalization" in ctx.consent:
             try:

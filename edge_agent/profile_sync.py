@@ -68,6 +68,8 @@ async def catch_up(state: EdgeState, nc: NATS) -> int:
         await asyncio.to_thread(state.store.apply_profiles, batch)
         for changed, _, _ in batch:
             state.profiles_cache.pop(changed, None)
+        if state.models is not None and any(value is None for _, value, _ in batch):
+            state.models.forget()  # a purged profile's factors may key remembered answers
         state.metrics.profiles_applied.inc(len(batch))
         now = time.time()
         for msg in msgs:

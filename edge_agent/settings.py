@@ -212,6 +212,11 @@ class EdgeSettings:
         (),
         "Origins (e.g. `https://www.shop.example`) allowed to `POST /_p13n/consent` and `/_p13n/collect` besides the site itself. Requests another site makes (`Sec-Fetch-Site: cross-site`/`same-site`, or an `Origin` naming another host) get a 403 `cross_site`: no site can choose consent or send events for our visitors.",
     )
+    shed_lag_ms: float = setting(
+        20.0,
+        "Shed load past this event-loop lag in milliseconds: while requests wait longer than this to run, pages get every slot's fallback at once (reason `overload`) instead of queueing; collection is never shed. 0 never sheds (edge_agent/overload.py).",
+        minimum=0.0,
+    )
     decision_ttl_s: float = setting(
         5.0,
         "How long a page's context is kept for its SSI fragments (keyed by nginx `$request_id`).",
@@ -300,6 +305,11 @@ class EdgeSettings:
         25000,
         "Live sessions (and, separately, synced profiles) kept in memory, least recently used first out; SQLite answers the rest with a primary-key read. The agent's memory is mostly this (docs/PERFORMANCE.md).",
         minimum=100,
+    )
+    model_memo_entries: int = setting(
+        10000,
+        "Answers each model call (segment, session recommendations, next items, profile recommendations) keeps by its exact inputs, least recently used first out: a reload, or a page whose visitor did nothing new, costs a look-up instead of model work. About 1 KB each; a new bundle starts empty; an erasure empties it; 0 turns it off (docs/PERFORMANCE.md).",
+        minimum=0,
     )
     status_interval_s: float = setting(
         5.0,

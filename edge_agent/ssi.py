@@ -123,6 +123,7 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
                 state.settings.decision_deadline_ms,
                 state.models,
                 state.bandits,
+                shed=state.overload.active,
             )
             if ctx.exposures:
                 await record_exposures(state, ctx, headers)
@@ -154,6 +155,11 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
         await _send(send, 204, [_PRIVATE])
         return
     headers_out = [_PRIVATE]
+    if state.overload.active:  # shed: the stub at once, no context, no model work
+        state.metrics.decision(name, "overload", slot_kind(state.bundle, name))
+        state.metrics.fallback("overload")
+        await _send(send, 204, headers_out)
+        return
     try:
         query = parse_query(scope["query_string"])
         headers = header_map(scope)

@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 from edge_agent.group_commit import GroupCommitter
 from edge_agent.identity import IdentityVerifier
 from edge_agent.metrics import EdgeMetrics
+from edge_agent.overload import LoadShedder
 from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
@@ -98,6 +99,7 @@ class EdgeState:
     bandits: dict[str, BanditWeights] = field(default_factory=dict)
 
     identity: IdentityVerifier = field(init=False)
+    overload: LoadShedder = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -105,6 +107,9 @@ class EdgeState:
             s.identity_secret, s.identity_public_key, s.identity_issuer, s.identity_audience, s.identity_max_age_s
         )
         self.contexts = PageContexts(self.settings.decision_ttl_s)
+        self.overload = LoadShedder(s.shed_lag_ms / 1000)
+        self.metrics.loop_lag.set_function(lambda: self.overload.lag_s)
+        self.metrics.watch_model_memo(lambda: self.models.memo_stats() if self.models is not None else {})
         self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
@@ -189,7 +194,10 @@ class EdgeState:
         return session
 
     def forget_subjects(self, erased: Callable[[str], bool]) -> int:
-        """Drop erased visitors' live sessions and cached profiles from memory."""
+        """Drop erased visitors' live sessions and cached profiles from memory, and the
+        models' remembered answers (a profile's factors are among their keys)."""
+        if self.models is not None:
+            self.models.forget()
         victims = [vid for vid in self.sessions if erased(vid)]
         for vid in victims:
             self.sessions.pop(vid, None)

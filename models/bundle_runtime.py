@@ -9,11 +9,18 @@ index. When training chose an item-based model (manifest ``models.recommender`` 
 without a session keep their ALS factors. A slot that ranks with the sequence vectors
 (``"model": "sequence"``) scores the session's latest items through their top-k graph
 (``seq_topk.onnx``, shipped only then). Loaded once, swapped whole.
+
+The edge turns on :meth:`BundleModels.remember`: every model answer is then kept by its
+exact inputs (the segment by the encoded feature vector, recommendations by the
+session's items and weights and the exclusions), so a reload, or a page whose visitor
+did nothing new, costs a look-up. The answers are pure functions of those inputs and
+the memory goes with the models, so a new bundle starts empty and nothing can be stale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -58,6 +65,39 @@ class BundleModels:
         self.popular: list[str] = [self.item_ids[i] for i in np.argsort(-np.asarray(popularity), kind="stable")]
         self.content_doc: dict[str, Any] | None = bundle.json("content.json") if "content.json" in bundle.files else None
         self._vec = np.zeros((1, self.spec.width), dtype=np.float32)
+        self._memos: dict[str, Any] = {}
+        #: (hits, misses) of memories emptied by :meth:`forget`, so the counts only grow
+        self._forgotten: dict[str, tuple[int, int]] = {}
+        self._segment_of: Callable[[bytes], str] = self._segment_label
+        self._recommend_of: Callable[[tuple[tuple[str, float], ...], tuple[str, ...]], tuple[str, ...]] = self._recommend
+        self._next_of: Callable[[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = self._recommend_next
+        self._for_of: Callable[[tuple[float, ...], tuple[str, ...]], tuple[str, ...]] = self._recommend_for
+
+    def remember(self, entries: int) -> None:
+        """Keep up to ``entries`` answers per call (segment, recommend, recommend_next,
+        recommend_for) by their exact inputs, least recently used out first; 0: none."""
+        if entries <= 0:
+            return
+        memo = lru_cache(maxsize=entries)
+        self._segment_of = self._memos["segment"] = memo(self._segment_label)
+        self._recommend_of = self._memos["recommend"] = memo(self._recommend)
+        self._next_of = self._memos["recommend_next"] = memo(self._recommend_next)
+        self._for_of = self._memos["recommend_for"] = memo(self._recommend_for)
+
+    def forget(self) -> None:
+        """Drop every remembered answer (an erasure: profile factors are among the keys)."""
+        self._forgotten = self.memo_stats()
+        for cached in self._memos.values():
+            cached.cache_clear()
+
+    def memo_stats(self) -> dict[str, tuple[int, int]]:
+        """Per call: (hits, misses) since these models were loaded (empty when off)."""
+        out = {}
+        for name, cached in self._memos.items():
+            info = cached.cache_info()
+            hits, misses = self._forgotten.get(name, (0, 0))
+            out[name] = (hits + info.hits, misses + info.misses)
+        return out
 
     def segment(self, attrs: Mapping[str, Any]) -> str:
         """The visitor's cluster segment label ("" without a segment model, and for a
@@ -65,7 +105,12 @@ class BundleModels:
         if self.segments is None:
             return ""
         encode(self.spec, attrs, self._vec[0])
-        label = int(self.segments.run({"features": self._vec})[0][0])
+        return self._segment_of(self._vec.tobytes())
+
+    def _segment_label(self, features: bytes) -> str:
+        vec = np.frombuffer(features, dtype=np.float32).reshape(1, -1)
+        assert self.segments is not None
+        label = int(self.segments.run({"features": vec})[0][0])
         if label < 0:
             return ""
         return self.segment_labels[label] if label < len(self.segment_labels) else str(label)
@@ -73,16 +118,20 @@ class BundleModels:
     def recommend(self, interactions: Sequence[tuple[str, float]], exclude: Sequence[str]) -> list[str]:
         """Items for a visitor from their session, best first: through the item-based
         model's neighbours when training chose it, else ALS fold-in + top-k."""
+        key = tuple((i, float(w)) for i, w in interactions)
+        return list(self._recommend_of(key, tuple(exclude)))
+
+    def _recommend(self, interactions: tuple[tuple[str, float], ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
         known = [(self.index[i], w) for i, w in interactions if i in self.index]
         if not known:
-            return []
+            return ()
         idx = np.fromiter((i for i, _ in known), dtype=np.int64, count=len(known))
         weights = np.fromiter((w for _, w in known), dtype=np.float64, count=len(known))
         if self.neighbours is not None:
             top, scores = self.neighbours.top(idx, weights, self._excluded(exclude))
             ids = self.item_ids
             # an item no history item leads to scores 0: no evidence, the slot's fallback fills
-            return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0]
+            return tuple(ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0)
         user = fold_in_low_rank(self.item_factors, self.gram_inv, idx, weights, self.alpha)
         return self._als_top(user, exclude)
 
@@ -100,26 +149,33 @@ class BundleModels:
         vectors — never the session's own items; [] without them or a known item."""
         if self.sequence is None or self.sequence_vectors is None:
             return []
+        return list(self._next_of(tuple(recent), tuple(exclude)))
+
+    def _recommend_next(self, recent: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+        assert self.sequence is not None and self.sequence_vectors is not None
         known = [self.index[i] for i in recent if i in self.index]
         user = history_vector(self.sequence_vectors, known)
         if user is None:
-            return []
+            return ()
         top, scores = self.sequence.top(user, self._excluded([*exclude, *recent]))
         ids = self.item_ids
         # an item without a vector scores 0: no evidence, the slot's fallback fills
-        return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0]
+        return tuple(ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0)
 
     def recommend_for(self, factors: Sequence[float], exclude: Sequence[str]) -> list[str]:
         """Items for a known user from the factors their profile carries."""
+        return list(self._for_of(tuple(float(f) for f in factors), tuple(exclude)))
+
+    def _recommend_for(self, factors: tuple[float, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
         user = np.asarray(factors, dtype=np.float32)
         if user.shape != (self.item_factors.shape[1],):
-            return []  # factors of another model: ignore rather than guess
+            return ()  # factors of another model: ignore rather than guess
         return self._als_top(user, exclude)
 
     def _excluded(self, exclude: Sequence[str]) -> np.ndarray:
         return np.array(sorted({self.index[e] for e in exclude if e in self.index}), dtype=np.int64)
 
-    def _als_top(self, user: np.ndarray, exclude: Sequence[str]) -> list[str]:
+    def _als_top(self, user: np.ndarray, exclude: Sequence[str]) -> tuple[str, ...]:
         top, scores = self.als.top(user, self._excluded(exclude))
         ids = self.item_ids
-        return [ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2]
+        return tuple(ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > -MASK_PENALTY / 2)

@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument(
         "--echo-slots", default="", help="SSI one-round-trip mode: comma list of slot names (or a templates directory to scan)"
     )
+    ngx.add_argument(
+        "--slot-timeout-ms",
+        type=int,
+        default=250,
+        help="SSI mode: longest wait for one slot's fragment before nginx prints its fallback (default 250)",
+    )
     ev = sub.add_parser("evaluate", help="compare popularity, ALS, content-based and hybrid offline (JSON)")
     ev.add_argument("--interactions", type=Path, help="CSV user_id,item_id[,weight][,timestamp]")
     ev.add_argument("--items", type=Path, help="CSV item_id,title[,description][,tags]")
@@ -432,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.echo_slots,
             args.user_id_from,
             args.cache_path,
+            args.slot_timeout_ms,
         )
     return 2  # pragma: no cover - argparse enforces the choices
 

@@ -51,7 +51,7 @@ from edge_agent.app import create_app
 from edge_agent.settings import EdgeSettings
 from edge_agent.model_runtime import load_models
 create_app(EdgeSettings())
-models = load_models({str(trained_bundle.path)!r}, {str(trained_bundle.public_key)!r})
+models = load_models({str(trained_bundle.path)!r}, {str(trained_bundle.public_key)!r}, 100)
 models.recommend([(models.item_ids[0], 1.0)], [])
 print(json.dumps(sorted(sys.modules)))
 """
