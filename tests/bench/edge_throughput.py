@@ -62,10 +62,12 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def run_wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
+def run_wrk(url: str, duration: int, connections: int, threads: int, script: str = "") -> dict[str, float]:
+    """wrk's figures; ``script`` a Lua file shaping each request (e.g. rotating cookies)."""
     out = subprocess.run(
         [
             "wrk",
+            *(["-s", script] if script else []),
             f"-t{threads}",
             f"-c{connections}",
             f"-d{duration}s",
