@@ -52,7 +52,13 @@ def test_a_shed_page_falls_back_everywhere_without_deciding() -> None:
     slots = [("hero", {}), ("offer", {}), ("banner", {}), ("recs", {})]
 
     def context():  # type: ignore[no-untyped-def]
-        return build_context(headers, "/", geo_header="x-geo-country", cookie_name="p13n_id", default_consent=("necessary", "analytics", "personalization"))
+        return build_context(
+            headers,
+            "/",
+            geo_header="x-geo-country",
+            cookie_name="p13n_id",
+            default_consent=("necessary", "analytics", "personalization"),
+        )
 
     ctx = context()
     shed = decide_slots(ctx, bundle, slots, 50.0, shed=True)
