@@ -6,9 +6,10 @@ every :data:`SAMPLE_S` fires late by however long the queue ahead of it took. Wh
 the lag is above ``P13N_EDGE_SHED_LAG_MS`` the page path skips the decisions (context,
 segment, models) and serves every slot's fallback (reason ``overload``), which costs a
 fraction of a decided page, so the queue drains instead of growing; collection is not
-shed (an event dropped is lost, a fallback is not). The lag rises at once and decays
-by :data:`DECAY` per sample, so shedding stops a few tens of milliseconds after the
-queue is gone rather than flapping per request.
+shed (an event dropped is lost, a fallback is not). The lag is a moving average
+(weight :data:`WEIGHT` per sample): one stall (a long collection, a slow disk write)
+does not shed the pages behind it, a queue that lasts does within a few samples, and
+shedding stops a few samples after the queue is gone rather than flapping per request.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 
 #: Seconds between two lag samples.
 SAMPLE_S = 0.005
-#: Share of the measured lag a sample keeps when the next one is shorter.
-DECAY = 0.7
+#: Weight of the newest sample in the moving average of the lag.
+WEIGHT = 0.3
 
 
 @dataclass
@@ -31,8 +32,8 @@ class LoadShedder:
     active: bool = False
 
     def observe(self, lag_s: float) -> None:
-        """Fold in one sample: the lag jumps up at once and decays down."""
-        self.lag_s = max(lag_s, self.lag_s * DECAY)
+        """Fold in one sample."""
+        self.lag_s += WEIGHT * (lag_s - self.lag_s)
         self.active = self.threshold_s > 0 and self.lag_s > self.threshold_s
 
     async def run(self) -> None:

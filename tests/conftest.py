@@ -132,6 +132,8 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
             # cold first decision past the production 5 ms budget falls back. Tests of
             # the budget itself set it explicitly.
             "P13N_EDGE_DECISION_DEADLINE_MS": "1000",
+            # nor on a stall of the test machine shedding pages: tests of shedding set it
+            "P13N_EDGE_SHED_LAG_MS": "0",
         }
         env.update({f"P13N_EDGE_{k.upper()}": v for k, v in settings.items()})
         child = spawn(f"edge-{len(started)}", p13n_command("edge", "serve"), tmp_path, env)

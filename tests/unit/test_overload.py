@@ -5,27 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 
-from edge_agent.overload import DECAY, SAMPLE_S, LoadShedder
+from edge_agent.overload import SAMPLE_S, WEIGHT, LoadShedder
 from edge_agent.pages import build_context, decide_slots
 from models.content import build_content, load_content
 from p13n.procs import DEFAULT_TEMPLATES
 
 
-def test_lag_jumps_up_decays_down_and_a_zero_threshold_never_sheds() -> None:
+def test_a_lasting_lag_sheds_one_stall_does_not_and_a_zero_threshold_never_sheds() -> None:
     shedder = LoadShedder(threshold_s=0.02)
-    shedder.observe(0.001)
-    assert not shedder.active
-    shedder.observe(0.05)  # one late sample is enough: the queue is already there
-    assert shedder.active and shedder.lag_s == 0.05
+    shedder.observe(0.06)  # one stall of 60 ms: the requests behind it run, none is shed
+    assert not shedder.active and abs(shedder.lag_s - WEIGHT * 0.06) < 1e-12
+    for _ in range(3):  # a queue that lasts
+        shedder.observe(0.03)
+    assert shedder.active
     samples = 0
     while shedder.active:
         shedder.observe(0.0)
         samples += 1
-    # 0.05 · 0.7ⁿ ≤ 0.02 after three quiet samples: shedding ends within ~15 ms of the queue
-    assert samples == 3 and abs(shedder.lag_s - 0.05 * DECAY**3) < 1e-12
+    assert samples == 1  # ~25 ms of average lag falls under 20 ms with the first quiet sample
     never = LoadShedder(threshold_s=0.0)
-    never.observe(10.0)
-    assert not never.active and never.lag_s == 10.0  # still measured (the lag metric)
+    for _ in range(10):
+        never.observe(10.0)
+    assert not never.active and never.lag_s > 9.0  # still measured (the lag metric)
 
 
 def test_a_blocked_loop_turns_shedding_on_and_a_free_one_off() -> None:
@@ -34,8 +35,10 @@ def test_a_blocked_loop_turns_shedding_on_and_a_free_one_off() -> None:
         task = asyncio.create_task(shedder.run())
         await asyncio.sleep(SAMPLE_S * 4)
         calm = shedder.active
-        time.sleep(0.06)  # a request that holds the loop for 60 ms
-        await asyncio.sleep(SAMPLE_S * 2)
+        for _ in range(4):  # requests that keep the loop 60 ms behind
+            time.sleep(0.06)
+            await asyncio.sleep(0)
+        await asyncio.sleep(SAMPLE_S)
         loaded = shedder.active
         await asyncio.sleep(0.2)
         recovered = not shedder.active
