@@ -61,7 +61,7 @@ async def _connect_loop(state: HubState) -> None:
             )
             quiet.client = nc
             quiet.connected()
-            report = await ensure_layout(nc.jetstream())
+            report = await ensure_layout(nc.jetstream(), state.settings.nats_replicas)
             state.nc = nc
             state.layout_ready = True
             state.last_error = ""

@@ -13,13 +13,18 @@ work and nothing else (docs/SECURITY.md has the attack list the tests replay):
 * receive replies on its own inbox prefix only, and change notifications of the
   profiles bucket and the ``bundle.current`` key.
 
-TLS is enabled when a certificate and key are given.
+TLS is enabled when a certificate and key are given. With a :class:`Cluster` the
+server is one node of a JetStream cluster (``--cluster``): a server name, the cluster
+name, its route listener and the routes to the other nodes, with a route password.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
 from models import nats_layout as L
 
@@ -52,6 +57,43 @@ def edge_permissions(edge_id: str) -> dict[str, object]:
     }
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One node of a NATS cluster: ``routes`` are the other nodes' route URLs
+    (``nats-route://HOST:6222``); ``password`` authenticates routes both ways (user
+    ``route``), so nothing else on the network can join."""
+
+    name: str
+    server_name: str
+    routes: tuple[str, ...]
+    password: str
+    listen: str = "0.0.0.0:6222"
+
+    def lines(self) -> list[str]:
+        for label, value in (("--cluster", self.name), ("--server-name", self.server_name)):
+            if not _NAME.match(value):
+                raise ValueError(f"{label}: letters, digits, '-' and '_' only, got {value!r}")
+        if not self.password:
+            raise ValueError("--cluster-password is required with --cluster")
+        routes = []
+        for route in self.routes:
+            parts = urlsplit(route)
+            if parts.scheme != "nats-route" or not parts.hostname or parts.port is None:
+                raise ValueError(f"--route: expected nats-route://HOST:PORT, got {route!r}")
+            routes.append(f"nats-route://route:{quote(self.password, safe='')}@{parts.hostname}:{parts.port}")
+        return [
+            f"server_name: {json.dumps(self.server_name)}",
+            "cluster { "
+            + f"name: {json.dumps(self.name)}, listen: {json.dumps(self.listen)}, "
+            + f"authorization {{ user: route, password: {json.dumps(self.password)} }}, "
+            + f"routes: {json.dumps(routes)}"
+            + " }",
+        ]
+
+
 def render(
     listen: str,
     store_dir: str,
@@ -61,6 +103,7 @@ def render(
     tls_key: str = "",
     extra: Sequence[str] = (),
     store_key: str = "",
+    cluster: Cluster | None = None,
 ) -> str:
     """The configuration text; ``edges`` maps edge id → password. ``store_key``
     encrypts JetStream's store at rest (ChaCha20-Poly1305), so consumed or deleted
@@ -73,6 +116,7 @@ def render(
             raise ValueError(f"invalid edge id {edge_id!r}")
         users.append({"user": edge_id, "password": password, "permissions": edge_permissions(edge_id)})
     lines = [
+        *(cluster.lines() if cluster is not None else []),
         f"listen: {json.dumps(listen)}",
         f"jetstream {{ store_dir: {json.dumps(store_dir)}"
         + (f", cipher: chachapoly, key: {json.dumps(store_key)}" if store_key else "")

