@@ -16,6 +16,13 @@ work and nothing else (docs/SECURITY.md has the attack list the tests replay):
 TLS is enabled when a certificate and key are given. With a :class:`Cluster` the
 server is one node of a JetStream cluster (``--cluster``): a server name, the cluster
 name, its route listener and the routes to the other nodes, with a route password.
+
+A site's edges may attach through a **leaf node** at the site (``--leaf``,
+:func:`render_leaf`): a local server with the same least-privilege edge users and no
+JetStream of its own, connected to the hub's servers as the site's user. That user
+(``--site SITE:PASSWORD:EDGE,…`` on the hub's servers, with ``--leaf-listen``) holds
+exactly the union of its edges' permissions, which is also all that crosses the leaf
+link: a hostile site can do no more than its edges could.
 """
 
 from __future__ import annotations
@@ -30,6 +37,23 @@ from models import nats_layout as L
 
 #: Streams an edge reads with direct gets.
 EDGE_READABLE_STREAMS = (f"KV_{L.PROFILES_BUCKET}", f"KV_{L.CONTROL_BUCKET}", f"OBJ_{L.MODELS_BUCKET}")
+
+
+def _valid_id(value: str, what: str) -> str:
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError(f"invalid {what} {value!r}")
+    return value
+
+
+def site_permissions(edge_ids: Sequence[str]) -> dict[str, object]:
+    """What a site's leaf node may do: the union of its edges' permissions."""
+    publish: list[str] = []
+    subscribe: list[str] = []
+    for edge_id in edge_ids:
+        perms = edge_permissions(_valid_id(edge_id, "edge id"))
+        publish += [s for s in perms["publish"]["allow"] if s not in publish]  # type: ignore[index]
+        subscribe += [s for s in perms["subscribe"]["allow"] if s not in subscribe]  # type: ignore[index]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 
 def edge_permissions(edge_id: str) -> dict[str, object]:
@@ -104,17 +128,27 @@ def render(
     extra: Sequence[str] = (),
     store_key: str = "",
     cluster: Cluster | None = None,
+    sites: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    leaf_listen: str = "",
 ) -> str:
     """The configuration text; ``edges`` maps edge id → password. ``store_key``
     encrypts JetStream's store at rest (ChaCha20-Poly1305), so consumed or deleted
-    messages left in block files are not readable from the disk."""
+    messages left in block files are not readable from the disk. ``sites`` maps a site
+    id → (password, its edge ids): the users that sites' leaf nodes connect as, on
+    ``leaf_listen``."""
     users: list[dict[str, object]] = [
         {"user": "hub", "password": hub_password, "permissions": {"publish": ">", "subscribe": ">"}}
     ]
     for edge_id, password in sorted(edges.items()):
-        if not edge_id or not all(c.isalnum() or c in "-_" for c in edge_id):
-            raise ValueError(f"invalid edge id {edge_id!r}")
-        users.append({"user": edge_id, "password": password, "permissions": edge_permissions(edge_id)})
+        users.append({"user": _valid_id(edge_id, "edge id"), "password": password, "permissions": edge_permissions(edge_id)})
+    for site, (password, site_edges) in sorted((sites or {}).items()):
+        if _valid_id(site, "site id") in edges or site == "hub":
+            raise ValueError(f"site id {site!r} is already a user")
+        if not site_edges:
+            raise ValueError(f"site {site!r} names no edge")
+        users.append({"user": site, "password": password, "permissions": site_permissions(site_edges)})
+    if sites and not leaf_listen:
+        raise ValueError("--site needs --leaf-listen (where the sites' leaf nodes connect)")
     lines = [
         *(cluster.lines() if cluster is not None else []),
         f"listen: {json.dumps(listen)}",
@@ -125,5 +159,53 @@ def render(
     ]
     if tls_cert and tls_key:
         lines.append(f"tls {{ cert_file: {json.dumps(tls_cert)}, key_file: {json.dumps(tls_key)} }}")
+    if leaf_listen:
+        # no authorization block of its own: leaf nodes log in as the sites' users above,
+        # whose permissions then bound everything that crosses the leaf link
+        tls = f", tls {{ cert_file: {json.dumps(tls_cert)}, key_file: {json.dumps(tls_key)} }}" if tls_cert and tls_key else ""
+        lines.append(f"leafnodes {{ listen: {json.dumps(leaf_listen)}{tls} }}")
     lines.extend(extra)
     return "\n".join(lines) + "\n"
+
+
+def render_leaf(
+    listen: str,
+    edges: Mapping[str, str],
+    remotes: Sequence[str],
+    site: str,
+    site_password: str,
+    tls_ca: str = "",
+) -> str:
+    """A site's leaf node: its edges' users (least privilege, as on the hub's servers),
+    no JetStream of its own, and one leaf connection to the hub's servers (``remotes``,
+    ``nats-leaf://HOST:7422``; TLS verified with ``tls_ca`` when given) as ``site``."""
+    _valid_id(site, "site id")
+    if not site_password:
+        raise ValueError("--site-password is required with --leaf")
+    if not edges:
+        raise ValueError("--leaf needs the site's edges (--edge ID:PASSWORD)")
+    if not remotes:
+        raise ValueError("--leaf needs the hub's servers (nats-leaf://HOST:PORT)")
+    urls = []
+    for given in remotes:
+        parts = urlsplit(given)
+        if parts.scheme not in ("nats-leaf", "tls") or not parts.hostname or parts.port is None:
+            raise ValueError(f"--leaf: expected nats-leaf://HOST:PORT, got {given!r}")
+        urls.append(f"{parts.scheme}://{site}:{quote(site_password, safe='')}@{parts.hostname}:{parts.port}")
+    users = [
+        {"user": _valid_id(e, "edge id"), "password": pw, "permissions": edge_permissions(e)} for e, pw in sorted(edges.items())
+    ]
+    remote: dict[str, object] = {"urls": urls}
+    if tls_ca:
+        remote["tls"] = {"ca_file": tls_ca}
+    return (
+        "\n".join(
+            [
+                f"server_name: {json.dumps(site)}",
+                f"listen: {json.dumps(listen)}",
+                f"authorization {{ users: {json.dumps(users)} }}",
+                f"leafnodes {{ remotes: {json.dumps([remote])} }}",
+            ]
+        )
+        + "\n"
+    )

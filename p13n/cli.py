@@ -256,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     ncfg = sub.add_parser("nats-config", help="print a nats-server config with per-edge credentials (and TLS)")
     ncfg.add_argument("--listen", default="0.0.0.0:4222")
     ncfg.add_argument("--store-dir", default="/data/nats")
-    ncfg.add_argument("--hub-password", required=True)
+    ncfg.add_argument("--hub-password", default="", help="the hub user's password (required, except for a --leaf node)")
     ncfg.add_argument("--edge", action="append", default=[], metavar="ID:PASSWORD", help="one per edge")
     ncfg.add_argument("--tls-cert", default="")
     ncfg.add_argument("--tls-key", default="")
@@ -270,6 +270,26 @@ def _parser() -> argparse.ArgumentParser:
         "--route", action="append", default=[], metavar="nats-route://HOST:PORT", help="another node of the cluster; one per node"
     )
     ncfg.add_argument("--cluster-password", default="", help="the routes' shared password (the same on every node)")
+    ncfg.add_argument(
+        "--leaf-listen", default="", metavar="HOST:PORT", help="accept the sites' leaf nodes here (e.g. 0.0.0.0:7422)"
+    )
+    ncfg.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="SITE:PASSWORD:EDGE[,EDGE...]",
+        help="a site whose leaf node connects as SITE, allowed what its edges are; one per site",
+    )
+    ncfg.add_argument(
+        "--leaf",
+        action="append",
+        default=[],
+        metavar="nats-leaf://HOST:PORT",
+        help="print a site's leaf node instead: its edges' users, linked to these hub servers",
+    )
+    ncfg.add_argument("--site-name", default="", help="with --leaf: the site's id (its user on the hub's servers)")
+    ncfg.add_argument("--site-password", default="", help="with --leaf: the site user's password")
+    ncfg.add_argument("--tls-ca", default="", help="with --leaf: CA certificate that verifies the hub's servers (tls:// remotes)")
 
     keys = sub.add_parser("keys", help="signing and encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
@@ -368,8 +388,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(edges) != len(args.edge):
             print("p13n nats-config: --edge takes ID:PASSWORD", file=sys.stderr)
             return 2
-        from hub.nats_auth import Cluster
+        from hub.nats_auth import Cluster, render_leaf
 
+        if args.leaf:
+            try:
+                sys.stdout.write(render_leaf(args.listen, edges, args.leaf, args.site_name, args.site_password, args.tls_ca))
+            except ValueError as e:
+                print(f"p13n nats-config: {e}", file=sys.stderr)
+                return 2
+            return 0
+        if not args.hub_password:
+            print("p13n nats-config: --hub-password is required", file=sys.stderr)
+            return 2
+        sites = {}
+        for spec in args.site:
+            site, _, rest = spec.partition(":")
+            password, _, names = rest.rpartition(":")
+            if not site or not password or not names:
+                print("p13n nats-config: --site takes SITE:PASSWORD:EDGE[,EDGE...]", file=sys.stderr)
+                return 2
+            sites[site] = (password, tuple(n for n in names.split(",") if n))
         cluster = (
             Cluster(args.cluster, args.server_name, tuple(args.route), args.cluster_password, args.cluster_listen)
             if args.cluster
@@ -386,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.tls_key,
                     store_key=args.store_key,
                     cluster=cluster,
+                    sites=sites,
+                    leaf_listen=args.leaf_listen,
                 )
             )
         except ValueError as e:

@@ -45,3 +45,46 @@ def test_the_command_refuses_a_bad_route_with_exit_status_2() -> None:
         text=True,
     )
     assert done.returncode == 2 and "--route: expected nats-route://HOST:PORT" in done.stderr and done.stdout == ""
+
+
+def test_a_site_user_may_do_exactly_what_its_edges_may() -> None:
+    from hub.nats_auth import edge_permissions, site_permissions
+
+    both = site_permissions(["edge-1", "edge-2"])
+    one, two = edge_permissions("edge-1"), edge_permissions("edge-2")
+    for way in ("publish", "subscribe"):
+        expected = set(one[way]["allow"]) | set(two[way]["allow"])  # type: ignore[index]
+        assert set(both[way]["allow"]) == expected  # type: ignore[index]
+    assert not any(s == ">" or s.startswith("$JS.API.STREAM") for s in both["publish"]["allow"])  # type: ignore[index]
+    text = render("0.0.0.0:4222", "/d", "hubpw", {}, sites={"site-1": ("pw", ["edge-1"])}, leaf_listen="0.0.0.0:7422")
+    assert 'leafnodes { listen: "0.0.0.0:7422" }' in text and '"user": "site-1"' in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"sites": {"site-1": ("pw", ["edge-1"])}}, "--leaf-listen"),
+        ({"sites": {"hub": ("pw", ["edge-1"])}, "leaf_listen": "0.0.0.0:7422"}, "already a user"),
+        ({"sites": {"site-1": ("pw", [])}, "leaf_listen": "0.0.0.0:7422"}, "names no edge"),
+        ({"sites": {"site 1": ("pw", ["edge-1"])}, "leaf_listen": "0.0.0.0:7422"}, "invalid site id"),
+    ],
+)
+def test_a_bad_site_is_refused(kwargs: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        render("0.0.0.0:4222", "/d", "hubpw", {}, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_leaf_node_links_as_its_site_with_an_escaped_password() -> None:
+    from hub.nats_auth import render_leaf
+
+    text = render_leaf(
+        "127.0.0.1:4222", {"edge-1": "ep"}, ["nats-leaf://hub-a:7422", "tls://hub-b:7422"], "site-1", "p/w@:", "/ca.pem"
+    )
+    assert "jetstream" not in text and '"user": "hub"' not in text  # no store, no hub user at the site
+    assert '"urls": ["nats-leaf://site-1:p%2Fw%40%3A@hub-a:7422", "tls://site-1:p%2Fw%40%3A@hub-b:7422"]' in text
+    assert '"tls": {"ca_file": "/ca.pem"}' in text
+    for bad in (["http://hub:7422"], []):
+        with pytest.raises(ValueError, match="--leaf"):
+            render_leaf("127.0.0.1:4222", {"edge-1": "ep"}, bad, "site-1", "pw")
+    with pytest.raises(ValueError, match="--site-password"):
+        render_leaf("127.0.0.1:4222", {"edge-1": "ep"}, ["nats-leaf://hub:7422"], "site-1", "")
