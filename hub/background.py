@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hub import erasure, retention
+from hub import erasure, lake_parquet, retention
 from hub.bandits import update_bandits
 from hub.console.sampler import sample as sample_console
 from hub.console.snapshots import snapshot_all
@@ -69,6 +69,8 @@ def jobs(state: HubState) -> list[Job]:
                 needs_nats=True,
             )
         )
+    if s.lake_export:
+        out.append(Job("lake-export", lambda: lake_parquet.export(state), interval_s=s.lake_export_interval_s, retry_s=60.0))
     if s.crm_config:
         run, close = crm_sync(state)
         out.append(Job("crm-sync", run, interval_s=s.crm_interval_s, jitter=0.1, retry_s=30.0, close=close))
@@ -98,6 +100,9 @@ async def resume_erasures(state: HubState) -> None:
 async def apply_retention(state: HubState) -> dict[str, int]:
     assert state.storage is not None
     deleted: dict[str, int] = await asyncio.to_thread(retention.run, state.storage, state.retention_policy, datetime.now(UTC))
+    exported = await lake_parquet.export(state)  # dropped day files take their partitions with them
+    if exported is not None:
+        deleted["lake_parquet.partitions"] = len(exported["deleted"])
     log.info("retention: %s", deleted)
     return deleted
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import orjson
 from nats.js import JetStreamContext
 
-from hub import erasure, subjects
+from hub import erasure, lake_parquet, subjects
 from hub.storage import SubjectIds
 from models.erasure import ErasureOrder
 
@@ -69,6 +69,9 @@ async def erase_at_hub(state: HubState, js: JetStreamContext, request_id: str, s
         counts["user_factors"] = await asyncio.to_thread(
             subjects.erase_user_factors, factor_files(state.settings.user_factors, state.settings.training_dir), subject.all
         )
+        exported = await lake_parquet.export(state)  # the day files changed: their partitions are rewritten
+        if exported is not None:
+            counts["lake_parquet.partitions_rewritten"] = len(exported["written"])
     await asyncio.to_thread(state.erasures.hub_done, request_id, counts)
     return counts
 

@@ -190,6 +190,15 @@ class HubSettings:
         "Seconds between runs of the retention job (also `POST /v1/retention/run` and `p13n retention run`).",
         minimum=1.0,
     )
+    lake_export: str = setting(
+        "",
+        "Mirror the lake as Parquet here: a directory or a pyarrow filesystem URI (`s3://bucket/prefix`), one `day=YYYY-MM-DD/events.parquet` partition per day file, rewritten when the day changes (an erasure, new events) and deleted with it (retention). Needs `p13n[lake]`. Empty: off (hub/lake_parquet.py).",
+    )
+    lake_export_interval_s: float = setting(
+        900.0,
+        "Seconds between Parquet syncs of the lake (`P13N_HUB_LAKE_EXPORT`); erasures and retention also sync at once.",
+        minimum=1.0,
+    )
     training_key: str = setting(
         "",
         "Bundle signing key (PEM, `p13n keys generate`) the hub signs the bundles it trains with; its public half is `P13N_HUB_BUNDLE_PUBLIC_KEY`. Empty: the hub does not train (`POST /v1/training/runs` answers 503 `training_off`); train elsewhere with `p13n train --from-hub` and push.",

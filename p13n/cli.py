@@ -7,6 +7,7 @@ and vice versa.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -291,6 +292,14 @@ def _parser() -> argparse.ArgumentParser:
     ncfg.add_argument("--site-password", default="", help="with --leaf: the site user's password")
     ncfg.add_argument("--tls-ca", default="", help="with --leaf: CA certificate that verifies the hub's servers (tls:// remotes)")
 
+    lake = sub.add_parser("lake", help="the hub's lake")
+    lake_sub = lake.add_subparsers(dest="lake_command", required=True, metavar="SUBCOMMAND")
+    lake_export = lake_sub.add_parser("export", help="mirror the lake as Parquet, one day=YYYY-MM-DD partition per day")
+    lake_export.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("P13N_HUB_DATA_DIR", "data/hub")), help="the hub's data directory"
+    )
+    lake_export.add_argument("--to", required=True, help="a directory or a pyarrow filesystem URI (s3://bucket/prefix)")
+
     keys = sub.add_parser("keys", help="signing and encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
@@ -436,6 +445,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.bundle_cli import push as push_bundle
 
         return push_bundle(args)
+    if args.command == "lake":
+        from hub.lake_parquet import ExportUnavailable, sync
+        from hub.storage.sqlite import LAKE_DIR
+
+        lake_dir = args.data_dir / LAKE_DIR
+        if not lake_dir.is_dir():
+            print(f"p13n lake export: no lake at {lake_dir}", file=sys.stderr)
+            return 2
+        try:
+            print(json.dumps(sync(lake_dir, args.to).as_dict()))
+        except (ExportUnavailable, OSError) as e:
+            print(f"p13n lake export: {e}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "catalog":
         from hub.ingest_cli import catalog_import
 

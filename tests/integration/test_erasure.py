@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from models.pseudonym import pseudonym
@@ -88,7 +89,8 @@ def test_erasure_reaches_every_edge_including_an_offline_one_and_leaves_nothing(
     factors = tmp_path / "factors" / "user-factors-v1.npz"
     factors.parent.mkdir()
     np.savez(factors, ids=np.array([pseud, "p1_" + "0" * 40]), factors=np.ones((2, 4), dtype=np.float32))
-    hub = start_hub(nats_server, PSEUDONYM_KEY=KEY, PROFILE_SYNC_S="0.3", USER_FACTORS=str(factors))
+    parquet = tmp_path / "lake-parquet"
+    hub = start_hub(nats_server, PSEUDONYM_KEY=KEY, PROFILE_SYNC_S="0.3", USER_FACTORS=str(factors), LAKE_EXPORT=str(parquet))
     edge = {"NATS_URL": nats_server, "PSEUDONYM_KEY": KEY, "STATUS_INTERVAL_S": "0.5"}
     a = start_agent(origin.url, ID="edge-a", **edge)
     b = start_agent(origin.url, ID="edge-b", **edge)
@@ -112,6 +114,10 @@ def test_erasure_reaches_every_edge_including_an_offline_one_and_leaves_nothing(
     request_id = started["request_id"]
     assert started["hub"]["warehouse.events"] == 7 and started["hub"]["lake.raw_events"] == 7
     assert started["hub"]["profiles_kv"] >= 1 and started["hub"]["user_factors"] == 1
+    # the lake's Parquet mirror is rewritten at once: the subject's day holds only the bystander's events now
+    assert started["hub"]["lake_parquet.partitions_rewritten"] == 1
+    mirror = duckdb.sql(f"SELECT body FROM read_parquet('{parquet}/*/*.parquet', hive_partitioning = true)").fetchall()
+    assert len(mirror) == 3 and not any(VISITOR in body or pseud in body for (body,) in mirror)
     assert set(started["edges"]) == {"edge-a", "edge-b"}
 
     wait_for(lambda: erasure_status(hub, request_id)["edges"]["edge-a"]["status"] == "acknowledged")

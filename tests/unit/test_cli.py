@@ -25,6 +25,7 @@ COMMANDS = [
     ["push"],
     ["bundle", "activate"],
     ["bundle", "rollback"],
+    ["lake", "export"],
     ["nats-config"],
     ["keys", "pii"],
     ["erase"],
