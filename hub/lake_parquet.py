@@ -80,9 +80,12 @@ def lake_days(lake_dir: Path) -> dict[str, list[int]]:
         for p in (path, path.with_name(path.name + "-wal")):
             try:
                 st = p.stat()
-                state += [st.st_size, st.st_mtime_ns]
             except FileNotFoundError:
                 state += [0, 0]
+                continue
+            # an empty WAL carries nothing (a reader may create one, a checkpoint empties
+            # it after writing the pages into the file, whose own state then changes)
+            state += [st.st_size, st.st_mtime_ns] if st.st_size else [0, 0]
         out[m.group(1)] = state
     return out
 

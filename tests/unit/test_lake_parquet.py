@@ -67,3 +67,12 @@ def test_the_export_mirrors_the_lake_through_erasure_and_retention(tmp_path: Pat
         assert manifest["format"] == "p13n-lake-parquet/1" and list(manifest["days"]) == [at(1)[:10]]
     finally:
         storage.close()
+
+
+def test_a_closed_lake_is_exported_once(tmp_path: Path) -> None:
+    storage = SqliteStore(tmp_path / "hub")
+    storage.ingest([event("page_view", "visitor-closed-000000001", at(1), url="https://s.example/p/1")], "edge-1", at(1))
+    storage.close()  # the write-ahead log is gone; the export's own read-only look must not count as a change
+    assert sync(storage.lake_dir, str(tmp_path / "pq")).written == {at(1)[:10]: 1}
+    again = sync(storage.lake_dir, str(tmp_path / "pq"))
+    assert again.written == {} and again.unchanged == 1
