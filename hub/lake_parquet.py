@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,18 +90,12 @@ def lake_days(lake_dir: Path) -> dict[str, list[int]]:
 
 
 def _batches(path: Path, pa: Any) -> Iterator[Any]:
+    from hub.storage.sqlite import read_lake_day
+
     schema = pa.schema([("event_id", pa.string()), ("received_at", pa.string()), ("edge", pa.string()), ("body", pa.string())])
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        cursor = db.execute("SELECT event_id, received_at, edge, body FROM raw_events ORDER BY rowid")
-        while True:
-            rows = cursor.fetchmany(BATCH_ROWS)
-            if not rows:
-                return
-            columns = list(zip(*rows, strict=True))
-            yield pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in columns], schema=schema)
-    finally:
-        db.close()
+    for rows in read_lake_day(path, BATCH_ROWS):
+        columns = list(zip(*rows, strict=True))
+        yield pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in columns], schema=schema)
 
 
 def sync(lake_dir: Path, target: str) -> SyncReport:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,18 @@ def append_lake(lake_dir: Path, day: str, rows: Sequence[LakeRow]) -> None:
         while len(_WORKER_LAKES) > 2:
             _WORKER_LAKES.popitem(last=False)[1].close()
     write_lake(db, rows)
+
+
+def read_lake_day(path: Path, batch_rows: int) -> Iterator[list[LakeRow]]:
+    """One lake day file's rows (event_id, received_at, edge, body) in the order they were
+    stored, ``batch_rows`` at a time, read-only (the Parquet mirror: hub/lake_parquet.py)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        cursor = db.execute("SELECT event_id, received_at, edge, body FROM raw_events ORDER BY rowid")
+        while rows := cursor.fetchmany(batch_rows):
+            yield rows
+    finally:
+        db.close()
 
 
 def write_lake(db: sqlite3.Connection, rows: Sequence[LakeRow]) -> None:
