@@ -144,7 +144,8 @@ async def jobs(request: Request) -> Response:
     """``GET /v1/jobs``: each background job's runs, failures, last success and error,
     next run (hub/jobs.py)."""
     state: HubState = request.app.state.hub
-    return JSONResponse({"jobs": state.jobs.view(), "nats_ready": state.jobs.ready.is_set()})
+    lease = state.lease.view() if state.lease is not None else None
+    return JSONResponse({"jobs": state.jobs.view(), "nats_ready": state.jobs.ready.is_set(), "lease": lease})
 
 
 def _nats_down() -> Response:

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +27,7 @@ from hub.console import routes as console_routes
 from hub.console.state import Console
 from hub.guard import flush_refusals, guarded
 from hub.ingest.consumer import consume
+from hub.lease import JobLease
 from hub.nats_setup import ensure_layout
 from hub.settings import HubSettings
 from hub.state import HubState
@@ -42,6 +44,12 @@ log = logging.getLogger(__name__)
 TASKS_GRACE_S = 10.0
 #: Longest pause between NATS connection attempts (seconds).
 MAX_RETRY_S = 30.0
+
+
+def _nats_of(state: HubState) -> Any:
+    if state.nc is None:
+        raise ConnectionError("the hub is not connected to NATS")
+    return state.nc
 
 
 async def _connect_loop(state: HubState) -> None:
@@ -119,6 +127,13 @@ def create_app(settings: HubSettings) -> Starlette:
             log.warning("training runs interrupted by the last stop, marked failed: %s", ", ".join(interrupted))
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
+        lease_task = None
+        if settings.job_lease_s > 0:
+            state.lease = JobLease(settings.job_lease_s, settings.nats_replicas)
+            state.jobs.leader = state.lease.held
+            lease_task = asyncio.create_task(
+                state.lease.run(lambda: _nats_of(state).jetstream(), state.jobs.ready), name="hub-job-lease"
+            )
         for job in background.jobs(state):
             state.jobs.add(job)
         startup_logger().info(
@@ -136,6 +151,11 @@ def create_app(settings: HubSettings) -> Starlette:
         finally:
             await state.training.stop()
             await state.jobs.stop()
+            if lease_task is not None and state.lease is not None:
+                await stop_tasks([lease_task], grace_s=TASKS_GRACE_S, log=log)
+                if state.nc is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(state.lease.release(lambda: _nats_of(state).jetstream()), timeout=2)
             await stop_tasks([connector, *state.tasks], grace_s=TASKS_GRACE_S, log=log)
             if state.nc is not None:
                 # every task that used the connection has stopped (acks and puts awaited):

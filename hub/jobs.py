@@ -89,6 +89,10 @@ class Supervisor:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         #: Set while NATS is connected and the layout declared (jobs with ``needs_nats``).
         self.ready = asyncio.Event()
+        #: Set while this process may start periodic jobs: always, unless a job lease
+        #: (hub/lease.py) replaces it with its own event
+        self.leader = asyncio.Event()
+        self.leader.set()
         if registry is not None:
             registry.register(JobCollector(self))
 
@@ -130,6 +134,9 @@ class Supervisor:
             if job.needs_nats and not self.ready.is_set():
                 job.next_run = None
                 await self.ready.wait()
+            if not job.follower and not self.leader.is_set():  # another hub process runs it
+                job.next_run = None
+                await self.leader.wait()
             job.next_run = None
             job.running = True
             job.last_started = time.time()
@@ -183,4 +190,8 @@ class JobCollector:
             failures.add_metric([job.name], job.failures)
             success.add_metric([job.name], job.last_success or 0.0)
             upcoming.add_metric([job.name], job.next_run or 0.0)
-        return [runs, failures, success, upcoming]
+        leader = GaugeMetricFamily(
+            "p13n_hub_job_leader", "1 while this process may start the scheduled jobs (P13N_HUB_JOB_LEASE_S: it holds the lease)"
+        )
+        leader.add_metric([], 1.0 if self.supervisor.leader.is_set() else 0.0)
+        return [runs, failures, success, upcoming, leader]

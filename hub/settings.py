@@ -190,6 +190,11 @@ class HubSettings:
         "Seconds between runs of the retention job (also `POST /v1/retention/run` and `p13n retention run`).",
         minimum=1.0,
     )
+    job_lease_s: float = setting(
+        0.0,
+        "With several hub processes: seconds of the lease in NATS KV that lets one of them run the scheduled jobs (renewed every third of it; a dead holder's jobs move within about 1⅓ of it). 0: no lease, this process runs every job (one hub; hub/lease.py).",
+        minimum=0.0,
+    )
     lake_export: str = setting(
         "",
         "Mirror the lake as Parquet here: a directory or a pyarrow filesystem URI (`s3://bucket/prefix`), one `day=YYYY-MM-DD/events.parquet` partition per day file, rewritten when the day changes (an erasure, new events) and deleted with it (retention). Needs `p13n[lake]`. Empty: off (hub/lake_parquet.py).",

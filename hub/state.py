@@ -22,6 +22,7 @@ from hub.fleet import Fleet
 from hub.ingest.consumer import ConsumerCollector, ConsumerState
 from hub.ingest.prep import Preparer
 from hub.jobs import Supervisor
+from hub.lease import JobLease
 from hub.metrics import HubCollector
 from hub.pii import PiiCipher
 from hub.profiles import ProfilePublisher
@@ -40,6 +41,8 @@ class HubState:
     layout_ready: bool = False
     last_error: str = ""
     storage: HubStore | None = None
+    #: The scheduled jobs' lease among several hub processes (``P13N_HUB_JOB_LEASE_S``)
+    lease: JobLease | None = None
     consumer: ConsumerState = field(default_factory=ConsumerState)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     fleet: Fleet = field(default_factory=Fleet)
