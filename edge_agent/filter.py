@@ -233,7 +233,8 @@ def _page(
         )
         exposures_ctx = ctx
         body = render(page, decision.fills())
-        state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)
+        if decision.elapsed_us:  # a shed page decided nothing: no time to count
+            state.metrics.decision_seconds.observe(decision.elapsed_us / 1e6)
         for name, outcome in decision.outcomes.items():
             state.metrics.decision(name, outcome.reason, slot_kind(state.bundle, name))
             if outcome.html is None:

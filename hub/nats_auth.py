@@ -95,6 +95,11 @@ class Cluster:
     routes: tuple[str, ...]
     password: str
     listen: str = "0.0.0.0:6222"
+    #: Route TLS (all three or none): this node's certificate and key, and the CA every
+    #: node's certificate must chain to (verified both ways)
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
     def lines(self) -> list[str]:
         for label, value in (("--cluster", self.name), ("--server-name", self.server_name)):
@@ -108,12 +113,20 @@ class Cluster:
             if parts.scheme != "nats-route" or not parts.hostname or parts.port is None:
                 raise ValueError(f"--route: expected nats-route://HOST:PORT, got {route!r}")
             routes.append(f"nats-route://route:{quote(self.password, safe='')}@{parts.hostname}:{parts.port}")
+        tls = ""
+        if any((self.tls_cert, self.tls_key, self.tls_ca)):
+            if not all((self.tls_cert, self.tls_key, self.tls_ca)):
+                raise ValueError("--route-tls-cert, --route-tls-key and --route-tls-ca go together")
+            tls = (
+                f", tls {{ cert_file: {json.dumps(self.tls_cert)}, key_file: {json.dumps(self.tls_key)}, "
+                f"ca_file: {json.dumps(self.tls_ca)}, verify: true }}"
+            )
         return [
             f"server_name: {json.dumps(self.server_name)}",
             "cluster { "
             + f"name: {json.dumps(self.name)}, listen: {json.dumps(self.listen)}, "
             + f"authorization {{ user: route, password: {json.dumps(self.password)} }}, "
-            + f"routes: {json.dumps(routes)}"
+            + f"routes: {json.dumps(routes)}{tls}"
             + " }",
         ]
 

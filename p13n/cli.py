@@ -272,6 +272,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     ncfg.add_argument("--cluster-password", default="", help="the routes' shared password (the same on every node)")
     ncfg.add_argument(
+        "--route-tls-cert", default="", help="this node's certificate for routes (with --route-tls-key, --route-tls-ca)"
+    )
+    ncfg.add_argument("--route-tls-key", default="", help="its key")
+    ncfg.add_argument(
+        "--route-tls-ca", default="", help="the CA every node's route certificate must chain to (verified both ways)"
+    )
+    ncfg.add_argument(
         "--leaf-listen", default="", metavar="HOST:PORT", help="accept the sites' leaf nodes here (e.g. 0.0.0.0:7422)"
     )
     ncfg.add_argument(
@@ -418,7 +425,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             sites[site] = (password, tuple(n for n in names.split(",") if n))
         cluster = (
-            Cluster(args.cluster, args.server_name, tuple(args.route), args.cluster_password, args.cluster_listen)
+            Cluster(
+                args.cluster,
+                args.server_name,
+                tuple(args.route),
+                args.cluster_password,
+                args.cluster_listen,
+                args.route_tls_cert,
+                args.route_tls_key,
+                args.route_tls_ca,
+            )
             if args.cluster
             else None
         )

@@ -174,9 +174,12 @@ class NatsCluster:
             node.stop()
 
 
-def start_nats_cluster(work_dir: Path, edge_ids: Sequence[str], size: int = 3) -> NatsCluster:
+def start_nats_cluster(
+    work_dir: Path, edge_ids: Sequence[str], size: int = 3, route_tls: tuple[Path, Path, Path] | None = None
+) -> NatsCluster:
     """``size`` nats-servers forming one JetStream cluster, each with the hub user and
-    one user per edge (fresh random passwords, configurations written 0600)."""
+    one user per edge (fresh random passwords, configurations written 0600); routes over
+    TLS with ``route_tls`` (CA, certificate, key)."""
     import secrets
 
     from hub.nats_auth import Cluster, render
@@ -193,7 +196,8 @@ def start_nats_cluster(work_dir: Path, edge_ids: Sequence[str], size: int = 3) -
         node_dir = work_dir / f"n{i}"
         node_dir.mkdir(parents=True, exist_ok=True)
         routes = tuple(f"nats-route://127.0.0.1:{route_ports[j]}" for j in range(size) if j != i)
-        cluster = Cluster("p13n", f"n{i}", routes, route_pw, f"127.0.0.1:{route_ports[i]}")
+        tls = tuple(str(p) for p in (route_tls[1], route_tls[2], route_tls[0])) if route_tls else ("", "", "")
+        cluster = Cluster("p13n", f"n{i}", routes, route_pw, f"127.0.0.1:{route_ports[i]}", *tls)
         conf = node_dir / "nats.conf"
         conf.touch(mode=0o600)
         conf.chmod(0o600)

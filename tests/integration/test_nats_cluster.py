@@ -83,3 +83,26 @@ def test_a_node_killed_and_restarted_loses_and_duplicates_nothing(
 
     wait_for(done, timeout_s=60)
     assert warehouse_rows(hub.data_dir, "SELECT count(*) FROM events") == [(0,)]
+
+
+def test_a_cluster_with_routes_over_tls_forms_and_ingests(
+    tmp_path: Path, origin: Origin, start_hub: HubFactory, start_agent: AgentFactory
+) -> None:
+    from tests.integration.tls_helpers import make_ca
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    tls_cluster = start_nats_cluster(tmp_path / "tls-cluster", ["edge-1"], route_tls=make_ca(certs))
+    try:
+        conf = tls_cluster.configs[0].read_text()
+        assert "verify: true" in conf and str(certs / "ca.pem") in conf
+        hub = start_hub(tls_cluster.hub_url, NATS_REPLICAS="3")  # three replicas: the routes carry them
+        edge = start_agent(origin.url, NATS_URL=tls_cluster.edge_urls["edge-1"], ID="edge-1")
+        consent = {"event_id": uuid.uuid4().hex, "type": "consent", "categories": ["necessary", "analytics"]}
+        assert post_events(edge.url, [consent], COOKIE).status == 202
+        sent = send(edge.url, 10)
+        wait_accepted(hub, 11, timeout_s=60)
+        stored = {r[0] for r in warehouse_rows(hub.data_dir, "SELECT event_id FROM events WHERE type = 'page_view'")}
+        assert stored == sent
+    finally:
+        tls_cluster.stop()

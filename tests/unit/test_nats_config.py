@@ -88,3 +88,11 @@ def test_a_leaf_node_links_as_its_site_with_an_escaped_password() -> None:
             render_leaf("127.0.0.1:4222", {"edge-1": "ep"}, bad, "site-1", "pw")
     with pytest.raises(ValueError, match="--site-password"):
         render_leaf("127.0.0.1:4222", {"edge-1": "ep"}, ["nats-leaf://hub:7422"], "site-1", "")
+
+
+def test_routes_over_tls_verify_both_ways_and_need_all_three_files() -> None:
+    node = Cluster("p13n", "a", ("nats-route://b:6222",), "pw", "0.0.0.0:6222", "/c/a.pem", "/c/a.key", "/c/ca.pem")
+    text = render("0.0.0.0:4222", "/d", "hubpw", {}, cluster=node)
+    assert 'tls { cert_file: "/c/a.pem", key_file: "/c/a.key", ca_file: "/c/ca.pem", verify: true } }' in text
+    with pytest.raises(ValueError, match="go together"):
+        render("0.0.0.0:4222", "/d", "hubpw", {}, cluster=Cluster("p13n", "a", (), "pw", "0.0.0.0:6222", "/c/a.pem"))
