@@ -9,8 +9,12 @@ site's leaf link, with the event loss and duplication counts under each fault.
    edge keeps collecting; reports the outbox depth at the end of the outage, the time
    from the server's restart to every event stored, and the same counts.
 
-Not measured yet (issue #16): ingest into PostgreSQL with 1–3 hub processes and job
-leader failover — neither exists yet.
+3. Two hub processes with the job lease (``P13N_HUB_JOB_LEASE_S``): the holder is
+   killed without releasing it, ``--rounds`` times; reports how long until the other
+   process starts a scheduled job, and whether two processes ever held it at once.
+
+Not measured yet (issue #16): ingest into PostgreSQL with 1–3 hub processes (the
+PostgreSQL backend does not exist yet).
 
     python tests/bench/scale.py [--rate 200] [--seconds 20] [--outage 5]
 
@@ -21,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import platform
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -285,20 +292,92 @@ def leaf_outage(work: Path, rate: float, outage: float) -> dict[str, Any]:
         site.stop()
 
 
+def jobs_view(url: str, token: str) -> dict[str, Any]:
+    req = urllib.request.Request(url + "/v1/jobs", headers={"authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        data: dict[str, Any] = json.loads(r.read())
+    return data
+
+
+def job_leader_failover(work: Path, lease_s: float, rounds: int) -> dict[str, Any]:
+    """Two hub processes with the job lease: the holder is killed (SIGKILL, no release);
+    the time until the other process starts a scheduled job, over ``rounds`` kills."""
+    from p13n.procs import start_nats
+
+    nats_child, port = start_nats(work / "nats")
+    url = f"nats://127.0.0.1:{port}"
+    hubs: list[tuple[Child, str, str]] = []
+    moved: list[float] = []
+    overlaps = 0
+    try:
+        for i in range(2):
+            d = work / f"hub{i}"
+            d.mkdir()
+            hubs.append(start_hub(d, url, JOB_LEASE_S=str(lease_s), CONSOLE_SAMPLE_S="1"))
+        for _ in range(rounds):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                held = [h for h in hubs if (jobs_view(h[1], h[2])["lease"] or {}).get("held")]
+                if held:
+                    break
+                time.sleep(0.1)
+            holders = [h for h in hubs if jobs_view(h[1], h[2])["lease"]["held"]]
+            overlaps += len(holders) > 1
+            leader = holders[0]
+            other = next(h for h in hubs if h is not leader)
+            before = sum(j["runs"] for j in jobs_view(other[1], other[2])["jobs"] if j["kind"] == "periodic")
+            for pid in [*descendant_pids(leader[0].proc.pid), leader[0].proc.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            while time.monotonic() - killed < 30:
+                runs = sum(j["runs"] for j in jobs_view(other[1], other[2])["jobs"] if j["kind"] == "periodic")
+                if runs > before:
+                    break
+                time.sleep(0.05)
+            moved.append(round(time.monotonic() - killed, 2))
+            # the killed process comes back as a follower for the next round
+            i = hubs.index(leader)
+            d = work / f"hub{i}-{len(moved)}"
+            d.mkdir()
+            hubs[i] = start_hub(d, url, JOB_LEASE_S=str(lease_s), CONSOLE_SAMPLE_S="1")
+        return {"lease_s": lease_s, "rounds": rounds, "jobs_moved_after_s": moved, "rounds_with_two_holders": overlaps}
+    finally:
+        for child, _, _ in hubs:
+            child.stop()
+        nats_child.stop()
+
+
+def descendant_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        kids = [int(p) for p in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()]
+        out += kids
+        queue += kids
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=200.0, help="events per second through the edge")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the cluster run")
     ap.add_argument("--outage", type=float, default=5.0, help="seconds the leaf link is down")
+    ap.add_argument("--lease", type=float, default=3.0, help="the job lease (P13N_HUB_JOB_LEASE_S) of the leader test")
+    ap.add_argument("--rounds", type=int, default=3, help="job leaders killed")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p13n-scale-"))
     try:
         (work / "cluster-run").mkdir()
         (work / "leaf-run").mkdir()
+        (work / "lease-run").mkdir()
         cluster = cluster_failover(work / "cluster-run", args.rate, args.seconds)
         print("cluster, stream leader killed and restarted:", json.dumps(cluster), flush=True)
         leaf = leaf_outage(work / "leaf-run", args.rate, args.outage)
         print("leaf link down and back:", json.dumps(leaf), flush=True)
+        lease = job_leader_failover(work / "lease-run", args.lease, args.rounds)
+        print("job leader killed:", json.dumps(lease), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -309,6 +388,7 @@ def main() -> int:
                 "rate": args.rate,
                 "cluster_failover": cluster,
                 "leaf_outage": leaf,
+                "job_leader_failover": lease,
             }
         )
     )
