@@ -13,7 +13,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import nats
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -44,12 +43,6 @@ log = logging.getLogger(__name__)
 TASKS_GRACE_S = 10.0
 #: Longest pause between NATS connection attempts (seconds).
 MAX_RETRY_S = 30.0
-
-
-def _nats_of(state: HubState) -> Any:
-    if state.nc is None:
-        raise ConnectionError("the hub is not connected to NATS")
-    return state.nc
 
 
 async def _connect_loop(state: HubState) -> None:
@@ -132,7 +125,7 @@ def create_app(settings: HubSettings) -> Starlette:
             state.lease = JobLease(settings.job_lease_s, settings.nats_replicas)
             state.jobs.leader = state.lease.held
             lease_task = asyncio.create_task(
-                state.lease.run(lambda: _nats_of(state).jetstream(), state.jobs.ready), name="hub-job-lease"
+                state.lease.run(lambda: background.connected_nats(state).jetstream(), state.jobs.ready), name="hub-job-lease"
             )
         for job in background.jobs(state):
             state.jobs.add(job)
@@ -155,7 +148,9 @@ def create_app(settings: HubSettings) -> Starlette:
                 await stop_tasks([lease_task], grace_s=TASKS_GRACE_S, log=log)
                 if state.nc is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(state.lease.release(lambda: _nats_of(state).jetstream()), timeout=2)
+                        await asyncio.wait_for(
+                            state.lease.release(lambda: background.connected_nats(state).jetstream()), timeout=2
+                        )
             await stop_tasks([connector, *state.tasks], grace_s=TASKS_GRACE_S, log=log)
             if state.nc is not None:
                 # every task that used the connection has stopped (acks and puts awaited):

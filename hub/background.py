@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 ERASURE_RESUME_S = 5.0
 
 
-def _nats(state: HubState) -> Any:
+def connected_nats(state: HubState) -> Any:
     nc = state.nc
     if nc is None or not state.layout_ready:
         raise ConnectionError("the hub is not connected to NATS")
@@ -43,7 +43,10 @@ def jobs(state: HubState) -> list[Job]:
         ),
         Job("erasure-resume", lambda: resume_erasures(state), interval_s=ERASURE_RESUME_S, needs_nats=True),
         Job(
-            "erasure-acks", lambda: erasure.consume_acks(_nats(state).jetstream(), state.erasures), follower=True, needs_nats=True
+            "erasure-acks",
+            lambda: erasure.consume_acks(connected_nats(state).jetstream(), state.erasures),
+            follower=True,
+            needs_nats=True,
         ),
         Job(
             "retention",
@@ -84,7 +87,7 @@ async def publish_profiles(state: HubState) -> dict[str, int]:
         state.publisher = ProfilePublisher(await asyncio.to_thread(load_user_factors, state.settings.user_factors))
     await asyncio.to_thread(state.storage.refresh_marts)
     async with state.profiles_lock:  # never interleaved with an erasure
-        result: dict[str, int] = await state.publisher.run_once(state.storage, _nats(state).jetstream())
+        result: dict[str, int] = await state.publisher.run_once(state.storage, connected_nats(state).jetstream())
     if result["published"] or result["purged"]:
         log.info("profiles: %s", result)
     return result
@@ -94,7 +97,7 @@ async def resume_erasures(state: HubState) -> None:
     """Finish erasure requests a crash or a NATS outage interrupted."""
     from hub import erasure_service
 
-    await erasure_service.resume(state, _nats(state).jetstream())
+    await erasure_service.resume(state, connected_nats(state).jetstream())
 
 
 async def apply_retention(state: HubState) -> dict[str, int]:
@@ -120,7 +123,7 @@ async def scheduled_training(state: HubState) -> dict[str, Any]:
     accepted = (await asyncio.to_thread(store.counters)).get("accepted", 0)
     if not training.due(accepted):
         return {"skipped": "no new events since the last run"}
-    run = await training.start(store, _nats(state), "schedule", "scheduler", False)
+    run = await training.start(store, connected_nats(state), "schedule", "scheduler", False)
     await training.wait()
     return {"run": run["id"]}
 

@@ -89,10 +89,14 @@ def lake_days(lake_dir: Path) -> dict[str, list[int]]:
     return out
 
 
+#: The lake's columns, every one a string.
+COLUMNS = ("event_id", "received_at", "edge", "body")
+
+
 def _batches(path: Path, pa: Any) -> Iterator[Any]:
     from hub.storage.sqlite import read_lake_day
 
-    schema = pa.schema([("event_id", pa.string()), ("received_at", pa.string()), ("edge", pa.string()), ("body", pa.string())])
+    schema = pa.schema([(name, pa.string()) for name in COLUMNS])
     for rows in read_lake_day(path, BATCH_ROWS):
         columns = list(zip(*rows, strict=True))
         yield pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in columns], schema=schema)
@@ -120,17 +124,15 @@ def sync(lake_dir: Path, target: str) -> SyncReport:
         fs.create_dir(partition, recursive=True)
         tmp, final = f"{partition}/.{PARTITION_FILE}.tmp", f"{partition}/{PARTITION_FILE}"
         rows = 0
-        schema = None
         writer = None
         try:
             for batch in _batches(lake_dir / f"events-{day}.sqlite", pa):
                 if writer is None:
-                    schema = batch.schema
-                    writer = pa.parquet.ParquetWriter(tmp, schema, filesystem=fs, compression="zstd")
+                    writer = pa.parquet.ParquetWriter(tmp, batch.schema, filesystem=fs, compression="zstd")
                 writer.write_batch(batch)
                 rows += batch.num_rows
             if writer is None:  # an empty day (all of it erased): an empty partition file
-                empty = pa.schema([(n, pa.string()) for n in ("event_id", "received_at", "edge", "body")])
+                empty = pa.schema([(name, pa.string()) for name in COLUMNS])
                 writer = pa.parquet.ParquetWriter(tmp, empty, filesystem=fs, compression="zstd")
         finally:
             if writer is not None:

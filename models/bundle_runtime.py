@@ -116,10 +116,10 @@ class BundleModels:
         return self.segment_labels[label] if label < len(self.segment_labels) else str(label)
 
     def recommend(self, interactions: Sequence[tuple[str, float]], exclude: Sequence[str]) -> list[str]:
-        """Items for a visitor from their session, best first: through the item-based
-        model's neighbours when training chose it, else ALS fold-in + top-k."""
-        key = tuple((i, float(w)) for i, w in interactions)
-        return list(self._recommend_of(key, tuple(exclude)))
+        """Items for a visitor from their session (``(item, weight)`` tuples), best
+        first: through the item-based model's neighbours when training chose it, else
+        ALS fold-in + top-k."""
+        return list(self._recommend_of(tuple(interactions), tuple(exclude)))
 
     def _recommend(self, interactions: tuple[tuple[str, float], ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
         known = [(self.index[i], w) for i, w in interactions if i in self.index]
@@ -164,7 +164,7 @@ class BundleModels:
 
     def recommend_for(self, factors: Sequence[float], exclude: Sequence[str]) -> list[str]:
         """Items for a known user from the factors their profile carries."""
-        return list(self._for_of(tuple(float(f) for f in factors), tuple(exclude)))
+        return list(self._for_of(tuple(factors), tuple(exclude)))
 
     def _recommend_for(self, factors: tuple[float, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
         user = np.asarray(factors, dtype=np.float32)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.nginx_config import NginxOptions, render_main, render_server
+from models.secret_files import write_private
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATES = REPO_ROOT / "templates"
@@ -199,9 +200,7 @@ def start_nats_cluster(
         tls = tuple(str(p) for p in (route_tls[1], route_tls[2], route_tls[0])) if route_tls else ("", "", "")
         cluster = Cluster("p13n", f"n{i}", routes, route_pw, f"127.0.0.1:{route_ports[i]}", *tls)
         conf = node_dir / "nats.conf"
-        conf.touch(mode=0o600)
-        conf.chmod(0o600)
-        conf.write_text(render(f"127.0.0.1:{ports[i]}", str(node_dir / "store"), hub_pw, edges, cluster=cluster))
+        write_private(conf, render(f"127.0.0.1:{ports[i]}", str(node_dir / "store"), hub_pw, edges, cluster=cluster))
         configs.append(conf)
     nodes = [spawn(f"nats-{i}", [binary, "-c", str(configs[i])], work_dir / f"n{i}") for i in range(size)]
     for node, port in zip(nodes, ports, strict=True):
@@ -258,10 +257,8 @@ def start_nats_site(work_dir: Path, edge_ids: Sequence[str], site_password: str 
     hub_pw, site_pw = secrets.token_urlsafe(16), site_password or secrets.token_urlsafe(16)
     edges = {edge: secrets.token_urlsafe(16) for edge in edge_ids}
     hub_conf, leaf_conf = work_dir / "hub-nats.conf", work_dir / "leaf-nats.conf"
-    for conf in (hub_conf, leaf_conf):
-        conf.touch(mode=0o600)
-        conf.chmod(0o600)
-    hub_conf.write_text(
+    write_private(
+        hub_conf,
         render(
             f"127.0.0.1:{hub_port}",
             str(work_dir / "store"),
@@ -269,10 +266,10 @@ def start_nats_site(work_dir: Path, edge_ids: Sequence[str], site_password: str 
             {},
             sites={"site-1": (site_pw, list(edge_ids))},
             leaf_listen=f"127.0.0.1:{leaf_listen}",
-        )
+        ),
     )
-    leaf_conf.write_text(
-        render_leaf(f"127.0.0.1:{site_port}", edges, [f"nats-leaf://127.0.0.1:{leaf_listen}"], "site-1", site_pw)
+    write_private(
+        leaf_conf, render_leaf(f"127.0.0.1:{site_port}", edges, [f"nats-leaf://127.0.0.1:{leaf_listen}"], "site-1", site_pw)
     )
     hub_server = spawn("nats-hub", [binary, "-c", str(hub_conf)], work_dir)
     wait_port(hub_server, hub_port)

@@ -33,7 +33,6 @@ import platform
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +57,7 @@ from p13n.procs import (  # noqa: E402
     start_nats_site,
     wait_http,
 )
+from tests.integration.helpers import descendants  # noqa: E402
 
 COOKIE = "p13n_id=scalevisitor000000000001"
 
@@ -326,7 +326,7 @@ def job_leader_failover(work: Path, lease_s: float, rounds: int) -> dict[str, An
             leader = holders[0]
             other = next(h for h in hubs if h is not leader)
             before = sum(j["runs"] for j in jobs_view(other[1], other[2])["jobs"] if j["kind"] == "periodic")
-            for pid in [*descendant_pids(leader[0].proc.pid), leader[0].proc.pid]:
+            for pid in [*descendants(leader[0].proc.pid), leader[0].proc.pid]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
@@ -346,17 +346,6 @@ def job_leader_failover(work: Path, lease_s: float, rounds: int) -> dict[str, An
         for child, _, _ in hubs:
             child.stop()
         nats_child.stop()
-
-
-def descendant_pids(pid: int) -> list[int]:
-    out: list[int] = []
-    queue = [pid]
-    while queue:
-        parent = queue.pop()
-        kids = [int(p) for p in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()]
-        out += kids
-        queue += kids
-    return out
 
 
 def main() -> int:
