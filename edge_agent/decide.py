@@ -93,10 +93,10 @@ def _recommend(
     source = "popular"
     candidates: list[str] = []
     if models is not None and session and session.get("recent"):
-        if slot.model == "sequence" and models.sequence is not None:
-            candidates = models.recommend_next([i for i, _ in session["recent"]], sorted(exclude))
+        if slot.model in models.vector_models:
+            candidates = models.recommend_next([i for i, _ in session["recent"]], sorted(exclude), slot.model)
             if candidates:
-                source = "sequence"
+                source = slot.model
         if not candidates:
             candidates = models.recommend([(i, float(w)) for i, w in session["recent"]], sorted(exclude))
             if candidates:

@@ -272,6 +272,10 @@ class HubSettings:
         "",
         "Templates directory whose slots and catalog trained bundles ship. Empty: the live bundle's content is carried over.",
     )
+    training_encoder: str = setting(
+        "",
+        'Directory of the sentence encoder that embeds item text for `"model": "semantic"` slots (`p13n encoder install` puts it there). Empty: where that command installs by default, inside the Python environment.',
+    )
     bandit_interval_s: float = setting(
         300.0,
         "Seconds between recomputations of the bandit slots' weights (Thompson sampling on their metric; docs/EXPERIMENTS.md).",

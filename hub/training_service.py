@@ -176,6 +176,7 @@ class TrainingService:
             "tolerance": s.training_tolerance,
             "gate_min_users": s.training_gate_min_users,
             "templates": s.training_templates or None,
+            "encoder": s.training_encoder or None,
             "tune": s.training_tune,
             "segment_kinds": list(s.training_segment_kinds),
             "version": version,

@@ -6,9 +6,11 @@ ONNX sessions (single-threaded) for the cluster segment and the ALS top-k graph;
 item factors and ``YᵀY + λI`` for exact fold-in of the visitor's session; the item
 index. When training chose an item-based model (manifest ``models.recommender`` =
 ``item``), sessions are scored through its neighbours graph instead; known users
-without a session keep their ALS factors. A slot that ranks with the sequence vectors
-(``"model": "sequence"``) scores the session's latest items through their top-k graph
-(``seq_topk.onnx``, shipped only then). Loaded once, swapped whole.
+without a session keep their ALS factors. A slot that ranks with item vectors of its
+own — the sequence vectors (``"model": "sequence"``, ``seq_topk.onnx``) or the item
+texts' sentence embeddings (``"model": "semantic"``, ``sem_topk.onnx``), each shipped
+only when a slot asks — scores the session's latest items through that top-k graph.
+Loaded once, swapped whole.
 
 The edge turns on :meth:`BundleModels.remember`: every model answer is then kept by its
 exact inputs (the segment by the encoded feature vector, recommendations by the
@@ -30,6 +32,9 @@ from models.bundle import Bundle
 from models.features import encode
 from models.history import history_vector
 from models.onnx_runtime import MASK_PENALTY, NeighboursModel, OnnxModel, TopKModel, topk_embeddings
+
+#: Slot models that rank with item vectors of their own → their bundle member.
+VECTOR_MODELS = {"sequence": "seq_topk.onnx", "semantic": "sem_topk.onnx"}
 
 
 class BundleModels:
@@ -54,9 +59,13 @@ class BundleModels:
         if meta.get("recommender") == "item" and "item_topk.onnx" in bundle.files:
             self.neighbours = NeighboursModel(bundle.files["item_topk.onnx"])
             self.session_model = str(meta.get("item", {}).get("kind", "item"))
-        #: the sequence vectors' top-k graph and vectors, when a slot ranks with them
-        self.sequence = TopKModel(bundle.files["seq_topk.onnx"]) if "seq_topk.onnx" in bundle.files else None
-        self.sequence_vectors = topk_embeddings(bundle.files["seq_topk.onnx"]) if self.sequence is not None else None
+        #: per slot model ("sequence", "semantic"): its top-k graph and item vectors,
+        #: when a slot ranks with them
+        self.vector_models: dict[str, tuple[TopKModel, np.ndarray]] = {
+            model: (TopKModel(bundle.files[member]), topk_embeddings(bundle.files[member]))
+            for model, member in VECTOR_MODELS.items()
+            if member in bundle.files
+        }
         items = bundle.json("items.json")
         self.item_ids: list[str] = list(items["ids"])
         self.index = {item: i for i, item in enumerate(self.item_ids)}
@@ -70,7 +79,7 @@ class BundleModels:
         self._forgotten: dict[str, tuple[int, int]] = {}
         self._segment_of: Callable[[bytes], str] = self._segment_label
         self._recommend_of: Callable[[tuple[tuple[str, float], ...], tuple[str, ...]], tuple[str, ...]] = self._recommend
-        self._next_of: Callable[[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = self._recommend_next
+        self._next_of: Callable[[str, tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = self._recommend_next
         self._for_of: Callable[[tuple[float, ...], tuple[str, ...]], tuple[str, ...]] = self._recommend_for
 
     def remember(self, entries: int) -> None:
@@ -144,20 +153,21 @@ class BundleModels:
             out += [i for i in self.popular if i not in taken][: k - len(out)]
         return out
 
-    def recommend_next(self, recent: Sequence[str], exclude: Sequence[str]) -> list[str]:
-        """What comes next after the session's items (oldest first), by the sequence
-        vectors — never the session's own items; [] without them or a known item."""
-        if self.sequence is None or self.sequence_vectors is None:
+    def recommend_next(self, recent: Sequence[str], exclude: Sequence[str], model: str = "sequence") -> list[str]:
+        """Items for the session's latest items (oldest first) by ``model``'s vectors
+        ("sequence": what comes next; "semantic": what reads alike) — never the
+        session's own items; [] without those vectors or a session item that has one."""
+        if model not in self.vector_models:
             return []
-        return list(self._next_of(tuple(recent), tuple(exclude)))
+        return list(self._next_of(model, tuple(recent), tuple(exclude)))
 
-    def _recommend_next(self, recent: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
-        assert self.sequence is not None and self.sequence_vectors is not None
+    def _recommend_next(self, model: str, recent: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+        graph, vectors = self.vector_models[model]
         known = [self.index[i] for i in recent if i in self.index]
-        user = history_vector(self.sequence_vectors, known)
+        user = history_vector(vectors, known)
         if user is None:
             return ()
-        top, scores = self.sequence.top(user, self._excluded([*exclude, *recent]))
+        top, scores = graph.top(user, self._excluded([*exclude, *recent]))
         ids = self.item_ids
         # an item without a vector scores 0: no evidence, the slot's fallback fills
         return tuple(ids[i] for i, s in zip(top.tolist(), scores.tolist(), strict=True) if s > 0)

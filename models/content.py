@@ -97,7 +97,7 @@ class Variant:
 
 
 #: What a ``recommend`` slot may rank a session with ("": the bundle's choice).
-RECOMMEND_MODELS = ("", "sequence")
+RECOMMEND_MODELS = ("", "sequence", "semantic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,8 @@ class SlotDef:
     metric: str = ""
     min_share: float = 0.05
     #: ``recommend`` slots: what ranks a session's items ("": the bundle's session
-    #: model; "sequence": the sequence vectors, what comes next — docs/SLOTS.md)
+    #: model; "sequence": the sequence vectors, what comes next; "semantic": item text
+    #: embeddings, what reads alike — docs/SLOTS.md)
     model: str = ""
     #: ``recommend`` slots, filled at serving time: the popularity fallback's rendered
     #: body by (count, excluded items) — it depends on nothing else (bounded LRU)

@@ -52,6 +52,11 @@ class Item:
     category: str = ""
 
     @property
+    def described(self) -> bool:
+        """Whether the catalog gave any text (an item seen only in events has none)."""
+        return bool(self.title or self.description or self.tags)
+
+    @property
     def text(self) -> str:
         """Title, description and tags; an item known only by its id (seen in events,
         not in the catalog) is described by the id's words, so the content model still

@@ -92,11 +92,11 @@ def fit_vectors(catalog: Catalog, train: Interactions, params: SequenceParams, s
     return vectors
 
 
-def wants_sequence(content_doc: Mapping[str, Any]) -> bool:
-    """Whether a recommend slot of the content ranks with the sequence vectors (only
-    then does training learn and ship them)."""
+def wants_model(content_doc: Mapping[str, Any], model: str) -> bool:
+    """Whether a recommend slot of the content ranks with ``model`` ("sequence",
+    "semantic": only then does training learn and ship its vectors)."""
     slots = content_doc.get("slots") or {}
-    return any(isinstance(spec, Mapping) and spec.get("model") == "sequence" for spec in slots.values())
+    return any(isinstance(spec, Mapping) and spec.get("model") == model for spec in slots.values())
 
 
 class SequenceModel(Recommender):

@@ -8,6 +8,9 @@
 * :func:`described_items`: titles for :func:`taste_groups`' items whose words carry the
   planted groups (each group its own vocabulary, plus words shared by all), for the
   cold-start protocol.
+* :func:`themed_items`: the same, in plain English: each group a theme whose items are
+  named with different words for related things (boots, sandals, sneakers…), so only
+  a model that knows what words mean links most of a group's items.
 * :func:`chain_walks`: visitors walking item chains in order (a collection viewed
   part after part): what comes next is planted, so a sequence model can find it
   where co-occurrence alone only finds the chain.
@@ -141,4 +144,165 @@ def described_items(items: int, groups: int, seed: int = 0, words_per_group: int
         own = [f"g{group}w{w}" for w in rng.choice(words_per_group, size=3, replace=False)] if group < groups else []
         words = own + [str(w) for w in rng.choice(shared, size=2, replace=False)]
         out[f"i{j}"] = Item(f"i{j}", " ".join(words))
+    return out
+
+
+#: Themes for :func:`themed_items`: related things, rarely the same word twice.
+THEMES: tuple[tuple[str, ...], ...] = (
+    (
+        "boots",
+        "sandals",
+        "sneakers",
+        "slippers",
+        "loafers",
+        "heels",
+        "clogs",
+        "moccasins",
+        "trainers",
+        "flip-flops",
+        "brogues",
+        "wellingtons",
+    ),
+    (
+        "coffee",
+        "espresso",
+        "tea",
+        "latte",
+        "cappuccino",
+        "lemonade",
+        "smoothie",
+        "cocoa",
+        "juice",
+        "milkshake",
+        "kombucha",
+        "chai",
+    ),
+    (
+        "tent",
+        "sleeping bag",
+        "campfire stove",
+        "lantern",
+        "hiking backpack",
+        "compass",
+        "trekking poles",
+        "canteen",
+        "hammock",
+        "bivouac",
+        "firestarter",
+        "headlamp",
+    ),
+    (
+        "guitar",
+        "violin",
+        "piano",
+        "drum kit",
+        "saxophone",
+        "trumpet",
+        "ukulele",
+        "cello",
+        "flute",
+        "harmonica",
+        "banjo",
+        "clarinet",
+    ),
+    (
+        "sofa",
+        "armchair",
+        "bookshelf",
+        "dining table",
+        "wardrobe",
+        "nightstand",
+        "dresser",
+        "ottoman",
+        "recliner",
+        "sideboard",
+        "bench",
+        "futon",
+    ),
+    (
+        "puppy food",
+        "cat litter",
+        "dog leash",
+        "bird cage",
+        "aquarium",
+        "hamster wheel",
+        "pet bed",
+        "chew toy",
+        "scratching post",
+        "fish flakes",
+        "kitten treats",
+        "dog collar",
+    ),
+    (
+        "lipstick",
+        "mascara",
+        "foundation",
+        "eyeliner",
+        "blush",
+        "nail polish",
+        "perfume",
+        "moisturiser",
+        "concealer",
+        "eyeshadow",
+        "lip balm",
+        "bronzer",
+    ),
+    (
+        "hammer",
+        "screwdriver",
+        "wrench",
+        "power drill",
+        "pliers",
+        "chisel",
+        "handsaw",
+        "spirit level",
+        "sander",
+        "tape measure",
+        "crowbar",
+        "vise",
+    ),
+    (
+        "novel",
+        "paperback",
+        "poetry collection",
+        "biography",
+        "atlas",
+        "encyclopedia",
+        "memoir",
+        "thriller",
+        "cookbook",
+        "comic book",
+        "anthology",
+        "dictionary",
+    ),
+    (
+        "football",
+        "tennis racket",
+        "basketball",
+        "golf clubs",
+        "baseball bat",
+        "hockey stick",
+        "volleyball",
+        "badminton shuttlecock",
+        "rugby ball",
+        "skateboard",
+        "surfboard",
+        "ski poles",
+    ),
+)
+_STYLE = ("classic", "deluxe", "compact", "everyday", "premium", "vintage", "modern", "lightweight")
+
+
+def themed_items(items: int, groups: int, seed: int = 0) -> dict[str, Item]:
+    """Titles in plain English for :func:`taste_groups`' items ``i0…``: one thing of
+    its group's theme and a style word shared by all (items past the last whole
+    group, or past the last theme: a style word and a neutral noun)."""
+    rng = np.random.default_rng(seed)
+    slice_size = max(1, items // groups)
+    out: dict[str, Item] = {}
+    for j in range(items):
+        group = j // slice_size
+        style = str(rng.choice(_STYLE))
+        thing = str(rng.choice(THEMES[group])) if group < min(groups, len(THEMES)) else "item"
+        out[f"i{j}"] = Item(f"i{j}", f"{style} {thing}")
     return out

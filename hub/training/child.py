@@ -34,6 +34,7 @@ def run(
     fields["out_dir"] = Path(fields["out_dir"])
     fields["key_file"] = Path(fields["key_file"])
     fields["templates"] = Path(fields["templates"]) if fields.get("templates") else None
+    fields["encoder"] = Path(fields["encoder"]) if fields.get("encoder") else None
     store = open_store(Path(data_dir))
     store.tokenizer = Tokenizer(pseudonym_key.encode())
     try:

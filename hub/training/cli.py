@@ -28,6 +28,22 @@ def keys_generate(out_dir: Path) -> int:
     return 0
 
 
+def encoder_install(source: Path | None, directory: Path | None) -> int:
+    from models.sentence_encoder import EncoderUnavailable, default_dir, install
+
+    dest = directory or default_dir()
+    try:
+        manifest = install(dest, source)
+    except ImportError as e:
+        print(f"p13n encoder install: {e}; install the training extra: pip install 'p13n[train]'", file=sys.stderr)
+        return 1
+    except (EncoderUnavailable, OSError, ValueError) as e:
+        print(f"p13n encoder install: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"installed": str(dest), **manifest}))
+    return 0
+
+
 def bundle_verify(bundle: Path, public_key: Path) -> int:
     from models.bundle import BundleRejected, load_public_key, open_bundle
 
@@ -118,6 +134,7 @@ def _from_hub(a: Namespace) -> int:
             segment_kinds=_segment_kinds(a.segment_kinds),
             version=a.version,
             force=a.force,
+            encoder=a.encoder,
         )
         store = open_store(settings.data_dir)
         store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
@@ -194,6 +211,7 @@ def train(a: Namespace) -> int:
             tune=not a.no_tune,
             segment_kinds=_segment_kinds(a.segment_kinds),
             version=a.version,
+            encoder=a.encoder,
         )
         result = run_training(config, _progress)
     except (OSError, ValueError) as e:
@@ -214,10 +232,20 @@ def train(a: Namespace) -> int:
 
 def evaluate(a: Namespace) -> int:
     from hub.training.evaluate import run
+    from models.sentence_encoder import EncoderUnavailable, SentenceEncoder, load
 
     if (a.train is None) != (a.test is None):
         print("p13n evaluate: --train and --test go together", file=sys.stderr)
         return 2
+    encoder: SentenceEncoder | None = None
+    if a.protocol == "cold-start":
+        try:
+            encoder = load(a.encoder)
+        except EncoderUnavailable as e:
+            if a.encoder is not None:  # asked for by name: say why it cannot be used
+                print(f"p13n evaluate: {e}", file=sys.stderr)
+                return 1
+            _progress("no sentence encoder installed: the cold-start protocol runs without the semantic model")
     try:
         report = run(
             a.interactions,
@@ -233,6 +261,7 @@ def evaluate(a: Namespace) -> int:
             event_weights=_event_weights(a.event_weights),
             protocol=a.protocol,
             stacked=a.stacked,
+            encoder=encoder,
         )
         if a.html is not None:
             from hub.training.report import write_evaluation_html

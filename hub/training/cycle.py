@@ -53,6 +53,8 @@ class CycleConfig:
     version: int | None = None
     #: ship even when the gate fails (an operator's decision, audited by the caller)
     force: bool = False
+    #: the sentence encoder's directory (None: where ``p13n encoder install`` puts it)
+    encoder: Path | None = None
 
 
 @dataclass
@@ -188,4 +190,5 @@ def _train_config(
         content_doc=content_doc,
         evaluate=False,  # the gate scores on the time holdout; a random split would repeat it
         metrics=metrics,
+        encoder=config.encoder,
     )

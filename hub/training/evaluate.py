@@ -12,8 +12,9 @@ out, hit rate@k and MRR@k for popularity, ALS, the hybrid and the sequence model
 (Word2Vec over sessions, models/sequence.py).
 
 ``--protocol cold-start`` (models/cold_start.py): a share of the items held out of all
-training; recall@k of the content model (TF-IDF over item text) ranking them for the
-users who later interacted with them, against a seeded random ranking.
+training; recall@k of the content model (TF-IDF over item text), the semantic model
+(sentence-encoder vectors of the same text, models/semantic.py) and their mix ranking
+them for the users who later interacted with them, against a seeded random ranking.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from models.data import Interactions, Item, load_interactions, load_items
 from models.evaluation import score, split
 from models.next_item import leave_last_out, rank_metrics
 from models.recommenders import ALS, Catalog, Content, Hybrid, ItemBased, Popularity, Recommender
+from models.semantic import Semantic, TextMix, item_vectors
+from models.sentence_encoder import SentenceEncoder
 from models.sequence import SequenceModel, SequenceParams
 from models.stacking import Stacked, fit_blend
 from models.tuning import Tuned, recommend_all, truth_by_user, tune, validation_split
@@ -142,9 +145,18 @@ def evaluate_next_item(
 
 
 def evaluate_cold_start(
-    data: Interactions, items: Mapping[str, Item], k: int, seed: int, progress: Progress | None = None, share: float = 0.2
+    data: Interactions,
+    items: Mapping[str, Item],
+    k: int,
+    seed: int,
+    progress: Progress | None = None,
+    share: float = 0.2,
+    encoder: SentenceEncoder | None = None,
 ) -> EvaluationResult:
-    """The cold-start protocol: the content model and a random floor rank the cold items."""
+    """The cold-start protocol: the content model, the semantic model and their mix
+    (with an ``encoder``) and a random floor rank the cold items."""
+    import time
+
     import numpy as np
 
     say = progress or (lambda _m: None)
@@ -155,14 +167,26 @@ def evaluate_cold_start(
     cold_idx = np.array([catalog.items.pos[i] for i in cut.cold], dtype=np.int64)
     users = sorted(cut.truth)
     content = Content(catalog, items, seed=seed)
+    models: list[Recommender] = [content]
+    encoding: dict[str, Any] = {"not_run": "no sentence encoder installed (p13n encoder install)"}
+    if encoder is not None:
+        started = time.perf_counter()
+        vectors = item_vectors(encoder, catalog.items.ids, items)
+        seconds = time.perf_counter() - started
+        encoded = int((np.abs(vectors).sum(axis=1) > 0).sum())
+        encoding = {"items": encoded, "seconds": round(seconds, 2), "items_per_s": round(encoded / max(seconds, 1e-9), 1)}
+        say(f"encoded {encoded} item texts in {seconds:.1f} s")
+        semantic = Semantic(catalog, vectors)
+        models += [semantic, TextMix(catalog, content, semantic)]
     rng = np.random.default_rng(seed)
-    recs: dict[str, dict[str, list[str]]] = {"random": {}, "content": {}}
+    recs: dict[str, dict[str, list[str]]] = {"random": {}, **{m.name: {} for m in models}}
     for user in users:
         recs["random"][user] = [cut.cold[j] for j in rng.permutation(len(cut.cold))[:k]]
-        s = content.scores(user)
-        if s is not None:
-            order = np.argsort(-s[cold_idx], kind="stable")[:k]
-            recs["content"][user] = [cut.cold[j] for j in order]
+        for model in models:
+            s = model.scores(user)
+            if s is not None:
+                order = np.argsort(-s[cold_idx], kind="stable")[:k]
+                recs[model.name][user] = [cut.cold[j] for j in order]
     results = {name: {"recall": recall_at_k(by_user, cut.truth, k)} for name, by_user in recs.items()}
     for name, r in results.items():
         say(f"{name}: recall@{k}={r['recall']:.4f}")
@@ -179,6 +203,7 @@ def evaluate_cold_start(
         "metric_definitions": "a share of the items held out of all training; recall@k = share of a user's cold items "
         "in the top k of the cold items ranked for them, averaged over users with training history",
         "models": results,
+        "encoding": encoding,
     }
     return EvaluationResult(report, recs)
 
@@ -207,14 +232,17 @@ def run(
     event_weights: Mapping[str, float] | None = None,
     protocol: str = "holdout",
     stacked: bool = False,
+    encoder: SentenceEncoder | None = None,
 ) -> dict[str, Any]:
     if protocol in ("next-item", "cold-start"):
         if interactions is None:
             raise ValueError(f"--protocol {protocol} takes --interactions FILE: it makes its own split")
         items = {i.id: i for i in load_items(items_file)} if items_file else {}
         data = load_interactions(interactions, event_weights)
-        evaluate_protocol = evaluate_next_item if protocol == "next-item" else evaluate_cold_start
-        result = evaluate_protocol(data, items, k, seed, progress)
+        if protocol == "next-item":
+            result = evaluate_next_item(data, items, k, seed, progress)
+        else:
+            result = evaluate_cold_start(data, items, k, seed, progress, encoder=encoder)
         if recommendations_out is not None:
             write_recommendations(recommendations_out, result.recommendations)
         return result.report

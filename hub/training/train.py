@@ -32,7 +32,7 @@ from models.evaluation import split
 from models.features import FeatureSpec, default_spec, encode_many
 from models.onnx_graphs import neighbours_graph, topk_graph
 from models.recommenders import ALS, Catalog, Content, ItemBased
-from models.sequence import SequenceModel, SequenceParams, wants_sequence
+from models.sequence import SequenceModel, SequenceParams, wants_model
 from models.synthetic import taste_groups, visitor_archetypes
 from models.tuning import Tuned, select, tune
 
@@ -75,6 +75,9 @@ class TrainConfig:
     #: The bundle's version (None: one more than the highest in ``out_dir``). Versions
     #: are unique per hub: ``p13n bundle list`` names the next free one.
     version: int | None = None
+    #: The sentence encoder's directory, for ``"model": "semantic"`` slots (None: where
+    #: ``p13n encoder install`` puts it)
+    encoder: Path | None = None
 
 
 @dataclass
@@ -242,7 +245,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     if seg is not None:
         files["segments.onnx"] = clusters.export(seg, spec.width)
     sequence_meta: dict[str, Any] = {}
-    if content_doc is not None and wants_sequence(content_doc):
+    if content_doc is not None and wants_model(content_doc, "sequence"):
         say("learning sequence vectors (a slot ranks with them)")
         params = SequenceParams()
         seq = SequenceModel(catalog, data, params, config.seed)
@@ -250,6 +253,9 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         if known:
             files["seq_topk.onnx"] = topk_graph(seq.vectors, MAX_K, "seq_topk")
         sequence_meta = {**params.as_dict(), "items_with_vectors": known}
+    semantic_meta: dict[str, Any] = {}
+    if content_doc is not None and wants_model(content_doc, "semantic"):
+        semantic_meta = _semantic_vectors(config, catalog, items, files, say)
     if content_doc is not None:
         files["content.json"] = json.dumps(content_doc, sort_keys=True).encode()
     version = config.version if config.version is not None else next_version(config.out_dir)
@@ -264,6 +270,7 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
         "content": {"dims": content.model.dims},
         "max_k": MAX_K,
         **({"sequence": sequence_meta} if sequence_meta else {}),
+        **({"semantic": semantic_meta} if semantic_meta else {}),
     }
     # known users' factors stay out of the bundle (per-user data): the hub publishes them
     # with each consented profile (P13N_HUB_USER_FACTORS points at this file)
@@ -295,3 +302,28 @@ def run_training(config: TrainConfig, progress: Progress | None = None) -> Train
     write_html(report, html_path)
     say(f"wrote {bundle_path} ({len(blob)} bytes), {report_path.name}, {html_path.name}")
     return TrainResult(bundle_path, report_path, html_path, version, report, tuned)
+
+
+def _semantic_vectors(
+    config: TrainConfig, catalog: Catalog, items: Mapping[str, Item], files: dict[str, bytes], say: Progress
+) -> dict[str, Any]:
+    """Embed the catalog's text for ``"model": "semantic"`` slots into ``sem_topk.onnx``;
+    without an installed encoder the bundle ships without them (those slots then rank
+    with the session model) and the manifest says why."""
+    from models.semantic import item_vectors
+    from models.sentence_encoder import NAME, EncoderUnavailable, load
+
+    try:
+        encoder = load(config.encoder)
+    except (EncoderUnavailable, ImportError) as e:
+        say(f"semantic vectors NOT built (a slot asks for them): {e}")
+        log.warning("semantic vectors not built: %s", e)
+        return {"skipped": str(e)}
+    say(f"embedding {len(catalog.items)} item texts ({NAME}; a slot ranks with them)")
+    started = time.perf_counter()
+    vectors = item_vectors(encoder, catalog.items.ids, items)
+    seconds = time.perf_counter() - started
+    known = int((np.abs(vectors).sum(axis=1) > 0).sum())
+    if known:
+        files["sem_topk.onnx"] = topk_graph(vectors, MAX_K, "sem_topk")
+    return {"encoder": NAME, "dims": int(vectors.shape[1]), "items_with_vectors": known, "seconds": round(seconds, 2)}

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from models.sentence_encoder import SentenceEncoder
+from p13n.procs import DEFAULT_TEMPLATES
 from tests.unit.test_train_from_hub import ev, grant, store_with
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,3 +111,36 @@ def test_a_corrupt_warehouse_trains_nothing_and_says_why(tmp_path: Path) -> None
     assert "Traceback" not in failed.stderr and "the live bundle stays" in failed.stderr
     assert not list(tmp_path.glob("second/bundle-*"))
     assert live.read_bytes() == before
+
+
+def test_a_semantic_slot_gets_the_catalogs_text_vectors_from_a_warehouse_run(
+    tmp_path: Path, sentence_encoder: SentenceEncoder
+) -> None:
+    rnd = random.Random(8)
+    visitors = [f"visitorSem{n:013d}" for n in range(60)]
+    events = [grant(v) for v in visitors]
+    events += [
+        ev("click", v, rnd.uniform(0, 40), item_id=f"g{n % 4}-i{rnd.randrange(8)}")
+        for n, v in enumerate(visitors)
+        for _ in range(5)
+    ]
+    store_with(tmp_path / "hub", *events).close()
+    templates = tmp_path / "templates"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    slots = json.loads((templates / "slots.json").read_text())
+    slots["recs"]["model"] = "semantic"
+    (templates / "slots.json").write_text(json.dumps(slots))
+    described = len(json.loads((templates / "catalog.json").read_text()))
+    assert p13n("keys", "generate", str(tmp_path / "keys")).returncode == 0
+    done = p13n(
+        "train", "--from-hub", "--data-dir", str(tmp_path / "hub"), "--out", str(tmp_path / "out"),
+        "--key", str(tmp_path / "keys" / "bundle-signing.key"), "--no-tune", "--templates", str(templates),
+        "--encoder", str(sentence_encoder.directory),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "embedding" in done.stderr and "item texts (all-MiniLM-L6-v2" in done.stderr
+    bundle = json.loads(done.stdout.splitlines()[-1])["bundle_path"]
+    manifest = json.loads(subprocess.run(["tar", "-xOf", bundle, "manifest.json"], capture_output=True, check=True).stdout)
+    assert "sem_topk.onnx" in manifest["files"]
+    # the templates' catalog is described; the warehouse's g*-i* items are ids only
+    assert manifest["models"]["semantic"]["items_with_vectors"] == described

@@ -16,7 +16,8 @@ import pytest
 from hub.training.evaluate import evaluate_cold_start
 from models.cold_start import hold_out_items, recall_at_k
 from models.data import Interactions, write_interactions
-from models.synthetic import described_items, taste_groups
+from models.sentence_encoder import SentenceEncoder
+from models.synthetic import described_items, taste_groups, themed_items
 
 
 def test_held_out_items_leave_training_entirely_and_truth_keeps_users_with_history() -> None:
@@ -66,5 +67,28 @@ def test_p13n_evaluate_runs_the_cold_start_protocol(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["protocol"] == "cold-start" and report["cold_items"] == 40 and report["cold_items_described"] == 40
     assert report["models"]["content"]["recall"] > report["models"]["random"]["recall"]
+    # the installed sentence encoder joins by default, with its throughput
+    assert {"semantic", "content+semantic"} <= set(report["models"]) and report["encoding"]["items"] == 200
+    assert report["encoding"]["items_per_s"] > 0
     page = (tmp_path / "cold.html").read_text()
     assert "cold-start protocol" in page and "<th>recall@k</th>" in page and "data:image/png;base64," in page
+    assert "content+semantic" in page
+    # an encoder asked for by name must be there
+    done = subprocess.run(
+        [sys.executable, "-m", "p13n", "evaluate", "--interactions", str(tmp_path / "i.csv"), "--items",
+         str(tmp_path / "items.csv"), "--protocol", "cold-start", "--encoder", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and "no sentence encoder in" in done.stderr and not done.stdout
+
+
+def test_the_sentence_encoder_links_items_named_with_different_words(sentence_encoder: SentenceEncoder) -> None:
+    """Plain-English themes (boots, sandals, sneakers…): TF-IDF links only items that
+    share a word; the encoder knows what the words mean."""
+    report = evaluate_cold_start(
+        taste_groups(1500, 400, 30_000, groups=8, seed=5), themed_items(400, 8, seed=5), 10, 42, encoder=sentence_encoder
+    ).report
+    recall = {name: m["recall"] for name, m in report["models"].items()}
+    assert recall["semantic"] > 1.4 * recall["content"] and recall["semantic"] > 3 * report["expected_random_recall"]
+    assert recall["content"] < recall["content+semantic"] < recall["semantic"]
+    assert report["encoding"]["items"] == 400

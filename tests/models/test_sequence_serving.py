@@ -70,7 +70,7 @@ def successors(walks: list[list[str]]) -> dict[str, str]:
 
 def test_a_sequence_slot_ships_the_vectors_and_ranks_what_comes_next(tmp_path: Path) -> None:
     models, content_doc, walks = train(tmp_path, sequence_slot=True)
-    assert models.sequence is not None and models.sequence_vectors is not None
+    assert "sequence" in models.vector_models
     follows = successors(walks)
     hits = 0
     cases = [w for w in walks if len(w) >= 4][:200]
@@ -95,7 +95,7 @@ def test_a_sequence_slot_ships_the_vectors_and_ranks_what_comes_next(tmp_path: P
 
 def test_without_a_sequence_slot_nothing_is_learned_and_sessions_rank_as_before(tmp_path: Path) -> None:
     models, content_doc, walks = train(tmp_path, sequence_slot=False)
-    assert models.sequence is None and models.recommend_next(walks[0][:3], []) == []
+    assert "sequence" not in models.vector_models and models.recommend_next(walks[0][:3], []) == []
     session = {"recent": [[i, 1.0] for i in walks[0][:3]]}
     decision = decide_page(load_content(content_doc), {}, [("recs", {})], 1000.0, models, "v1", session=session)
     assert decision.outcomes["recs"].detail == models.session_model
