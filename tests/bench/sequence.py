@@ -20,30 +20,23 @@ Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from retail_data import online_retail  # noqa: E402  (tests/bench/retail_data.py)
+from vector_cost import vector_model_cost  # noqa: E402  (tests/bench/vector_cost.py)
 
 from hub.training.evaluate import evaluate_next_item  # noqa: E402
 from models.als import ALSParams  # noqa: E402
-from models.bundle import build_bundle, generate_key, load_private_key, npy_bytes, open_bundle  # noqa: E402
-from models.bundle_runtime import BundleModels  # noqa: E402
 from models.data import Interactions, Item  # noqa: E402
-from models.features import default_spec  # noqa: E402
-from models.onnx_graphs import topk_graph  # noqa: E402
 from models.recommenders import ALS, Catalog  # noqa: E402
 from models.sequence import SequenceModel, SequenceParams  # noqa: E402
 from models.synthetic import chain_walks  # noqa: E402
@@ -66,14 +59,6 @@ def run(name: str, data: Interactions, items: dict[str, Item]) -> dict[str, Any]
     return out
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def edge_cost(calls: int) -> dict[str, Any]:
     data = chain_walks(40_000, chains=400, length=50, seed=7)
     catalog = Catalog.build(data)
@@ -83,53 +68,12 @@ def edge_cost(calls: int) -> dict[str, Any]:
     t = time.perf_counter()
     seq = SequenceModel(catalog, data, SequenceParams(), 7)
     fit_seq_s = time.perf_counter() - t
-    key = load_private_key(generate_key()[0])
-    common = {
-        "items.json": json.dumps({"ids": catalog.items.ids, "popularity": catalog.popularity.tolist()}).encode(),
-        "als_topk.onnx": topk_graph(als.factors.item_factors, 50, "als_topk"),
-        "als_gram.npy": npy_bytes(als.gram.astype(np.float32)),
-    }
-    meta = {"als": {"alpha": als.factors.params.alpha}}
-    graph = topk_graph(seq.vectors, 50, "seq_topk")
-    blob_als = build_bundle(common, version=1, spec=default_spec(), metrics={}, models=meta, private_key=key)
-    blob_seq = build_bundle(
-        {**common, "seq_topk.onnx": graph}, version=2, spec=default_spec(), metrics={}, models=meta, private_key=key
-    )
-    del als, seq, data
-    gc.collect()
-    rss0 = rss_mb()
-    m_als = BundleModels(open_bundle(blob_als, key.public_key()))
-    rss1 = rss_mb()
-    m_seq = BundleModels(open_bundle(blob_seq, key.public_key()))
-    rss2 = rss_mb()
-    rng = np.random.default_rng(7)
-    n = len(catalog.items)
-    sessions = [[catalog.items.ids[j] for j in rng.choice(n, size=8, replace=False)] for _ in range(calls)]
-    timings: dict[str, list[float]] = {"als": [], "sequence": []}
-    for _ in range(2):  # interleaved, twice: the second round is measured
-        for name in timings:
-            timings[name].clear()
-            for s in sessions:
-                t = time.perf_counter()
-                if name == "als":
-                    m_seq.recommend([(i, 1.0) for i in s], s)
-                else:
-                    m_seq.recommend_next(s, s)
-                timings[name].append((time.perf_counter() - t) * 1e6)
     out = {
-        "items": n,
         "interactions": int(catalog.popularity.sum()),
         "fit_als_s": round(fit_als_s, 2),
         "fit_sequence_s": round(fit_seq_s, 2),
-        "bundle_bytes_als": len(blob_als),
-        "bundle_bytes_with_sequence": len(blob_seq),
-        "sequence_graph_bytes": len(graph),
-        "rss_growth_mb_load_als": round(rss1 - rss0, 1),
-        "rss_growth_mb_load_with_sequence": round(rss2 - rss1, 1),
-        "decision_us_p50": {k: round(statistics.median(v), 1) for k, v in timings.items()},
-        "decision_us_p99": {k: round(float(np.percentile(v, 99)), 1) for k, v in timings.items()},
+        **vector_model_cost(catalog, als, "sequence", seq.vectors, calls),
     }
-    del m_als
     print(json.dumps(out))
     return out
 
