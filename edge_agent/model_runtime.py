@@ -9,6 +9,7 @@ from pathlib import Path
 
 from models.bundle import load_public_key, open_bundle
 from models.bundle_runtime import BundleModels
+from models.process import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ def open_models(data: bytes, public_key_path: str, memo_entries: int) -> BundleM
     models = BundleModels(open_bundle(data, key))
     models.sha256 = hashlib.sha256(data).hexdigest()
     models.remember(memo_entries)
+    release_free_memory()  # the parse's temporaries (models/process.py)
     return models
 
 

@@ -31,7 +31,7 @@ from models.als import fold_in_low_rank
 from models.bundle import Bundle
 from models.features import encode
 from models.history import history_vector
-from models.onnx_runtime import MASK_PENALTY, NeighboursModel, OnnxModel, TopKModel, topk_embeddings
+from models.onnx_runtime import MASK_PENALTY, NeighboursModel, OnnxModel, TopKModel
 
 #: Slot models that rank with item vectors of their own → their bundle member.
 VECTOR_MODELS = {"sequence": "seq_topk.onnx", "semantic": "sem_topk.onnx"}
@@ -47,8 +47,8 @@ class BundleModels:
         meta = bundle.manifest.get("models", {})
         self.segment_labels: list[str] = list(meta.get("segments", {}).get("labels", []))
         self.segments = OnnxModel(bundle.files["segments.onnx"]) if "segments.onnx" in bundle.files else None
-        self.als = TopKModel(bundle.files["als_topk.onnx"])
-        self.item_factors = topk_embeddings(bundle.files["als_topk.onnx"])
+        # one copy of the factors, read by the session and by fold-in alike
+        self.als, self.item_factors = TopKModel.with_embeddings(bundle.files["als_topk.onnx"])
         self.gram = bundle.array("als_gram.npy").astype(np.float64)
         self.gram_inv = np.linalg.inv(self.gram)  # once per model: fold-in is then a k × k solve
         self.alpha = float(meta.get("als", {}).get("alpha", 1.0))
@@ -62,7 +62,7 @@ class BundleModels:
         #: per slot model ("sequence", "semantic"): its top-k graph and item vectors,
         #: when a slot ranks with them
         self.vector_models: dict[str, tuple[TopKModel, np.ndarray]] = {
-            model: (TopKModel(bundle.files[member]), topk_embeddings(bundle.files[member]))
+            model: TopKModel.with_embeddings(bundle.files[member])
             for model, member in VECTOR_MODELS.items()
             if member in bundle.files
         }

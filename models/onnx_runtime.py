@@ -18,26 +18,38 @@ def topk_embeddings(data: bytes) -> np.ndarray:
 
     Bundles ship factors once, in the graph; fold-in at the edge reads them from here.
     """
+    name, stored = _embeddings_initializer(data)
+    return stored if name == "item_embeddings" else np.ascontiguousarray(stored.T)
+
+
+def _embeddings_initializer(data: bytes) -> tuple[str, np.ndarray]:
+    """The top-k graph's float item embeddings as stored: ``item_embeddings`` [items,
+    factors] (two-stage graph) or ``item_embeddings_t`` [factors, items] (one exact
+    stage, and bundles from before)."""
     import onnx  # reading the protobuf only; loaded with the first bundle
     from onnx import numpy_helper
 
     model = onnx.load_from_string(data)
     for init in model.graph.initializer:
-        if init.name == "item_embeddings":  # two-stage graph
-            return np.ascontiguousarray(numpy_helper.to_array(init), dtype=np.float32)
-        if init.name == "item_embeddings_t":  # one exact stage (and bundles from before)
-            return np.ascontiguousarray(numpy_helper.to_array(init).T, dtype=np.float32)
+        if init.name in ("item_embeddings", "item_embeddings_t"):
+            return init.name, np.ascontiguousarray(numpy_helper.to_array(init), dtype=np.float32)
     raise ValueError("not a top-k graph: no item embeddings initializer")
 
 
 class OnnxModel:
     """One onnxruntime session, single-threaded (the edge serves one page at a time per
-    core and must not fight nginx for CPU)."""
+    core and must not fight nginx for CPU). ``shared``: initializers the session reads
+    from the given arrays in place instead of a copy of its own (kept alive with it)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, shared: Mapping[str, np.ndarray] | None = None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        self._shared: list[tuple[np.ndarray, Any]] = []
+        for name, array in (shared or {}).items():
+            value = ort.OrtValue.ortvalue_from_numpy(array)
+            opts.add_initializer(name, value)
+            self._shared.append((array, value))
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -54,8 +66,8 @@ class OnnxModel:
 class _Ranking(OnnxModel):
     """A session whose ``exclude`` input ([1, items], 1.0 = never recommend) masks items."""
 
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
+    def __init__(self, data: bytes, shared: Mapping[str, np.ndarray] | None = None) -> None:
+        super().__init__(data, shared)
         shape = next(i for i in self.session.get_inputs() if i.name == "exclude").shape
         self.n_items = int(shape[1])
         self._no_exclusions = np.zeros((1, self.n_items), dtype=np.float32)
@@ -70,6 +82,14 @@ class _Ranking(OnnxModel):
 
 
 class TopKModel(_Ranking):
+    @classmethod
+    def with_embeddings(cls, data: bytes) -> tuple[TopKModel, np.ndarray]:
+        """The session and its item embeddings ([items, factors]) as one copy: the
+        session reads the very array returned (a transposed view for an exact-stage
+        graph), not a second copy of its own."""
+        name, stored = _embeddings_initializer(data)
+        return cls(data, shared={name: stored}), stored if name == "item_embeddings" else stored.T
+
     def top(self, user: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) best first; ``exclude`` is an index array."""
         scores, indices = self.run({"user": user.reshape(1, -1).astype(np.float32, copy=False), "exclude": self.mask(exclude)})
