@@ -33,29 +33,34 @@ def rss_mb() -> float:
 
 
 #: Run in a fresh interpreter: the memory one bundle's models take, loaded the edge's way
-#: (after a first bundle warmed the libraries, so their own memory is not counted).
+#: (edge_agent.model_runtime, after a first bundle warmed the libraries, so their own
+#: memory is not counted).
 _LOAD = """
 import sys
-from models.bundle import load_public_key, open_bundle
-from models.bundle_runtime import BundleModels
+import edge_agent.model_runtime as runtime
+from models.onnx_runtime import TopKModel, topk_embeddings
 sys.path.insert(0, sys.argv[1])
 from vector_cost import rss_mb
-key = load_public_key(open(sys.argv[2], "rb").read())
-warm = BundleModels(open_bundle(open(sys.argv[3], "rb").read(), key))
+if sys.argv[5] == "copies":  # as before 2026-12-05: a session copy and a read-out copy, no trim
+    TopKModel.with_embeddings = classmethod(lambda cls, data: (cls(data), topk_embeddings(data)))
+    runtime.release_free_memory = lambda: None
+load_models = runtime.load_models
+warm = load_models(sys.argv[3], sys.argv[2], 0)
 before = rss_mb()
-models = BundleModels(open_bundle(open(sys.argv[4], "rb").read(), key))
+models = load_models(sys.argv[4], sys.argv[2], 0)
 print(rss_mb() - before)
 """
 
 
-def load_rss_mb(public_key: bytes, warm: bytes, blob: bytes) -> float:
-    """RSS growth (MB) of loading ``blob`` in a fresh process after ``warm``."""
+def load_rss_mb(public_key: bytes, warm: bytes, blob: bytes, how: str = "edge") -> float:
+    """RSS growth (MB) of loading ``blob`` in a fresh process after ``warm``; ``how``:
+    "edge" (today's loading) or "copies" (the loading before one copy and the trim)."""
     with tempfile.TemporaryDirectory() as d:
         paths = [Path(d) / n for n in ("key.pub", "warm.tar", "bundle.tar")]
         for path, data in zip(paths, (public_key, warm, blob), strict=True):
             path.write_bytes(data)
         done = subprocess.run(
-            [sys.executable, "-c", _LOAD, str(Path(__file__).parent), *map(str, paths)],
+            [sys.executable, "-c", _LOAD, str(Path(__file__).parent), *map(str, paths), how],
             capture_output=True, text=True, check=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
     return round(float(done.stdout.strip().splitlines()[-1]), 1)
@@ -78,6 +83,7 @@ def vector_model_cost(catalog: Catalog, als: ALS, model: str, vectors: np.ndarra
     warm = build_bundle(common, version=3, spec=default_spec(), metrics={}, models=meta, private_key=key)
     load_als = load_rss_mb(public, warm, blob_als)
     load_with = load_rss_mb(public, warm, blob_with)
+    before = {"als": load_rss_mb(public, warm, blob_als, "copies"), model: load_rss_mb(public, warm, blob_with, "copies")}
     m_with = BundleModels(open_bundle(blob_with, key.public_key()))
     rng = np.random.default_rng(7)
     n = len(catalog.items)
@@ -101,6 +107,8 @@ def vector_model_cost(catalog: Catalog, als: ALS, model: str, vectors: np.ndarra
         f"{model}_graph_bytes": len(graph),
         "rss_growth_mb_load_als": load_als,
         f"rss_growth_mb_load_with_{model}": load_with,
+        # the same two loads as before one shared copy of the embeddings and the trim
+        "rss_growth_mb_before_sharing": before,
         "decision_us_p50": {k: round(statistics.median(v), 1) for k, v in timings.items()},
         "decision_us_p99": {k: round(float(np.percentile(v, 99)), 1) for k, v in timings.items()},
     }
