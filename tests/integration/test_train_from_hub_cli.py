@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from models.sentence_encoder import SentenceEncoder
 from p13n.procs import DEFAULT_TEMPLATES
@@ -24,15 +25,22 @@ def p13n(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_train_from_the_warehouse_writes_a_bundle_that_verifies(tmp_path: Path) -> None:
-    rnd = random.Random(7)
-    visitors = [f"visitorCli{n:013d}" for n in range(120)]
-    events = [grant(v) for v in visitors]
+def consented_clicks(prefix: str, visitors: int, each: int, seed: int) -> list[dict[str, Any]]:
+    """Consent grants and ``each`` clicks per visitor on items ``g<group>-i<n>`` (four
+    taste groups of eight items) over the past 40 days."""
+    rnd = random.Random(seed)
+    ids = [f"{prefix}{n:013d}" for n in range(visitors)]
+    events = [grant(v) for v in ids]
     events += [
         ev("click", v, rnd.uniform(0, 40), item_id=f"g{n % 4}-i{rnd.randrange(8)}")
-        for n, v in enumerate(visitors)
-        for _ in range(6)
+        for n, v in enumerate(ids)
+        for _ in range(each)
     ]
+    return events
+
+
+def test_train_from_the_warehouse_writes_a_bundle_that_verifies(tmp_path: Path) -> None:
+    events = consented_clicks("visitorCli", 120, 6, seed=7)
     events += [ev("click", f"visitorNoChoice{n:08d}", 1, item_id="secret-item") for n in range(5)]  # not consented
     store_with(tmp_path / "hub", *events).close()
     assert p13n("keys", "generate", str(tmp_path / "keys")).returncode == 0
@@ -116,15 +124,7 @@ def test_a_corrupt_warehouse_trains_nothing_and_says_why(tmp_path: Path) -> None
 def test_a_semantic_slot_gets_the_catalogs_text_vectors_from_a_warehouse_run(
     tmp_path: Path, sentence_encoder: SentenceEncoder
 ) -> None:
-    rnd = random.Random(8)
-    visitors = [f"visitorSem{n:013d}" for n in range(60)]
-    events = [grant(v) for v in visitors]
-    events += [
-        ev("click", v, rnd.uniform(0, 40), item_id=f"g{n % 4}-i{rnd.randrange(8)}")
-        for n, v in enumerate(visitors)
-        for _ in range(5)
-    ]
-    store_with(tmp_path / "hub", *events).close()
+    store_with(tmp_path / "hub", *consented_clicks("visitorSem", 60, 5, seed=8)).close()
     templates = tmp_path / "templates"
     shutil.copytree(DEFAULT_TEMPLATES, templates)
     slots = json.loads((templates / "slots.json").read_text())

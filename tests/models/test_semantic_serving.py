@@ -6,24 +6,20 @@ session model."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge_agent.decide import decide_page
-from hub.training.train import TrainConfig, run_training
-from models.bundle import generate_key, load_public_key, open_bundle
 from models.bundle_runtime import BundleModels
 from models.content import load_content
-from models.data import Item, write_interactions
+from models.data import Item
 from models.semantic import DIMS, item_vectors, reduce
 from models.sentence_encoder import SentenceEncoder
 from models.synthetic import THEMES, taste_groups, themed_items
+from tests.models.slot_training import train_with_slot_model
 
-REPO = Path(__file__).resolve().parents[2]
 GROUPS = 8
 ITEMS = 160  # 20 items per theme
 
@@ -31,30 +27,9 @@ ITEMS = 160  # 20 items per theme
 def train(tmp_path: Path, encoder: Path | None) -> tuple[BundleModels, dict[str, Any], dict[str, str]]:
     """Themed titles (models.synthetic.THEMES) on a taste-groups catalog; the recs slot
     asks for the semantic model. Returns the models, the manifest and the titles."""
-    write_interactions(tmp_path / "i.csv", taste_groups(600, ITEMS, 6_000, groups=GROUPS, seed=4))
+    data = taste_groups(600, ITEMS, 6_000, groups=GROUPS, seed=4)
     titles = {i.id: i.title for i in themed_items(ITEMS, GROUPS, seed=4).values()}
-    templates = tmp_path / "templates"
-    shutil.copytree(REPO / "templates", templates)
-    catalog = [
-        {"id": i, "title": t, "category": "all", "price": 1.0, "currency": "EUR", "url": f"/p/{i}"} for i, t in titles.items()
-    ]
-    (templates / "catalog.json").write_text(json.dumps(catalog))
-    slots = json.loads((templates / "slots.json").read_text())
-    slots["recs"]["model"] = "semantic"
-    (templates / "slots.json").write_text(json.dumps(slots))
-    private, public = generate_key()
-    (tmp_path / "key.pem").write_bytes(private)
-    config = TrainConfig(
-        out_dir=tmp_path / "out",
-        key_file=tmp_path / "key.pem",
-        interactions=tmp_path / "i.csv",
-        templates=templates,
-        tune=False,
-        evaluate=False,
-        encoder=encoder,
-    )
-    result = run_training(config, lambda _m: None)
-    bundle = open_bundle(result.bundle_path.read_bytes(), load_public_key(public))
+    bundle = train_with_slot_model(tmp_path, data, titles, "all", "semantic", encoder)
     return BundleModels(bundle), bundle.manifest, titles
 
 

@@ -5,19 +5,15 @@ latest items, and a slot without it keeps the bundle's session model."""
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from edge_agent.decide import decide_page
-from hub.training.train import TrainConfig, run_training
-from models.bundle import generate_key, load_public_key, open_bundle
 from models.bundle_runtime import BundleModels
 from models.content import BundleError, build_content, load_content
-from models.data import write_interactions
 from models.synthetic import chain_walks
+from tests.models.slot_training import train_with_slot_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,32 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 def train(tmp_path: Path, sequence_slot: bool) -> tuple[BundleModels, dict[str, object], list[list[str]]]:
     """Chains of 30 items walked in order; the templates' catalog made of those items."""
     data = chain_walks(3000, chains=8, length=30, seed=2)
-    write_interactions(tmp_path / "walks.csv", data)
-    templates = tmp_path / "templates"
-    shutil.copytree(REPO / "templates", templates)
-    ids = sorted(set(data.items.tolist()))
-    catalog = [
-        {"id": i, "title": f"Part {i}", "category": "parts", "price": 1.0, "currency": "EUR", "url": f"/p/{i}"} for i in ids
-    ]
-    (templates / "catalog.json").write_text(json.dumps(catalog))
-    slots = json.loads((templates / "slots.json").read_text())
-    if sequence_slot:
-        slots["recs"]["model"] = "sequence"
-    (templates / "slots.json").write_text(json.dumps(slots))
-    private, public = generate_key()
-    (tmp_path / "key.pem").write_bytes(private)
-    result = run_training(
-        TrainConfig(
-            out_dir=tmp_path / "out",
-            key_file=tmp_path / "key.pem",
-            interactions=tmp_path / "walks.csv",
-            templates=templates,
-            tune=False,
-            evaluate=False,
-        ),
-        lambda _m: None,
-    )
-    bundle = open_bundle(result.bundle_path.read_bytes(), load_public_key(public))
+    titles = {i: f"Part {i}" for i in sorted(set(data.items.tolist()))}
+    bundle = train_with_slot_model(tmp_path, data, titles, "parts", "sequence" if sequence_slot else "")
     # the walks, in order, to know what follows what
     walks: dict[str, list[str]] = {}
     for user, item in zip(data.users.tolist(), data.items.tolist(), strict=True):
