@@ -311,6 +311,13 @@ def _slot(raw: Mapping[str, Any], name: str, spec: Any) -> SlotDef:
     )
 
 
+def wants_model(content_doc: Mapping[str, Any], model: str) -> bool:
+    """Whether a recommend slot of the content ranks with ``model`` ("sequence",
+    "semantic": only then does training learn and ship its vectors)."""
+    slots = content_doc.get("slots") or {}
+    return any(isinstance(spec, Mapping) and spec.get("model") == model for spec in slots.values())
+
+
 def load_content(raw: Mapping[str, Any]) -> ContentBundle:
     """Validate a content bundle document into typed, pre-compiled objects."""
     if raw.get("format") != FORMAT:

@@ -11,9 +11,7 @@ cosine — the same dot-product top-k an edge already runs for ALS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
@@ -90,13 +88,6 @@ def fit_vectors(catalog: Catalog, train: Interactions, params: SequenceParams, s
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     np.divide(vectors, norms, out=vectors, where=norms > 0)
     return vectors
-
-
-def wants_model(content_doc: Mapping[str, Any], model: str) -> bool:
-    """Whether a recommend slot of the content ranks with ``model`` ("sequence",
-    "semantic": only then does training learn and ship its vectors)."""
-    slots = content_doc.get("slots") or {}
-    return any(isinstance(spec, Mapping) and spec.get("model") == model for spec in slots.values())
 
 
 class SequenceModel(Recommender):

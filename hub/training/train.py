@@ -26,13 +26,13 @@ from hub.training.evaluate import evaluate
 from hub.training.from_hub import HubData
 from models import clusters, text_model
 from models.bundle import build_bundle, load_private_key, npy_bytes
-from models.content import build_content
+from models.content import build_content, wants_model
 from models.data import Interactions, Item, load_interactions, load_items
 from models.evaluation import split
 from models.features import FeatureSpec, default_spec, encode_many
 from models.onnx_graphs import neighbours_graph, topk_graph
 from models.recommenders import ALS, Catalog, Content, ItemBased
-from models.sequence import SequenceModel, SequenceParams, wants_model
+from models.sequence import SequenceModel, SequenceParams
 from models.synthetic import taste_groups, visitor_archetypes
 from models.tuning import Tuned, select, tune
 
