@@ -30,6 +30,7 @@ from models.data import Interactions, Item, load_interactions, load_items
 from models.evaluation import score, split
 from models.next_item import leave_last_out, rank_metrics
 from models.recommenders import ALS, Catalog, Content, Hybrid, ItemBased, Popularity, Recommender
+from models.semantic import DIMS as SEMANTIC_DIMS
 from models.semantic import Semantic, TextMix, item_vectors
 from models.sentence_encoder import SentenceEncoder
 from models.sequence import SequenceModel, SequenceParams
@@ -152,9 +153,11 @@ def evaluate_cold_start(
     progress: Progress | None = None,
     share: float = 0.2,
     encoder: SentenceEncoder | None = None,
+    semantic_dims: int = SEMANTIC_DIMS,
 ) -> EvaluationResult:
-    """The cold-start protocol: the content model, the semantic model and their mix
-    (with an ``encoder``) and a random floor rank the cold items."""
+    """The cold-start protocol: the content model, the semantic model (its vectors cut
+    to ``semantic_dims``) and their mix (with an ``encoder``) and a random floor rank
+    the cold items."""
     import time
 
     import numpy as np
@@ -171,7 +174,7 @@ def evaluate_cold_start(
     encoding: dict[str, Any] = {"not_run": "no sentence encoder installed (p13n encoder install)"}
     if encoder is not None:
         started = time.perf_counter()
-        vectors = item_vectors(encoder, catalog.items.ids, items)
+        vectors = item_vectors(encoder, catalog.items.ids, items, semantic_dims)
         seconds = time.perf_counter() - started
         encoded = int((np.abs(vectors).sum(axis=1) > 0).sum())
         encoding = {"items": encoded, "seconds": round(seconds, 2), "items_per_s": round(encoded / max(seconds, 1e-9), 1)}
