@@ -23,6 +23,7 @@ import numpy as np
 from models.data import Item
 from models.recommenders import Catalog, Content, Recommender, zscore_rows
 from models.sentence_encoder import SentenceEncoder
+from models.text_model import mean_vector
 
 #: Dimensions the semantic vectors keep (a centred PCA of the catalog's vectors).
 DIMS = 128
@@ -63,12 +64,10 @@ class Semantic(Recommender):
         h = self.catalog.history.get(user)
         if h is None:
             return None
-        items, weights = h
-        v = (self.vectors[items] * np.asarray(weights, dtype=np.float32)[:, None]).sum(axis=0)
-        norm = float(np.linalg.norm(v))
-        if norm == 0:
+        v = mean_vector(self.vectors, h[0], h[1])
+        if not v.any():  # only undescribed items in the history
             return None
-        return np.asarray(self.vectors @ (v / norm), dtype=np.float32)
+        return np.asarray(self.vectors @ v, dtype=np.float32)
 
 
 class TextMix(Recommender):

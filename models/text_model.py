@@ -51,9 +51,15 @@ def fit_text(texts: Sequence[str], dims: int = 64, seed: int = 42, min_df: int =
 
 def user_vector(model: TextModel, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean of interacted items' vectors, L2-normalised (zeros if none)."""
+    return mean_vector(model.item_vectors, items, weights)
+
+
+def mean_vector(vectors: np.ndarray, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The ``weights``-weighted mean of ``vectors[items]``, L2-normalised (zeros when
+    there is none or it sums to nothing): a visitor's query in an item-vector space."""
     if len(items) == 0:
-        return np.zeros(model.dims, dtype=np.float32)
-    v = (model.item_vectors[items] * np.asarray(weights, dtype=np.float32)[:, None]).sum(axis=0)
+        return np.zeros(vectors.shape[1], dtype=np.float32)
+    v = (vectors[items] * np.asarray(weights, dtype=np.float32)[:, None]).sum(axis=0)
     norm = float(np.linalg.norm(v))
     return np.asarray(v / norm if norm > 0 else v, dtype=np.float32)
 
