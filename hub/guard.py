@@ -6,16 +6,19 @@ handler. Every admin call and every refusal is appended to the audit log with wh
 (401s aggregated per endpoint and window, so a brute force cannot grow the log),
 role, action, target and status; a handler adds details through
 ``request.state.audit``. Paths naming a subject are logged with the subject's
-erasure token instead of the id.
+erasure token instead of the id. A handler whose NATS call fails (server away, cluster
+electing a leader) answers 503 ``nats_unavailable`` with ``retry-after``, audited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +31,11 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client waits before retrying a call NATS could not serve.
+_RETRY = {"retry-after": "5"}
 
 _CHALLENGE = {"www-authenticate": 'Bearer realm="p13n-hub"'}
 
@@ -95,7 +103,11 @@ async def run_as(
     state: HubState = request.app.state.hub
     request.state.principal = principal
     request.state.audit = {}
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except nats.errors.Error as e:  # a server away or a cluster electing: the caller retries
+        log.warning("%s: NATS did not answer (%s: %s); answered 503", action, type(e).__name__, e)
+        response = json_error(503, "nats_unavailable", f"NATS did not answer ({type(e).__name__}); retry later", _RETRY)
     if audit_success or response.status_code >= 400:
         await _audit(state, principal, action, target, response.status_code, request.state.audit)
     return response

@@ -13,11 +13,13 @@ Roles are checked by :mod:`hub.guard` around each handler.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
 MAX_SUBJECT_CHARS = 256
 RETRY_AFTER_S = 5
 RETRY_HEADERS = {"retry-after": str(RETRY_AFTER_S)}
+#: What a JetStream call raises while the server or its cluster is away or electing.
+NATS_ERRORS = (nats.errors.Error, TimeoutError)
+
+log = logging.getLogger(__name__)
 
 
 def _state(request: Request) -> HubState:
@@ -63,7 +69,11 @@ async def erase_subject(request: Request) -> Response:
     key = state.settings.pseudonym_key.encode()
     subject = await asyncio.to_thread(storage.resolve_subject, given, key)
     tokens = sorted({erasure_token(i, key) for i in subject.all})
-    edges = await erasure.registered_edges(js)
+    try:
+        edges = await erasure.registered_edges(js)
+    except NATS_ERRORS as e:  # nothing recorded yet: the caller retries
+        log.warning("erasure refused: the edges' registrations could not be read (%s)", type(e).__name__)
+        return json_error(503, "nats_unavailable", "erasure needs NATS to reach the edges; retry later", RETRY_HEADERS)
     order = ErasureOrder("er_" + uuid.uuid4().hex, tuple(tokens), time.time())
     # each step is durable before the next; erasure_service.resume() finishes an interrupted one
     await asyncio.to_thread(storage.suppress, tokens, datetime.fromtimestamp(order.issued_at, UTC).isoformat())
@@ -71,7 +81,11 @@ async def erase_subject(request: Request) -> Response:
     work = erasure_service.seal(state, order.request_id, subject)
     await asyncio.to_thread(state.erasures.create, order, principal.name, edges, work)
     state.erasure_requests.inc()
-    hub_counts = await erasure_service.erase_at_hub(state, js, order.request_id, subject)
+    try:
+        hub_counts: dict[str, int] | None = await erasure_service.erase_at_hub(state, js, order.request_id, subject)
+    except NATS_ERRORS as e:  # recorded: erasure_service.resume() finishes it within seconds
+        log.warning("erasure %s: hub-side deletion left to resume (%s)", order.request_id, type(e).__name__)
+        hub_counts = None
     published = await erasure_service.publish(state, js, order)
     request.state.audit = {"request_id": order.request_id, "tokens": tokens, "edges": len(edges)}
     body = await asyncio.to_thread(state.erasures.status, order.request_id)
@@ -79,7 +93,10 @@ async def erase_subject(request: Request) -> Response:
     body["order_published"] = published
     # item factors were learned with the subject's interactions: the next training run
     # (which no longer sees them) replaces them
-    body["retrain_recommended"] = hub_counts.get("warehouse.events", 0) > 0 or hub_counts["user_factors"] > 0
+    # (unknown while the hub-side deletion is still pending: recommend it)
+    body["retrain_recommended"] = (
+        hub_counts is None or hub_counts.get("warehouse.events", 0) > 0 or hub_counts["user_factors"] > 0
+    )
     return JSONResponse(body, status_code=202, headers={"location": f"/v1/erasures/{order.request_id}"})
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ import duckdb
 import numpy as np
 
 from models.pseudonym import pseudonym
+from p13n.procs import start_nats
 from tests.conftest import API_KEY, AgentFactory, Hub, HubFactory, Origin
 from tests.integration.helpers import fetch, metric, wait_for
 from tests.integration.ingest_helpers import stats, wait_accepted, warehouse_rows
@@ -277,3 +280,41 @@ def test_an_erasure_interrupted_by_a_crash_is_finished_after_the_restart(nats_se
     wait_for(lambda: asyncio.run(published_order()).get("request_id") == "er_crashtest")
     assert files_containing([hub.data_dir], ["visitorFrank00000000001", subject.pseudonym]) == []
     wait_for(lambda: warehouse_rows(hub.data_dir, "SELECT work, published FROM erasures") == [(None, 1)])
+
+
+def test_while_nats_does_not_answer_calls_get_503_and_an_erasure_records_nothing(tmp_path: Path, start_hub: HubFactory) -> None:
+    """A connected nats-server that stops answering (frozen here; a cluster electing a
+    leader looks the same) makes NATS-backed calls answer 503 ``nats_unavailable`` with
+    retry-after, audited, instead of a 500; a refused erasure leaves no record behind,
+    and the same request succeeds once NATS answers again."""
+    child, port = start_nats(tmp_path / "nats")
+    try:
+        hub = start_hub(f"nats://127.0.0.1:{port}", PSEUDONYM_KEY=KEY)
+        events = [
+            {"event_id": uuid.uuid4().hex, "type": "identify", "user_id": "gina-3", "anonymous_id": "visitorGina00000000001"},
+        ]
+        reply = fetch(
+            hub.url + "/v1/events", {"Authorization": f"Bearer {API_KEY}"}, method="POST", data=json.dumps(events).encode()
+        )
+        assert json.loads(reply.body)["accepted"] == 1
+        wait_for(lambda: warehouse_rows(hub.data_dir, "SELECT count(*) FROM events") == [(1,)])
+        os.kill(child.proc.pid, signal.SIGSTOP)
+        try:
+            erased = fetch(hub.url + "/v1/subjects/gina-3", hub.auth("privacy_officer"), method="DELETE")
+            listed = fetch(hub.url + "/v1/bundles", hub.auth("viewer"))  # any NATS-backed call
+        finally:
+            os.kill(child.proc.pid, signal.SIGCONT)
+        for reply in (erased, listed):
+            assert reply.status == 503, reply.text
+            assert json.loads(reply.body)["error"]["reason"] == "nats_unavailable"
+            assert reply.headers.get("retry-after") == "5"
+        assert warehouse_rows(hub.data_dir, "SELECT count(*) FROM erasures") == [(0,)]
+        assert warehouse_rows(hub.data_dir, "SELECT count(*) FROM events") == [(1,)]
+        audit = json.loads(fetch(hub.url + "/v1/audit", hub.auth("admin")).body)["entries"]
+        assert {(e["action"], e["status"]) for e in audit} >= {("subjects.erase", 503), ("bundles.read", 503)}
+
+        erased = fetch(hub.url + "/v1/subjects/gina-3", hub.auth("privacy_officer"), method="DELETE")
+        assert erased.status == 202, erased.text
+        assert warehouse_rows(hub.data_dir, "SELECT count(*) FROM events") == [(0,)]
+    finally:
+        child.stop()
