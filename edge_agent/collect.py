@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from edge_agent import class_cookie
 from edge_agent.csrf import cross_site_reason
 from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.identity import IdentityRejected, header_user
@@ -245,7 +246,11 @@ async def handle_batch(
     m.events("session_only", local)  # shaped this visit on the edge, never stored
     m.events("rejected", len(results) - len(accepted) - local)
     payload = orjson.dumps({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
-    return 202, payload, [(b"set-cookie", issued)] if issued else []
+    cookies = [(b"set-cookie", issued)] if issued else []
+    refreshed = class_cookie.issue(state, named)  # the session just changed: so may the class
+    if refreshed is not None:
+        cookies.append((b"set-cookie", refreshed))
+    return 202, payload, cookies
 
 
 def _error(status: int, reason: str, detail: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from http.cookies import SimpleCookie
 
 import orjson
 from starlette.requests import Request
@@ -21,28 +20,15 @@ from starlette.responses import JSONResponse, Response
 
 from edge_agent.collect import MAX_BODY_BYTES, issue_visitor, prepare_events, store
 from edge_agent.csrf import cross_site_reason
-from edge_agent.pages import parse_cookies
+from edge_agent.pages import parse_cookies, set_cookie
 from edge_agent.responses import json_error
+from edge_agent.shared_fragments import CLASS_COOKIE
 from edge_agent.state import VISITOR_COOKIE_MAX_AGE, EdgeState
 from models import consent as consent_rules
 from models.http_body import read_body
 
 #: Where a choice was made (banner, sdk, cmp, …), as the consent record keeps it.
 _SOURCE = re.compile(r"[A-Za-z0-9_-]{1,32}")
-
-
-def _cookie(name: str, value: str, max_age: int, secure: bool, http_only: bool) -> str:
-    jar: SimpleCookie = SimpleCookie()
-    jar[name] = value
-    morsel = jar[name]
-    morsel["path"] = "/"
-    morsel["max-age"] = max_age
-    morsel["samesite"] = "Lax"
-    if http_only:
-        morsel["httponly"] = True
-    if secure:
-        morsel["secure"] = True
-    return morsel.OutputString()
 
 
 async def consent(request: Request) -> Response:
@@ -92,10 +78,12 @@ async def consent(request: Request) -> Response:
     )
     response = JSONResponse({"categories": sorted(effective), "recorded": len(accepted)}, headers={"cache-control": "no-store"})
     response.headers.append(
-        "set-cookie", _cookie(consent_rules.CONSENT_COOKIE, value, VISITOR_COOKIE_MAX_AGE, secure, http_only=False)
+        "set-cookie", set_cookie(consent_rules.CONSENT_COOKIE, value, VISITOR_COOKIE_MAX_AGE, secure, http_only=False)
     )
     if issued is not None and consent_rules.may_identify(frozenset(effective)):
         response.headers.append("set-cookie", issued.decode("latin-1"))
+    if CLASS_COOKIE in cookies:  # it carried the old consent: the next collect issues the new class
+        response.headers.append("set-cookie", set_cookie(CLASS_COOKIE, "", 0, secure, http_only=True))
     if not consent_rules.may_identify(frozenset(effective)) and state.settings.cookie_name in cookies:
-        response.headers.append("set-cookie", _cookie(state.settings.cookie_name, "", 0, secure, http_only=True))
+        response.headers.append("set-cookie", set_cookie(state.settings.cookie_name, "", 0, secure, http_only=True))
     return response

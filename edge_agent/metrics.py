@@ -50,6 +50,7 @@ class EdgeMetrics:
     untrusted_headers: Counter
     visitors_issued: Counter
     exposures: Counter
+    shared_fragments: Counter
     profile_sync_delay: Histogram
     nats_connected: Gauge
     data_dir_free_bytes: Gauge
@@ -155,6 +156,13 @@ class EdgeMetrics:
                 ["experiment", "variant"],
                 registry=reg,
             ),
+            shared_fragments=Counter(
+                "p13n_edge_shared_fragments",
+                "Shareable slots answered for nginx's fragment cache: filled (decided from the class cookie, "
+                "cacheable) or live (no valid class: decided for the visitor, not cached); class cookies issued",
+                ["result"],
+                registry=reg,
+            ),
             profile_sync_delay=Histogram(
                 "p13n_edge_profile_sync_delay_seconds",
                 "From the hub storing a profile change to this edge applying it",
@@ -235,6 +243,9 @@ class EdgeMetrics:
 
     def collect_rejected(self, reason: str) -> None:
         self._child(self.collect_rejections, reason).inc()
+
+    def shared(self, result: str) -> None:
+        self._child(self.shared_fragments, result).inc()
 
     def visitor_issued(self) -> None:
         self.visitors_issued.inc()

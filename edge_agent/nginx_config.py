@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from edge_agent.shared_fragments import CLASS_COOKIE
 from edge_agent.ssi_compile import slot_variable
+from models.consent import CONSENT_COOKIE
 
 #: Static files bypass the agent in both modes.
 STATIC_EXTENSIONS = (
@@ -133,6 +135,48 @@ def _agent_headers(indent: str, opts: NginxOptions) -> str:
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
+#: The class cookie (edge_agent/shared_fragments.py) and our own consent cookie.
+_CLASS = "$cookie_" + CLASS_COOKIE
+_CONSENT = "$cookie_" + CONSENT_COOKIE
+
+
+def _fragment_cache_maps(opts: NginxOptions) -> str:
+    """http-level pieces of the shared fragment cache: its zone, the include parameters
+    without the page's request id, and whether a request carries a class at all."""
+    return (
+        f"proxy_cache_path {opts.cache_dir}-fragments levels=1:2 keys_zone=p13n_fragments:10m max_size=64m "
+        "inactive=10m use_temp_path=off;\n"
+        "map $args $p13n_slot_args {\n"
+        '    "~^rid=[^&]*&(?<p13n_rest>.*)$" $p13n_rest;\n'
+        '    "~^rid=[^&]*$" "";\n'
+        "    default $args;\n"
+        "}\n"
+        f"map {_CLASS} $p13n_no_class {{\n"
+        '    "" 1;\n'
+        "    default 0;\n"
+        "}\n"
+    )
+
+
+def _fragment_cache(indent: str, opts: NginxOptions) -> str:
+    """A slot location's cache: shareable fragments the agent marks cacheable
+    (``X-Accel-Expires``) are kept under the slot, its parameters, the visitor's class and
+    the request-side inputs (geo, consent cookie, Sec-GPC, DNT), never the visitor;
+    everything else the agent answers ``private, no-store`` and nginx does not keep."""
+    geo = opts.geo_header if opts.geo_header.startswith("$") else ""  # a fixed country is the same for all
+    key = f"$scheme$host$uri?$p13n_slot_args|{_CLASS}|{geo}|{_CONSENT}|$http_sec_gpc|$http_dnt"
+    lines = [
+        "# shared fragments (docs/SLOTS.md): keyed on the class cookie, never on the visitor",
+        "proxy_cache p13n_fragments;",
+        f'proxy_cache_key "{key}";',
+        "proxy_cache_bypass $p13n_no_class;",
+        "proxy_no_cache $p13n_no_class;",
+        "proxy_cache_lock on;",
+        f"proxy_cache_lock_timeout {opts.slot_timeout_ms}ms;",
+    ]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
 def render_server(opts: NginxOptions) -> str:
     """The ``upstream`` blocks and ``server`` block for ``opts``."""
     opts.validate()
@@ -167,7 +211,8 @@ def render_server(opts: NginxOptions) -> str:
     if opts.mode == "ssi":
         out.insert(
             2,
-            f"proxy_cache_path {opts.cache_dir} levels=1:2 keys_zone=p13n_shells:10m max_size=512m inactive=10m use_temp_path=off;\n",
+            f"proxy_cache_path {opts.cache_dir} levels=1:2 keys_zone=p13n_shells:10m max_size=512m inactive=10m use_temp_path=off;\n"
+            + _fragment_cache_maps(opts),
         )
         out += [
             "\n",
@@ -176,6 +221,7 @@ def render_server(opts: NginxOptions) -> str:
             f"{i2}proxy_connect_timeout {opts.agent_timeout_ms}ms;\n",
             f"{i2}proxy_read_timeout {opts.slot_timeout_ms}ms;\n",
             f"{i2}proxy_send_timeout {opts.slot_timeout_ms}ms;\n",
+            _fragment_cache(i2, opts),
             f"{i2}proxy_pass http://p13n_agent;\n{i1}}}\n",
             f"{i1}# one decision per page: context + visitor cookie (fails open to 204)\n",
             f"{i1}location = /_p13n/auth {{\n{i2}internal;\n",

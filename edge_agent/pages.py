@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,6 +27,21 @@ from models.pseudonym import valid_visitor_id
 
 #: Upper bound on page contexts kept for SSI fragments.
 MAX_PAGE_CONTEXTS = 50_000
+
+
+def set_cookie(name: str, value: str, max_age: int, secure: bool, http_only: bool) -> str:
+    """A ``Set-Cookie`` value: path /, SameSite=Lax; max-age 0 deletes it."""
+    jar: SimpleCookie = SimpleCookie()
+    jar[name] = value
+    morsel = jar[name]
+    morsel["path"] = "/"
+    morsel["max-age"] = max_age
+    morsel["samesite"] = "Lax"
+    if http_only:
+        morsel["httponly"] = True
+    if secure:
+        morsel["secure"] = True
+    return morsel.OutputString()
 
 
 def parse_cookies(header: str) -> dict[str, str]:

@@ -296,6 +296,11 @@ class EdgeSettings:
         "",
         "The ed25519 public key (PEM file) bundles must be signed with; required with `P13N_EDGE_MODEL_BUNDLE`. When set, the edge also follows bundles pushed over NATS (`p13n push`) and, without NATS, starts from the last bundle it accepted.",
     )
+    shared_fragment_ttl_s: float = setting(
+        60.0,
+        "SSI mode: seconds nginx may keep a shareable slot's fragment (a `variant` slot reading only device, consent, session counts, segment, country…), keyed on the visitor's class cookie instead of the visitor, so it never reaches the agent; also the longest a fragment of the previous bundle can show after a swap. 0: no class cookies, every fragment decided per visitor (docs/SLOTS.md, *Fragments nginx shares*).",
+        minimum=0.0,
+    )
     session_ttl_s: float = setting(
         1800.0,
         "A visitor's live session (counts, category interest, recent items) expires after this long without activity.",

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote_plus
 
 from starlette.types import Receive, Scope, Send
 
+from edge_agent import class_cookie
 from edge_agent.collect import record_exposures
-from edge_agent.decide import slot_kind
+from edge_agent.decide import decide_page, slot_kind
 from edge_agent.pages import PageContext, decide_slots
 from edge_agent.state import EdgeState
 from models.slots import SLOT_NAME_RE
@@ -37,6 +39,8 @@ _MAX_RID = 64
 _MAX_QUERY = 4096
 _PRIVATE = (b"cache-control", b"private, no-store")
 _NO_OVERRIDES: dict[str, str] = {}
+#: Outcomes of a shareable slot nginx may keep (a function of the class alone).
+SHAREABLE_OUTCOMES = ("variant", "default")
 #: One-round-trip SSI: most slots decided per auth call, largest fragment per header.
 MAX_HEADER_SLOTS = 32
 MAX_HEADER_FRAGMENT = 16 * 1024
@@ -145,6 +149,26 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
     await _send(send, 204, headers_out)
 
 
+async def _shared_slot(
+    state: EdgeState, name: str, attrs: dict[str, Any], overrides: dict[str, str], scope: Scope, send: Send
+) -> None:
+    """A shareable slot decided from its class alone (edge_agent/shared_fragments.py):
+    what nginx stores is what anyone with the same key gets. Only a decided fragment is
+    cacheable; a fallback is answered ``no-store`` like any other."""
+    bundle = state.bundle
+    decision = decide_page(bundle, attrs, [(name, overrides)], state.settings.decision_deadline_ms, held=False)
+    outcome = decision.outcomes[name]
+    state.metrics.decision(name, outcome.reason, slot_kind(bundle, name))
+    if outcome.html is None or outcome.reason not in SHAREABLE_OUTCOMES:
+        state.metrics.fallback(outcome.reason)
+        await _send(send, 204, [_PRIVATE])
+        return
+    state.metrics.shared("filled")
+    ttl = str(int(state.settings.shared_fragment_ttl_s)).encode("ascii")
+    body = b"" if scope["method"] == "HEAD" else outcome.html.encode("utf-8")
+    await _send(send, 200, [_HTML, (b"x-accel-expires", ttl)], body)
+
+
 async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
     """One slot's HTML; 204 (nginx prints the stub) when it falls back."""
     started = time.perf_counter()
@@ -163,8 +187,15 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
     try:
         query = parse_query(scope["query_string"])
         headers = header_map(scope)
-        rid = (query.get("rid") or headers.get(RID_HEADER, ""))[:_MAX_RID]
         overrides = {k: v for k, v in query.items() if k not in ("rid", "u")}
+        codec = state.shared
+        if codec is not None and name in codec.plan.slots:
+            attrs = class_cookie.shared_attrs(state, codec, headers, _page(headers, query)[1])
+            if attrs is not None:
+                await _shared_slot(state, name, attrs, overrides, scope, send)
+                return
+            state.metrics.shared("live")
+        rid = (query.get("rid") or headers.get(RID_HEADER, ""))[:_MAX_RID]
         ctx = _context(state, headers, query, rid)
         decision = decide_slots(
             ctx, state.bundle, [(name, overrides)], state.settings.decision_deadline_ms, state.models, state.bandits

@@ -22,12 +22,14 @@ from edge_agent.overload import LoadShedder
 from edge_agent.pages import PageContext, PageContexts, build_context
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
+from edge_agent.shared_fragments import ClassCodec, plan
 from edge_agent.store import EdgeStore
 from models import tcf
 from models.bandit import BanditWeights
 from models.bundle_runtime import BundleModels
 from models.consent import CONSENT_COOKIE, CmpPolicy
 from models.content import ContentBundle, build_content, load_content
+from models.secret_files import generated_secret
 from models.session import new_session, session_attributes
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,9 @@ class EdgeState:
 
     identity: IdentityVerifier = field(init=False)
     overload: LoadShedder = field(init=False)
+    #: the live bundle and what it lets nginx share (edge_agent/shared_fragments.py)
+    _shared: tuple[ContentBundle, ClassCodec | None] | None = None
+    _class_key: bytes = b""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -107,6 +112,8 @@ class EdgeState:
             s.identity_secret, s.identity_public_key, s.identity_issuer, s.identity_audience, s.identity_max_age_s
         )
         self.contexts = PageContexts(self.settings.decision_ttl_s)
+        if s.shared_fragment_ttl_s > 0:  # signs class cookies; kept so a restart keeps them valid
+            self._class_key = generated_secret(s.data_dir / "class-cookie.key").encode("ascii")
         self.overload = LoadShedder(s.shed_lag_ms / 1000)
         self.metrics.loop_lag.set_function(lambda: self.overload.lag_s)
         self.metrics.watch_model_memo(lambda: self.models.memo_stats() if self.models is not None else {})
@@ -237,6 +244,20 @@ class EdgeState:
         if secure:
             morsel["secure"] = True
         return morsel.OutputString()
+
+    @property
+    def shared(self) -> ClassCodec | None:
+        """The live bundle's shareable slots and class cookie codec (None: nothing to share,
+        or sharing turned off)."""
+        bundle = self.bundle
+        if bundle is None or not self._class_key:
+            return None
+        cached = self._shared
+        if cached is None or cached[0] is not bundle:
+            share = plan(bundle)
+            cached = (bundle, ClassCodec(share, self._class_key) if share is not None else None)
+            self._shared = cached
+        return cached[1]
 
     @property
     def category_of(self) -> dict[str, str]:

@@ -149,6 +149,8 @@ class ContentBundle:
     popular: tuple[str, ...]
     #: rule segments: name → compiled condition (``segments.json``)
     segments: Mapping[str, Predicate] = field(default_factory=dict)
+    #: the same segments' condition documents (what they read: edge_agent/shared_fragments.py)
+    segment_conditions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: category → its items in popularity order, and each item's overall rank, so a
     #: per-category cap never scans past a full category
     popular_by_category: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -348,10 +350,13 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
     if not isinstance(segments_raw, dict):
         raise BundleError("segments", "must map segment names to conditions")
     segments: dict[str, Predicate] = {}
+    segment_conditions: dict[str, Mapping[str, Any]] = {}
     for name, condition in segments_raw.items():
         if not SLOT_NAME_RE.match(name):
             raise BundleError(f"segments.{name}", "invalid segment name")
-        segments[name] = compile_condition(_condition(condition, f"segments.{name}"))
+        document = _condition(condition, f"segments.{name}")
+        segments[name] = compile_condition(document)
+        segment_conditions[name] = document or {}
     for name, slot in slots.items():
         if slot.kind == "recommend" and slot.item is not None:
             item_fragment = slot.item
@@ -364,6 +369,7 @@ def load_content(raw: Mapping[str, Any]) -> ContentBundle:
         items=items,
         popular=popular,
         segments=segments,
+        segment_conditions=segment_conditions,
         popular_by_category={cat: tuple(ids) for cat, ids in by_category.items()},
         popularity_rank={item_id: rank for rank, item_id in enumerate(popular)},
         holdout=_holdout(raw.get("holdout")),

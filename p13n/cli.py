@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     ngx.add_argument(
         "--cache-path",
         default="",
-        help="directory for nginx's shell cache in SSI mode (default /var/cache/nginx/p13n; nginx's user must own it)",
+        help="directory for nginx's shell cache in SSI mode, and PATH-fragments beside it for shared fragments "
+        "(default /var/cache/nginx/p13n; nginx's user must own both)",
     )
     ngx.add_argument(
         "--geo-header",

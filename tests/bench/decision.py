@@ -8,7 +8,9 @@ live sessions through ``/_p13n/collect``, then measures, in one run:
   page static: the product page reloaded by one visitor; the product page for a
   different visitor each request (every model call runs); the one-round-trip variant;
   a segment-only page (the home page with only its rule and segment slots, hero and offer); agent CPU
-  microseconds per page (the agent's CPU time over the run);
+  microseconds per page (the agent's CPU time over the run); then the reload and the
+  segment-only page again with the visitor's class cookie, so nginx serves the shareable
+  fragments (hero, offer) from its own cache;
 * each first without remembered model answers (``P13N_EDGE_MODEL_MEMO_ENTRIES=0``, as
   before they existed), then with the default;
 * overload: h2load at a fixed arrival rate of twice the agent's capacity (its
@@ -84,7 +86,29 @@ def make_templates(work: Path, items: int) -> Path:
         assert slot is not None
         home = home.replace(slot.group(0), "")
     (tpl / "pages" / "home.html").write_text(home)
+    # the hero without its hour-of-day variant: nginx does not key on the hour, so that
+    # variant would keep the hero per visitor (docs/SLOTS.md, *Fragments nginx shares*)
+    slots = json.loads((tpl / "slots.json").read_text())
+    slots["hero"]["variants"] = [v for v in slots["hero"]["variants"] if v["id"] != "night-owl"]
+    (tpl / "slots.json").write_text(json.dumps(slots))
     return tpl
+
+
+def class_cookie(agent_url: str, visitor_id: str) -> str:
+    """The class cookie the agent issues to ``visitor_id`` (an empty collect batch), as
+    the visitor's browser would carry it after its last page's events."""
+    req = urllib.request.Request(
+        agent_url + "/_p13n/collect",
+        data=b'{"events": []}',
+        headers={"Content-Type": "application/json", "Cookie": f"p13n_id={visitor_id}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req) as r:
+        for header in r.headers.get_all("Set-Cookie") or []:
+            header = str(header)
+            if header.startswith("p13n_cls="):
+                return header.split(";", 1)[0]
+    raise RuntimeError("the agent issued no class cookie: does the bundle have shareable slots?")
 
 
 def train(work: Path, tpl: Path, items: int, interactions: int) -> tuple[Path, Path]:
@@ -334,22 +358,27 @@ def measure(work: Path, tpl: Path, agent_pid: int, agent_port: int, duration: in
         out: dict[str, float] = {}
         out["plain_rps"] = et.load(site.static[PAGE], duration, 32, 2)["rps"]
         out["plain_segment_rps"] = et.load(site.static[SEGMENT_PAGE], duration, 32, 2)["rps"]
-        for name, url, lua in (
-            ("reload", ssi + PAGE, ""),
-            ("new_visitor", ssi + PAGE, str(script)),
-            ("echo", f"http://127.0.0.1:{site.ne_port}{PAGE}", ""),
-            ("segment", ssi + SEGMENT_PAGE, ""),
-        ):
-            et.run_wrk(url, 2, 32, 2, lua)  # warm-up
+
+        def run(name: str, url: str, lua: str, plain: float) -> None:
+            et.run_wrk(url, 2, 32, 2, lua)  # warm-up (and the fragment cache's fill)
             cpu = agent_cpu_s(agent_pid)
             r = et.run_wrk(url, duration, 32, 2, lua)
             cpu = agent_cpu_s(agent_pid) - cpu
-            plain = out["plain_segment_rps"] if name == "segment" else out["plain_rps"]
             out[f"{name}_rps"] = r["rps"]
             out[f"{name}_p99_ms"] = r["p99_ms"]
             out[f"{name}_ratio"] = round(r["rps"] / plain, 3)
             out[f"{name}_agent_cpu_us_per_page"] = round(cpu / (r["rps"] * duration) * 1e6, 1)
             out[f"{name}_non_2xx"] = r["non_2xx"]
+
+        run("reload", ssi + PAGE, "", out["plain_rps"])
+        run("new_visitor", ssi + PAGE, str(script), out["plain_rps"])
+        run("echo", f"http://127.0.0.1:{site.ne_port}{PAGE}", "", out["plain_rps"])
+        run("segment", ssi + SEGMENT_PAGE, "", out["plain_segment_rps"])
+        # the same visitor's browser with its class cookie: hero and offer come from
+        # nginx's fragment cache, only per-visitor slots reach the agent
+        et.COOKIE = f"p13n_id={visitor(1)}; {class_cookie(f'http://127.0.0.1:{agent_port}', visitor(1))}"
+        run("reload_shared", ssi + PAGE, "", out["plain_rps"])
+        run("segment_shared", ssi + SEGMENT_PAGE, "", out["plain_segment_rps"])
         return out
     finally:
         site.stop()
