@@ -21,7 +21,6 @@ is decided live and answered ``no-store``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -143,7 +142,7 @@ class ClassCodec:
         self._key = key
 
     def _mac(self, signed: bytes) -> str:
-        return _b64(hmac.new(self._key, signed, hashlib.sha256).digest()[:_MAC_BYTES])
+        return _b64(hmac.digest(self._key, signed, "sha256")[:_MAC_BYTES])
 
     def issue(self, attrs: Mapping[str, Any]) -> str | None:
         """The class of a visitor with ``attrs`` as of their next request (not new)."""

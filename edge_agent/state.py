@@ -131,7 +131,11 @@ class EdgeState:
             s.gpp_cookie,
         )
 
-    def page_context(self, headers: Mapping[str, str], page_path: str, page_query: str = "") -> PageContext:
+    def page_context(
+        self, headers: Mapping[str, str], page_path: str, page_query: str = "", with_profile: bool = True
+    ) -> PageContext:
+        """The request's context; ``with_profile=False`` skips the synced profile (a
+        SQLite read) for callers that never look at it."""
         s = self.settings
         ctx = build_context(
             headers,
@@ -149,7 +153,7 @@ class EdgeState:
             if session is not None:
                 ctx.session = session
                 ctx.attrs.update(session_attributes(session))
-            profile = self.profile(ctx.visitor_id)
+            profile = self.profile(ctx.visitor_id) if with_profile else None
             if profile is not None:
                 ctx.attrs["profile"] = profile
         return ctx

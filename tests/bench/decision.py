@@ -145,8 +145,9 @@ def visitor(i: int) -> str:
     return f"benchvisitor{i:012d}"
 
 
-def fill_sessions(agent_url: str, sessions: int, items: int) -> float:
-    """Three product views per visitor, ten visitors per request (cookie per request)."""
+def fill_sessions(agent_url: str, sessions: int, items: int, first: int = 0) -> float:
+    """Three product views per visitor (``first`` … ``first + sessions - 1``), one batch
+    per visitor."""
     import aiohttp
 
     rng = np.random.default_rng(7)
@@ -169,7 +170,7 @@ def fill_sessions(agent_url: str, sessions: int, items: int) -> float:
                 ):
                     assert r.status == 202, await r.text()
 
-            await asyncio.gather(*(one(i) for i in range(sessions)))
+            await asyncio.gather(*(one(i) for i in range(first, first + sessions)))
 
     started = time.perf_counter()
     asyncio.run(run())

@@ -134,3 +134,26 @@ def test_the_cache_path_is_an_option() -> None:
     text = render_server(opts("ssi", cache_dir="/srv/nginx-cache/p13n"))
     assert text.startswith("# ") and "proxy_cache_path /srv/nginx-cache/p13n levels=1:2" in text
     assert "/var/cache/nginx/p13n" not in text
+
+
+def test_slot_fragments_are_cached_by_class_never_by_visitor_and_without_a_lock() -> None:
+    text = render_server(opts("ssi", cache_dir="/srv/c/p13n", geo_header="$http_cf_ipcountry"))
+    assert "proxy_cache_path /srv/c/p13n-fragments levels=1:2 keys_zone=p13n_fragments:" in text
+    slot = text.split("location ^~ /_p13n/slot/ {", 1)[1].split("}", 1)[0]
+    key = slot.split('proxy_cache_key "', 1)[1].split('"', 1)[0]
+    assert key.split("|") == [
+        "$scheme$host$uri?$p13n_slot_args",  # the include's parameters without the page's request id
+        "$cookie_p13n_cls",
+        "$http_cf_ipcountry",
+        "$cookie_p13n_consent",
+        "$http_sec_gpc",
+        "$http_dnt",
+    ]
+    assert "p13n_id" not in key and "$args" not in key.replace("$p13n_slot_args", "")
+    assert "proxy_cache_bypass $p13n_no_class;" in slot and "proxy_no_cache $p13n_no_class;" in slot
+    # per-visitor slots share these keys and are never stored: a lock would make their
+    # concurrent requests wait for an entry that never comes
+    assert "proxy_cache_lock" not in slot
+    # a fixed country is the same for every request: not a key part (and no quotes inside the key)
+    fixed = render_server(opts("ssi", geo_header='"fr"'))
+    assert '"fr"' not in fixed.split('proxy_cache_key "', 1)[1].split('";', 1)[0]
