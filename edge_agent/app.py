@@ -258,6 +258,8 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        gc_timer = state.metrics.watch_gc()
+        gc.callbacks.append(gc_timer)
         startup_logger().info(
             "p13n edge %s serving on %s:%d: content %s (v%s), model %s, NATS %s, origin %s%s",
             settings.edge_id,
@@ -277,6 +279,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         try:
             yield
         finally:
+            gc.callbacks.remove(gc_timer)  # in-process apps (tests, benches) start several
             await stop_tasks(
                 [publisher, flusher, heartbeat, profiles, erasures, bandits, shedder, *([watcher] if watcher else [])], log=log
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class EdgeMetrics:
     data_dir_free_bytes: Gauge
     data_dir_size_bytes: Gauge
     loop_lag: Gauge
+    gc_pauses: Histogram
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -176,6 +178,14 @@ class EdgeMetrics:
             data_dir_size_bytes=Gauge(
                 "p13n_edge_data_dir_size_bytes", "Size in bytes of the filesystem of the data directory", registry=reg
             ),
+            gc_pauses=Histogram(
+                "p13n_edge_gc_pause_seconds",
+                "Python garbage collections, by generation: how long each stopped the agent (2: full collections, "
+                "whose length grows with the live sessions and remembered answers held)",
+                ["generation"],
+                buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+                registry=reg,
+            ),
             loop_lag=Gauge(
                 "p13n_edge_loop_lag_seconds",
                 "Recent event-loop lag (how long requests wait to run); pages are shed above P13N_EDGE_SHED_LAG_MS",
@@ -210,6 +220,20 @@ class EdgeMetrics:
 
         self.data_dir_free_bytes.set_function(lambda: usage("free"))
         self.data_dir_size_bytes.set_function(lambda: usage("total"))
+
+    def watch_gc(self) -> Callable[[str, dict[str, Any]], None]:
+        """Time every garbage collection into ``gc_pauses``; returns the callback to add
+        to ``gc.callbacks`` (and remove on shutdown)."""
+        children = [self.gc_pauses.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                children[min(int(info.get("generation", 2)), 2)].observe(time.perf_counter() - started[0])
+
+        return callback
 
     def watch_model_memo(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
         """Hits and misses of the live models' remembered answers, read at scrape time

@@ -121,3 +121,19 @@ def test_one_round_trip_auth_keeps_no_page_context_and_include_auth_does(tmp_pat
         assert fragment.status_code == 200 and "mobile-app" in fragment.text
         metrics = c.get("/_p13n/metrics").text
     assert 'p13n_edge_page_contexts_total{how="reused"} 1.0' in metrics
+
+
+def test_garbage_collections_are_timed_by_generation_while_the_agent_runs(tmp_path: Path) -> None:
+    import gc
+    import re
+
+    before = len(gc.callbacks)
+    with edge_client(tmp_path) as c:
+        assert len(gc.callbacks) == before + 1
+        gc.collect()  # a full collection
+        text = c.get("/_p13n/metrics").text
+    assert len(gc.callbacks) == before  # removed on shutdown: in-process apps do not pile up
+    counts = dict(re.findall(r'p13n_edge_gc_pause_seconds_count\{generation="(\d)"\} (\S+)', text))
+    assert set(counts) == {"0", "1", "2"} and float(counts["2"]) >= 1
+    total = re.search(r'p13n_edge_gc_pause_seconds_sum\{generation="2"\} (\S+)', text)
+    assert total is not None and float(total.group(1)) > 0
