@@ -431,6 +431,20 @@ def agent_decisions(agent_port: int) -> dict[str, float]:
     return out
 
 
+def gc_full(agent_port: int) -> dict[str, float]:
+    """The agent's full garbage collections so far: count, seconds, and how many took over
+    50 ms (``p13n_edge_gc_pause_seconds{generation="2"}``)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/_p13n/metrics").read().decode()
+
+    def sample(name: str, extra: str = "") -> float:
+        found = re.search(rf'^p13n_edge_gc_pause_seconds_{name}\{{generation="2"{extra}\}} (\S+)$', text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    count = sample("count")
+    under_50ms = sample("bucket", ',le="0.05"')
+    return {"gc_full": count, "gc_full_s": round(sample("sum"), 3), "gc_full_over_50ms": count - under_50ms}
+
+
 def h2load(url: str, duration: int, clients: int, rps_per_client: float = 0.0, log: Path | None = None) -> str:
     argv = ["h2load", "--h1", "-t", "1", "-c", str(clients), "-D", str(duration), "-H", f"Cookie: p13n_id={visitor(1)}"]
     if rps_per_client:
@@ -551,6 +565,7 @@ def main() -> int:
             print(f"{args.sessions} sessions filled in {fill_s:.1f} s", flush=True)
             figures["no_memo"] = measure(site_dir(), tpl, agent.proc.pid, port, args.duration, args.sessions)
             figures["no_memo"]["agent_rss_mb"] = round(agent_rss_mb(agent.proc.pid), 1)
+            figures["no_memo"].update(gc_full(port))
             print("without remembered answers:", json.dumps(figures["no_memo"]), flush=True)
             figures["overload_shedding"] = overload(site_dir(), tpl, port, args.duration)
             print("2x capacity, shedding:", json.dumps(figures["overload_shedding"]), flush=True)
@@ -568,6 +583,7 @@ def main() -> int:
         try:
             figures["memo"] = measure(site_dir(), tpl, agent.proc.pid, port, args.duration, args.sessions)
             figures["memo"]["agent_rss_mb"] = round(agent_rss_mb(agent.proc.pid), 1)
+            figures["memo"].update(gc_full(port))
             print("with remembered answers:", json.dumps(figures["memo"]), flush=True)
             figures["ceiling"] = ceiling(site_dir(), tpl, port, args.duration, figures["memo"]["plain_rps"])
             m, c = figures["memo"], figures["ceiling"]
