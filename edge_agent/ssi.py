@@ -164,9 +164,11 @@ async def _shared_slot(
         await _send(send, 204, [_PRIVATE])
         return
     state.metrics.shared("filled")
+    if scope["method"] == "HEAD":  # no body: nothing nginx may keep
+        await _send(send, 200, [_HTML, _PRIVATE])
+        return
     ttl = str(int(state.settings.shared_fragment_ttl_s)).encode("ascii")
-    body = b"" if scope["method"] == "HEAD" else outcome.html.encode("utf-8")
-    await _send(send, 200, [_HTML, (b"x-accel-expires", ttl)], body)
+    await _send(send, 200, [_HTML, (b"x-accel-expires", ttl)], outcome.html.encode("utf-8"))
 
 
 async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
