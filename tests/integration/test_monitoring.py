@@ -33,6 +33,7 @@ DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 #: experiments and variants from the bundle, edge ids from the fleet, job names).
 BOUNDED_LABELS = {"route", "status", "slot", "kind", "outcome", "reason", "result", "how", "job_name", "edge", "le"}
 BOUNDED_LABELS |= {"experiment", "variant"}
+BOUNDED_LABELS |= {"generation"}  # the garbage collector's generations: 0, 1, 2
 METRIC_NAME = re.compile(r"\bp13n_[a-z0-9_]+\b")
 
 
