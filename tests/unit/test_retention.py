@@ -122,5 +122,10 @@ def test_edge_sessions_expire_by_ttl_on_the_edge_clock(tmp_path: Path) -> None:
         assert store.purge_expired_sessions(t + 61) == 1
         assert store.get_session("visitorAAAAAAAAAAAAAAAA", t) is None
         assert store.session_count() == 1 and store.purge_expired_sessions(t + 3601) == 1
+        # in batches (the lock is let go between them): every expired row, no live one
+        store.put_sessions([(f"visitor{i:017d}", "{}", t + (10 if i % 3 else 7200)) for i in range(2500)])
+        assert store.purge_expired_sessions(t + 11, batch=400) == 1666
+        assert store.session_count() == 834
+        assert store.get_session(f"visitor{0:017d}", t + 11) == {} and store.get_session(f"visitor{1:017d}", t) is None
     finally:
         store.close()
