@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_agent.context import country
-from edge_agent.pages import FORCE_NAME, parse_cookies
+from edge_agent.pages import FORCE_NAME, parse_cookies, set_cookie
 from edge_agent.shared_fragments import CLASS_COOKIE, ClassCodec, same_consent
 from edge_agent.state import EdgeState
 from models import consent as consent_rules
@@ -38,11 +38,11 @@ def issue(state: EdgeState, headers: Mapping[str, str]) -> bytes | None:
     if codec is not None and bundle is not None and not _cmp_strings(state, cookies):
         try:
             # the class never carries the profile; only the segment model may read it
-            needs_segment = "segment" in codec.plan.inputs and state.models is not None
-            ctx = state.page_context(headers, "/", with_profile=needs_segment)
+            segmenter = state.models if "segment" in codec.plan.inputs else None
+            ctx = state.page_context(headers, "/", with_profile=segmenter is not None)
             if ctx.visitor_id and not bundle.holdout.holds(ctx.visitor_id):
-                if needs_segment and state.models is not None and "personalization" in ctx.consent:
-                    ctx.attrs["segment"] = state.models.segment(ctx.attrs)
+                if segmenter is not None and "personalization" in ctx.consent:
+                    ctx.attrs["segment"] = segmenter.segment(ctx.attrs)
                 value = codec.issue(ctx.attrs) or ""
         except Exception:  # the collect answer never fails for it: no class, pages decided live
             log.warning("class cookie not issued", exc_info=True)
@@ -50,11 +50,9 @@ def issue(state: EdgeState, headers: Mapping[str, str]) -> bytes | None:
     if value == current:
         return None
     state.metrics.shared("issued" if value else "cleared")
-    # written out: the value is base64url and dots, nothing to quote (SimpleCookie cost
-    # ~20 µs a call: tests/bench/class_cookie.py)
     max_age = int(state.settings.session_ttl_s) if value else 0
-    secure = "; Secure" if headers.get("x-forwarded-proto") == "https" else ""
-    return f"{CLASS_COOKIE}={value}; HttpOnly; Max-Age={max_age}; Path=/; SameSite=Lax{secure}".encode("ascii")
+    secure = headers.get("x-forwarded-proto") == "https"
+    return set_cookie(CLASS_COOKIE, value, max_age, secure, http_only=True).encode("ascii")
 
 
 def shared_attrs(state: EdgeState, codec: ClassCodec, headers: Mapping[str, str], page_query: str) -> dict[str, Any] | None:

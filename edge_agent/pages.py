@@ -29,8 +29,17 @@ from models.pseudonym import valid_visitor_id
 MAX_PAGE_CONTEXTS = 50_000
 
 
+#: Cookie values written as they are (the characters ``http.cookies`` leaves unquoted).
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:]+")
+
+
 def set_cookie(name: str, value: str, max_age: int, secure: bool, http_only: bool) -> str:
-    """A ``Set-Cookie`` value: path /, SameSite=Lax; max-age 0 deletes it."""
+    """A ``Set-Cookie`` value: path /, SameSite=Lax; max-age 0 deletes it. Attributes in
+    ``http.cookies``' order; a plain value (visitor ids, classes, consent) is written out
+    directly (``SimpleCookie`` costs ~20 µs a call, on the collect path for the class)."""
+    if _PLAIN_VALUE.fullmatch(value):
+        flags = ("; HttpOnly" if http_only else "") + f"; Max-Age={max_age}; Path=/; SameSite=Lax"
+        return f"{name}={value}{flags}" + ("; Secure" if secure else "")
     jar: SimpleCookie = SimpleCookie()
     jar[name] = value
     morsel = jar[name]

@@ -9,7 +9,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from typing import Any
 
 import aiohttp
@@ -19,7 +18,7 @@ from edge_agent.group_commit import GroupCommitter
 from edge_agent.identity import IdentityVerifier
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.overload import LoadShedder
-from edge_agent.pages import PageContext, PageContexts, build_context
+from edge_agent.pages import PageContext, PageContexts, build_context, set_cookie
 from edge_agent.rewrite import PreparedPage
 from edge_agent.settings import EdgeSettings
 from edge_agent.shared_fragments import ClassCodec, plan
@@ -238,16 +237,7 @@ class EdgeState:
 
     def visitor_cookie_for(self, visitor_id: str, secure: bool) -> str:
         """``Set-Cookie`` value naming ``visitor_id`` (HttpOnly, a year, SameSite=Lax)."""
-        jar: SimpleCookie = SimpleCookie()
-        jar[self.settings.cookie_name] = visitor_id
-        morsel = jar[self.settings.cookie_name]
-        morsel["path"] = "/"
-        morsel["max-age"] = VISITOR_COOKIE_MAX_AGE
-        morsel["samesite"] = "Lax"
-        morsel["httponly"] = True
-        if secure:
-            morsel["secure"] = True
-        return morsel.OutputString()
+        return set_cookie(self.settings.cookie_name, visitor_id, VISITOR_COOKIE_MAX_AGE, secure, http_only=True)
 
     @property
     def shared(self) -> ClassCodec | None:

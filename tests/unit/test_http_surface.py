@@ -137,3 +137,29 @@ def test_garbage_collections_are_timed_by_generation_while_the_agent_runs(tmp_pa
     assert set(counts) == {"0", "1", "2"} and float(counts["2"]) >= 1
     total = re.search(r'p13n_edge_gc_pause_seconds_sum\{generation="2"\} (\S+)', text)
     assert total is not None and float(total.group(1)) > 0
+
+
+def test_set_cookie_writes_what_http_cookies_writes() -> None:
+    """The fast path for plain values is byte-identical to ``SimpleCookie``; other values
+    go through it (quoted)."""
+    from http.cookies import SimpleCookie
+
+    from edge_agent.pages import set_cookie
+
+    def reference(name: str, value: str, max_age: int, secure: bool, http_only: bool) -> str:
+        jar: SimpleCookie = SimpleCookie()
+        jar[name] = value
+        morsel = jar[name]
+        morsel["path"], morsel["max-age"], morsel["samesite"] = "/", max_age, "Lax"
+        if http_only:
+            morsel["httponly"] = True
+        if secure:
+            morsel["secure"] = True
+        return morsel.OutputString()
+
+    values = ["abcDEF_-0123456789xyz", "1.W1siYSJdXQ.n2z_ArIgu83RljJM1Fr7EA", "analytics.personalization"]
+    values += ["", "a b;c", "é", "a=b", '"q"', "!#$%&'*+-.^_`|~:"]
+    for value in values:
+        for secure in (False, True):
+            for http_only in (False, True):
+                assert set_cookie("p13n_x", value, 1800, secure, http_only) == reference("p13n_x", value, 1800, secure, http_only)
