@@ -9,35 +9,47 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from edge_agent import bandit_sync, bundle_sync, collect, consent_endpoint, erasure, fleet, outbox, profile_sync, ssi
+from edge_agent import (
+    bandit_sync,
+    bundle_sync,
+    collect,
+    consent_endpoint,
+    erasure,
+    fleet,
+    outbox,
+    preload,
+    profile_sync,
+    ssi,
+    worker_epoch,
+)
 from edge_agent import filter as filter_mode
 from edge_agent.context import device_class
 from edge_agent.decide import slot_kind
 from edge_agent.health import health
 from edge_agent.http_cache import cache_key
 from edge_agent.metrics import EdgeMetrics
-from edge_agent.model_runtime import load_models
 from edge_agent.pages import decide_slots
 from edge_agent.responses import json_error
 from edge_agent.settings import EdgeSettings
-from edge_agent.state import EdgeState, load_bundle
+from edge_agent.state import EdgeState
 from edge_agent.store import EdgeStore
 from models import tcf
 from models.consent import CONSENT_COOKIE
-from models.content import BundleError, load_content
 from models.erasure import Tokenizer
 from models.nats_log import redact_url, startup_logger
 from models.pseudonym import DEV_PSEUDONYM_KEY
@@ -69,7 +81,7 @@ async def metrics(request: Request) -> Response:
     peer = request.client.host if request.client else ""
     if peer and not peer_in(peer, state.settings.metrics_allow):
         return json_error(403, "forbidden", "metrics are served to P13N_EDGE_METRICS_ALLOW peers only")
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def peer_in(peer: str, networks: tuple[str, ...]) -> bool:
@@ -99,6 +111,11 @@ async def sessions_loop(state: EdgeState) -> None:
             rows = state.session_rows()
             if rows:
                 await asyncio.to_thread(state.store.put_sessions, rows)
+            if state.coherence is not None:  # every worker adds to the outbox; the owner drains it
+                state.outbox_depth = state.coherence.outbox
+                state.metrics.refresh()
+            if not state.owner:  # the rest is done once per edge
+                continue
             due = time.monotonic() - last_truncate > WAL_TRUNCATE_S and state.outbox_depth == 0
             if due and await asyncio.to_thread(state.store.checkpoint_published):
                 last_truncate = time.monotonic()
@@ -109,6 +126,16 @@ async def sessions_loop(state: EdgeState) -> None:
                 await asyncio.to_thread(state.store.purge_shells, time.time(), s.shell_store_entries, s.shell_store_bytes)
         except Exception:
             log.warning("persisting sessions failed; retrying", exc_info=True)
+
+
+async def owned(state: EdgeState, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` once this worker does the edge's once-only work (at once when alone)."""
+    try:
+        await state.become_owner()
+    except BaseException:
+        work.close()
+        raise
+    await work
 
 
 def sdk_script(settings: EdgeSettings) -> bytes:
@@ -194,40 +221,15 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = EdgeStore(settings.data_dir / "edge.sqlite3")
         store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
-        bundle = None
-        source = f"file:{settings.bundle}" if settings.bundle else f"templates:{settings.templates_dir}"
-        try:
-            bundle = load_bundle(settings)
-        except (OSError, ValueError, BundleError) as e:
-            # serve fallbacks rather than refuse to start: the page path fails open
-            log.error("no content bundle loaded (%s); every slot renders its fallback", e)
-        models = None
-        if settings.model_bundle:
-            try:
-                models = load_models(settings.model_bundle, settings.bundle_public_key, settings.model_memo_entries)
-                if models.content_doc is not None:
-                    bundle = load_content(models.content_doc)
-                    source = f"model bundle v{models.version}"
-                    models.content_doc = None  # the parsed bundle is all that is needed
-                log.info("model bundle v%d loaded", models.version)
-            except (OSError, ValueError, KeyError) as e:
-                log.error("model bundle %s refused (%s); serving without models", settings.model_bundle, e)
-                models = None
-        metrics_ = EdgeMetrics.create()
-        state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=bundle)
-        state.models = models
-        state.content_source = source
-        if models is None and settings.bundle_public_key:
-            try:  # offline start: the last bundle this edge accepted from the hub
-                persisted = bundle_sync.load_persisted(state)
-                if persisted is not None:
-                    state.models = persisted
-                    if persisted.content_doc is not None:
-                        state.bundle = load_content(persisted.content_doc)
-                        state.content_source = f"model bundle v{persisted.version}"
-                        persisted.content_doc = None
-            except (OSError, ValueError, KeyError) as e:
-                log.error("persisted bundle refused (%s)", e)
+        loaded, shared_file = preload.take()
+        if loaded is None:  # built in-process: nothing was loaded by a parent
+            loaded = preload.load_start(settings)
+        metrics_ = EdgeMetrics.create(multiprocess=shared_file is not None)
+        state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=loaded.bundle)
+        state.models = loaded.models
+        state.content_source = loaded.source
+        if shared_file is not None:
+            state.join_workers(shared_file)
         device_class("Mozilla/5.0")  # load the UA parser's rules before traffic arrives
         state.http = aiohttp.ClientSession(
             auto_decompress=False,
@@ -237,15 +239,22 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         )
         state.outbox_depth = store.outbox_depth()
         state.sdk = sdk_script(settings)
-        if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
+        if settings.pseudonym_key == DEV_PSEUDONYM_KEY and state.owner:
             log.warning("P13N_EDGE_PSEUDONYM_KEY is not set: using the development key (never in production)")
         app.state.edge = state
         state.outbox_writer.start()
         publisher = asyncio.create_task(outbox.publish_loop(state), name="edge-outbox-publisher")
         flusher = asyncio.create_task(sessions_loop(state), name="edge-session-flusher")
-        heartbeat = asyncio.create_task(fleet.heartbeat_loop(state, settings.status_interval_s), name="edge-heartbeat")
-        profiles = asyncio.create_task(profile_sync.follow_profiles(state), name="edge-profiles")
-        erasures = asyncio.create_task(erasure.follow_erasures(state), name="edge-erasures")
+        heartbeat = asyncio.create_task(
+            owned(state, fleet.heartbeat_loop(state, settings.status_interval_s)), name="edge-heartbeat"
+        )
+        profiles = asyncio.create_task(owned(state, profile_sync.follow_profiles(state)), name="edge-profiles")
+        erasures = asyncio.create_task(owned(state, erasure.follow_erasures(state)), name="edge-erasures")
+        epochs = (
+            asyncio.create_task(worker_epoch.follow_epoch(state), name="edge-worker-epoch")
+            if state.coherence is not None
+            else None
+        )
         bandits = asyncio.create_task(bandit_sync.follow_bandits(state), name="edge-bandits")
         shedder = asyncio.create_task(state.overload.run(), name="edge-load-shedder")
         watcher = (
@@ -260,7 +269,9 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         gc.set_threshold(*GC_THRESHOLDS)
         gc_timer = state.metrics.watch_gc()
         gc.callbacks.append(gc_timer)
-        startup_logger().info(
+        # with several workers the parent says it once for all of them (edge_agent/preload.py)
+        announce = startup_logger() if state.coherence is None else log
+        announce.info(
             "p13n edge %s serving on %s:%d: content %s (v%s), model %s, NATS %s, origin %s%s",
             settings.edge_id,
             *settings.listen,
@@ -272,7 +283,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
             "" if settings.bundle_public_key else " (no P13N_EDGE_BUNDLE_PUBLIC_KEY: bundles from the hub are not followed)",
         )
         if state.content_source.startswith("model bundle"):
-            startup_logger().info(
+            announce.info(
                 "slot content comes from the bundle: edits to %s take effect through `p13n bundle repack` and a push",
                 settings.templates_dir,
             )
@@ -281,7 +292,9 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         finally:
             gc.callbacks.remove(gc_timer)  # in-process apps (tests, benches) start several
             await stop_tasks(
-                [publisher, flusher, heartbeat, profiles, erasures, bandits, shedder, *([watcher] if watcher else [])], log=log
+                [publisher, flusher, heartbeat, profiles, erasures, bandits, shedder]
+                + [t for t in (watcher, epochs) if t is not None],
+                log=log,
             )
             rows = state.session_rows()
             if rows:
@@ -292,7 +305,8 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
                     await asyncio.wait_for(state.nc.close(), 5)
             await state.http.close()
             store.close()
-            startup_logger().info("p13n edge stopped: sessions written, %d events kept in the outbox", state.outbox_depth)
+            state.leave_workers()
+            announce.info("p13n edge stopped: sessions written, %d events kept in the outbox", state.outbox_depth)
 
     agent_routes = [
         Route("/_p13n/healthz", healthz, methods=["GET", "HEAD"]),
@@ -354,10 +368,23 @@ class EdgeApp:
             scope["headers"] = [(k, v) for k, v in headers if k not in self._guarded]
             self.state.edge.metrics.untrusted_headers.inc()
 
+    def _name_worker(self, send: Send) -> Send:
+        """With ``P13N_EDGE_DEBUG``: every answer names the worker process that gave it."""
+        pid = str(os.getpid()).encode()
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-p13n-worker", pid)]}
+            await send(message)
+
+        return named
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if not self._trusted(scope):
                 self._drop_untrusted(scope)
+            if self.state.edge.settings.debug:
+                send = self._name_worker(send)
             path: str = scope["path"]
             if not path.startswith("/_p13n/"):
                 if scope["method"] == "GET":

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
@@ -24,6 +26,7 @@ from nats.aio.msg import Msg
 from edge_agent.js_read import read_batch, read_last
 from edge_agent.model_runtime import open_models
 from edge_agent.nats_loop import while_connected
+from edge_agent.settings import EdgeSettings
 from edge_agent.state import EdgeState
 from models import nats_layout as L
 from models.bundle import MAX_BUNDLE_BYTES, BundleRejected
@@ -37,8 +40,8 @@ CURRENT = "current.tar"
 PREVIOUS = "previous.tar"
 
 
-def bundle_dir(state: EdgeState) -> Path:
-    d = state.settings.data_dir / "bundles"
+def bundle_dir(settings: EdgeSettings) -> Path:
+    d = settings.data_dir / "bundles"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -54,22 +57,36 @@ def activate(state: EdgeState, data: bytes) -> BundleModels:
     state.models, state.bundle = models, content  # the swap
     if content is not None:
         state.metrics.bundle_version.set(content.version)
-    d = bundle_dir(state)
-    current = d / CURRENT
-    if current.exists():
-        current.replace(d / PREVIOUS)
-    tmp = d / "incoming.tar"
-    tmp.write_bytes(data)
-    tmp.replace(current)
+    persist(state.settings, data, models.sha256)
     return models
 
 
-def load_persisted(state: EdgeState) -> BundleModels | None:
+def persist(settings: EdgeSettings, data: bytes, sha256: str) -> None:
+    """Keep ``data`` as the current bundle (the current one becomes the previous). Each
+    worker accepts a bundle itself: the first to get here writes it, the others find it
+    written (an ``flock`` orders them)."""
+    d = bundle_dir(settings)
+    current = d / CURRENT
+    fd = os.open(d / "persist.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if current.exists() and hashlib.sha256(current.read_bytes()).hexdigest() == sha256:
+            return
+        if current.exists():
+            current.replace(d / PREVIOUS)
+        tmp = d / f"incoming-{os.getpid()}.tar"
+        tmp.write_bytes(data)
+        tmp.replace(current)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def load_persisted(settings: EdgeSettings) -> BundleModels | None:
     """The last accepted bundle, if any (offline start)."""
-    current = bundle_dir(state) / CURRENT
-    if not current.exists() or not state.settings.bundle_public_key:
+    current = bundle_dir(settings) / CURRENT
+    if not current.exists() or not settings.bundle_public_key:
         return None
-    return open_models(current.read_bytes(), state.settings.bundle_public_key, state.settings.model_memo_entries)
+    return open_models(current.read_bytes(), settings.bundle_public_key, settings.model_memo_entries)
 
 
 #: Chunks read per direct get while downloading a bundle (128 KB each).
@@ -166,8 +183,10 @@ async def check_pointer(state: EdgeState, nc: NATS, refused: set[str]) -> None:
     except (BundleRejected, ValueError, KeyError) as e:
         refused.add(digest)
         state.bundle_error = f"refused {pointer.get('name')}: {e}"[:300]
-        state.metrics.bundles_refused.inc()
+        if state.owner:  # every worker checks the bundle: the edge counts it once
+            state.metrics.bundles_refused.inc()
         log.error("bundle %s refused: %s", pointer.get("name"), e)
         return
     state.bundle_error = ""
     log.info("bundle v%d active", models.version)
+    state.swapped(models.version)

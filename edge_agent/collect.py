@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from edge_agent import class_cookie
+from edge_agent import class_cookie, session_sync
 from edge_agent.csrf import cross_site_reason
 from edge_agent.enrich import RequestFacts, enrich
 from edge_agent.identity import IdentityRejected, header_user
@@ -126,7 +126,10 @@ def update_session(state: EdgeState, visitor: str, consent: frozenset[str], even
     categories = state.category_of
     for event in events:
         apply_event(session, event, categories, url_item, now)
-    state.dirty_sessions.add(visitor)
+    if state.coherence is not None:  # other workers serve this visitor too: write it now
+        session_sync.note(state, visitor, events, now)
+    else:
+        state.dirty_sessions.add(visitor)
 
 
 def prepare_events(
@@ -193,13 +196,22 @@ def prepare_events(
 
 
 async def store(state: EdgeState, events: list[dict[str, Any]]) -> bool:
-    """Durably append to the outbox; False when the outbox is full."""
+    """Durably append to the outbox (with several workers, with the sessions changed);
+    False when the outbox is full."""
     if not events:
+        if state.pending:
+            await state.outbox_writer.write([])
         return True
-    if state.outbox_depth + len(events) > state.settings.outbox_max_events:
+    coh = state.coherence
+    if (coh.outbox if coh is not None else state.outbox_depth) + len(events) > state.settings.outbox_max_events:
         return False
     # one outbox row per request: a JSON array of its events
     row = (str(events[0]["event_id"]), events_subject(state.settings.edge_id), orjson.dumps(events), len(events))
+    if coh is not None:  # the edge's depth is shared by its workers
+        await state.outbox_writer.write([row])
+        state.outbox_depth = coh.add_outbox(len(events))
+        state.outbox_wakeup.set()
+        return True
     state.outbox_depth += len(events)
     try:
         await state.outbox_writer.write([row])

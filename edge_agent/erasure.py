@@ -7,7 +7,8 @@ an order published while the edge was offline is delivered when it reconnects. A
 order: its tokens join the suppression list (late events of the subject are refused
 from then on), the subject's live sessions and cached profiles leave memory, events
 already accepted are committed (a barrier on the outbox writer) and then deleted with
-the subject's sessions and profiles from SQLite. Only then is the acknowledgement
+the subject's sessions and profiles from SQLite (with several worker processes, every
+worker drops the subject first: edge_agent/worker_epoch.py). Only then is the acknowledgement
 published (with JetStream's ack, so it is stored) and the order acked: a crash in
 between applies the order again, which is harmless.
 """
@@ -24,6 +25,7 @@ from nats.js.errors import FetchTimeoutError
 
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
+from edge_agent.worker_epoch import sync_workers
 from models import nats_layout as L
 from models.erasure import ErasureOrder, ack_doc
 from models.tasks import checkpoint
@@ -42,9 +44,15 @@ async def apply_order(state: EdgeState, order: ErasureOrder) -> dict[str, int]:
     assert tokenizer is not None
     state.store.suppressed.update(tokens)  # from now on no event of the subject is accepted
     in_memory = state.forget_subjects(lambda vid: tokenizer(vid) in tokens)
+    if state.coherence is not None:  # and in no other worker (edge_agent/worker_epoch.py)
+        await asyncio.to_thread(state.store.suppress, sorted(tokens), time.time())
+        await sync_workers(state)
     await state.outbox_writer.write([])  # barrier: events accepted before are committed
     deleted = await asyncio.to_thread(state.store.erase, order.request_id, sorted(tokens), time.time())
+    await sync_workers(state)  # what a worker read before the deletion leaves its memory
     state.outbox_depth = await asyncio.to_thread(state.store.outbox_depth)  # rows left with the subject
+    if state.coherence is not None:
+        state.coherence.set_outbox(state.outbox_depth)
     deleted["sessions_in_memory"] = in_memory
     state.metrics.erasures_applied.inc()
     return deleted

@@ -4,6 +4,11 @@ Each ``write`` queues its rows and waits; one writer task takes everything queue
 commits it on a worker thread, then releases every waiter. Under load N requests cost
 one commit and one thread hop instead of N (measured in docs/PERFORMANCE.md); an
 answer still goes out only after its rows are committed.
+
+With several worker processes the same transaction also writes the sessions the
+batch's requests changed (edge_agent/session_sync.py): ``take`` collects them on the
+event loop before the commit, the commit receives what it took, and ``settle`` gets
+the commit's result back on the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from models.tasks import stop_tasks
 
@@ -18,8 +24,19 @@ Row = tuple[str, str, bytes, int]
 
 
 class GroupCommitter:
-    def __init__(self, commit: Callable[[list[Row], float], None]) -> None:
+    def __init__(
+        self,
+        commit: Callable[[list[Row], float], None],
+        take: Callable[[], Any] | None = None,
+        settle: Callable[[Any], None] | None = None,
+        commit_taken: Callable[[list[Row], float, Any], Any] | None = None,
+    ) -> None:
+        """``commit(rows, now)``; or, with ``take``, ``commit_taken(rows, now, take())``
+        whose result goes to ``settle``."""
         self._commit = commit
+        self._take = take
+        self._settle = settle
+        self._commit_taken = commit_taken
         self._queue: list[tuple[list[Row], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -49,7 +66,12 @@ class GroupCommitter:
                 continue
             rows = [r for rows, _ in batch for r in rows]
             try:
-                await asyncio.to_thread(self._commit, rows, time.time())
+                if self._take is not None and self._commit_taken is not None:
+                    result = await asyncio.to_thread(self._commit_taken, rows, time.time(), self._take())
+                    if self._settle is not None:
+                        self._settle(result)
+                else:
+                    await asyncio.to_thread(self._commit, rows, time.time())
             except Exception as e:
                 for _, fut in batch:
                     if not fut.done():

@@ -9,6 +9,7 @@ rotation only when the agent does not answer.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from edge_agent.state import EdgeState
@@ -28,18 +29,28 @@ def problems(state: EdgeState) -> list[str]:
 def health(state: EdgeState) -> dict[str, Any]:
     found = problems(state)
     models = state.models
+    model_version = models.version if models else None
+    workers: dict[int, int | None] = {os.getpid(): model_version}
+    if state.coherence is not None:
+        workers = state.coherence.workers() or workers
+        # a swap reaches the workers one by one: the edge serves the oldest
+        versions = [v for v in workers.values() if v is not None]
+        model_version = min(versions) if len(versions) == len(workers) else None
     return {
         "status": "degraded" if found else "ok",
         "problems": found,
         "edge_id": state.settings.edge_id,
         "content_source": state.content_source,
         "bundle_version": state.bundle.version if state.bundle else None,
-        "model_version": models.version if models else None,
+        "model_version": model_version,
         "model_sha256": models.sha256 if models else None,
         "bundle_error": state.bundle_error,
         "nats": "connected" if state.nc is not None and state.nc.is_connected else "disconnected",
         "last_error": state.last_error,
-        "outbox_depth": state.outbox_depth,
+        "outbox_depth": state.coherence.outbox if state.coherence is not None else state.outbox_depth,
+        # the worker process that answered, and how many serve this edge (P13N_EDGE_WORKERS)
+        "worker": {"pid": os.getpid(), "owner": state.owner},
+        "workers": len(workers),
         "shells_cached": len(state.shells),
         "profiles": state.store.profile_count(),
         "suppressed_subjects": len(state.store.suppressed),

@@ -1,7 +1,17 @@
-"""Prometheus metrics of one edge agent (a registry per app, no globals)."""
+"""Prometheus metrics of one edge agent (a registry per app, no globals).
+
+With several worker processes (``P13N_EDGE_WORKERS``) every worker writes its counters
+and histograms to files in the data directory (prometheus_client's multiprocess mode,
+chosen by edge_agent/preload.py before any metric exists) and a scrape, whichever
+worker answers it, sums them. Gauges then take a value per live worker and report the
+one their ``multiprocess_mode`` names (the lowest bundle version, the highest loop lag…);
+values computed at scrape time are set by each worker every second instead
+(:meth:`EdgeMetrics.refresh`).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -9,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, Metric
 
 #: Fallback reasons every edge can meet (counted from 0 at start); others appear when met.
@@ -59,13 +69,20 @@ class EdgeMetrics:
     loop_lag: Gauge
     gc_pauses: Histogram
     _children: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
+    #: counters and histograms are summed over the worker processes' files
+    multiprocess: bool = False
+    #: gauges computed when read: (gauge, how); set by :meth:`refresh` with several workers
+    _live: list[tuple[Gauge, Callable[[], float]]] = field(default_factory=list, repr=False)
+    #: the models' remembered-answer counts, as a counter fed by :meth:`refresh`
+    _memo: tuple[Counter, Callable[[], dict[str, tuple[int, int]]], dict[tuple[str, str], int]] | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the heartbeat carries for the hub's fleet view: pages decided, the decision
         time's median and 99th percentile (the upper bound of the histogram bucket that
         holds it, in ms; None before any page) and the fallbacks by reason."""
+        families = self._families()
         buckets: list[tuple[float, float]] = []
-        for family in self.decision_seconds.collect():
+        for family in families.get("p13n_edge_decision_seconds", []):
             for sample in family.samples:
                 if sample.name.endswith("_bucket"):
                     buckets.append((float(sample.labels["le"]), sample.value))
@@ -82,14 +99,27 @@ class EdgeMetrics:
 
         fallbacks = {
             str(sample.labels["reason"]): int(sample.value)
-            for family in self.fallbacks.collect()
+            for family in families.get("p13n_edge_fallbacks", [])
             for sample in family.samples
             if sample.name.endswith("_total")
         }
         return {"pages": int(total), "p50_ms": quantile(0.5), "p99_ms": quantile(0.99), "fallbacks": fallbacks}
 
+    def _families(self) -> dict[str, list[Metric]]:
+        """This worker's decision time and fallbacks, or every worker's summed."""
+        if self.multiprocess:
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            found: list[Metric] = list(merged.collect())
+        else:
+            found = [*self.decision_seconds.collect(), *self.fallbacks.collect()]
+        out: dict[str, list[Metric]] = {}
+        for family in found:
+            out.setdefault(family.name, []).append(family)
+        return out
+
     @classmethod
-    def create(cls) -> EdgeMetrics:
+    def create(cls, multiprocess: bool = False) -> EdgeMetrics:
         reg = CollectorRegistry(auto_describe=True)
         fast = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
         return cls(
@@ -171,12 +201,23 @@ class EdgeMetrics:
                 buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0),
                 registry=reg,
             ),
-            nats_connected=Gauge("p13n_edge_nats_connected", "1 while connected to NATS", registry=reg),
+            nats_connected=Gauge(
+                "p13n_edge_nats_connected",
+                "1 while connected to NATS (with several workers: while every worker is)",
+                registry=reg,
+                multiprocess_mode="livemin",
+            ),
             data_dir_free_bytes=Gauge(
-                "p13n_edge_data_dir_free_bytes", "Bytes free on the filesystem of the data directory", registry=reg
+                "p13n_edge_data_dir_free_bytes",
+                "Bytes free on the filesystem of the data directory",
+                registry=reg,
+                multiprocess_mode="livemin",
             ),
             data_dir_size_bytes=Gauge(
-                "p13n_edge_data_dir_size_bytes", "Size in bytes of the filesystem of the data directory", registry=reg
+                "p13n_edge_data_dir_size_bytes",
+                "Size in bytes of the filesystem of the data directory",
+                registry=reg,
+                multiprocess_mode="livemax",
             ),
             gc_pauses=Histogram(
                 "p13n_edge_gc_pause_seconds",
@@ -188,11 +229,21 @@ class EdgeMetrics:
             ),
             loop_lag=Gauge(
                 "p13n_edge_loop_lag_seconds",
-                "Recent event-loop lag (how long requests wait to run); pages are shed above P13N_EDGE_SHED_LAG_MS",
+                "Recent event-loop lag (how long requests wait to run); pages are shed above P13N_EDGE_SHED_LAG_MS "
+                "(with several workers: the most lagging worker's)",
                 registry=reg,
+                multiprocess_mode="livemax",
             ),
-            outbox_depth=Gauge("p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg),
-            bundle_version=Gauge("p13n_edge_bundle_version", "Version of the live content bundle", registry=reg),
+            outbox_depth=Gauge(
+                "p13n_edge_outbox_depth", "Events waiting in the outbox", registry=reg, multiprocess_mode="livemostrecent"
+            ),
+            bundle_version=Gauge(
+                "p13n_edge_bundle_version",
+                "Version of the live content bundle (with several workers: the oldest any worker serves)",
+                registry=reg,
+                multiprocess_mode="livemin",
+            ),
+            multiprocess=multiprocess,
         )
 
     def _child(self, metric: Counter, *labels: str) -> Any:
@@ -218,8 +269,44 @@ class EdgeMetrics:
             except OSError:  # gone or unreadable: the scrape still answers
                 return float("nan")
 
-        self.data_dir_free_bytes.set_function(lambda: usage("free"))
-        self.data_dir_size_bytes.set_function(lambda: usage("total"))
+        self.live(self.data_dir_free_bytes, lambda: usage("free"))
+        self.live(self.data_dir_size_bytes, lambda: usage("total"))
+
+    def live(self, gauge: Gauge, how: Callable[[], float]) -> None:
+        """``gauge`` reads ``how()``: at scrape time, or every second with several workers."""
+        if self.multiprocess:
+            self._live.append((gauge, how))
+        else:
+            gauge.set_function(how)
+
+    def refresh(self) -> None:
+        """With several workers: set this worker's computed gauges and add its models'
+        remembered-answer counts (a new bundle starts them from 0) to their counter."""
+        for gauge, how in self._live:
+            gauge.set(how())
+        if self._memo is not None:
+            counter, stats, last = self._memo
+            for call, (hits, misses) in stats().items():
+                for result, value in (("hit", hits), ("miss", misses)):
+                    before = last.get((call, result), 0)
+                    delta = value - before if value >= before else value
+                    if delta:
+                        self._child(counter, call, result).inc(delta)
+                    last[(call, result)] = value
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's registry, or every worker's files summed."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self.refresh()
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+    def leave(self) -> None:
+        """A worker stopping: its gauges leave the live workers' values."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     def watch_gc(self) -> Callable[[str, dict[str, Any]], None]:
         """Time every garbage collection into ``gc_pauses``; returns the callback to add
@@ -238,6 +325,10 @@ class EdgeMetrics:
     def watch_model_memo(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
         """Hits and misses of the live models' remembered answers, read at scrape time
         (a new bundle starts from 0: a counter reset)."""
+        if self.multiprocess:
+            counter = Counter("p13n_edge_model_memo", _MEMO_HELP, ["call", "result"], registry=self.registry)
+            self._memo = (counter, stats, {})
+            return
         self.registry.register(_MemoCollector(stats))
 
     def decision(self, slot: str, outcome: str, kind: str) -> None:
@@ -278,16 +369,15 @@ class EdgeMetrics:
         self._child(self.identity_rejections, reason).inc()
 
 
+_MEMO_HELP = "Model calls answered from remembered answers (hit) or computed (miss), by call (P13N_EDGE_MODEL_MEMO_ENTRIES)"
+
+
 class _MemoCollector:
     def __init__(self, stats: Callable[[], dict[str, tuple[int, int]]]) -> None:
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "p13n_edge_model_memo",
-            "Model calls answered from remembered answers (hit) or computed (miss), by call (P13N_EDGE_MODEL_MEMO_ENTRIES)",
-            labels=["call", "result"],
-        )
+        family = CounterMetricFamily("p13n_edge_model_memo", _MEMO_HELP, labels=["call", "result"])
         for call, (hits, misses) in sorted(self.stats().items()):
             family.add_metric([call, "hit"], hits)
             family.add_metric([call, "miss"], misses)

@@ -27,13 +27,16 @@ from models.tls import client_context
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 15.0
+_other_workers = logging.getLogger("edge_agent.outbox.other_workers")
+_other_workers.setLevel(logging.ERROR)
 IDLE_WAIT_S = 1.0
 
 
 async def connect(state: EdgeState) -> NATS:
     """Connect to NATS, retrying forever with backoff and jitter."""
     delay = 0.2
-    quiet = ConnectionLog(log, f"edge {state.settings.edge_id}")
+    # with several workers the owner speaks for the edge; the others' lines would repeat it
+    quiet = ConnectionLog(log if state.owner else _other_workers, f"edge {state.settings.edge_id}")
     while True:
         try:
             nc = await nats.connect(
@@ -66,6 +69,7 @@ async def publish_loop(state: EdgeState) -> None:
     """Background task: forever drain the outbox in order."""
     nc = await connect(state)
     state.nc = nc
+    await state.become_owner()  # every worker connects; one publishes the shared outbox
     js = nc.jetstream()
     subject = events_subject(state.settings.edge_id)
     failing = ConnectionLog(log, f"edge {state.settings.edge_id} publishing events")
@@ -99,5 +103,8 @@ async def publish_loop(state: EdgeState) -> None:
         state.recovered("publish")
         delay = 0.2
         await asyncio.to_thread(state.store.outbox_delete_through, last)
-        state.outbox_depth = max(0, state.outbox_depth - count)
+        if state.coherence is not None:
+            state.outbox_depth = state.coherence.add_outbox(-count)
+        else:
+            state.outbox_depth = max(0, state.outbox_depth - count)
         state.metrics.published.inc(count)

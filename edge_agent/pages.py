@@ -7,11 +7,13 @@ The cache is bounded in size and time.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -96,6 +98,14 @@ def new_visitor_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def request_visitor_id(key: bytes, request_id: str) -> str:
+    """The id a first-time visitor gets on the page nginx numbered ``request_id``: the
+    same in every worker process, so a page's auth call and its fragment requests name
+    one visitor whichever workers take them (keyed, as random as the request id)."""
+    digest = hmac.digest(key, b"visitor:" + request_id.encode("latin-1", "replace"), "sha256")
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
 def build_context(
     headers: Mapping[str, str],
     page_path: str,
@@ -106,8 +116,10 @@ def build_context(
     tcf: consent_rules.CmpPolicy | None = None,
     page_query: str = "",
     allow_forcing: bool = False,
+    new_id: Callable[[], str] = new_visitor_id,
 ) -> PageContext:
-    """Request headers (lower-case keys) → the page's context and visitor identity."""
+    """Request headers (lower-case keys) → the page's context and visitor identity;
+    ``new_id`` names a visitor seen for the first time."""
     cookies = parse_cookies(headers.get("cookie", ""))
     consent = consent_rules.resolve(headers, cookies, default_consent, tcf)
     attrs = request_attributes(headers, page_path, geo_header)
@@ -116,7 +128,7 @@ def build_context(
     if consent_rules.may_identify(consent):
         visitor_id = cookies.get(cookie_name, "")
         if not valid_visitor_id(visitor_id):
-            visitor_id = new_visitor_id()
+            visitor_id = new_id()
             new_visitor = True
     attrs["consent"] = sorted(consent)
     attrs["new_visitor"] = new_visitor

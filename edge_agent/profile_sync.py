@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from edge_agent.js_read import MAX_BATCH, read_batch
 from edge_agent.nats_loop import while_connected
 from edge_agent.state import EdgeState
+from edge_agent.worker_epoch import sync_workers
 from models import nats_layout as L
 from models.tasks import checkpoint
 
@@ -68,8 +69,12 @@ async def catch_up(state: EdgeState, nc: NATS) -> int:
         await asyncio.to_thread(state.store.apply_profiles, batch)
         for changed, _, _ in batch:
             state.profiles_cache.pop(changed, None)
-        if state.models is not None and any(value is None for _, value, _ in batch):
-            state.models.forget()  # a purged profile's factors may key remembered answers
+            if state.coherence is not None:  # the other workers read it again
+                state.coherence.bump(changed)
+        if any(value is None for _, value, _ in batch):
+            if state.models is not None:
+                state.models.forget()  # a purged profile's factors may key remembered answers
+            await sync_workers(state)  # in every worker
         state.metrics.profiles_applied.inc(len(batch))
         now = time.time()
         for msg in msgs:

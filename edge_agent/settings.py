@@ -224,7 +224,7 @@ class EdgeSettings:
     )
     debug: bool = setting(
         False,
-        "Add an `X-P13N-Debug` header explaining each decision (bundle version, per-slot reason, microseconds).",
+        "Add an `X-P13N-Debug` header explaining each decision (bundle version, per-slot reason, microseconds), and to every agent answer an `X-P13N-Worker` header naming the worker process that gave it.",
     )
     nats_url: str = setting(
         "nats://127.0.0.1:4222",
@@ -335,11 +335,24 @@ class EdgeSettings:
         "`text` (a line per record: time, level, logger, message) or `json` (one object a line: `time`, `level`, `component`, `edge_id`, `logger`, `event`; docs/OPERATIONS.md). No log line carries personal data either way.",
         parse=log_format,
     )
+    workers: int = setting(
+        0,
+        "Worker processes serving the agent's port; 0: one per core. They share the loaded models (forked after loading), write sessions through to SQLite so any worker's next page reflects the last event, and each applies erasures and new bundles; one of them publishes events and follows the hub (docs/OPERATIONS.md, *Sizing an edge*). `uvicorn` serves one.",
+        minimum=0,
+        maximum=64,
+    )
     server: str = setting(
         "granian",
         "HTTP server running the agent: `granian` (Rust; about twice the request rate, see PERFORMANCE.md) or `uvicorn` (uvloop + httptools).",
         parse=server,
     )
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, with 0 resolved to the cores this process may run on."""
+        if self.workers:
+            return self.workers
+        return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 64)
 
     def development_keys(self) -> list[str]:
         """Settings left on a development default (``p13n edge serve`` refuses them

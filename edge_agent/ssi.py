@@ -88,7 +88,7 @@ def _context(state: EdgeState, headers: Mapping[str, str], query: Mapping[str, s
     if ctx is not None:
         state.metrics.context("reused")
         return ctx
-    ctx = state.page_context(headers, *_page(headers, query))
+    ctx = state.page_context(headers, *_page(headers, query), request_id=rid)
     state.metrics.context("built")
     if rid and keep:
         state.contexts.put(rid, ctx)

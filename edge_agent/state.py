@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from nats.aio.client import Client as NATS
 
+from edge_agent import session_sync
+from edge_agent.coherence import OWNER_FILE, Coherence, OwnerLock
 from edge_agent.group_commit import GroupCommitter
 from edge_agent.identity import IdentityVerifier
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.overload import LoadShedder
-from edge_agent.pages import PageContext, PageContexts, build_context, set_cookie
+from edge_agent.pages import PageContext, PageContexts, build_context, new_visitor_id, request_visitor_id, set_cookie
 from edge_agent.rewrite import PreparedPage
+from edge_agent.session_sync import Pending
 from edge_agent.settings import EdgeSettings
 from edge_agent.shared_fragments import ClassCodec, plan
 from edge_agent.store import EdgeStore
@@ -55,6 +61,13 @@ class CachedShell:
         return all(request.get(name, "") == value for name, value in self.vary)
 
 
+def class_key(settings: EdgeSettings) -> str:
+    """The edge's own key: it signs class cookies (edge_agent/shared_fragments.py) and,
+    with several workers, derives first-time visitors' ids (edge_agent/pages.py). Made on
+    first use and kept in the data directory so a restart keeps the cookies valid."""
+    return generated_secret(settings.data_dir / "class-cookie.key")
+
+
 def load_bundle(settings: EdgeSettings) -> ContentBundle:
     """The content bundle from the configured file, else built from ``templates_dir``."""
     if settings.bundle:
@@ -88,8 +101,18 @@ class EdgeState:
     dirty_sessions: set[str] = field(default_factory=set)
     #: Visitors known to have no stored session (as bounded as ``sessions``): a
     #: returning visitor without one costs a dict look-up per page, not a SQLite read.
-    #: Coherent because sessions are only created through :meth:`session` here.
-    sessionless: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    #: Coherent because sessions are only created through :meth:`session` here (with
+    #: several workers, each entry holds the visitor's stamp, as ``session_stamps`` does).
+    sessionless: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    #: With several workers (edge_agent/coherence.py): the shared file, the owner lock,
+    #: the stamp each session and profile in memory was read at, events applied in
+    #: memory and not yet written (edge_agent/session_sync.py), the erasure epoch seen.
+    coherence: Coherence | None = None
+    owner_lock: OwnerLock | None = None
+    session_stamps: dict[str, int] = field(default_factory=dict)
+    profile_stamps: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    seen_epoch: int = 0
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
     bundle_error: str = ""
     #: Where the slot content comes from: ``templates:DIR``, ``file:PATH`` or
@@ -104,6 +127,8 @@ class EdgeState:
     #: the live bundle and what it lets nginx share (edge_agent/shared_fragments.py)
     _shared: tuple[ContentBundle, ClassCodec | None] | None = None
     _class_key: bytes = b""
+    #: with several workers: the key deriving a first-time visitor's id from the page's request id
+    _worker_key: bytes = b""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -112,14 +137,16 @@ class EdgeState:
         )
         self.contexts = PageContexts(self.settings.decision_ttl_s)
         if s.shared_fragment_ttl_s > 0:  # signs class cookies; kept so a restart keeps them valid
-            self._class_key = generated_secret(s.data_dir / "class-cookie.key").encode("ascii")
+            self._class_key = class_key(s).encode("ascii")
         self.overload = LoadShedder(s.shed_lag_ms / 1000)
-        self.metrics.loop_lag.set_function(lambda: self.overload.lag_s)
+        self.metrics.live(self.metrics.loop_lag, lambda: self.overload.lag_s)
         self.metrics.watch_model_memo(lambda: self.models.memo_stats() if self.models is not None else {})
         self.outbox_writer = GroupCommitter(self.store.outbox_add)
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
-        self.metrics.outbox_depth.set_function(lambda: self.outbox_depth)
-        self.metrics.nats_connected.set_function(lambda: float(self.nc is not None and self.nc.is_connected))
+        self.metrics.live(
+            self.metrics.outbox_depth, lambda: self.coherence.outbox if self.coherence is not None else self.outbox_depth
+        )
+        self.metrics.live(self.metrics.nats_connected, lambda: float(self.nc is not None and self.nc.is_connected))
         self.metrics.watch_data_dir(s.data_dir)
         self.metrics.init_labels()
         self.tcf = CmpPolicy(
@@ -131,11 +158,24 @@ class EdgeState:
         )
 
     def page_context(
-        self, headers: Mapping[str, str], page_path: str, page_query: str = "", with_profile: bool = True
+        self,
+        headers: Mapping[str, str],
+        page_path: str,
+        page_query: str = "",
+        with_profile: bool = True,
+        request_id: str = "",
     ) -> PageContext:
         """The request's context; ``with_profile=False`` skips the synced profile (a
-        SQLite read) for callers that never look at it."""
+        SQLite read) for callers that never look at it. ``request_id``: nginx's number
+        for the page, which with several workers names a first-time visitor."""
         s = self.settings
+        new_id = new_visitor_id
+        if request_id and self.coherence is not None:
+            key = self._worker_key
+
+            def new_id() -> str:
+                return request_visitor_id(key, request_id)
+
         ctx = build_context(
             headers,
             page_path,
@@ -145,6 +185,7 @@ class EdgeState:
             tcf=self.tcf,
             page_query=page_query,
             allow_forcing=s.force_variations,
+            new_id=new_id,
         )
         # live behaviour and the synced profile are read only with personalization consent
         if ctx.visitor_id and not ctx.new_visitor and "personalization" in ctx.consent:
@@ -165,13 +206,18 @@ class EdgeState:
 
     def profile(self, subject: str) -> dict[str, Any] | None:
         """The synced profile of ``subject`` (LRU in memory over SQLite)."""
-        if subject in self.profiles_cache:
+        coh = self.coherence
+        if subject in self.profiles_cache and (coh is None or self.profile_stamps.get(subject) == coh.stamp(subject)):
             self.profiles_cache.move_to_end(subject)
             return self.profiles_cache[subject]
+        if coh is not None:
+            self.profile_stamps[subject] = coh.stamp(subject)  # before the read: a later write shows
         profile = self.store.get_profile(subject)  # a primary-key read
         self.profiles_cache[subject] = profile
+        self.profiles_cache.move_to_end(subject)
         while len(self.profiles_cache) > self.settings.sessions_in_memory:
-            self.profiles_cache.popitem(last=False)
+            gone, _ = self.profiles_cache.popitem(last=False)
+            self.profile_stamps.pop(gone, None)
         return profile
 
     # ------------------------------------------------------------------ sessions
@@ -179,28 +225,37 @@ class EdgeState:
         """The visitor's live session: memory first, then SQLite (after a restart)."""
         now = time.time()
         session = self.sessions.get(visitor_id)
+        coh = self.coherence
+        stamp = 0
+        if coh is not None:  # another worker may have written it since it was read
+            stamp = coh.stamp(visitor_id)
+            if session is not None and self.session_stamps.get(visitor_id) != stamp and visitor_id not in self.pending:
+                session = None
         if session is not None and now - float(session.get("last", 0)) > self.settings.session_ttl_s:
             session = None
             self.sessions.pop(visitor_id, None)
         if session is None:
-            if not create and visitor_id in self.sessionless:
+            if not create and self.sessionless.get(visitor_id) == stamp:
                 return None
             session = self.store.get_session(visitor_id, now)  # a primary-key read: microseconds
             if session is None:
                 if not create:
-                    self.sessionless[visitor_id] = None
+                    self.sessionless[visitor_id] = stamp
                     if len(self.sessionless) > self.settings.sessions_in_memory:
                         self.sessionless.popitem(last=False)
                     return None
                 session = new_session()
             self.sessionless.pop(visitor_id, None)
             self.sessions[visitor_id] = session
+            if coh is not None:
+                self.session_stamps[visitor_id] = stamp
         self.sessions.move_to_end(visitor_id)
         while len(self.sessions) > self.settings.sessions_in_memory:
             evicted, data = self.sessions.popitem(last=False)
-            if evicted in self.dirty_sessions:  # keep it: it is flushed on the next tick
+            if evicted in self.dirty_sessions or evicted in self.pending:  # keep it: it is written soon
                 self.sessions[evicted] = data
                 break
+            self.session_stamps.pop(evicted, None)
         return session
 
     def forget_subjects(self, erased: Callable[[str], bool]) -> int:
@@ -217,6 +272,61 @@ class EdgeState:
         for vid in [v for v in self.sessionless if erased(v)]:
             self.sessionless.pop(vid, None)
         return len(victims)
+
+    def forget_all(self) -> None:
+        """Another worker applied an erasure or a profile purge: drop every cached
+        session, profile and remembered answer (sessions with events not yet written
+        stay: they are written next, erased subjects' filtered out by the store)."""
+        if self.models is not None:
+            self.models.forget()
+        for vid in [v for v in self.sessions if v not in self.pending]:
+            del self.sessions[vid]
+        self.session_stamps.clear()
+        self.profiles_cache.clear()
+        self.profile_stamps.clear()
+        self.sessionless.clear()
+
+    def join_workers(self, path: Path) -> None:
+        """Work beside other worker processes through the shared file at ``path``."""
+        self._worker_key = class_key(self.settings).encode("ascii")
+        self.coherence = Coherence(path)
+        self.coherence.join()
+        self.coherence.serving(self.models.version if self.models else None)
+        self.seen_epoch = self.coherence.epoch
+        self.owner_lock = OwnerLock(self.settings.data_dir / OWNER_FILE)
+        self.owner_lock.try_acquire()  # the first worker up takes it; the others wait for it
+        self.outbox_writer = session_sync.committer(self)
+
+    @property
+    def owner(self) -> bool:
+        """Whether this worker does the edge's once-only work (always, when alone)."""
+        return self.owner_lock is None or self.owner_lock.held
+
+    async def become_owner(self) -> None:
+        """Return once this worker does the edge's once-only work (at once when alone)."""
+        if self.owner_lock is not None:
+            await self.owner_lock.acquire()
+
+    def swapped(self, version: int) -> None:
+        """A new model bundle is live here. With several workers the owner asks the
+        server's parent to load it and replace the workers, so they share it again
+        (edge_agent/preload.py); the others only serve it until they are replaced."""
+        coh = self.coherence
+        if coh is None:
+            return
+        coh.serving(version)
+        if not self.owner or coh.parent_version == version:
+            return
+        coh.parent_version = version  # asked once per version, even if the parent fails to load it
+        log.info("bundle v%d: asking the server to restart its workers on it", version)
+        os.kill(os.getppid(), signal.SIGHUP)
+
+    def leave_workers(self) -> None:
+        if self.coherence is not None:
+            self.coherence.close()
+        if self.owner_lock is not None:
+            self.owner_lock.close()
+        self.metrics.leave()
 
     def session_rows(self) -> list[tuple[str, str, float]]:
         """Dirty sessions as rows for SQLite (and clears the dirty set)."""

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,51 @@ class EdgeStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def commit(
+        self,
+        rows: list[tuple[str, str, bytes, int]],
+        now: float,
+        sessions: Callable[[Callable[[str], str | None]], list[tuple[str, str, float]]] | None,
+    ) -> None:
+        """:meth:`outbox_add`, and in the same transaction the (visitor id, JSON,
+        expires) rows ``sessions`` returns; it may read a stored session's JSON with the
+        function it is given (edge_agent/session_sync.py). Erased subjects' sessions are
+        not written."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if rows:
+                    db.executemany(
+                        "INSERT INTO outbox (event_id, subject, body, events, created) VALUES (?, ?, ?, ?, ?)",
+                        [(*r, now) for r in rows],
+                    )
+                if sessions is not None:
+
+                    def read(visitor_id: str) -> str | None:
+                        row = db.execute(
+                            "SELECT data FROM sessions WHERE visitor_id = ? AND expires > ?", (visitor_id, now)
+                        ).fetchone()
+                        return str(row[0]) if row else None
+
+                    written = [r for r in sessions(read) if not self._is_erased(r[0])]
+                    db.executemany("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?)", written)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def suppress(self, tokens: list[str], now: float) -> None:
+        """Suppress ``tokens`` (persisted, so the other workers' :meth:`reload_suppressed` see them)."""
+        with self._lock:
+            self.suppressed.update(tokens)
+            self.db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?)", [(t, now) for t in tokens])
+
+    def reload_suppressed(self) -> None:
+        """Read the suppression list again (another worker may have added to it)."""
+        with self._lock:
+            self.suppressed = {r[0] for r in self.db.execute("SELECT token FROM suppressions")}
 
     def outbox_batch(self, max_events: int) -> list[tuple[int, bytes, int]]:
         """The oldest rows as (seq, JSON array, events), in order, holding about

@@ -349,7 +349,9 @@ def _parser() -> argparse.ArgumentParser:
 ALLOW_DEV_KEYS = "P13N_ALLOW_DEV_KEYS"
 
 
-def _serve(command: str, load: Callable[[], Any], target: str) -> int:
+def _serve(
+    command: str, load: Callable[[], Any], target: str, prepare: Callable[[Any], tuple[int, Callable[[], None]]] | None = None
+) -> int:
     """Validate settings here (clear error, exit 2), then run the server on the factory."""
     from models.settings_base import SettingsError
     from p13n.serve import run_factory
@@ -377,6 +379,7 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
             file=sys.stderr,
         )
         return 2
+    workers, on_reload = prepare(settings) if prepare is not None else (1, None)
     run_factory(
         target,
         settings.listen[0],
@@ -385,8 +388,24 @@ def _serve(command: str, load: Callable[[], Any], target: str) -> int:
         settings.server,
         tls_cert=getattr(settings, "tls_cert", ""),
         tls_key=getattr(settings, "tls_key", ""),
+        workers=workers,
+        on_reload=on_reload,
     )
     return 0
+
+
+def _prepare_edge(settings: Any) -> tuple[int, Callable[[], None]]:
+    """Load the agent's content and models here, before the server forks its workers."""
+    from edge_agent import preload
+
+    workers = settings.worker_count
+    if settings.server != "granian" and workers > 1:
+        logging.getLogger("p13n").warning(
+            "edge serve: %s serves one worker (P13N_EDGE_WORKERS=%d ignored)", settings.server, workers
+        )
+        workers = 1
+    preload.prepare(settings, workers)
+    return workers, lambda: preload.reload(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "edge":
         from edge_agent.settings import EdgeSettings
 
-        return _serve("edge serve", EdgeSettings.from_env, "edge_agent.asgi:app_from_env")
+        return _serve("edge serve", EdgeSettings.from_env, "edge_agent.asgi:app_from_env", _prepare_edge)
     if args.command == "hub":
         from hub.settings import HubSettings
 

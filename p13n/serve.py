@@ -9,6 +9,7 @@ a factory in the worker process (``module:function``), so nothing opens before i
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 #: A worker still running this long after SIGTERM is killed: the app's own stop is
@@ -25,22 +26,38 @@ SERVER_LOGS = {
 }
 
 
+#: Seconds between replacing one worker and the next on a reload (a new bundle).
+RESPAWN_INTERVAL_S = 1.0
+
+
 def run_factory(
-    target: str, host: str, port: int, log_level: str, server: str = "granian", tls_cert: str = "", tls_key: str = ""
+    target: str,
+    host: str,
+    port: int,
+    log_level: str,
+    server: str = "granian",
+    tls_cert: str = "",
+    tls_key: str = "",
+    workers: int = 1,
+    on_reload: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``target``; with ``tls_cert`` and ``tls_key`` over HTTPS only."""
+    """Serve ``target`` with ``workers`` processes forked from this one (granian; uvicorn
+    serves one); with ``tls_cert`` and ``tls_key`` over HTTPS only. ``on_reload`` runs
+    here on SIGHUP, before the workers are replaced one at a time."""
     if server == "granian":
         from granian import Granian
         from granian.constants import Interfaces, Loops
 
         level = "warning" if log_level == "trace" else log_level
-        Granian(
+        granian = Granian(
             target,
             address=host,
             port=port,
             interface=Interfaces.ASGI,
             factory=True,
-            workers=1,
+            workers=workers,
+            respawn_failed_workers=True,
+            respawn_interval=RESPAWN_INTERVAL_S,
             loop=Loops.uvloop if importlib.util.find_spec("uvloop") else Loops.asyncio,
             websockets=False,
             log_level=level,  # type: ignore[arg-type]
@@ -50,7 +67,10 @@ def run_factory(
             workers_kill_timeout=WORKER_KILL_TIMEOUT_S,
             ssl_cert=Path(tls_cert) if tls_cert else None,
             ssl_key=Path(tls_key) if tls_key else None,
-        ).serve()
+        )
+        if on_reload is not None:
+            granian.on_reload(on_reload)
+        granian.serve()
         return
     import uvicorn
 
