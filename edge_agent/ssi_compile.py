@@ -3,9 +3,13 @@
 Each ``<p13n-slot name="N" a="v">fallback</p13n-slot>`` becomes::
 
     <!--# block name="p13n_fb_K" -->fallback<!--# endblock --><!--# include
-        virtual="/_p13n/slot/N?rid=$request_id&a=v" stub="p13n_fb_K" -->
+        virtual="/_p13n/slot/N?rid=$request_id&a=v" stub="p13n_fb_K" wait="yes" -->
 
 so nginx prints the fallback whenever the agent is down, slow or answers empty.
+``wait="yes"`` has nginx finish each slot before it asks for the next: a stub whose
+request completes while an earlier slot is still pending is otherwise printed twice
+(nginx issue 426, open in 1.27; seen here as a doubled fallback on about 1 % of pages
+once the agent's workers answer a page's slots out of order, docs/SLOTS.md).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def _include(slot: Slot, block: str) -> bytes:
     params += [(k, v) for k, v in slot.attrs.items() if k not in ("name", "rid", "u")]
     # '$' in user values would be expanded by nginx: percent-encode everything but our variable
     query = "&".join(f"{quote(k, safe='')}={v if k == 'rid' else quote(v, safe='')}" for k, v in params)
-    return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" -->'.encode("ascii")
+    return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" wait="yes" -->'.encode("ascii")
 
 
 def slot_variable(name: str) -> str:

@@ -18,7 +18,7 @@ def test_slot_becomes_block_and_include_with_stub() -> None:
     out = compile_template(b'<p>a</p><p13n-slot name="hero"><b>fb</b></p13n-slot><p>z</p>')
     assert out == (
         b'<p>a</p><!--# block name="p13n_fb_1" --><b>fb</b><!--# endblock -->'
-        b'<!--# include virtual="/_p13n/slot/hero?rid=$request_id" stub="p13n_fb_1" --><p>z</p>'
+        b'<!--# include virtual="/_p13n/slot/hero?rid=$request_id" stub="p13n_fb_1" wait="yes" --><p>z</p>'
     )
 
 
