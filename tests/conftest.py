@@ -147,6 +147,11 @@ def start_agent(tmp_path: Path) -> Iterator[AgentFactory]:
             "P13N_EDGE_DECISION_DEADLINE_MS": "1000",
             # nor on a stall of the test machine shedding pages: tests of shedding set it
             "P13N_EDGE_SHED_LAG_MS": "0",
+            # One worker: several tests count what one process did (page contexts built,
+            # the shell memory cache, sessions dropped from memory by an erasure), which
+            # several workers split. tests/integration/test_workers.py runs several;
+            # P13N_TEST_EDGE_WORKERS=2 runs every test's agent so (docs/ARCHITECTURE.md).
+            "P13N_EDGE_WORKERS": os.environ.get("P13N_TEST_EDGE_WORKERS", "1"),
         }
         env.update({f"P13N_EDGE_{k.upper()}": v for k, v in settings.items()})
         child = spawn(f"edge-{len(started)}", p13n_command("edge", "serve"), tmp_path, env)
