@@ -513,6 +513,7 @@ def start_agent(work: Path, tpl: Path, bundle: Path, key: Path, port: int, **env
             "P13N_EDGE_NATS_URL": "nats://127.0.0.1:9",
             "P13N_EDGE_DEFAULT_CONSENT": "necessary,analytics,personalization",
             "P13N_EDGE_OUTBOX_MAX_EVENTS": "10000000",
+            "P13N_EDGE_WORKERS": "1",  # one worker, as the figures before workers were measured (tests/bench/workers.py: more)
             **{f"P13N_EDGE_{k}": v for k, v in env.items()},
         },
     )

@@ -267,6 +267,7 @@ def main() -> int:
             work,
             {
                 "P13N_EDGE_LISTEN": f"127.0.0.1:{a_port}",
+                "P13N_EDGE_WORKERS": "1",  # as its figures in docs/PERFORMANCE.md were measured
                 "P13N_EDGE_ORIGIN": origin,
                 "P13N_EDGE_DATA_DIR": str(work / "edge"),
                 "P13N_ALLOW_DEV_KEYS": "1",
@@ -284,6 +285,7 @@ def main() -> int:
                     work,
                     {
                         "P13N_EDGE_LISTEN": f"127.0.0.1:{u_port}",
+                        "P13N_EDGE_WORKERS": "1",  # as its figures in docs/PERFORMANCE.md were measured
                         "P13N_EDGE_ORIGIN": origin,
                         "P13N_EDGE_DATA_DIR": str(work / "edge-u"),
                         "P13N_ALLOW_DEV_KEYS": "1",

@@ -90,6 +90,7 @@ def fleet(work: Path, edges: int, erasures: int) -> dict[str, float]:
             env = {
                 "P13N_EDGE_ID": f"bench-{i}",
                 "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
+                "P13N_EDGE_WORKERS": "1",  # as its figures in docs/PERFORMANCE.md were measured
                 "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{origin_port}",
                 "P13N_EDGE_DATA_DIR": str(work / f"edge-{i}"),
                 "P13N_ALLOW_DEV_KEYS": "1",

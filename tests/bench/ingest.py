@@ -158,6 +158,7 @@ def edge_rate(work: Path, nats_url: str, duration: int) -> dict[str, float | str
                 work,
                 {
                     "P13N_EDGE_LISTEN": f"127.0.0.1:{a_port}",
+                    "P13N_EDGE_WORKERS": "1",  # as its figures in docs/PERFORMANCE.md were measured
                     "P13N_EDGE_ORIGIN": f"http://127.0.0.1:{o_port}",
                     "P13N_EDGE_DATA_DIR": str(work / "edge"),
                     "P13N_ALLOW_DEV_KEYS": "1",

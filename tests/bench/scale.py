@@ -92,6 +92,7 @@ def start_edge(work: Path, nats_url: str) -> tuple[Child, str]:
         work,
         {
             "P13N_EDGE_LISTEN": f"127.0.0.1:{port}",
+            "P13N_EDGE_WORKERS": "1",  # as its figures in docs/PERFORMANCE.md were measured
             "P13N_EDGE_DATA_DIR": str(work / "edge"),
             "P13N_EDGE_ID": "edge-1",
             "P13N_EDGE_NATS_URL": nats_url,
