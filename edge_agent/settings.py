@@ -308,7 +308,7 @@ class EdgeSettings:
     )
     sessions_in_memory: int = setting(
         25000,
-        "Live sessions (and, separately, synced profiles) kept in memory, least recently used first out; SQLite answers the rest with a primary-key read. The agent's memory is mostly this (docs/PERFORMANCE.md).",
+        "Live sessions (and, separately, synced profiles) kept in memory, least recently used first out; SQLite answers the rest with a primary-key read. With several workers each keeps its share (this divided by `P13N_EDGE_WORKERS`). The agent's memory is mostly this (docs/PERFORMANCE.md).",
         minimum=100,
     )
     model_memo_entries: int = setting(

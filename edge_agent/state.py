@@ -113,6 +113,9 @@ class EdgeState:
     profile_stamps: dict[str, int] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
     seen_epoch: int = 0
+    #: live sessions (and, apart, profiles) this process keeps in memory: with several
+    #: workers each keeps its share of ``P13N_EDGE_SESSIONS_IN_MEMORY`` (SQLite has the rest)
+    memory_share: int = 0
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
     bundle_error: str = ""
     #: Where the slot content comes from: ``templates:DIR``, ``file:PATH`` or
@@ -136,6 +139,7 @@ class EdgeState:
             s.identity_secret, s.identity_public_key, s.identity_issuer, s.identity_audience, s.identity_max_age_s
         )
         self.contexts = PageContexts(self.settings.decision_ttl_s)
+        self.memory_share = s.sessions_in_memory
         if s.shared_fragment_ttl_s > 0:  # signs class cookies; kept so a restart keeps them valid
             self._class_key = class_key(s).encode("ascii")
         self.overload = LoadShedder(s.shed_lag_ms / 1000)
@@ -215,7 +219,7 @@ class EdgeState:
         profile = self.store.get_profile(subject)  # a primary-key read
         self.profiles_cache[subject] = profile
         self.profiles_cache.move_to_end(subject)
-        while len(self.profiles_cache) > self.settings.sessions_in_memory:
+        while len(self.profiles_cache) > self.memory_share:
             gone, _ = self.profiles_cache.popitem(last=False)
             self.profile_stamps.pop(gone, None)
         return profile
@@ -241,7 +245,7 @@ class EdgeState:
             if session is None:
                 if not create:
                     self.sessionless[visitor_id] = stamp
-                    if len(self.sessionless) > self.settings.sessions_in_memory:
+                    if len(self.sessionless) > self.memory_share:
                         self.sessionless.popitem(last=False)
                     return None
                 session = new_session()
@@ -250,7 +254,7 @@ class EdgeState:
             if coh is not None:
                 self.session_stamps[visitor_id] = stamp
         self.sessions.move_to_end(visitor_id)
-        while len(self.sessions) > self.settings.sessions_in_memory:
+        while len(self.sessions) > self.memory_share:
             evicted, data = self.sessions.popitem(last=False)
             if evicted in self.dirty_sessions or evicted in self.pending:  # keep it: it is written soon
                 self.sessions[evicted] = data
@@ -289,6 +293,7 @@ class EdgeState:
     def join_workers(self, path: Path) -> None:
         """Work beside other worker processes through the shared file at ``path``."""
         self._worker_key = class_key(self.settings).encode("ascii")
+        self.memory_share = max(100, self.settings.sessions_in_memory // self.settings.worker_count)
         self.coherence = Coherence(path)
         self.coherence.join()
         self.coherence.serving(self.models.version if self.models else None)
