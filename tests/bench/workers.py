@@ -5,7 +5,9 @@ SSI mode in front of the agent, wrk). For 1, 2 and 4 workers it starts the agent
 live sessions through ``/_p13n/collect`` (spread over the workers by the kernel), runs
 the decision bench's pages (product page reloaded, a new visitor each request, the
 one-round-trip variant, the segment-only page, and the same with the class cookie),
-then reads every process's memory from ``/proc/PID/smaps_rollup``:
+then the agent alone (``/_p13n/decide`` straight from wrk, no nginx: how far the agent
+scales when it need not share the two cores with nginx), then reads every process's
+memory from ``/proc/PID/smaps_rollup``:
 
 * RSS, PSS (shared pages split between the processes sharing them) and USS (private)
   of the server's parent and of each worker;
@@ -64,6 +66,28 @@ def memory(parent: int) -> dict[str, Any]:
     }
 
 
+def direct(work: Path, agent_pid: int, port: int, duration: int, visitors: int) -> dict[str, float]:
+    """The agent alone, without nginx: ``/_p13n/decide`` for the product page's three
+    slots, a filled session's visitor each request (every model call runs, ~0.6 ms of
+    agent CPU, so wrk's own share of the two cores stays small). How far the agent
+    scales with its workers when it is not sharing the cores with nginx."""
+    import edge_throughput as et
+
+    script = work / "rotate-direct.lua"
+    script.write_text(d.ROTATE_LUA.replace("VISITORS", str(visitors)))
+    url = f"http://127.0.0.1:{port}/_p13n/decide?slots=hero,offer,recs&page={d.PAGE}"
+    et.run_wrk(url, 2, 16, 1, str(script))  # warm-up
+    cpu = d.agent_cpu_s(agent_pid)
+    r = et.run_wrk(url, duration, 16, 1, str(script))
+    cpu = d.agent_cpu_s(agent_pid) - cpu
+    return {
+        "direct_rps": r["rps"],
+        "direct_p99_ms": r["p99_ms"],
+        "direct_agent_cores": round(cpu / duration, 2),
+        "direct_agent_cpu_us_per_request": round(cpu / (r["rps"] * duration) * 1e6, 1),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--items", type=int, default=20_000)
@@ -98,6 +122,7 @@ def main() -> int:
                 health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/_p13n/healthz").read())
                 assert health["workers"] == n, health
                 out = d.measure(work / "sites" / str(n), tpl, agent.proc.pid, port, args.duration, args.sessions)
+                out.update(direct(work, agent.proc.pid, port, args.duration, args.sessions))
                 out["fill_collects_per_s"] = round(args.sessions / fill_s)
                 out["memory"] = memory(agent.proc.pid)
                 figures[f"workers_{n}"] = out
@@ -108,7 +133,7 @@ def main() -> int:
         for n in counts[1:]:
             m = figures[f"workers_{n}"]
             m["extra_worker_pss_mb"] = round((m["memory"]["total_pss_mb"] - base["memory"]["total_pss_mb"]) / (n - counts[0]), 1)
-            for page in ("reload", "new_visitor", "segment", "reload_shared"):
+            for page in ("reload", "new_visitor", "segment", "reload_shared", "direct"):
                 m[f"{page}_speedup"] = round(m[f"{page}_rps"] / base[f"{page}_rps"], 2)
     finally:
         if not args.work:
@@ -117,7 +142,10 @@ def main() -> int:
         f"workers_{n}": {
             k: v
             for k, v in figures[f"workers_{n}"].items()
-            if k.endswith(("_ratio", "_speedup", "_pss_mb", "_rps", "_cpu_us_per_page", "_p99_ms", "_per_s")) or k == "memory"
+            if k.endswith(
+                ("_ratio", "_speedup", "_pss_mb", "_rps", "_cpu_us_per_page", "_p99_ms", "_per_s", "_cores", "_request")
+            )
+            or k == "memory"
         }
         for n in counts
     }
