@@ -306,7 +306,11 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
             await state.http.close()
             store.close()
             state.leave_workers()
-            announce.info("p13n edge stopped: sessions written, %d events kept in the outbox", state.outbox_depth)
+            announce.info(
+                "p13n edge %s: sessions written, %d events kept in the outbox",
+                "stopped" if state.coherence is None else f"worker {os.getpid()} stopped",
+                state.outbox_depth,
+            )
 
     agent_routes = [
         Route("/_p13n/healthz", healthz, methods=["GET", "HEAD"]),
