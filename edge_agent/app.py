@@ -34,6 +34,7 @@ from edge_agent import (
     outbox,
     preload,
     profile_sync,
+    slot_fallbacks,
     ssi,
     worker_epoch,
 )
@@ -228,6 +229,7 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         state = EdgeState(settings=settings, store=store, metrics=metrics_, bundle=loaded.bundle)
         state.models = loaded.models
         state.content_source = loaded.source
+        state.fallbacks = slot_fallbacks.load(settings.templates_dir)
         if shared_file is not None:
             state.join_workers(shared_file)
         device_class("Mozilla/5.0")  # load the UA parser's rules before traffic arrives

@@ -25,6 +25,7 @@ from edge_agent import class_cookie
 from edge_agent.collect import record_exposures
 from edge_agent.decide import decide_page, slot_kind
 from edge_agent.pages import PageContext, decide_slots
+from edge_agent.slot_fallbacks import MAX_ID
 from edge_agent.state import EdgeState
 from models.slots import SLOT_NAME_RE
 
@@ -150,7 +151,7 @@ async def auth(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
 
 
 async def _shared_slot(
-    state: EdgeState, name: str, attrs: dict[str, Any], overrides: dict[str, str], scope: Scope, send: Send
+    state: EdgeState, name: str, attrs: dict[str, Any], overrides: dict[str, str], scope: Scope, send: Send, fb: str
 ) -> None:
     """A shareable slot decided from its class alone (edge_agent/shared_fragments.py):
     what nginx stores is what anyone with the same key gets. Only a decided fragment is
@@ -161,7 +162,7 @@ async def _shared_slot(
     state.metrics.decision(name, outcome.reason, slot_kind(bundle, name))
     if outcome.html is None or outcome.reason not in SHAREABLE_OUTCOMES:
         state.metrics.fallback(outcome.reason)
-        await _send(send, 204, [_PRIVATE])
+        await _fallback(state, scope, send, [_PRIVATE], fb)
         return
     state.metrics.shared("filled")
     if scope["method"] == "HEAD":  # no body: nothing nginx may keep
@@ -171,30 +172,42 @@ async def _shared_slot(
     await _send(send, 200, [_HTML, (b"x-accel-expires", ttl)], outcome.html.encode("utf-8"))
 
 
+async def _fallback(state: EdgeState, scope: Scope, send: Send, headers_out: list[tuple[bytes, bytes]], fb: str) -> None:
+    """The slot's fallback: its HTML when the include names one the agent knows
+    (edge_agent/slot_fallbacks.py), else 204 and nginx prints the include's stub."""
+    html = state.fallbacks.get(fb[:MAX_ID]) if fb else None
+    if html is None:
+        await _send(send, 204, headers_out)
+        return
+    headers_out.append(_HTML)
+    await _send(send, 200, headers_out, b"" if scope["method"] == "HEAD" else html)
+
+
 async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> None:
-    """One slot's HTML; 204 (nginx prints the stub) when it falls back."""
+    """One slot's HTML; its fallback (or 204: nginx prints the stub) when it falls back."""
     started = time.perf_counter()
     name = scope["path"][len(SLOT_PREFIX) :]
     state.metrics.request("slot", "2xx")
+    query = parse_query(scope["query_string"])
+    fb = query.get("fb", "")
     if not SLOT_NAME_RE.match(name):
         state.metrics.fallback("unknown_slot")
-        await _send(send, 204, [_PRIVATE])
+        await _fallback(state, scope, send, [_PRIVATE], fb)
         return
     headers_out = [_PRIVATE]
-    if state.overload.active:  # shed: the stub at once, no context, no model work
+    if state.overload.active:  # shed: the fallback at once, no context, no model work
         state.metrics.decision(name, "overload", slot_kind(state.bundle, name))
         state.metrics.fallback("overload")
-        await _send(send, 204, headers_out)
+        await _fallback(state, scope, send, headers_out, fb)
         return
     try:
-        query = parse_query(scope["query_string"])
         headers = header_map(scope)
-        overrides = {k: v for k, v in query.items() if k not in ("rid", "u")}
+        overrides = {k: v for k, v in query.items() if k not in ("rid", "u", "fb")}
         codec = state.shared
         if codec is not None and name in codec.plan.slots:
             attrs = class_cookie.shared_attrs(state, codec, headers, _page(headers, query)[1])
             if attrs is not None:
-                await _shared_slot(state, name, attrs, overrides, scope, send)
+                await _shared_slot(state, name, attrs, overrides, scope, send, fb)
                 return
             state.metrics.shared("live")
         rid = (query.get("rid") or headers.get(RID_HEADER, ""))[:_MAX_RID]
@@ -206,9 +219,9 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
             await record_exposures(state, ctx, headers)
         outcome = decision.outcomes[name]
     except Exception:
-        log.warning("slot %s failed; nginx prints its fallback", name, exc_info=True)
+        log.warning("slot %s failed; it shows its fallback", name, exc_info=True)
         state.metrics.fallback("error")
-        await _send(send, 204, headers_out)
+        await _fallback(state, scope, send, headers_out, fb)
         return
     state.metrics.decision(name, outcome.reason, slot_kind(state.bundle, name))
     state.metrics.rewrite_seconds.observe(time.perf_counter() - started)
@@ -216,7 +229,7 @@ async def slot(state: EdgeState, scope: Scope, receive: Receive, send: Send) -> 
         headers_out.append((b"x-p13n-debug", decision.explain().encode("latin-1", "replace")))
     if outcome.html is None:
         state.metrics.fallback(outcome.reason)
-        await _send(send, 204, headers_out)
+        await _fallback(state, scope, send, headers_out, fb)
         return
     headers_out.append(_HTML)
     body = b"" if scope["method"] == "HEAD" else outcome.html.encode("utf-8")

@@ -3,13 +3,12 @@
 Each ``<p13n-slot name="N" a="v">fallback</p13n-slot>`` becomes::
 
     <!--# block name="p13n_fb_K" -->fallback<!--# endblock --><!--# include
-        virtual="/_p13n/slot/N?rid=$request_id&a=v" stub="p13n_fb_K" wait="yes" -->
+        virtual="/_p13n/slot/N?rid=$request_id&fb=ID&a=v" stub="p13n_fb_K" -->
 
-so nginx prints the fallback whenever the agent is down, slow or answers empty.
-``wait="yes"`` has nginx finish each slot before it asks for the next: a stub whose
-request completes while an earlier slot is still pending is otherwise printed twice
-(nginx issue 426, open in 1.27; seen here as a doubled fallback on about 1 % of pages
-once the agent's workers answer a page's slots out of order, docs/SLOTS.md).
+so nginx prints the fallback whenever the agent is down, slow or answers empty. ``fb``
+names the fallback (edge_agent/slot_fallbacks.py): when the agent decides a slot shows
+its fallback it answers that HTML itself, because nginx prints a stub twice when its
+request completes while an earlier include is pending (nginx issue 426).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from edge_agent.slot_fallbacks import fallback_id
 from models.slots import Slot, scan
 
 #: File endings compiled; everything else is copied unchanged.
@@ -34,11 +34,11 @@ class CompileError(ValueError):
 
 
 def _include(slot: Slot, block: str) -> bytes:
-    params = [("rid", "$request_id")]
-    params += [(k, v) for k, v in slot.attrs.items() if k not in ("name", "rid", "u")]
+    params = [("rid", "$request_id"), ("fb", fallback_id(slot.fallback))]
+    params += [(k, v) for k, v in slot.attrs.items() if k not in ("name", "rid", "u", "fb")]
     # '$' in user values would be expanded by nginx: percent-encode everything but our variable
     query = "&".join(f"{quote(k, safe='')}={v if k == 'rid' else quote(v, safe='')}" for k, v in params)
-    return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" wait="yes" -->'.encode("ascii")
+    return f'<!--# include virtual="/_p13n/slot/{slot.name}?{query}" stub="{block}" -->'.encode("ascii")
 
 
 def slot_variable(name: str) -> str:

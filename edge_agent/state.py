@@ -122,6 +122,8 @@ class EdgeState:
     #: ``model bundle vN`` (a bundle's content replaces the templates until the next bundle)
     content_source: str = ""
     profiles_cache: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
+    #: The pages' slot fallbacks by id, answered in SSI mode (edge_agent/slot_fallbacks.py)
+    fallbacks: dict[str, bytes] = field(default_factory=dict)
     #: Bandit slots' weights from the hub, by seed (edge_agent/bandit_sync.py)
     bandits: dict[str, BanditWeights] = field(default_factory=dict)
 

@@ -55,6 +55,29 @@ def test_slot_fragment_falls_back_with_204_and_counts_the_reason(tmp_path: Path)
     assert 'p13n_edge_fallbacks_total{reason="unknown_slot"} 2.0' in text
 
 
+def test_a_slot_that_falls_back_answers_the_fallback_its_include_names(tmp_path: Path) -> None:
+    """SSI includes name their fallback (``fb``): the agent answers it with a 200, so
+    nginx never needs the stub for a decided fallback (it prints a stub twice when its
+    request completes before an earlier include's: nginx issue 426)."""
+    from edge_agent.slot_fallbacks import fallback_id
+    from models.slots import scan
+
+    home = scan((TEMPLATES / "pages" / "home.html").read_bytes())
+    offer = next(s for s in home.slots if s.name == "offer")
+    fb = fallback_id(offer.fallback)
+    with edge_client(tmp_path) as c:  # a slot the content lacks falls back (reason unknown_slot)
+        named = c.get(f"/_p13n/slot/gone?rid={'c' * 32}&fb={fb}")
+        head = c.head(f"/_p13n/slot/gone?rid={'c' * 32}&fb={fb}")
+        unknown = c.get(f"/_p13n/slot/gone?rid={'c' * 32}&fb=0123456789abcdef")
+        bare = c.get(f"/_p13n/slot/gone?rid={'c' * 32}")
+        text = c.get("/_p13n/metrics").text
+    assert named.status_code == 200 and named.content == offer.fallback
+    assert named.headers["cache-control"] == "private, no-store"  # never kept by nginx's fragment cache
+    assert head.status_code == 200 and head.content == b""
+    assert unknown.status_code == 204 and bare.status_code == 204  # an id it does not know: nginx's stub
+    assert 'p13n_edge_fallbacks_total{reason="unknown_slot"} 4.0' in text
+
+
 def test_broken_bundle_file_serves_fallbacks(tmp_path: Path) -> None:
     broken = tmp_path / "bundle.json"
     broken.write_text("{not json")

@@ -9,22 +9,27 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.slot_fallbacks import fallback_id
 from edge_agent.ssi_compile import CompileError, compile_template, compile_tree
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+FB = b"c4da7e3ee93b0cb2"
 
 
 def test_slot_becomes_block_and_include_with_stub() -> None:
     out = compile_template(b'<p>a</p><p13n-slot name="hero"><b>fb</b></p13n-slot><p>z</p>')
     assert out == (
         b'<p>a</p><!--# block name="p13n_fb_1" --><b>fb</b><!--# endblock -->'
-        b'<!--# include virtual="/_p13n/slot/hero?rid=$request_id" stub="p13n_fb_1" wait="yes" --><p>z</p>'
+        b'<!--# include virtual="/_p13n/slot/hero?rid=$request_id&fb=%s" stub="p13n_fb_1" --><p>z</p>' % FB
     )
+    # the agent knows the fallback by that id (and answers it itself: edge_agent/slot_fallbacks.py)
+    assert fallback_id(b"<b>fb</b>") == FB.decode()
 
 
 def test_tag_attributes_are_passed_url_encoded() -> None:
     out = compile_template(b'<p13n-slot name="recs" count="4" note="a b&$x">fb</p13n-slot>')
-    assert b"/_p13n/slot/recs?rid=$request_id&count=4&note=a%20b%26%24x" in out
+    fb = fallback_id(b"fb").encode()
+    assert b"/_p13n/slot/recs?rid=$request_id&fb=" + fb + b"&count=4&note=a%20b%26%24x" in out
 
 
 def test_every_slot_gets_its_own_block() -> None:
