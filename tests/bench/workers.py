@@ -37,21 +37,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import decision as d
 from decision import REPO  # noqa: F401  (puts the project on the path)
+from worker_memory import smaps  # RSS, PSS, USS of one process
 
 from p13n.procs import free_port
-
-
-def smaps(pid: int) -> dict[str, float]:
-    """RSS, PSS and USS (private clean + dirty) of one process, in MB."""
-    fields: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        name, _, rest = line.partition(":")
-        fields[name.strip()] = float(rest.split()[0]) / 1024
-    return {
-        "rss_mb": round(fields["Rss"], 1),
-        "pss_mb": round(fields["Pss"], 1),
-        "uss_mb": round(fields["Private_Clean"] + fields["Private_Dirty"], 1),
-    }
 
 
 def memory(parent: int) -> dict[str, Any]:
