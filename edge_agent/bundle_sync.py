@@ -48,7 +48,7 @@ def bundle_dir(settings: EdgeSettings) -> Path:
 
 def activate(state: EdgeState, data: bytes) -> BundleModels:
     """Verify, load and swap in ``data``; raises BundleRejected/ValueError without swapping."""
-    models = open_models(data, state.settings.bundle_public_key, state.memo_share)
+    models = open_models(data, state.settings.bundle_public_key, state.settings.model_memo_entries)
     content = load_content(models.content_doc) if models.content_doc is not None else state.bundle
     if models.content_doc is not None:
         state.content_source = f"model bundle v{models.version}"

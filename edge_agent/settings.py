@@ -313,7 +313,7 @@ class EdgeSettings:
     )
     model_memo_entries: int = setting(
         10000,
-        "Answers each model call (segment, session recommendations, next items, profile recommendations) keeps by its exact inputs, least recently used first out: a reload, or a page whose visitor did nothing new, costs a look-up instead of model work. About 1 KB each; a new bundle starts empty; an erasure empties it; with several workers each keeps its share (this divided by `P13N_EDGE_WORKERS`); 0 turns it off (docs/PERFORMANCE.md).",
+        "Answers each model call (segment, session recommendations, next items, profile recommendations) keeps by its exact inputs, least recently used first out: a reload, or a page whose visitor did nothing new, costs a look-up instead of model work. About 1 KB each; a new bundle starts empty; an erasure empties it; each worker keeps its own; 0 turns it off (docs/PERFORMANCE.md).",
         minimum=0,
     )
     status_interval_s: float = setting(

@@ -115,7 +115,8 @@ class EdgeState:
     seen_epoch: int = 0
     #: live sessions (and, apart, profiles) this process keeps in memory: with several
     #: workers each keeps its share of ``P13N_EDGE_SESSIONS_IN_MEMORY`` (SQLite has the
-    #: rest), as it keeps its share of ``P13N_EDGE_MODEL_MEMO_ENTRIES``
+    #: rest); remembered model answers stay per worker (splitting them cost 1.5x the CPU
+    #: per request: docs/PERFORMANCE.md)
     memory_share: int = 0
     _categories: tuple[ContentBundle, dict[str, str]] | None = None
     bundle_error: str = ""
@@ -293,19 +294,11 @@ class EdgeState:
         self.profile_stamps.clear()
         self.sessionless.clear()
 
-    @property
-    def memo_share(self) -> int:
-        """Remembered answers per model call in this process (its share with several workers)."""
-        memo = self.settings.model_memo_entries
-        return memo if self.coherence is None or memo <= 0 else max(100, memo // self.settings.worker_count)
-
     def join_workers(self, path: Path) -> None:
         """Work beside other worker processes through the shared file at ``path``."""
         self._worker_key = class_key(self.settings).encode("ascii")
         self.memory_share = max(100, self.settings.sessions_in_memory // self.settings.worker_count)
         self.coherence = Coherence(path)
-        if self.models is not None and self.settings.model_memo_entries > 0:  # its share of remembered answers
-            self.models.remember(self.memo_share)
         self.coherence.join()
         self.coherence.serving(self.models.version if self.models else None)
         self.seen_epoch = self.coherence.epoch
