@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fcntl
 import hashlib
 import json
 import logging
@@ -23,6 +22,7 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from edge_agent.coherence import locked
 from edge_agent.js_read import read_batch, read_last
 from edge_agent.model_runtime import open_models
 from edge_agent.nats_loop import while_connected
@@ -67,9 +67,7 @@ def persist(settings: EdgeSettings, data: bytes, sha256: str) -> None:
     written (an ``flock`` orders them)."""
     d = bundle_dir(settings)
     current = d / CURRENT
-    fd = os.open(d / "persist.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(d / "persist.lock"):
         if current.exists() and hashlib.sha256(current.read_bytes()).hexdigest() == sha256:
             return
         if current.exists():
@@ -77,8 +75,6 @@ def persist(settings: EdgeSettings, data: bytes, sha256: str) -> None:
         tmp = d / f"incoming-{os.getpid()}.tar"
         tmp.write_bytes(data)
         tmp.replace(current)
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def load_persisted(settings: EdgeSettings) -> BundleModels | None:

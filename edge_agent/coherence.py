@@ -37,6 +37,7 @@ worker takes over within :data:`OWNER_POLL_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import itertools
 import mmap
@@ -44,6 +45,7 @@ import os
 import secrets
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The shared file in the data directory (rewritten whenever the server starts).
@@ -224,6 +226,17 @@ class _FileLock:
 
     def __exit__(self, *_: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0600) against the other workers."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with _FileLock(fd):
+            yield
+    finally:
+        os.close(fd)
 
 
 class OwnerLock:

@@ -26,17 +26,14 @@ Row = tuple[str, str, bytes, int]
 class GroupCommitter:
     def __init__(
         self,
-        commit: Callable[[list[Row], float], None],
-        take: Callable[[], Any] | None = None,
-        settle: Callable[[Any], None] | None = None,
-        commit_taken: Callable[[list[Row], float, Any], Any] | None = None,
+        commit: Callable[[list[Row], float, Any], Any],
+        take: Callable[[], Any] = lambda: None,
+        settle: Callable[[Any], None] = lambda _: None,
     ) -> None:
-        """``commit(rows, now)``; or, with ``take``, ``commit_taken(rows, now, take())``
-        whose result goes to ``settle``."""
+        """Each batch: ``settle(commit(rows, now, take()))``, ``commit`` on a worker thread."""
         self._commit = commit
         self._take = take
         self._settle = settle
-        self._commit_taken = commit_taken
         self._queue: list[tuple[list[Row], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,12 +63,7 @@ class GroupCommitter:
                 continue
             rows = [r for rows, _ in batch for r in rows]
             try:
-                if self._take is not None and self._commit_taken is not None:
-                    result = await asyncio.to_thread(self._commit_taken, rows, time.time(), self._take())
-                    if self._settle is not None:
-                        self._settle(result)
-                else:
-                    await asyncio.to_thread(self._commit, rows, time.time())
+                self._settle(await asyncio.to_thread(self._commit, rows, time.time(), self._take()))
             except Exception as e:
                 for _, fut in batch:
                     if not fut.done():

@@ -109,12 +109,9 @@ def prepare(settings: EdgeSettings, workers: int) -> None:
     if workers <= 1:  # the worker loads for itself: the parent would only hold a second copy after a swap
         return
     _shared = coherence.create(settings.data_dir)
-    shared = coherence.Coherence(_shared)
-    shared.set_outbox(depth)
-    shared.close()
     _metrics_dir(settings.data_dir)
     _loaded = load_start(settings)
-    _publish_version()
+    _publish_version(depth)
     device_class("Mozilla/5.0")  # the UA parser's rules, shared too
     _freeze()
     models = _loaded.models
@@ -151,10 +148,14 @@ def take() -> tuple[Loaded | None, Path | None]:
     return _loaded, _shared
 
 
-def _publish_version() -> None:
+def _publish_version(outbox_depth: int | None = None) -> None:
+    """What the parent tells its workers through the shared file: the bundle version it
+    loaded (and, at start, the outbox depth)."""
     if _shared is not None and _loaded is not None:
         shared = coherence.Coherence(_shared)
         shared.parent_version = _loaded.models.version if _loaded.models else 0
+        if outbox_depth is not None:
+            shared.set_outbox(outbox_depth)
         shared.close()
 
 

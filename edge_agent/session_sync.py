@@ -59,9 +59,8 @@ def note(state: EdgeState, visitor: str, events: list[dict[str, Any]], now: floa
 def committer(state: EdgeState) -> GroupCommitter:
     """The outbox writer of a worker among several."""
     return GroupCommitter(
-        state.store.outbox_add,
+        lambda rows, now, writes: _commit(state, rows, now, writes),
         take=lambda: _take(state),
-        commit_taken=lambda rows, now, writes: _commit(state, rows, now, writes),
         settle=lambda result: _settle(state, result),
     )
 

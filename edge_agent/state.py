@@ -149,7 +149,7 @@ class EdgeState:
         self.overload = LoadShedder(s.shed_lag_ms / 1000)
         self.metrics.live(self.metrics.loop_lag, lambda: self.overload.lag_s)
         self.metrics.watch_model_memo(lambda: self.models.memo_stats() if self.models is not None else {})
-        self.outbox_writer = GroupCommitter(self.store.outbox_add)
+        self.outbox_writer = GroupCommitter(lambda rows, now, _: self.store.outbox_add(rows, now))
         self.metrics.bundle_version.set(self.bundle.version if self.bundle else -1)
         self.metrics.live(
             self.metrics.outbox_depth, lambda: self.coherence.outbox if self.coherence is not None else self.outbox_depth

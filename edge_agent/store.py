@@ -243,18 +243,7 @@ class EdgeStore:
     def outbox_add(self, rows: list[tuple[str, str, bytes, int]], now: float) -> None:
         """Append (first event id, subject, JSON array of events, event count) rows in
         one transaction (durable before the 202)."""
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT INTO outbox (event_id, subject, body, events, created) VALUES (?, ?, ?, ?, ?)",
-                    [(*r, now) for r in rows],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        self.commit(rows, now, None)
 
     def commit(
         self,
@@ -262,7 +251,7 @@ class EdgeStore:
         now: float,
         sessions: Callable[[Callable[[str], str | None]], list[tuple[str, str, float]]] | None,
     ) -> None:
-        """:meth:`outbox_add`, and in the same transaction the (visitor id, JSON,
+        """Outbox rows (:meth:`outbox_add`), and in the same transaction the (visitor id, JSON,
         expires) rows ``sessions`` returns; it may read a stored session's JSON with the
         function it is given (edge_agent/session_sync.py). Erased subjects' sessions are
         not written."""
