@@ -88,7 +88,9 @@ def load_persisted(settings: EdgeSettings) -> BundleModels | None:
 #: Chunks read per direct get while downloading a bundle (128 KB each).
 FETCH_CHUNKS = 64
 #: Seconds between reads of ``bundle.current`` when no change notification arrives.
-POLL_S = 30.0
+#: A missed notification (the edge reconnecting as the hub writes) costs at most this
+#: (it was 30 s; a CI run caught an edge that waited out the whole 30 s for a push).
+POLL_S = 5.0
 _POINTER_SUBJECT = L.control_subject(L.CURRENT_BUNDLE_KEY)
 _MODELS_STREAM = f"OBJ_{L.MODELS_BUCKET}"
 
@@ -140,6 +142,7 @@ async def watch_bundles(state: EdgeState) -> None:
             wake.set()
 
         sub = await nc.subscribe(_POINTER_SUBJECT, cb=on_change)
+        await nc.flush()  # the server holds the subscription before the first read
         try:
             while True:
                 checkpoint()

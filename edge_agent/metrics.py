@@ -108,9 +108,7 @@ class EdgeMetrics:
     def _families(self) -> dict[str, list[Metric]]:
         """This worker's decision time and fallbacks, or every worker's summed."""
         if self.multiprocess:
-            merged = CollectorRegistry()
-            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-            found: list[Metric] = list(merged.collect())
+            found: list[Metric] = list(_merged().collect())
         else:
             found = [*self.decision_seconds.collect(), *self.fallbacks.collect()]
         out: dict[str, list[Metric]] = {}
@@ -299,9 +297,7 @@ class EdgeMetrics:
         if not self.multiprocess:
             return generate_latest(self.registry)
         self.refresh()
-        merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
-        return generate_latest(merged)
+        return generate_latest(_merged())
 
     def leave(self) -> None:
         """A worker stopping: its gauges leave the live workers' values."""
@@ -367,6 +363,13 @@ class EdgeMetrics:
 
     def identity_rejected(self, reason: str) -> None:
         self._child(self.identity_rejections, reason).inc()
+
+
+def _merged() -> CollectorRegistry:
+    """Every worker's metric files, summed (prometheus_client's multiprocess mode)."""
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return merged
 
 
 _MEMO_HELP = "Model calls answered from remembered answers (hit) or computed (miss), by call (P13N_EDGE_MODEL_MEMO_ENTRIES)"
