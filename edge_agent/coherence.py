@@ -22,11 +22,14 @@ writes are plain memory accesses, no system call). It holds:
   to share (edge_agent/preload.py), and the model version each worker serves (the
   health check reports the oldest: edge_agent/health.py).
 
-The slots are written without locks: a torn or lost write can only make a value
-differ from what a reader holds, which costs that reader a read, never a stale answer.
-A writer sets the slot inside its SQLite transaction and again after the commit, so a
-reader that read between the two (and so may hold the old row) sees a change, and a
-concurrent writer sees that its base moved and merges (edge_agent/session_sync.py).
+Slots are read without locks and written under the file's ``flock`` (a few
+microseconds). A writer sets the slot inside its SQLite transaction, so a concurrent
+writer sees that its base moved and merges (edge_agent/session_sync.py), and again
+after the commit, so a reader that read between the two (and may hold the old row)
+sees a change. The second write is conditional (:meth:`Coherence.bump_if`): were it
+not, it could overwrite another writer's in-transaction value, and a worker could then
+take a value as current while missing that writer's commit (a CI run lost one event of
+82 that way).
 
 :class:`OwnerLock` picks the one worker that does what must happen once per edge
 (publishing the outbox, the heartbeat, the erasure consumer, the profile reader, the
@@ -43,6 +46,7 @@ import itertools
 import mmap
 import os
 import secrets
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -100,6 +104,8 @@ class Coherence:
         self._pid = os.getpid()
         # values from a random start: no two processes (nor one reusing a pid) write the same
         self._counter = itertools.count(secrets.randbits(63))
+        # the flock excludes other processes; this, the threads of this one (they share the fd)
+        self._guard = threading.Lock()
         self._slot = -1
 
     # ------------------------------------------------------------------ stamps
@@ -108,8 +114,23 @@ class Coherence:
 
     def bump(self, key: str) -> int:
         """Mark ``key`` changed; the new value (unique to this write)."""
-        value = next(self._counter) & ((1 << 64) - 1)
-        self._q[_STAMPS_AT + (zlib.crc32(key.encode()) & (STAMP_SLOTS - 1))] = value
+        at = _STAMPS_AT + (zlib.crc32(key.encode()) & (STAMP_SLOTS - 1))
+        with self._guard, self._locked():
+            value = next(self._counter) & ((1 << 64) - 1)
+            self._q[at] = value
+        return value
+
+    def bump_if(self, key: str, own: int) -> int:
+        """After a commit whose transaction bumped ``key`` to ``own``: when the slot still
+        holds ``own`` (no write since), a new value, which the writer may hold as current.
+        Otherwise the slot is left alone (it already tells readers to read again) and
+        ``own`` comes back, which no longer matches: the writer reads again too."""
+        at = _STAMPS_AT + (zlib.crc32(key.encode()) & (STAMP_SLOTS - 1))
+        with self._guard, self._locked():
+            if self._q[at] != own:
+                return own
+            value = next(self._counter) & ((1 << 64) - 1)
+            self._q[at] = value
         return value
 
     # ------------------------------------------------------------------ workers

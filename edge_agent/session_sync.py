@@ -11,8 +11,9 @@ whichever worker accepts the connection). Each change is kept as the events appl
 (:class:`Pending`) with the stamp the session was read at; inside the write
 transaction, which SQLite runs one at a time across processes, a changed stamp means
 another worker wrote first, and the events are applied again to the stored session
-instead of overwriting it. Writers set the stamp inside the transaction and again
-after the commit (see edge_agent/coherence.py), so no change is lost either way.
+instead of overwriting it. Writers set the stamp inside the transaction and, unless
+another writer has since, again after the commit (see edge_agent/coherence.py), so no
+change is lost either way.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def _commit(
     coh = state.coherence
     assert coh is not None
     merged: dict[str, dict[str, Any]] = {}
+    own: dict[str, int] = {}
     ttl = state.settings.session_ttl_s
 
     def sessions(read: Callable[[str], str | None]) -> list[tuple[str, str, float]]:
@@ -101,12 +103,12 @@ def _commit(
                     apply_event(session, event, categories, url_item, at)
                 merged[w.visitor] = session
                 text, expires = json.dumps(session), float(session.get("last", 0)) + ttl
-            coh.bump(w.visitor)  # inside the transaction: a writer after this one merges
+            own[w.visitor] = coh.bump(w.visitor)  # inside the transaction: a writer after this one merges
             out.append((w.visitor, text, expires))
         return out
 
     state.store.commit(rows, now, sessions if writes else None)
-    return [(w, merged.get(w.visitor), coh.bump(w.visitor)) for w in writes]
+    return [(w, merged.get(w.visitor), coh.bump_if(w.visitor, own[w.visitor])) for w in writes]
 
 
 def _settle(state: EdgeState, result: list[tuple[_Write, dict[str, Any] | None, int]]) -> None:

@@ -45,6 +45,26 @@ def test_a_stamp_changes_for_every_write_and_every_process_sees_it(tmp_path: Pat
     b.close()
 
 
+def test_a_writer_never_takes_as_current_a_stamp_that_hides_another_writers_commit(tmp_path: Path) -> None:
+    """A commits (stamp set in its transaction), B commits after it and sets the stamp
+    both times, then A's after-commit step runs late: A must not end up holding the
+    stamp now in the slot, or it would serve, and later write back, a session missing
+    B's events (a CI run lost one event of 82 to an unconditional second write)."""
+    path = coherence.create(tmp_path)
+    a, b = Coherence(path), Coherence(path)
+    a_own = a.bump(VISITOR)  # A's transaction
+    b_own = b.bump(VISITOR)  # B's transaction, after A's commit
+    b_held = b.bump_if(VISITOR, b_own)
+    assert b_held != b_own and b.stamp(VISITOR) == b_held  # nobody wrote between: B's copy is current
+    a_held = a.bump_if(VISITOR, a_own)  # A's late after-commit step
+    assert a.stamp(VISITOR) == b_held  # B's value stands
+    assert a_held != a.stamp(VISITOR)  # A reads the session again before serving it
+    # and a reader that read the old row between a transaction and its commit sees a change
+    reader_held = a.stamp(VISITOR)
+    c_own = b.bump(VISITOR)
+    assert b.bump_if(VISITOR, c_own) != reader_held
+
+
 def test_an_epoch_is_waited_for_until_every_live_worker_has_seen_it(tmp_path: Path) -> None:
     path = coherence.create(tmp_path)
     me, other = Coherence(path), Coherence(path)
