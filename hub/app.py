@@ -110,7 +110,7 @@ def create_app(settings: HubSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = HubState(settings)
-        state.storage = open_store(settings.data_dir)
+        state.storage = open_store(settings.data_dir, settings.database_url)
         state.storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         state.storage.cipher = state.cipher
         state.erasures = state.storage.erasures

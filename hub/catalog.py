@@ -102,9 +102,11 @@ def to_items(
     return list(items.values()), report
 
 
-def import_file(path: Path, data_dir: Path, mapping: Mapping[str, str], default_currency: str = "EUR") -> ImportReport:
+def import_file(
+    path: Path, data_dir: Path, mapping: Mapping[str, str], default_currency: str = "EUR", database_url: str = ""
+) -> ImportReport:
     items, report = to_items(_rows(path), mapping, default_currency)
-    storage = open_store(data_dir)
+    storage = open_store(data_dir, database_url)
     try:
         storage.upsert_items(items, datetime.now(UTC).isoformat(timespec="seconds"))
     finally:

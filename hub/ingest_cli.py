@@ -18,7 +18,7 @@ def catalog_import(path: Path, data_dir: Path, mapping: str, currency: str) -> i
         print(f"p13n catalog import: {e}", file=sys.stderr)
         return 2
     try:
-        report = import_file(path, data_dir, fields, currency.upper())
+        report = import_file(path, data_dir, fields, currency.upper(), os.environ.get("P13N_HUB_DATABASE_URL", ""))
     except (OSError, ValueError) as e:
         print(f"p13n catalog import: {e}", file=sys.stderr)
         return 1
@@ -53,7 +53,7 @@ def crm_sync(config_path: Path, data_dir: Path) -> int:
     except (OSError, ValueError) as e:
         print(f"p13n crm sync: {e}", file=sys.stderr)
         return 2
-    storage = open_store(data_dir)
+    storage = open_store(data_dir, settings.database_url)
     storage.tokenizer = Tokenizer(settings.pseudonym_key.encode())
     sync = CrmSync(config, storage, settings.pseudonym_key.encode(), cipher)
     try:

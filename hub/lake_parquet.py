@@ -9,7 +9,8 @@ S3 settings in the environment).
 A sync makes the target equal to the lake, partition by partition:
 
 * a day whose lake file changed since the last sync (its SQLite file or write-ahead log
-  has another size or modification time) is rewritten whole — that is how an erasure
+  has another size or modification time; on PostgreSQL, the day's count of inserted
+  and deleted rows moved) is rewritten whole — that is how an erasure
   reaches the export: the erasure deletes the subject's rows from the day files, so those
   days change and their partitions are rewritten without them;
 * a partition whose day file is gone (retention dropped it) is deleted;
@@ -32,7 +33,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from hub.state import HubState
@@ -93,17 +94,42 @@ def lake_days(lake_dir: Path) -> dict[str, list[int]]:
 COLUMNS = ("event_id", "received_at", "edge", "body")
 
 
-def _batches(path: Path, pa: Any) -> Iterator[Any]:
-    from hub.storage.sqlite import read_lake_day
+class LakeSource(Protocol):
+    """Where the lake's days are read from: its SQLite day files (:class:`LakeFiles`)
+    or the PostgreSQL store's ``lake_events`` (hub/storage/postgres.py)."""
 
+    def lake_days(self) -> dict[str, list[int]]:
+        """Day → a state that changes whenever the day's rows do."""
+
+    def read_lake_day(self, day: str, batch_rows: int) -> Iterator[list[tuple[str, str, str, str]]]: ...
+
+
+class LakeFiles:
+    """The SQLite lake: one file per day in ``lake_dir``."""
+
+    def __init__(self, lake_dir: Path) -> None:
+        self.lake_dir = lake_dir
+
+    def lake_days(self) -> dict[str, list[int]]:
+        return lake_days(self.lake_dir)
+
+    def read_lake_day(self, day: str, batch_rows: int) -> Iterator[list[tuple[str, str, str, str]]]:
+        from hub.storage.sqlite import read_lake_day
+
+        return read_lake_day(self.lake_dir / f"events-{day}.sqlite", batch_rows)
+
+
+def _batches(source: LakeSource, day: str, pa: Any) -> Iterator[Any]:
     schema = pa.schema([(name, pa.string()) for name in COLUMNS])
-    for rows in read_lake_day(path, BATCH_ROWS):
+    for rows in source.read_lake_day(day, BATCH_ROWS):
         columns = list(zip(*rows, strict=True))
         yield pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in columns], schema=schema)
 
 
-def sync(lake_dir: Path, target: str) -> SyncReport:
-    """Make ``target`` mirror ``lake_dir`` (see the module's docstring)."""
+def sync(lake: Path | LakeSource, target: str) -> SyncReport:
+    """Make ``target`` mirror the lake (a lake directory, or a store holding it; see
+    the module's docstring)."""
+    source = LakeFiles(lake) if isinstance(lake, Path) else lake
     pa = _pyarrow()
     fs, root = pa.fs.FileSystem.from_uri(target if "://" in target else str(Path(target).resolve()))
     fs.create_dir(root, recursive=True)
@@ -115,7 +141,7 @@ def sync(lake_dir: Path, target: str) -> SyncReport:
         manifest = {}
     exported: dict[str, Any] = manifest.get("days", {})
     report = SyncReport()
-    days = lake_days(lake_dir)
+    days = source.lake_days()
     for day, state in days.items():
         if exported.get(day, {}).get("state") == state:
             report.unchanged += 1
@@ -126,7 +152,7 @@ def sync(lake_dir: Path, target: str) -> SyncReport:
         rows = 0
         writer = None
         try:
-            for batch in _batches(lake_dir / f"events-{day}.sqlite", pa):
+            for batch in _batches(source, day, pa):
                 if writer is None:
                     writer = pa.parquet.ParquetWriter(tmp, batch.schema, filesystem=fs, compression="zstd")
                 writer.write_batch(batch)
@@ -163,6 +189,10 @@ async def export(state: HubState) -> dict[str, Any] | None:
     target = state.settings.lake_export
     if not target:
         return None
+    storage = state.storage
+    lake: Path | LakeSource = state.settings.data_dir / LAKE_DIR
+    if storage is not None and getattr(storage, "lake_dir", lake) is None:  # the lake is in the store's database
+        lake = cast(LakeSource, storage)
     async with _LOCK:
-        report = await asyncio.to_thread(sync, state.settings.data_dir / LAKE_DIR, target)
+        report = await asyncio.to_thread(sync, lake, target)
     return report.as_dict()

@@ -182,7 +182,7 @@ def _rekey(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"p13n pii rekey: {e}", file=sys.stderr)
         return 2
-    store = open_store(settings.data_dir)
+    store = open_store(settings.data_dir, settings.database_url)
     try:
         report = store.rekey(cipher)
     finally:
@@ -218,7 +218,7 @@ def _retention(args: argparse.Namespace) -> int:
         settings.retention_dead_letter_days,
         settings.retention_consent_days,
     )
-    store = open_store(settings.data_dir)
+    store = open_store(settings.data_dir, settings.database_url)
     try:
         deleted = retention.run(store, policy, now)
     finally:

@@ -56,6 +56,11 @@ class HubSettings:
         Path("data/hub"),
         "Directory for the lake, warehouse and marts.",
     )
+    database_url: str = setting(
+        "",
+        "PostgreSQL for the lake, warehouse and marts (`postgresql://USER:PASSWORD@HOST:5432/DB`, libpq's URL or `key=value` form), so several hub processes share them; empty: SQLite files in `P13N_HUB_DATA_DIR` (one hub). Needs `pip install 'p13n[postgres]'`. The audit log, API tokens and console sessions stay in each hub's data directory.",
+        secret=True,
+    )
     nats_replicas: int = setting(
         1,
         "Copies of every stream, bucket and the model store on a NATS cluster: 3 on a three-node cluster (survives one node), 1 on a single server (the embedded default). Raised on an existing layout at the next start.",

@@ -65,7 +65,9 @@ class HubState:
         self.tokens = TokenStore(s.tokens_file)
         self.audit = AuditLog(s.data_dir / "audit.sqlite", s.audit_secret)
         self.cipher = PiiCipher.from_settings(s.pii_keys, s.pii_keys_file, s.data_dir)
-        self.preparer = Preparer(s.ingest_workers, s.data_dir / LAKE_DIR, self.cipher.ring)
+        # with PostgreSQL the store writes the lake itself, in the batch's transaction
+        lake_dir = None if s.database_url else s.data_dir / LAKE_DIR
+        self.preparer = Preparer(s.ingest_workers, lake_dir, self.cipher.ring)
         self.retention_policy = retention.RetentionPolicy(
             lake_days=s.retention_lake_days,
             warehouse_days=s.retention_warehouse_days,

@@ -185,6 +185,7 @@ class TrainingService:
         result: dict[str, Any] = await in_child(
             "hub.training.child:run",  # imported in the child only: the hub never loads the training libraries
             str(s.data_dir),
+            s.database_url,
             s.pseudonym_key,
             config,
             champion,

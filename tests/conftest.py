@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.nginx_config import NginxOptions
+from hub.storage import HubStore
 from models.sentence_encoder import SentenceEncoder
 from p13n.procs import (
     DEFAULT_TEMPLATES,
@@ -28,6 +30,7 @@ from p13n.procs import (
     start_nginx,
     wait_http,
 )
+from tests.postgres_server import PostgresServer, binary_dir
 
 REPO = Path(__file__).resolve().parent.parent
 #: Conformance cases and sample data, copied into the project with their licences and
@@ -70,6 +73,39 @@ def sentence_encoder() -> SentenceEncoder:
 @pytest.fixture(scope="session")
 def nginx_bin() -> str:
     return require_binary("nginx", nginx_binary())
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's package) for the session; tests take a fresh
+    database each (``pg_url``)."""
+    found = binary_dir()
+    require_binary("postgresql", str(found) if found else None)
+    assert found is not None
+    server = PostgresServer(found).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres.create(f"t{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hub_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubStore]:
+    """The hub's storage on each backend in turn (the same test runs on both)."""
+    from hub.storage import open_store
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    store = open_store(tmp_path / "hub", url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 ``interface`` says what the hub asks of its storage; ``sqlite`` and its
 ``sqlite_*`` modules are the SQLite implementation (lake files per day, warehouse,
-marts), the only code in the hub that speaks SQL. :func:`open_store` is where a second
-implementation (PostgreSQL, for several hubs) plugs in without callers changing.
+marts), and ``postgres`` with its ``postgres_*`` modules the PostgreSQL one, for
+several hub processes sharing one database (``P13N_HUB_DATABASE_URL``): the only code
+in the hub that speaks SQL. :func:`open_store` picks one; callers never know which.
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ __all__ = [
 ]
 
 
-def open_store(data_dir: Path) -> HubStore:
-    """The store under ``data_dir`` (SQLite); :class:`StoreUnreadable` when its files
-    are there but corrupt."""
+def open_store(data_dir: Path, database_url: str = "") -> HubStore:
+    """The store: PostgreSQL at ``database_url`` when given, else SQLite files under
+    ``data_dir``; :class:`StoreUnreadable` when it is there but cannot be read."""
+    if database_url:
+        try:
+            from hub.storage.postgres import PostgresStore
+        except ImportError as e:  # psycopg is an extra
+            raise StoreUnreadable("P13N_HUB_DATABASE_URL needs psycopg: pip install 'p13n[postgres]'") from e
+        return PostgresStore(database_url)
     import sqlite3
 
     from hub.storage.sqlite import SqliteStore

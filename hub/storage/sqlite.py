@@ -32,14 +32,6 @@ import sqlite_utils
 
 from hub.experiments.metrics import Metric
 from hub.ingest.batch import (
-    C_ANON,
-    C_EDGE,
-    C_ID,
-    C_PROPS,
-    C_RECEIVED,
-    C_TS,
-    C_TYPE,
-    C_USER,
     EVENT_COLUMNS,
     IngestReport,
     LakeRow,
@@ -59,6 +51,7 @@ from hub.storage import (
     sqlite_subjects,
     sqlite_training,
 )
+from hub.storage.common import consent_log_rows, drop_suppressed_rows, identity_rows, subject_tokens, user_rows
 from hub.storage.interface import (
     ExperimentData,
     ExperimentSummary,
@@ -302,11 +295,6 @@ class SqliteStore:
         ``results=False`` skips the per-event answers only the HTTP API returns."""
         return prepare_batch(events, source, received_at, results, self._suppression_version, self._is_suppressed, self.cipher)
 
-    def _tokens(self, ids: Sequence[str]) -> str:
-        """Space-separated erasure tokens of ``ids`` (what a dead letter keeps in clear)."""
-        tokenizer = self.tokenizer
-        return " ".join(sorted({tokenizer(i) for i in ids})) if tokenizer is not None and ids else ""
-
     def commit(self, batch: PreparedBatch) -> IngestReport:
         """Store a prepared batch: lake, then warehouse with its counters. Thread: the writer's."""
         report = batch.report
@@ -329,7 +317,7 @@ class SqliteStore:
                 if batch.dead_rows:
                     wh.executemany(
                         "INSERT INTO dead_letters (received_at, source, reason, detail, raw, subjects) VALUES (?, ?, ?, ?, ?, ?)",
-                        [(*row[:5], self._tokens(row[5])) for row in batch.dead_rows],
+                        [(*row[:5], subject_tokens(self.tokenizer, row[5])) for row in batch.dead_rows],
                     )
                 counts = {
                     "received": report.received,
@@ -350,15 +338,9 @@ class SqliteStore:
         return report
 
     def _drop_suppressed(self, batch: PreparedBatch) -> None:
-        tokenizer = self.tokenizer
-        if tokenizer is None:
-            return
-        keep = [r for r in batch.rows if not tokenizer.any_in((r[C_USER], r[C_ANON]), self.suppressed)]
-        dropped = {r[C_ID] for r in batch.rows} - {r[C_ID] for r in keep}
+        dropped = drop_suppressed_rows(batch, self.tokenizer, self.suppressed)
         if not dropped:
             return
-        batch.rows = keep
-        batch.lake = {day: [x for x in rows if x[0] not in dropped] for day, rows in batch.lake.items()}
         for day, ids in batch.lake_written.items():
             # a worker stored these before the subject was erased: take them out again
             # (the erasure itself found no warehouse twin to lead it to them)
@@ -372,16 +354,16 @@ class SqliteStore:
                 lake.execute("COMMIT")
                 lake.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         batch.report.suppressed += len(dropped)
-        batch.report.results = [
-            {"status": "rejected", "reason": "erased_subject"} if r.get("event_id") in dropped else r
-            for r in batch.report.results
-        ]
 
     def _identities(self, rows: Iterable[Row]) -> None:
-        links = [(r[C_ANON], r[C_USER], r[C_TS]) for r in rows if r[C_TYPE] == "identify" and r[C_ANON] and r[C_USER]]
-        users = [(r[C_USER], r[C_TS], r[C_TS]) for r in rows if r[C_USER]]
+        links = identity_rows(rows)
+        users = user_rows(rows)
         if links:
-            self.warehouse.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)", links)
+            self.warehouse.executemany(
+                "INSERT INTO identities VALUES (?, ?, ?) ON CONFLICT (anonymous_id, user_id) "
+                "DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
+                links,
+            )
         if users:
             self.warehouse.executemany(
                 "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET "
@@ -394,23 +376,7 @@ class SqliteStore:
         return tokenizer is not None and tokenizer.any_in((event.get("user_id"), event.get("anonymous_id")), self.suppressed)
 
     def _consent_log(self, rows: Iterable[Row]) -> None:
-        log_rows = []
-        for r in rows:
-            if r[C_TYPE] != "consent":
-                continue
-            props = orjson.loads(r[C_PROPS]) if r[C_PROPS] else {}
-            log_rows.append(
-                (
-                    r[C_ID],
-                    r[C_USER] or r[C_ANON] or "",
-                    orjson.dumps(sorted(props.get("categories") or [])).decode(),
-                    str(props.get("source") or ""),
-                    r[C_EDGE] or "",
-                    r[C_TS],
-                    r[C_RECEIVED],
-                    orjson.dumps(props["tcf"]).decode() if isinstance(props.get("tcf"), dict) else "",
-                )
-            )
+        log_rows = consent_log_rows(rows)
         if log_rows:
             self.warehouse.executemany(
                 "INSERT OR IGNORE INTO consent_log (event_id, subject, categories, source, edge, ts, received_at, tcf) "

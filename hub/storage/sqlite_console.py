@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from hub.ingest.batch import IngestReport
 from hub.personal import open_dead_letter
+from hub.pii import PiiCipher
 
 if TYPE_CHECKING:
     from hub.storage.sqlite import SqliteStore
@@ -59,27 +62,32 @@ def dead_letters(storage: SqliteStore, samples: int = 3) -> list[dict[str, Any]]
                 "SELECT id, received_at, detail, raw FROM dead_letters WHERE reason = ? AND source = ? ORDER BY id DESC LIMIT ?",
                 (reason, source, samples),
             ).fetchall()
-            cipher = storage.cipher
-            out.append(
-                {
-                    "reason": reason,
-                    "source": source,
-                    "count": int(count),
-                    "last": last,
-                    "samples": [
-                        {
-                            "id": int(i),
-                            "received_at": at,
-                            "detail": _EMAIL.sub("[e-mail]", str(detail or ""))[:200],
-                            "payload": sample_of(open_dead_letter(str(raw or ""), cipher) if cipher else str(raw or "")),
-                        }
-                        for i, at, detail, raw in rows
-                    ],
-                }
-            )
+            out.append(dead_letter_group(reason, source, count, last, rows, storage.cipher))
         return out
     finally:
         db.close()
+
+
+def dead_letter_group(
+    reason: str, source: str, count: int, last: str, rows: Sequence[tuple[Any, ...]], cipher: PiiCipher | None
+) -> dict[str, Any]:
+    """One reason and source's dead letters as the console shows them, with samples
+    from (id, received, detail, payload) rows."""
+    return {
+        "reason": reason,
+        "source": source,
+        "count": int(count),
+        "last": last,
+        "samples": [
+            {
+                "id": int(i),
+                "received_at": at,
+                "detail": _EMAIL.sub("[e-mail]", str(detail or ""))[:200],
+                "payload": sample_of(open_dead_letter(str(raw or ""), cipher) if cipher else str(raw or "")),
+            }
+            for i, at, detail, raw in rows
+        ],
+    }
 
 
 def replay_dead_letters(storage: SqliteStore, reason: str, limit: int = 10_000) -> dict[str, int]:
@@ -92,7 +100,24 @@ def replay_dead_letters(storage: SqliteStore, reason: str, limit: int = 10_000) 
         rows = wh.execute(
             "SELECT id, source, raw FROM dead_letters WHERE reason = ? ORDER BY id LIMIT ?", (reason, limit)
         ).fetchall()
-    cipher = storage.cipher
+    events, taken, kept = replay_plan(rows, storage.cipher)
+    report = storage.ingest(events, "replay", now_iso())
+    with storage.lock:
+        wh.execute("BEGIN IMMEDIATE")
+        try:
+            for s in range(0, len(taken), 500):
+                chunk = taken[s : s + 500]
+                wh.execute(f"DELETE FROM dead_letters WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            wh.execute("COMMIT")
+        except BaseException:
+            wh.execute("ROLLBACK")
+            raise
+    return replay_report(taken, events, report, kept)
+
+
+def replay_plan(rows: Sequence[tuple[Any, ...]], cipher: PiiCipher | None) -> tuple[list[Any], list[int], int]:
+    """From (id, source, payload) dead letters: the events to ingest again, the rows
+    they came from, and how many rows are left as they are (not JSON events)."""
     events: list[Any] = []
     taken: list[int] = []
     kept = 0
@@ -109,17 +134,10 @@ def replay_dead_letters(storage: SqliteStore, reason: str, limit: int = 10_000) 
             continue
         events.extend(batch)
         taken.append(int(row_id))
-    report = storage.ingest(events, "replay", datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-    with storage.lock:
-        wh.execute("BEGIN IMMEDIATE")
-        try:
-            for s in range(0, len(taken), 500):
-                chunk = taken[s : s + 500]
-                wh.execute(f"DELETE FROM dead_letters WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            wh.execute("COMMIT")
-        except BaseException:
-            wh.execute("ROLLBACK")
-            raise
+    return events, taken, kept
+
+
+def replay_report(taken: list[int], events: list[Any], report: IngestReport, kept: int) -> dict[str, int]:
     return {
         "rows": len(taken),
         "events": len(events),
@@ -130,19 +148,33 @@ def replay_dead_letters(storage: SqliteStore, reason: str, limit: int = 10_000) 
     }
 
 
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def consent_by_day(storage: SqliteStore, days: int = 14) -> list[dict[str, Any]]:
     """Consent choices per day (receive time): how many, and per category how many
     granted it; the rest of that day's choices left it out."""
-    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
     db = storage.reader(storage.data_dir / "warehouse.sqlite")
     try:
-        rows = db.execute(
-            "SELECT substr(received_at, 1, 10), categories, COUNT(*) FROM consent_log WHERE received_at >= ? "
-            "GROUP BY 1, 2 ORDER BY 1",
-            (since,),
-        ).fetchall()
+        rows = db.execute(CONSENT_BY_DAY.format(since="?"), (since_day(days),)).fetchall()
     finally:
         db.close()
+    return consent_days(rows)
+
+
+CONSENT_BY_DAY = (
+    "SELECT substr(received_at, 1, 10), categories, COUNT(*) FROM consent_log WHERE received_at >= {since} "
+    "GROUP BY 1, 2 ORDER BY 1"
+)
+
+
+def since_day(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
+
+
+def consent_days(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Per day, from (day, categories JSON, choices) rows: choices, and grants per category."""
     per_day: dict[str, Counter[str]] = {}
     for day, categories, n in rows:
         counts = per_day.setdefault(str(day), Counter())

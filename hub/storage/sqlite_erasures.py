@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from models.erasure import ErasureOrder
@@ -158,23 +159,25 @@ class SqliteErasureLedger:
             ).fetchone()
             if row is None:
                 return None
-            acks = {
-                e: {"acked_at": a, "deleted": json.loads(d)}
-                for e, a, d in db.execute(
-                    "SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = ?", (request_id,)
-                )
-            }
+            acks = db.execute("SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = ?", (request_id,)).fetchall()
         finally:
             db.close()
-        edges = {e: {"status": "acknowledged", **acks[e]} if e in acks else {"status": "pending"} for e in json.loads(row[3])}
-        completed = row[5]
-        return {
-            "request_id": row[0],
-            "status": "completed" if completed is not None else "pending",
-            "requested_at": row[1],
-            "requested_by": row[2],
-            "completed_at": completed,
-            "completion_s": round(completed - row[1], 3) if completed is not None else None,
-            "hub": json.loads(row[4]),
-            "edges": edges,
-        }
+        return status_of(row, acks)
+
+
+def status_of(row: Sequence[Any], ack_rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
+    """A request's status from its row (id, requested at, by, edges, hub, completed at)
+    and its (edge, acked at, deleted) acknowledgements."""
+    acks = {e: {"acked_at": a, "deleted": json.loads(d)} for e, a, d in ack_rows}
+    edges = {e: {"status": "acknowledged", **acks[e]} if e in acks else {"status": "pending"} for e in json.loads(row[3])}
+    completed = row[5]
+    return {
+        "request_id": row[0],
+        "status": "completed" if completed is not None else "pending",
+        "requested_at": row[1],
+        "requested_by": row[2],
+        "completed_at": completed,
+        "completion_s": round(completed - row[1], 3) if completed is not None else None,
+        "hub": json.loads(row[4]),
+        "edges": edges,
+    }

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hub.experiments.metrics import Metric
 from hub.experiments.stats import Aggregate
@@ -102,6 +102,11 @@ def experiments(storage: SqliteStore) -> list[ExperimentSummary]:
         ).fetchall()
     finally:
         wh.close()
+    return summaries(rows)
+
+
+def summaries(rows: Sequence[tuple[Any, ...]]) -> list[ExperimentSummary]:
+    """Experiments from (experiment, variant, exposures, first, last) rows."""
     out: dict[str, ExperimentSummary] = {}
     for name, variant, count, first, last in rows:
         if not name:

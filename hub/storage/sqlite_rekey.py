@@ -5,6 +5,7 @@ then checkpointed with ``TRUNCATE`` so no old ciphertext stays in the WAL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,17 +25,8 @@ def rekey(storage: SqliteStore, cipher: PiiCipher) -> RekeyReport:
         rows = db.execute("SELECT user_id, pii FROM users WHERE pii IS NOT NULL").fetchall()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for user_id, value in rows:
-                try:
-                    if cipher.key_id(value) == cipher.active_id:
-                        continue
-                    fresh = cipher.encrypt(cipher.decrypt(value, aad=user_id), aad=user_id)
-                except PiiKeyError as e:
-                    report.failed += 1
-                    report.errors.append(f"a value does not decrypt ({e})")
-                    continue
+            for user_id, fresh in rekeyed_users(rows, cipher, report):
                 db.execute("UPDATE users SET pii = ? WHERE user_id = ?", (fresh, user_id))
-                report.reencrypted += 1
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -46,19 +38,58 @@ def rekey(storage: SqliteStore, cipher: PiiCipher) -> RekeyReport:
     return report
 
 
+def rekeyed_users(rows: Iterable[tuple[str, str]], cipher: PiiCipher, report: RekeyReport) -> Iterator[tuple[str, str]]:
+    """(user id, PII sealed with the active key) for each (user id, PII) row sealed
+    with an older one; counted in ``report``."""
+    for user_id, value in rows:
+        try:
+            if cipher.key_id(value) == cipher.active_id:
+                continue
+            fresh = cipher.encrypt(cipher.decrypt(value, aad=user_id), aad=user_id)
+        except PiiKeyError as e:
+            report.failed += 1
+            report.errors.append(f"a value does not decrypt ({e})")
+            continue
+        report.reencrypted += 1
+        yield user_id, fresh
+
+
+def resealed_doc(event_id: str, text: str, cipher: PiiCipher) -> str | None:
+    """The JSON document with its sealed traits under the active key; None when they
+    are on it already. Raises :class:`PiiKeyError` when they do not open."""
+    doc = orjson.loads(text)
+    if isinstance(doc, dict) and resealed_traits(doc, event_id, cipher):
+        return orjson.dumps(doc).decode()
+    return None
+
+
+def resealed_dead_letter(raw: str, cipher: PiiCipher) -> str | None:
+    """A sealed dead letter under the active key; None when it is on it already."""
+    if cipher.key_id(raw) == cipher.active_id:
+        return None
+    return cipher.encrypt(cipher.decrypt(raw, DEAD_LETTER_AAD), DEAD_LETTER_AAD)
+
+
+#: Documents holding sealed traits (a LIKE pattern).
+SEALED_TRAITS = '%"sealed":"pii1:%'
+#: Sealed dead letters (a LIKE pattern).
+SEALED_DEAD = "pii1:%"
+
+
 def _reseal_table(db: Any, table: str, column: str, cipher: PiiCipher) -> tuple[int, int]:
     """Re-encrypt the sealed traits in ``table.column`` (JSON documents keyed by
     ``event_id``) inside the caller's transaction; (re-encrypted, failed)."""
     changed = failed = 0
-    rows = db.execute(f"SELECT event_id, {column} FROM {table} WHERE {column} LIKE ?", ('%"sealed":"pii1:%',)).fetchall()
+    rows = db.execute(f"SELECT event_id, {column} FROM {table} WHERE {column} LIKE ?", (SEALED_TRAITS,)).fetchall()
     for event_id, text in rows:
-        doc = orjson.loads(text)
         try:
-            if isinstance(doc, dict) and resealed_traits(doc, event_id, cipher):
-                db.execute(f"UPDATE {table} SET {column} = ? WHERE event_id = ?", (orjson.dumps(doc).decode(), event_id))
-                changed += 1
+            fresh = resealed_doc(event_id, text, cipher)
         except PiiKeyError:
             failed += 1
+            continue
+        if fresh is not None:
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE event_id = ?", (fresh, event_id))
+            changed += 1
     return changed, failed
 
 
@@ -72,14 +103,15 @@ def reseal_all(storage: SqliteStore, cipher: PiiCipher) -> tuple[int, int]:
         try:
             done, bad = _reseal_table(wh, "events", "props", cipher)
             changed, failed = changed + done, failed + bad
-            for did, raw in wh.execute("SELECT id, raw FROM dead_letters WHERE raw LIKE 'pii1:%'").fetchall():
+            for did, raw in wh.execute("SELECT id, raw FROM dead_letters WHERE raw LIKE ?", (SEALED_DEAD,)).fetchall():
                 try:
-                    if cipher.key_id(raw) != cipher.active_id:
-                        fresh = cipher.encrypt(cipher.decrypt(raw, DEAD_LETTER_AAD), DEAD_LETTER_AAD)
-                        wh.execute("UPDATE dead_letters SET raw = ? WHERE id = ?", (fresh, did))
-                        changed += 1
+                    fresh = resealed_dead_letter(raw, cipher)
                 except PiiKeyError:
                     failed += 1
+                    continue
+                if fresh is not None:
+                    wh.execute("UPDATE dead_letters SET raw = ? WHERE id = ?", (fresh, did))
+                    changed += 1
             wh.execute("COMMIT")
         except BaseException:
             wh.execute("ROLLBACK")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from hub.personal import open_dead_letter, open_traits
-from hub.pii import PiiCipher, PiiKeyError
+from hub.ingest.batch import EVENT_COLUMNS
+from hub.pii import PiiCipher
+from hub.storage.common import export_document
 from hub.storage.interface import SubjectIds
 from models.pseudonym import is_pseudonym, pseudonym, valid_visitor_id
 
@@ -28,30 +27,43 @@ if TYPE_CHECKING:
     from hub.storage.sqlite import SqliteStore
 
 _CHUNK = 400
+#: The marts' per-subject columns, as the export shows them.
+FEATURE_COLUMNS = "subject, views, clicks, scrolls, carts, purchases, revenue_minor, last_ts, category_views"
 
 
 def _in(ids: Sequence[str]) -> str:
     return ",".join("?" * len(ids))
 
 
-def resolve(storage: SqliteStore, given: str, key: bytes) -> SubjectIds:
+def subject_ids(given: str, key: bytes, linked: Callable[[str], Iterable[str]]) -> SubjectIds:
+    """The subject ``given`` names: its pseudonym, and the anonymous ids ``linked(pseudonym)``
+    finds (identities, and events that carried both)."""
     given = given.strip()
     pseud = given if is_pseudonym(given) else pseudonym(given, key)
     anon: set[str] = set()
     if valid_visitor_id(given) and not is_pseudonym(given):
         anon.add(given)  # a visitor id: edges may hold its session even when the hub has nothing
-    db = storage.warehouse
-    with storage.lock:
-        anon.update(r[0] for r in db.execute("SELECT anonymous_id FROM identities WHERE user_id = ?", (pseud,)))
-        anon.update(
-            r[0]
-            for r in db.execute(
-                "SELECT DISTINCT anonymous_id FROM events WHERE user_id = ? AND anonymous_id IS NOT NULL", (pseud,)
-            )
-        )
+    anon.update(linked(pseud))
     anon.discard("")
     anon.discard(pseud)
     return SubjectIds(given, pseud, frozenset(anon))
+
+
+def resolve(storage: SqliteStore, given: str, key: bytes) -> SubjectIds:
+    db = storage.warehouse
+
+    def linked(pseud: str) -> list[str]:
+        with storage.lock:
+            return [
+                r[0]
+                for r in db.execute(
+                    "SELECT anonymous_id FROM identities WHERE user_id = ? UNION "
+                    "SELECT anonymous_id FROM events WHERE user_id = ? AND anonymous_id IS NOT NULL",
+                    (pseud, pseud),
+                )
+            ]
+
+    return subject_ids(given, key, linked)
 
 
 def _event_days(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[str]]:
@@ -136,111 +148,53 @@ def erase(storage: SqliteStore, subject: SubjectIds) -> dict[str, int]:
 def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict[str, Any]:
     """Everything the hub's tiers hold about the subject (the access request)."""
     ids = sorted(subject.all)
+    both = [*ids, *ids]
     marks = _in(ids)
     wh = storage.reader(storage.data_dir / "warehouse.sqlite")
     marts = storage.reader(storage.data_dir / "marts.sqlite")
-    out: dict[str, Any] = {"identifiers": {"pseudonym": subject.pseudonym, "anonymous_ids": sorted(subject.anonymous_ids)}}
+    rows: dict[str, list[tuple[Any, ...]]] = {}
     try:
-        users = []
-        for user_id, first, last, attributes, pii in wh.execute(
+        rows["users"] = wh.execute(
             f"SELECT user_id, first_seen, last_seen, attributes, pii FROM users WHERE user_id IN ({marks})", ids
-        ):
-            row: dict[str, Any] = {"user_id": user_id, "first_seen": first, "last_seen": last}
-            row["attributes"] = orjson.loads(attributes) if attributes else {}
-            if pii:
-                try:
-                    row["pii"] = orjson.loads(cipher.decrypt(pii, aad=user_id))
-                except PiiKeyError as err:
-                    row["pii_error"] = str(err)
-            users.append(row)
-        out["users"] = users
-        cols = [d[1] for d in wh.execute("PRAGMA table_info(events)")]
-        events = [
-            dict(zip(cols, r, strict=True))
-            for r in wh.execute(
-                f"SELECT * FROM events WHERE user_id IN ({marks}) UNION SELECT * FROM events WHERE anonymous_id IN ({marks}) ORDER BY ts",
-                [*ids, *ids],
-            )
-        ]
-        for event in events:
-            for k in ("props", "context"):
-                if event.get(k):
-                    event[k] = orjson.loads(event[k])
-            if isinstance(event.get("props"), dict):
-                open_traits(event["props"], str(event["event_id"]), cipher)
-        out["events"] = events
+        ).fetchall()
+        rows["events"] = wh.execute(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE user_id IN ({marks}) UNION "
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE anonymous_id IN ({marks}) ORDER BY ts",
+            both,
+        ).fetchall()
         # events and messages that could not be stored, naming the subject (sealed at rest)
-        dead: list[dict[str, Any]] = []
-        for token in _tokens(storage, sorted(subject.all | {subject.given})):
-            for did, received, source, reason, detail, payload in wh.execute(
+        rows["dead_letters"] = [
+            r
+            for token in _tokens(storage, sorted(subject.all | {subject.given}))
+            for r in wh.execute(
                 "SELECT id, received_at, source, reason, detail, raw FROM dead_letters WHERE instr(subjects, ?) > 0", (token,)
-            ):
-                if all(d["id"] != did for d in dead):
-                    body = open_dead_letter(payload, cipher)
-                    try:
-                        parsed: Any = orjson.loads(body)
-                    except orjson.JSONDecodeError:
-                        parsed = body
-                    dead.append(
-                        {
-                            "id": did,
-                            "received_at": received,
-                            "source": source,
-                            "reason": reason,
-                            "detail": detail,
-                            "payload": parsed,
-                        }
-                    )
-        out["dead_letters"] = dead
-        out["identities"] = [
-            {"anonymous_id": a, "user_id": u, "first_seen": f}
-            for a, u, f in wh.execute(
-                f"SELECT anonymous_id, user_id, first_seen FROM identities WHERE user_id IN ({marks}) OR anonymous_id IN ({marks})",
-                [*ids, *ids],
             )
         ]
-        out["consents"] = [
-            {
-                "event_id": eid,
-                "subject": s,
-                "categories": orjson.loads(c),
-                "source": src,
-                "edge": edge,
-                "ts": ts,
-                "received_at": r,
-                **({"tcf": orjson.loads(t)} if t else {}),
-            }
-            for eid, s, c, src, edge, ts, r, t in wh.execute(
-                f"SELECT event_id, subject, categories, source, edge, ts, received_at, tcf FROM consent_log WHERE subject IN ({marks}) ORDER BY received_at, ts",
-                ids,
-            )
-        ]
+        rows["identities"] = wh.execute(
+            f"SELECT anonymous_id, user_id, first_seen FROM identities WHERE user_id IN ({marks}) OR anonymous_id IN ({marks}) "
+            "ORDER BY first_seen, anonymous_id, user_id",
+            both,
+        ).fetchall()
+        rows["consents"] = wh.execute(
+            "SELECT event_id, subject, categories, source, edge, ts, received_at, tcf FROM consent_log "
+            f"WHERE subject IN ({marks}) ORDER BY received_at, ts",
+            ids,
+        ).fetchall()
         days = _event_days(wh, ids)
-        fcols = [d[1] for d in marts.execute("PRAGMA table_info(user_features)")]
-        out["features"] = [
-            dict(zip(fcols, r, strict=True))
-            for r in marts.execute(f"SELECT * FROM user_features WHERE subject IN ({marks})", ids)
-        ]
-        out["exposures"] = [
-            {"experiment": r[0], "variant": r[1], "first": r[2], "last": r[3], "count": r[4]}
-            for r in marts.execute(
-                "SELECT experiment, variant, first_ts, last_ts, n FROM exposures "
-                f"WHERE visitor IN ({marks}) OR user_id IN ({marks}) ORDER BY experiment, first_ts",
-                [*ids, *ids],
-            )
-        ]
-        out["bandits"] = [
-            {"experiment": r[0], "variant": r[1], "mixed": bool(r[2]), "first_exposure_jd": r[3], "converted": bool(r[4])}
-            for r in marts.execute(
-                f"SELECT experiment, variant, mixed, first_jd, converted FROM bandit_units WHERE unit IN ({marks}) "
-                "ORDER BY experiment",
-                ids,
-            )
-        ]
+        rows["features"] = marts.execute(f"SELECT {FEATURE_COLUMNS} FROM user_features WHERE subject IN ({marks})", ids).fetchall()
+        rows["exposures"] = marts.execute(
+            "SELECT experiment, variant, first_ts, last_ts, n FROM exposures "
+            f"WHERE visitor IN ({marks}) OR user_id IN ({marks}) ORDER BY experiment, first_ts",
+            both,
+        ).fetchall()
+        rows["bandits"] = marts.execute(
+            f"SELECT experiment, variant, mixed, first_jd, converted FROM bandit_units WHERE unit IN ({marks}) ORDER BY experiment",
+            ids,
+        ).fetchall()
     finally:
         wh.close()
         marts.close()
-    raw: list[Any] = []
+    rows["lake"] = []
     for day, event_ids in sorted(days.items()):
         path = storage.lake_dir / f"events-{day}.sqlite"
         if not path.exists():
@@ -249,12 +203,9 @@ def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict
         try:
             for i in range(0, len(event_ids), _CHUNK):
                 chunk = event_ids[i : i + _CHUNK]
-                for (b,) in lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk):
-                    event = orjson.loads(b)
-                    if isinstance(event, dict):
-                        open_traits(event, str(event.get("event_id", "")), cipher)
-                    raw.append(event)
+                rows["lake"] += lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk).fetchall()
         finally:
             lake.close()
-    out["lake"] = raw
-    return out
+    return export_document(
+        subject.pseudonym, subject.anonymous_ids, rows, EVENT_COLUMNS, FEATURE_COLUMNS.split(", "), cipher
+    )

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def run(
-    data_dir: str, pseudonym_key: str, config: dict[str, Any], champion: bytes | None, progress: str, now: str
+    data_dir: str, database_url: str, pseudonym_key: str, config: dict[str, Any], champion: bytes | None, progress: str, now: str
 ) -> dict[str, Any]:
     """One cycle (``config``: CycleConfig's fields, plain values); the result as a dict."""
     path = Path(progress)
@@ -35,7 +35,7 @@ def run(
     fields["key_file"] = Path(fields["key_file"])
     fields["templates"] = Path(fields["templates"]) if fields.get("templates") else None
     fields["encoder"] = Path(fields["encoder"]) if fields.get("encoder") else None
-    store = open_store(Path(data_dir))
+    store = open_store(Path(data_dir), database_url)
     store.tokenizer = Tokenizer(pseudonym_key.encode())
     try:
         result = run_cycle(store, CycleConfig(**fields), champion, datetime.fromisoformat(now), say)

@@ -136,7 +136,7 @@ def _from_hub(a: Namespace) -> int:
             force=a.force,
             encoder=a.encoder,
         )
-        store = open_store(settings.data_dir)
+        store = open_store(settings.data_dir, settings.database_url)
         store.tokenizer = Tokenizer(settings.pseudonym_key.encode())
         try:
             result = run_cycle(store, config, champion, datetime.now(UTC), _progress)
