@@ -30,7 +30,7 @@ from hub.lease import JobLease
 from hub.nats_setup import ensure_layout
 from hub.settings import HubSettings
 from hub.state import HubState
-from hub.storage import open_store
+from hub.storage import describe, open_store
 from models.erasure import Tokenizer
 from models.errors import error_body
 from models.nats_log import ConnectionLog, redact_url, startup_logger
@@ -132,7 +132,7 @@ def create_app(settings: HubSettings) -> Starlette:
         startup_logger().info(
             "p13n hub serving on %s:%d: data %s, NATS %s, %d ingest workers, API tokens %s, CRM sync %s, bundle uploads %s",
             *settings.listen,
-            settings.data_dir,
+            describe(settings.data_dir, settings.database_url),
             redact_url(settings.nats_url),
             settings.ingest_workers,
             settings.tokens_file or "none",

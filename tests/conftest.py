@@ -96,6 +96,12 @@ def pg_url(postgres: PostgresServer) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
+def hub_backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Hub settings for each storage backend in turn: ``start_hub(nats, **hub_backend)``."""
+    return {"DATABASE_URL": request.getfixturevalue("pg_url")} if request.param == "postgres" else {}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 def hub_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubStore]:
     """The hub's storage on each backend in turn (the same test runs on both)."""
     from hub.storage import open_store
@@ -244,6 +250,8 @@ class Hub:
     child: Child
     data_dir: Path
     tokens: dict[str, str]
+    #: The PostgreSQL database holding its tiers ("": SQLite files in ``data_dir``).
+    database_url: str = ""
 
     def stop(self) -> None:
         self.child.stop()
@@ -285,7 +293,7 @@ def start_hub(tmp_path: Path) -> Iterator[HubFactory]:
         }
         env.update({f"P13N_HUB_{k.upper()}": v for k, v in settings.items()})
         child = spawn(f"hub-{len(started)}", p13n_command("hub", "serve"), tmp_path, env)
-        hub = Hub(f"http://127.0.0.1:{port}", port, child, data, tokens)
+        hub = Hub(f"http://127.0.0.1:{port}", port, child, data, tokens, settings.get("DATABASE_URL", ""))
         started.append(hub)
         wait_http(child, hub.url + "/v1/healthz", timeout_s=30)
         return hub

@@ -31,8 +31,28 @@ __all__ = [
     "SubjectIds",
     "TrainingLedger",
     "TrainingRows",
+    "describe",
     "open_store",
+    "redact_database_url",
 ]
+
+
+def describe(data_dir: Path, database_url: str = "") -> str:
+    """Where the tiers are, for logs: the database without its password, or the directory."""
+    if not database_url:
+        return f"SQLite in {data_dir}"
+    return f"PostgreSQL {redact_database_url(database_url)}"
+
+
+def redact_database_url(url: str) -> str:
+    """A libpq URL or ``key=value`` string without its password."""
+    import re
+
+    from models.nats_log import redact_url
+
+    if "://" in url:
+        return redact_url(url)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
 
 
 def open_store(data_dir: Path, database_url: str = "") -> HubStore:

@@ -59,6 +59,7 @@ from hub.storage import (
     postgres_rekey,
     postgres_retention,
     postgres_subjects,
+    redact_database_url,
 )
 from hub.storage.common import consent_log_rows, drop_suppressed_rows, identity_rows, subject_tokens, user_rows
 from hub.storage.interface import (
@@ -91,7 +92,6 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS idx_events_user_id ON events (user_id) WHERE user_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS idx_events_metric ON events (type, anonymous_id, user_id, ts, amount_minor)",
     "CREATE INDEX IF NOT EXISTS idx_events_txid ON events (txid)",
-    "CREATE INDEX IF NOT EXISTS idx_events_received ON events (received_at)",
     "CREATE TABLE IF NOT EXISTS users (user_id text PRIMARY KEY, first_seen text, last_seen text, attributes text, pii text)",
     "CREATE TABLE IF NOT EXISTS consent_log (event_id text PRIMARY KEY, subject text, categories text, source text, "
     "edge text, ts text, received_at text, tcf text NOT NULL DEFAULT '')",
@@ -137,18 +137,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="p13n-hub", options="-c timezone=UTC")
     except psycopg.Error as e:
-        raise StoreUnreadable(f"PostgreSQL at {redacted(url)}: {e}") from e
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+        raise StoreUnreadable(f"PostgreSQL at {redact_database_url(url)}: {e}") from e
 
 
 def slice_end(cur: psycopg.Cursor[Any], lo: int, hi: int, rows: int) -> int:
@@ -357,10 +346,12 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ marts
     def refresh_marts(self, limit: int = 200_000) -> int:
-        """Fold the events of finished transactions past the watermark into the marts
-        (one process at a time: an advisory lock); returns the event rows folded."""
+        """Fold the events of finished transactions past the watermark into the marts;
+        returns the event rows folded. One process at a time: while another hub folds,
+        this one returns 0 at once rather than wait (every hub's ingest calls this)."""
         with self.writing() as db, db.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MARTS_LOCK,))
+            if not cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (MARTS_LOCK,)).fetchone()[0]:  # type: ignore[index]
+                return 0
             row = cur.execute("SELECT mark FROM watermarks WHERE name = 'events'").fetchone()
             lo = int(row[0]) if row else 0
             hi = int(cur.execute(f"SELECT {XMIN}").fetchone()[0])  # type: ignore[index]

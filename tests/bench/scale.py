@@ -13,10 +13,15 @@ site's leaf link, with the event loss and duplication counts under each fault.
    killed without releasing it, ``--rounds`` times; reports how long until the other
    process starts a scheduled job, and whether two processes ever held it at once.
 
-Not measured yet (issue #16): ingest into PostgreSQL with 1–3 hub processes (the
-PostgreSQL backend does not exist yet).
+4. Ingest into PostgreSQL (``P13N_HUB_DATABASE_URL``; a local server from Debian's
+   package, durable settings) with 1, 2 and 3 hub processes: ``--events`` events
+   pre-filled in ``P13N_EVENTS`` (500 a message, as ``ingest.py``), timed until the
+   counters have them all and the marts have folded them. With 3 hubs one is killed
+   (SIGKILL) a third of the way in. Reports events/s, the exactly-once check (rows,
+   distinct ids, lake rows, the redelivered duplicates the ids absorbed) and the CPU
+   seconds the PostgreSQL server and the hub processes used, to show what limits.
 
-    python tests/bench/scale.py [--rate 200] [--seconds 20] [--outage 5]
+    python tests/bench/scale.py [--rate 200] [--seconds 20] [--outage 5] [--events 1000000] [--only postgres]
 
 Everything listens on 127.0.0.1. Last line: one JSON object.
 """
@@ -349,6 +354,117 @@ def job_leader_failover(work: Path, lease_s: float, rounds: int) -> dict[str, An
         nats_child.stop()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` and their children that have exited (waited for)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def tree(pid: int) -> list[int]:
+    return [pid, *descendants(pid)]
+
+
+def postgres_ingest(work: Path, events: int, hubs: int, kill_one: bool) -> dict[str, Any]:
+    """``events`` pre-filled events ingested by ``hubs`` hub processes into one new
+    PostgreSQL database (see the module docstring, part 4)."""
+    import psycopg
+
+    from p13n.procs import start_nats
+    from tests.bench.ingest import prefill
+    from tests.postgres_server import PostgresServer, binary_dir
+
+    found = binary_dir()
+    if found is None:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer(found, settings=("shared_buffers=512MB", "max_wal_size=4GB")).start()
+    nats_child, port = start_nats(work / "nats")
+    url = f"nats://127.0.0.1:{port}"
+    children: list[tuple[Child, str, str]] = []
+    try:
+        database = server.create("bench")
+        prefill_s = asyncio.run(prefill(url, events))
+        pg_pids = [int(p) for p in (server.data / "postmaster.pid").read_text().split()[:1]]
+        pg_before = cpu_seconds(tree(pg_pids[0]))
+        started = time.perf_counter()
+        for i in range(hubs):
+            (work / f"hub{i}").mkdir()
+        # started side by side: each consumes from its start, none waits for another
+        starters = [
+            threading.Thread(
+                target=lambda i=i: children.append(
+                    start_hub(work / f"hub{i}", url, DATABASE_URL=database, JOB_LEASE_S="3", PROFILE_SYNC_S="1")
+                )
+            )
+            for i in range(hubs)
+        ]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        killed = False
+        hub_cpu = 0.0
+        accepted = 0
+        done_s = warehouse_s = 0.0
+        with psycopg.connect(database, autocommit=True) as db:
+            while time.perf_counter() - started < 1200:
+                accepted = int(
+                    (db.execute("SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'accepted'").fetchone() or (0,))[0]
+                )
+                if kill_one and not killed and accepted >= events // 3:
+                    victim = children[0][0]
+                    hub_cpu += cpu_seconds(tree(victim.proc.pid))
+                    for pid in tree(victim.proc.pid):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    killed = True
+                if accepted >= events and not warehouse_s:
+                    warehouse_s = time.perf_counter() - started
+                if warehouse_s:
+                    mark = db.execute("SELECT mark FROM watermarks WHERE name = 'events'").fetchone()
+                    top = db.execute("SELECT max(txid) FROM events").fetchone()
+                    if mark and top and top[0] is not None and int(mark[0]) > int(top[0]):  # every tier holds every event
+                        done_s = time.perf_counter() - started
+                        break
+                time.sleep(0.2)
+            hub_cpu += sum(cpu_seconds(tree(c.proc.pid)) for c, _, _ in children[1 if killed else 0 :])
+            pg_cpu = cpu_seconds(tree(pg_pids[0])) - pg_before
+            rows, distinct = db.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() or (0, 0)
+            lake = (db.execute("SELECT count(*) FROM lake_events").fetchone() or (0,))[0]
+            duplicates = int(
+                (db.execute("SELECT coalesce(sum(value), 0) FROM counters WHERE name = 'duplicates'").fetchone() or (0,))[0]
+            )
+            writers = db.execute("SELECT count(*) FROM counters WHERE name = 'accepted' AND value > 0").fetchone()
+        elapsed = done_s or (time.perf_counter() - started)
+        return {
+            "hubs": hubs,
+            "killed_one": killed,
+            "events": events,
+            "prefill_s": round(prefill_s, 2),
+            "warehouse_s": round(warehouse_s, 2),
+            "all_tiers_s": round(elapsed, 2),
+            "events_per_s": round(events / warehouse_s) if warehouse_s else 0,
+            "events_per_s_all_tiers": round(events / elapsed) if done_s else 0,
+            "rows": int(rows),
+            "distinct_ids": int(distinct),
+            "lake_rows": int(lake),
+            "duplicates_absorbed": duplicates,
+            "exactly_once": int(rows) == int(distinct) == int(lake) == events and accepted == events,
+            "hubs_that_stored": int(writers[0]) if writers else 0,
+            "cpu_s_postgres": round(pg_cpu, 1),
+            "cpu_s_hubs": round(hub_cpu, 1),
+        }
+    finally:
+        for child, _, _ in children:
+            child.stop()
+        nats_child.stop()
+        server.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=200.0, help="events per second through the edge")
@@ -356,18 +472,29 @@ def main() -> int:
     ap.add_argument("--outage", type=float, default=5.0, help="seconds the leaf link is down")
     ap.add_argument("--lease", type=float, default=3.0, help="the job lease (P13N_HUB_JOB_LEASE_S) of the leader test")
     ap.add_argument("--rounds", type=int, default=3, help="job leaders killed")
+    ap.add_argument("--events", type=int, default=1_000_000, help="events of each PostgreSQL ingest run")
+    ap.add_argument("--only", choices=("nats", "postgres"), help="run one part only")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="p13n-scale-"))
+    cluster = leaf = lease = None
+    postgres: list[dict[str, Any]] = []
     try:
-        (work / "cluster-run").mkdir()
-        (work / "leaf-run").mkdir()
-        (work / "lease-run").mkdir()
-        cluster = cluster_failover(work / "cluster-run", args.rate, args.seconds)
-        print("cluster, stream leader killed and restarted:", json.dumps(cluster), flush=True)
-        leaf = leaf_outage(work / "leaf-run", args.rate, args.outage)
-        print("leaf link down and back:", json.dumps(leaf), flush=True)
-        lease = job_leader_failover(work / "lease-run", args.lease, args.rounds)
-        print("job leader killed:", json.dumps(lease), flush=True)
+        if args.only != "postgres":
+            for name in ("cluster-run", "leaf-run", "lease-run"):
+                (work / name).mkdir()
+            cluster = cluster_failover(work / "cluster-run", args.rate, args.seconds)
+            print("cluster, stream leader killed and restarted:", json.dumps(cluster), flush=True)
+            leaf = leaf_outage(work / "leaf-run", args.rate, args.outage)
+            print("leaf link down and back:", json.dumps(leaf), flush=True)
+            lease = job_leader_failover(work / "lease-run", args.lease, args.rounds)
+            print("job leader killed:", json.dumps(lease), flush=True)
+        if args.only != "nats":
+            for hubs, kill_one in ((1, False), (2, False), (3, False), (3, True)):
+                run = work / f"pg-{hubs}-{int(kill_one)}"
+                run.mkdir()
+                result = postgres_ingest(run, args.events, hubs, kill_one)
+                postgres.append(result)
+                print("PostgreSQL ingest:", json.dumps(result), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
@@ -379,6 +506,7 @@ def main() -> int:
                 "cluster_failover": cluster,
                 "leaf_outage": leaf,
                 "job_leader_failover": lease,
+                "postgres_ingest": postgres,
             }
         )
     )

@@ -35,6 +35,17 @@ def wait_accepted(hub: Any, expected: int, timeout_s: float = 30.0) -> dict[str,
     raise AssertionError(f"hub accepted {last.get('accepted')} of {expected} events in {timeout_s}s: {last}")
 
 
+def hub_rows(hub: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query of the hub's warehouse, whichever backend holds it (``sql``
+    without parameters, valid in both dialects)."""
+    if hub.database_url:
+        import psycopg
+
+        with psycopg.connect(hub.database_url, autocommit=True) as db:
+            return [tuple(r) for r in db.execute(sql).fetchall()]
+    return warehouse_rows(hub.data_dir, sql)
+
+
 def warehouse_rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     db = sqlite3.connect(f"file:{data_dir / 'warehouse.sqlite'}?mode=ro", uri=True)
     try:

@@ -22,6 +22,22 @@ def files_containing(roots: Iterable[Path], needles: Iterable[str]) -> list[tupl
     return hits
 
 
+def rows_containing(database_url: str, needles: Iterable[str]) -> list[tuple[str, str]]:
+    """(table, needle) for every table of the PostgreSQL database with a row whose text
+    contains a needle (every column, as the row's text form)."""
+    import psycopg
+
+    hits = []
+    with psycopg.connect(database_url, autocommit=True) as db:
+        tables = [r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()]
+        for table in tables:
+            for needle in needles:
+                row = db.execute(f'SELECT 1 FROM "{table}" t WHERE strpos(t::text, %s) > 0 LIMIT 1', (needle,)).fetchone()
+                if row is not None:
+                    hits.append((table, needle))
+    return hits
+
+
 async def _nats_hits(url: str, needles: list[str]) -> list[tuple[str, str]]:
     nc = await nats.connect(url)
     hits: list[tuple[str, str]] = []

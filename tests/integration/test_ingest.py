@@ -11,7 +11,7 @@ import jwt
 
 from tests.conftest import API_KEY, AgentFactory, HubFactory, Origin
 from tests.integration.helpers import DESKTOP_UA, MOBILE_UA, fetch, metric
-from tests.integration.ingest_helpers import page_view, post_events, stats, wait_accepted, warehouse_rows
+from tests.integration.ingest_helpers import hub_rows, page_view, post_events, stats, wait_accepted, warehouse_rows
 
 SITE_SECRET = "site-backend-signing-secret-0123456789"
 
@@ -90,9 +90,10 @@ def wait_marts(hub_url: str) -> dict[str, object]:
 
 
 def test_same_events_twice_are_stored_once(
-    nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
+    nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory, hub_backend: dict[str, str]
 ) -> None:
-    hub = start_hub(nats_server)
+    """On each storage backend (SQLite files, PostgreSQL)."""
+    hub = start_hub(nats_server, **hub_backend)
     agent = start_agent(origin.url, NATS_URL=nats_server)
     events = [page_view() for _ in range(5)]
     assert post_events(agent.url, events).status == 202
@@ -105,7 +106,7 @@ def test_same_events_twice_are_stored_once(
         time.sleep(0.1)
     s = stats(hub)
     assert s["accepted"] == 5 and s["duplicates_dropped"] == 5 and s["received"] == 10
-    assert warehouse_rows(hub.data_dir, "SELECT count(*) FROM events") == [(5,)]
+    assert hub_rows(hub, "SELECT count(*) FROM events") == [(5,)]
 
 
 def test_bad_requests_get_clear_4xx(origin: Origin, start_agent: AgentFactory) -> None:

@@ -1,0 +1,110 @@
+"""Several hub processes on one PostgreSQL database (``P13N_HUB_DATABASE_URL``) and one
+NATS: they share the ingest's durable consumer and the tiers, the job lease picks one
+of them for the scheduled jobs, and a hub killed mid-stream loses and duplicates no
+event (its unacknowledged messages are redelivered to the others and deduplicated by
+the event id)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from tests.conftest import AgentFactory, Hub, HubFactory, Origin
+from tests.integration.helpers import descendants, fetch, wait_for
+from tests.integration.ingest_helpers import post_events, stats
+
+CONSENT = "p13n_consent=necessary.analytics.personalization"
+BATCHES, PER_BATCH = 60, 10
+
+
+def kill(hub: Hub) -> None:
+    """SIGKILL the hub and every process under it: no goodbye, no release, no ack."""
+    for pid in [*descendants(hub.child.proc.pid), hub.child.proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def leader(hubs: list[Hub]) -> Hub | None:
+    for hub in hubs:
+        try:
+            view = json.loads(fetch(hub.url + "/v1/jobs", hub.auth("viewer")).body)
+        except OSError:
+            continue
+        if view["lease"]["held"]:
+            return hub
+    return None
+
+
+def test_three_hubs_share_the_ingest_and_the_tiers_and_one_dies_mid_stream(
+    pg_url: str, nats_server: str, origin: Origin, start_agent: AgentFactory, start_hub: HubFactory
+) -> None:
+    settings = {"DATABASE_URL": pg_url, "JOB_LEASE_S": "1.5", "FETCH_BATCH": "5", "PROFILE_SYNC_S": "0.5"}
+    hubs = [start_hub(nats_server, **settings) for _ in range(3)]
+    wait_for(lambda: leader(hubs) is not None, timeout_s=20)
+    first_leader = leader(hubs)
+    assert first_leader is not None
+    victim = first_leader  # the hardest case: the job leader dies while it ingests
+    agent = start_agent(origin.url, NATS_URL=nats_server, ID="edge-pg")
+    sent: list[str] = []
+    errors: list[BaseException] = []
+
+    def traffic() -> None:
+        try:
+            for b in range(BATCHES):
+                visitor = f"visitorPgShare{b % 7:010d}"
+                events = [
+                    {"event_id": uuid.uuid4().hex, "type": "page_view", "url": f"https://shop.example/p/it{b % 5}"}
+                    for _ in range(PER_BATCH)
+                ]
+                reply = post_events(agent.url, events, {"Cookie": f"p13n_id={visitor}; {CONSENT}"})
+                assert reply.status == 202, reply.text
+                sent.extend(e["event_id"] for e in events)
+                time.sleep(0.05)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    wait_for(lambda: len(sent) >= BATCHES * PER_BATCH // 3, timeout_s=30)
+    kill(victim)
+    killed_at = time.monotonic()
+    thread.join(60)
+    assert not errors, errors
+    survivors = [h for h in hubs if h is not victim]
+    total = BATCHES * PER_BATCH
+    wait_for(lambda: stats(survivors[0])["accepted"] >= total, timeout_s=60)
+
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        stored = db.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+        lake = db.execute("SELECT count(*) FROM lake_events").fetchone()
+        counted = dict(db.execute("SELECT name, sum(value) FROM counters GROUP BY name").fetchall())
+        writers: dict[str, Any] = dict(db.execute("SELECT writer, value FROM counters WHERE name = 'accepted'").fetchall())
+        ids = {r[0] for r in db.execute("SELECT event_id FROM events").fetchall()}
+    assert stored == (total, total) and lake == (total,)
+    assert ids == set(sent)  # every event the edge accepted, each once
+    assert counted["accepted"] == total  # and counted once, whichever hub stored it
+    assert len([w for w, n in writers.items() if n]) >= 2, writers  # the work was shared
+    for hub in survivors:  # every hub answers from the same tiers
+        assert stats(hub)["accepted"] == total and stats(hub)["rows"]["warehouse.events"] == total
+
+    # the jobs moved to a survivor, which folds every event into the marts
+    wait_for(lambda: leader(survivors) is not None, timeout_s=20)
+    moved_s = time.monotonic() - killed_at
+    print(f"jobs moved to another hub {moved_s:.1f} s after the leader was killed")
+
+    def views() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            row = db.execute("SELECT coalesce(sum(views), 0) FROM user_features").fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: views() == total, timeout_s=30)
+    assert views() == total  # folded once, not once per hub
