@@ -144,7 +144,9 @@ def slice_end(cur: psycopg.Cursor[Any], lo: int, hi: int, rows: int) -> int:
     """The end of a slice of about ``rows`` events from transaction ``lo`` on (before
     ``hi``): a transaction is never cut in two, so the slice ends where the transaction
     of the row past ``rows`` starts, or just after it when it is the first."""
-    cut = cur.execute("SELECT txid FROM events WHERE txid >= %s AND txid < %s ORDER BY txid OFFSET %s LIMIT 1", (lo, hi, rows)).fetchone()
+    cut = cur.execute(
+        "SELECT txid FROM events WHERE txid >= %s AND txid < %s ORDER BY txid OFFSET %s LIMIT 1", (lo, hi, rows)
+    ).fetchone()
     if cut is None:
         return hi
     first = cur.execute("SELECT min(txid) FROM events WHERE txid >= %s AND txid < %s", (lo, hi)).fetchone()
@@ -247,7 +249,9 @@ class PostgresStore:
                     with cur.copy(f"COPY stage_events ({_COLS}) FROM STDIN") as copy:
                         for row in rows:
                             copy.write_row(row)
-                    cur.execute(f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM stage_events ORDER BY event_id ON CONFLICT DO NOTHING")
+                    cur.execute(
+                        f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM stage_events ORDER BY event_id ON CONFLICT DO NOTHING"
+                    )
                     inserted = max(cur.rowcount, 0)
                     cur.execute("DELETE FROM stage_events")
                 else:
@@ -320,7 +324,9 @@ class PostgresStore:
         with self.writing() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (SUPPRESS_LOCK,))
             with db.cursor() as cur:
-                cur.executemany("INSERT INTO suppressions (token, created) VALUES (%s, %s) ON CONFLICT DO NOTHING", [(t, now) for t in new])
+                cur.executemany(
+                    "INSERT INTO suppressions (token, created) VALUES (%s, %s) ON CONFLICT DO NOTHING", [(t, now) for t in new]
+                )
         with self._lock:
             self._load_suppressions()
 
@@ -422,8 +428,7 @@ class PostgresStore:
         with self.writing() as db, db.cursor() as cur:
             cur.executemany(
                 f"INSERT INTO items ({', '.join(columns)}, updated) VALUES ({', '.join(['%s'] * len(columns))}, %s) "
-                "ON CONFLICT (item_id) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in (*columns[1:], "updated")),
+                "ON CONFLICT (item_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in (*columns[1:], "updated")),
                 [(*rows[k], now) for k in sorted(rows)],
             )
         return len(items)
@@ -554,4 +559,3 @@ class PostgresStore:
                     db.close()
                 except psycopg.Error:
                     pass
-

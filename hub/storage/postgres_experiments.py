@@ -87,7 +87,9 @@ def experiment(storage: PostgresStore, name: str, metrics: Sequence[Metric]) -> 
         variants = sorted(str(v) for (v,) in db.execute("SELECT DISTINCT vmin FROM units").fetchall())
         counts = db.execute(
             "SELECT "
-            + ", ".join(["count(*) FILTER (WHERE vmin = %s AND vmax = %s)"] * len(variants) + ["count(*) FILTER (WHERE vmin <> vmax)"])
+            + ", ".join(
+                ["count(*) FILTER (WHERE vmin = %s AND vmax = %s)"] * len(variants) + ["count(*) FILTER (WHERE vmin <> vmax)"]
+            )
             + " FROM units",
             [v for v in variants for _ in (0, 1)],
         ).fetchone()

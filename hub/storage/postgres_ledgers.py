@@ -130,7 +130,9 @@ class PostgresErasureLedger:
             ).fetchone()
             if row is None:
                 return None
-            acks = db.execute("SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = %s", (request_id,)).fetchall()
+            acks = db.execute(
+                "SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = %s", (request_id,)
+            ).fetchall()
         return status_of(row, acks)
 
 

@@ -74,4 +74,3 @@ def training_rows(storage: PostgresStore, since: str) -> TrainingRows:
             db.execute(f"SELECT {TRAINING_PROFILE_COLUMNS} FROM user_features WHERE subject = ANY(%s)", (subjects,)).fetchall()
         )
     return out
-

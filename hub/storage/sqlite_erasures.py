@@ -159,7 +159,9 @@ class SqliteErasureLedger:
             ).fetchone()
             if row is None:
                 return None
-            acks = db.execute("SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = ?", (request_id,)).fetchall()
+            acks = db.execute(
+                "SELECT edge_id, acked_at, deleted FROM erasure_acks WHERE request_id = ?", (request_id,)
+            ).fetchall()
         finally:
             db.close()
         return status_of(row, acks)

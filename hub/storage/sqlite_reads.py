@@ -81,7 +81,9 @@ def profiles(storage: SqliteStore, subjects: list[str]) -> dict[str, dict[str, A
 
 #: What a published profile carries of the marts.
 PROFILE_COLUMNS = "subject, views, clicks, carts, purchases, revenue_minor, last_ts, category_views"
-TOP_ITEMS = "SELECT item_id, views, clicks, carts, purchases, score FROM item_popularity ORDER BY score DESC, item_id LIMIT {limit}"
+TOP_ITEMS = (
+    "SELECT item_id, views, clicks, carts, purchases, score FROM item_popularity ORDER BY score DESC, item_id LIMIT {limit}"
+)
 
 
 def profile_of(row: Sequence[Any]) -> dict[str, Any]:

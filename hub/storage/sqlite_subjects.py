@@ -181,7 +181,9 @@ def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict
             ids,
         ).fetchall()
         days = _event_days(wh, ids)
-        rows["features"] = marts.execute(f"SELECT {FEATURE_COLUMNS} FROM user_features WHERE subject IN ({marks})", ids).fetchall()
+        rows["features"] = marts.execute(
+            f"SELECT {FEATURE_COLUMNS} FROM user_features WHERE subject IN ({marks})", ids
+        ).fetchall()
         rows["exposures"] = marts.execute(
             "SELECT experiment, variant, first_ts, last_ts, n FROM exposures "
             f"WHERE visitor IN ({marks}) OR user_id IN ({marks}) ORDER BY experiment, first_ts",
@@ -206,6 +208,4 @@ def export(storage: SqliteStore, subject: SubjectIds, cipher: PiiCipher) -> dict
                 rows["lake"] += lake.execute(f"SELECT body FROM raw_events WHERE event_id IN ({_in(chunk)})", chunk).fetchall()
         finally:
             lake.close()
-    return export_document(
-        subject.pseudonym, subject.anonymous_ids, rows, EVENT_COLUMNS, FEATURE_COLUMNS.split(", "), cipher
-    )
+    return export_document(subject.pseudonym, subject.anonymous_ids, rows, EVENT_COLUMNS, FEATURE_COLUMNS.split(", "), cipher)
