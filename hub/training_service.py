@@ -31,7 +31,7 @@ from hub import bundles, fleet
 from hub.audit import AuditLog
 from hub.profiles import load_user_factors
 from hub.settings import HubSettings
-from hub.storage import HubStore
+from hub.storage import HubStore, RunInProgress
 from models.process import die_with_parent
 from models.weights import EVENT_WEIGHTS
 
@@ -105,7 +105,12 @@ class TrainingService:
         self.running = run_id
         self.accepted_at_last_run = accepted
         try:
+            # runs left "running" by a hub process that died since its start are failed first
+            await asyncio.to_thread(store.training_runs.interrupted, time.time())
             await asyncio.to_thread(store.training_runs.create, run)
+        except RunInProgress as e:  # another hub process's run, on a shared store
+            self.running = None
+            raise TrainingBusy(e.run_id) from e
         except BaseException:
             self.running = None
             raise

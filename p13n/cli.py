@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from p13n.procs import DEFAULT_TEMPLATES
 
@@ -506,18 +506,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return push_bundle(args)
     if args.command == "lake":
-        from hub.lake_parquet import ExportUnavailable, sync
+        from hub.lake_parquet import ExportUnavailable, LakeSource, sync
+        from hub.storage import StoreUnreadable, open_store
         from hub.storage.sqlite import LAKE_DIR
 
-        lake_dir = args.data_dir / LAKE_DIR
-        if not lake_dir.is_dir():
-            print(f"p13n lake export: no lake at {lake_dir}", file=sys.stderr)
+        database_url = os.environ.get("P13N_HUB_DATABASE_URL", "")
+        lake: Path | LakeSource = args.data_dir / LAKE_DIR
+        store = None
+        if database_url:  # the lake is a table of the hub's PostgreSQL database
+            try:
+                store = open_store(args.data_dir, database_url)
+            except StoreUnreadable as e:
+                print(f"p13n lake export: {e}", file=sys.stderr)
+                return 2
+            lake = cast(LakeSource, store)
+        elif not args.data_dir.joinpath(LAKE_DIR).is_dir():
+            print(f"p13n lake export: no lake at {args.data_dir / LAKE_DIR}", file=sys.stderr)
             return 2
         try:
-            print(json.dumps(sync(lake_dir, args.to).as_dict()))
+            print(json.dumps(sync(lake, args.to).as_dict()))
         except (ExportUnavailable, OSError) as e:
             print(f"p13n lake export: {e}", file=sys.stderr)
             return 1
+        finally:
+            if store is not None:
+                store.close()
         return 0
     if args.command == "catalog":
         from hub.ingest_cli import catalog_import

@@ -29,7 +29,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError
+from nats.js.errors import FetchTimeoutError, NotFoundError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hub.ingest.batch import IngestReport, PreparedBatch
@@ -41,7 +41,13 @@ from models.tasks import checkpoint
 log = logging.getLogger(__name__)
 
 DURABLE = "hub-ingest"
-ACK_WAIT_S = 60.0
+#: How long NATS waits for a message's acknowledgement before it hands the message to
+#: another hub process: what a hub that dies costs the events it held (a delay, never
+#: a loss: they are stored by whichever hub takes them, once, by event id).
+ACK_WAIT_S = 15.0
+#: While a batch is held (prepared or stored), its messages are marked in progress this
+#: often, so a slow commit keeps them and only a dead hub's messages move.
+PROGRESS_S = 5.0
 #: Marts trail the warehouse by at most this long under load (and refresh when idle).
 MARTS_EVERY_S = 5.0
 #: With batches in flight, how long a fetch waits for more messages before committing.
@@ -84,6 +90,7 @@ async def consume(
     """Fetch, prepare (in worker processes when configured), commit, ack — pipelined:
     while one batch commits, the next ones are being prepared."""
     preparer = preparer or Preparer(0)
+    await _ensure_ack_wait(js)
     sub = await js.pull_subscribe(
         f"{L.EVENTS_SUBJECT_PREFIX}.>",
         durable=DURABLE,
@@ -95,9 +102,11 @@ async def consume(
     depth = max(1, preparer.workers) + 1
     inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]] = deque()
     storing: list[Msg] = []  # the batch being stored, until acknowledged
+    progress = asyncio.create_task(_keep_in_progress(inflight, storing), name="hub-ingest-progress")
     try:
         await _pipeline(js, sub, storage, state, fetch_batch, preparer, depth, inflight, storing)
     finally:
+        progress.cancel()
         # stopping: batches being prepared or stored are handed back at once (a nak:
         # NATS redelivers them now rather than after the ack wait; a batch that did get
         # stored is then a duplicate, ignored by event id); a preparation's outcome, a
@@ -108,6 +117,28 @@ async def consume(
         if held:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*(m.nak() for m in held), return_exceptions=True), 2)
+
+
+async def _ensure_ack_wait(js: JetStreamContext) -> None:
+    """A consumer made by an older hub keeps its ack wait: set this one's."""
+    try:
+        info = await js.consumer_info(L.EVENTS_STREAM, DURABLE)
+    except NotFoundError:
+        return  # created with it by the subscription
+    if abs(float(info.config.ack_wait or 0) - ACK_WAIT_S) > 0.01:
+        await js.add_consumer(L.EVENTS_STREAM, config=info.config.evolve(ack_wait=ACK_WAIT_S))
+        log.info("ingest consumer: ack wait set to %.0f s", ACK_WAIT_S)
+
+
+async def _keep_in_progress(
+    inflight: deque[tuple[asyncio.Future[tuple[PreparedBatch, list[bytes]]], list[Msg], str]], storing: list[Msg]
+) -> None:
+    """Every :data:`PROGRESS_S`, tell NATS the held messages are being worked on."""
+    while True:
+        await asyncio.sleep(PROGRESS_S)
+        for msg in [*storing, *(m for _, msgs, _ in inflight for m in msgs)]:
+            with contextlib.suppress(Exception):  # a message acknowledged meanwhile, a lost connection
+                await msg.in_progress()
 
 
 def _settle(future: asyncio.Future[Any]) -> None:
@@ -180,7 +211,7 @@ async def _pipeline(
                 state.last_error,
                 exc_info=first,
             )
-            await _isolate(js, storage, state, preparer, msgs, received)
+            await _isolate(js, storage, state, preparer, msgs, received, storing)
             storing.clear()
             continue
         for msg in msgs:
@@ -233,34 +264,51 @@ async def _store(
 
 
 async def _isolate(
-    js: JetStreamContext, storage: HubStore, state: ConsumerState, preparer: Preparer, msgs: list[Msg], received: str
+    js: JetStreamContext,
+    storage: HubStore,
+    state: ConsumerState,
+    preparer: Preparer,
+    msgs: list[Msg],
+    received: str,
+    held: list[Msg] | None = None,
 ) -> None:
     """Store each message of a failed batch on its own; a message that still fails is
     redelivered with backoff, or dead-lettered once it reached the delivery bound while
-    the warehouse takes writes (a poison message, not a storage outage)."""
-    for msg in msgs:
-        state.isolated_messages += 1
+    the warehouse takes writes (a poison message, not a storage outage). Each message
+    leaves ``held`` (those kept in progress) once it is settled."""
+    for msg in list(msgs):
         try:
-            await _store(storage, state, await preparer.prepare([msg.data], received, [_edge(msg)]), received)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            reason = f"{type(e).__name__}: {e}"[:300]
-            delivered = _deliveries(msg)
-            if delivered >= L.MAX_EVENT_DELIVERIES and await asyncio.to_thread(storage.writable):
-                await dead_letter(js, msg, reason, delivered)
-                await msg.term()
-                state.dead_lettered_messages += 1
-                log.error("event message dead-lettered after %d deliveries: %s", delivered, reason)
-            else:
-                log.warning(
-                    "event message failed on its own (delivery %d of at most %d): %s", delivered, L.MAX_EVENT_DELIVERIES, reason
-                )
-                await msg.nak(delay=redelivery_delay(delivered, state.retry_base_s))
-            continue
-        await msg.ack()
-        state.batches += 1
-        state.messages += 1
+            await _isolate_one(js, storage, state, preparer, msg, received)
+        finally:
+            if held is not None and msg in held:
+                held.remove(msg)
+
+
+async def _isolate_one(
+    js: JetStreamContext, storage: HubStore, state: ConsumerState, preparer: Preparer, msg: Msg, received: str
+) -> None:
+    state.isolated_messages += 1
+    try:
+        await _store(storage, state, await preparer.prepare([msg.data], received, [_edge(msg)]), received)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}"[:300]
+        delivered = _deliveries(msg)
+        if delivered >= L.MAX_EVENT_DELIVERIES and await asyncio.to_thread(storage.writable):
+            await dead_letter(js, msg, reason, delivered)
+            await msg.term()
+            state.dead_lettered_messages += 1
+            log.error("event message dead-lettered after %d deliveries: %s", delivered, reason)
+        else:
+            log.warning(
+                "event message failed on its own (delivery %d of at most %d): %s", delivered, L.MAX_EVENT_DELIVERIES, reason
+            )
+            await msg.nak(delay=redelivery_delay(delivered, state.retry_base_s))
+        return
+    await msg.ack()
+    state.batches += 1
+    state.messages += 1
 
 
 async def dead_letter(js: JetStreamContext, msg: Msg, reason: str, delivered: int) -> None:

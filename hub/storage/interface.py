@@ -130,20 +130,30 @@ class ErasureLedger(Protocol):
         """The latest requests, newest first, as :meth:`status` gives them."""
 
 
+class RunInProgress(Exception):
+    """A training run is already going (on a shared store: maybe in another hub process)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"training run {run_id} is in progress")
+
+
 class TrainingLedger(Protocol):
     """The record of training runs: one dict per run (``id``, ``trigger``,
     ``requested_by``, ``force``, ``status``, ``reason``, ``started_at``,
     ``finished_at``, ``summary``, ``timings``, ``gate``, ``version``, ``pushed``,
     ``report``)."""
 
-    def create(self, run: dict[str, Any]) -> None: ...
+    def create(self, run: dict[str, Any]) -> None:
+        """Record a new run; :class:`RunInProgress` while another one is running."""
+
     def update(self, run_id: str, fields: dict[str, Any]) -> None: ...
     def get(self, run_id: str) -> dict[str, Any] | None: ...
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The latest runs, newest first."""
 
     def interrupted(self, now: float) -> list[str]:
-        """Mark runs still ``running`` (the hub stopped mid-run) as failed; their ids."""
+        """Mark runs still ``running`` whose hub process stopped mid-run as failed; their ids."""
 
 
 class HubStore(Protocol):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from hub.storage.interface import RunInProgress
 from hub.storage.sqlite_erasures import status_of
 from models.erasure import ErasureOrder
 
@@ -31,6 +32,15 @@ SCHEMA = (
     "doc text NOT NULL, owner bigint NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS idx_training_runs_started ON training_runs (started_at)",
 )
+
+
+#: The run's owner (a hub process's store) still holds its session lock: it is alive.
+_OWNER_ALIVE = (
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) = t.owner)"
+)
+#: Serializes the creation of training runs across hub processes.
+TRAINING_LOCK = 0x7031336E04
 
 
 class PostgresErasureLedger:
@@ -141,7 +151,13 @@ class PostgresTrainingLedger:
         self.storage = storage
 
     def create(self, run: dict[str, Any]) -> None:
+        """Record a run, unless a live hub process is running one (one run at a time
+        across the hubs: two would race for the next bundle version)."""
         with self.storage.writing() as db:
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (TRAINING_LOCK,))
+            busy = db.execute(f"SELECT id FROM training_runs t WHERE status = 'running' AND {_OWNER_ALIVE} LIMIT 1").fetchone()
+            if busy is not None:
+                raise RunInProgress(busy[0])
             db.execute(
                 "INSERT INTO training_runs VALUES (%s, %s, %s, %s, %s)",
                 (run["id"], float(run["started_at"]), run["status"], json.dumps(run, sort_keys=True), self.storage.owner),
@@ -174,9 +190,7 @@ class PostgresTrainingLedger:
             ids = [
                 r[0]
                 for r in db.execute(
-                    "SELECT id FROM training_runs t WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_locks l "
-                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-                    "AND ((l.classid::bigint << 32) | l.objid::bigint) = t.owner) ORDER BY started_at"
+                    f"SELECT id FROM training_runs t WHERE status = 'running' AND NOT {_OWNER_ALIVE} ORDER BY started_at"
                 ).fetchall()
             ]
         for run_id in ids:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from hub.storage.interface import RunInProgress
+
 if TYPE_CHECKING:
     from hub.storage.sqlite import SqliteStore
 
@@ -27,6 +29,9 @@ class SqliteTrainingLedger:
 
     def create(self, run: dict[str, Any]) -> None:
         with self.storage.lock:
+            busy = self.storage.warehouse.execute("SELECT id FROM training_runs WHERE status = 'running' LIMIT 1").fetchone()
+            if busy is not None:  # (one hub per SQLite store: a run left by a stopped hub was failed at its start)
+                raise RunInProgress(busy[0])
             self.storage.warehouse.execute(
                 "INSERT INTO training_runs VALUES (?, ?, ?, ?)",
                 (run["id"], float(run["started_at"]), run["status"], json.dumps(run, sort_keys=True)),

@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from hub.ingest.consumer import ACK_WAIT_S, DURABLE
+from models import nats_layout as L
 from tests.conftest import AgentFactory, Hub, HubFactory, Origin
 from tests.integration.helpers import descendants, fetch, wait_for
 from tests.integration.ingest_helpers import post_events, stats
@@ -77,11 +79,17 @@ def test_three_hubs_share_the_ingest_and_the_tiers_and_one_dies_mid_stream(
     wait_for(lambda: len(sent) >= BATCHES * PER_BATCH // 3, timeout_s=30)
     kill(victim)
     killed_at = time.monotonic()
+    survivors = [h for h in hubs if h is not victim]
+    wait_for(lambda: leader(survivors) is not None, timeout_s=20)  # the jobs move while traffic goes on
+    print(f"jobs moved to another hub {time.monotonic() - killed_at:.1f} s after the leader was killed")
     thread.join(60)
     assert not errors, errors
-    survivors = [h for h in hubs if h is not victim]
     total = BATCHES * PER_BATCH
     wait_for(lambda: stats(survivors[0])["accepted"] >= total, timeout_s=60)
+    caught_up_s = time.monotonic() - killed_at
+    print(f"every event stored {caught_up_s:.1f} s after a hub was killed (ack wait {ACK_WAIT_S:.0f} s)")
+    # what the dead hub held came back after the ack wait, not the old minute
+    assert caught_up_s < ACK_WAIT_S + 25, caught_up_s
 
     with psycopg.connect(pg_url, autocommit=True) as db:
         stored = db.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
@@ -96,11 +104,7 @@ def test_three_hubs_share_the_ingest_and_the_tiers_and_one_dies_mid_stream(
     for hub in survivors:  # every hub answers from the same tiers
         assert stats(hub)["accepted"] == total and stats(hub)["rows"]["warehouse.events"] == total
 
-    # the jobs moved to a survivor, which folds every event into the marts
-    wait_for(lambda: leader(survivors) is not None, timeout_s=20)
-    moved_s = time.monotonic() - killed_at
-    print(f"jobs moved to another hub {moved_s:.1f} s after the leader was killed")
-
+    # the new job leader folds every event into the marts, once
     def views() -> int:
         with psycopg.connect(pg_url, autocommit=True) as db:
             row = db.execute("SELECT coalesce(sum(views), 0) FROM user_features").fetchone()
@@ -108,3 +112,44 @@ def test_three_hubs_share_the_ingest_and_the_tiers_and_one_dies_mid_stream(
 
     wait_for(lambda: views() == total, timeout_s=30)
     assert views() == total  # folded once, not once per hub
+
+
+def test_an_ingest_consumer_made_by_an_older_hub_gets_the_shorter_ack_wait(nats_server: str, start_hub: HubFactory) -> None:
+    """Older hubs made the durable consumer with a 60 s ack wait; pulling from it keeps
+    its config, so the hub sets its own at start."""
+    import asyncio
+
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from hub.nats_setup import ensure_layout
+
+    async def older() -> None:
+        nc = await nats.connect(nats_server)
+        js = nc.jetstream()
+        await ensure_layout(js)
+        await js.add_consumer(
+            L.EVENTS_STREAM,
+            ConsumerConfig(
+                durable_name=DURABLE,
+                name=DURABLE,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60,
+                max_ack_pending=10_000,
+                deliver_policy=DeliverPolicy.ALL,
+                filter_subject=f"{L.EVENTS_SUBJECT_PREFIX}.>",
+            ),
+        )
+        await nc.close()
+
+    async def ack_wait() -> float:
+        nc = await nats.connect(nats_server)
+        try:
+            return float((await nc.jetstream().consumer_info(L.EVENTS_STREAM, DURABLE)).config.ack_wait or 0)
+        finally:
+            await nc.close()
+
+    asyncio.run(older())
+    assert asyncio.run(ack_wait()) == 60
+    start_hub(nats_server)
+    wait_for(lambda: asyncio.run(ack_wait()) == ACK_WAIT_S, timeout_s=20)

@@ -27,7 +27,7 @@ import pytest
 
 from hub.experiments.metrics import DEFAULT_METRICS, Metric
 from hub.pii import PiiCipher
-from hub.storage import HubStore, RetentionCutoffs, open_store
+from hub.storage import HubStore, RetentionCutoffs, RunInProgress, open_store
 from hub.storage.postgres import PostgresStore
 from models.erasure import ErasureOrder, Tokenizer
 from tests.unit.test_marts import random_events
@@ -281,14 +281,24 @@ def test_erasure_tokens_recorded_by_one_process_stop_every_other_at_once(pg_url:
         b.close()
 
 
-def test_a_starting_hub_fails_only_the_training_runs_of_hubs_that_are_gone(pg_url: str) -> None:
+def test_one_training_run_at_a_time_across_hubs_and_a_dead_hubs_run_is_failed(pg_url: str) -> None:
     a, b = PostgresStore(pg_url), PostgresStore(pg_url)
     try:
         a.training_runs.create({"id": "run-a", "started_at": time.time(), "status": "running"})
+        with pytest.raises(RunInProgress) as busy:  # b's hub may not start a second run meanwhile
+            b.training_runs.create({"id": "run-b", "started_at": time.time(), "status": "running"})
+        assert busy.value.run_id == "run-a"
         assert b.training_runs.interrupted(time.time()) == []  # a is alive: its run goes on
         a.close()
-        assert b.training_runs.interrupted(time.time()) == ["run-a"]
+        # a's server session ends a moment after its connection closes
+        deadline = time.monotonic() + 10
+        failed: list[str] = []
+        while not failed and time.monotonic() < deadline:
+            failed = b.training_runs.interrupted(time.time())
+            time.sleep(0.05)
+        assert failed == ["run-a"]
         assert (b.training_runs.get("run-a") or {})["status"] == "failed"
+        b.training_runs.create({"id": "run-b", "started_at": time.time(), "status": "running"})  # free again
     finally:
         b.close()
 
@@ -311,6 +321,8 @@ def test_the_ledgers_answer_alike(tmp_path: Path, hub_store: HubStore) -> None:
     assert [r["request_id"] for r in ledger.recent()] == ["r2", "r1"] and ledger.pending_count() == 0
     runs = hub_store.training_runs
     runs.create({"id": "t1", "started_at": 1.0, "status": "running"})
+    with pytest.raises(RunInProgress):
+        runs.create({"id": "t2", "started_at": 2.0, "status": "running"})
     runs.update("t1", {"status": "passed", "summary": "ok"})
     assert runs.get("t1") == {"id": "t1", "started_at": 1.0, "status": "passed", "summary": "ok"}
     with pytest.raises(KeyError):
