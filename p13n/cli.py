@@ -332,6 +332,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     lake_export.add_argument("--to", required=True, help="a directory or a pyarrow filesystem URI (s3://bucket/prefix)")
 
+    storage = sub.add_parser("storage", help="the hub's storage tiers")
+    storage_sub = storage.add_subparsers(dest="storage_command", required=True, metavar="SUBCOMMAND")
+    storage_copy = storage_sub.add_parser(
+        "copy", help="copy a stopped SQLite hub's tiers into an empty PostgreSQL database (to run several hubs)"
+    )
+    storage_copy.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("P13N_HUB_DATA_DIR", "data/hub")), help="the SQLite hub's data directory"
+    )
+    storage_copy.add_argument(
+        "--to",
+        default=os.environ.get("P13N_HUB_DATABASE_URL", ""),
+        help="the PostgreSQL database (libpq URL; default P13N_HUB_DATABASE_URL)",
+    )
+
     keys = sub.add_parser("keys", help="signing and encryption keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="SUBCOMMAND")
     gen = keys_sub.add_parser("generate", help="create an ed25519 bundle-signing key pair")
@@ -531,6 +545,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if store is not None:
                 store.close()
+        return 0
+    if args.command == "storage":
+        from hub.storage import StoreUnreadable, redact_database_url
+
+        if not args.to:
+            print("p13n storage copy: name the database with --to or P13N_HUB_DATABASE_URL", file=sys.stderr)
+            return 2
+        try:
+            from hub.storage.copy import copy_to_postgres
+
+            copied = copy_to_postgres(args.data_dir, args.to)
+        except ImportError:
+            print("p13n storage copy: needs psycopg: pip install 'p13n[postgres]'", file=sys.stderr)
+            return 2
+        except StoreUnreadable as e:
+            print(f"p13n storage copy: {e}", file=sys.stderr)
+            return 1
+        from hub.audit import audit_local
+        from hub.settings import HubSettings
+
+        settings = HubSettings.from_env({**os.environ, "P13N_HUB_DATA_DIR": str(args.data_dir)})
+        audit_local(settings, "storage.copy", redact_database_url(args.to), 200, copied)
+        print(json.dumps(copied))
         return 0
     if args.command == "catalog":
         from hub.ingest_cli import catalog_import
