@@ -33,7 +33,17 @@ def test_package_does_not_import_forbidden_sides(package: str) -> None:
 
 #: What a lean edge install does not carry (docs/ARCHITECTURE.md): training libraries,
 #: the graph builders, the hub's storage and HTTP client, and the hub itself.
-EDGE_NEVER_LOADS = ("sklearn", "implicit", "matplotlib", "skl2onnx", "sqlite_utils", "httpx", "hub", "models.onnx_graphs")
+EDGE_NEVER_LOADS = (
+    "sklearn",
+    "implicit",
+    "matplotlib",
+    "skl2onnx",
+    "sqlite_utils",
+    "psycopg",
+    "httpx",
+    "hub",
+    "models.onnx_graphs",
+)
 
 
 def test_the_edge_never_loads_training_or_hub_code(trained_bundle) -> None:  # type: ignore[no-untyped-def]
@@ -105,8 +115,8 @@ def _names_a_store(node: ast.expr) -> bool:
 
 
 def test_only_the_store_speaks_sql() -> None:
-    """Outside ``hub/storage/`` the hub imports neither sqlite3 nor sqlite_utils, names
-    no SQLite store class and touches none of its connections: callers hold a
+    """Outside ``hub/storage/`` the hub imports neither sqlite3, sqlite_utils nor
+    psycopg, names no store class and touches none of its connections: callers hold a
     ``HubStore`` (hub/storage/interface.py)."""
     offenders: dict[str, list[str]] = {}
     for path in sorted((REPO / "hub").rglob("*.py")):
@@ -115,8 +125,10 @@ def test_only_the_store_speaks_sql() -> None:
             continue
         found = []
         imported = _imported_modules(path)
-        found += sorted(m for m in imported if m.split(".")[0] in ("sqlite3", "sqlite_utils"))
-        found += sorted(m for m in imported if m.startswith("hub.storage.") and m.rsplit(".", 1)[-1].startswith("Sqlite"))
+        found += sorted(m for m in imported if m.split(".")[0] in ("sqlite3", "sqlite_utils", "psycopg"))
+        found += sorted(
+            m for m in imported if m.startswith("hub.storage.") and m.rsplit(".", 1)[-1].startswith(("Sqlite", "Postgres"))
+        )
         for node in ast.walk(ast.parse(path.read_text(), rel)):
             if isinstance(node, ast.Attribute) and node.attr in SQLITE_HANDLES and _names_a_store(node.value):
                 found.append(f".{node.attr} (line {node.lineno})")
@@ -125,12 +137,14 @@ def test_only_the_store_speaks_sql() -> None:
     assert offenders == {}
 
 
-def test_the_sqlite_store_implements_the_interface() -> None:
-    """Every method of HubStore and ErasureLedger exists on the SQLite classes with the
-    same parameters (mypy checks the types through ``open_store``)."""
+def test_both_stores_implement_the_interface() -> None:
+    """Every method of HubStore and the ledgers exists on the SQLite and the PostgreSQL
+    classes with the same parameters (mypy checks the types through ``open_store``)."""
     import inspect
 
     from hub.storage.interface import ErasureLedger, HubStore, TrainingLedger
+    from hub.storage.postgres import PostgresStore
+    from hub.storage.postgres_ledgers import PostgresErasureLedger, PostgresTrainingLedger
     from hub.storage.sqlite import SqliteStore
     from hub.storage.sqlite_erasures import SqliteErasureLedger
     from hub.storage.sqlite_training_runs import SqliteTrainingLedger
@@ -139,6 +153,9 @@ def test_the_sqlite_store_implements_the_interface() -> None:
         (HubStore, SqliteStore),
         (ErasureLedger, SqliteErasureLedger),
         (TrainingLedger, SqliteTrainingLedger),
+        (HubStore, PostgresStore),
+        (ErasureLedger, PostgresErasureLedger),
+        (TrainingLedger, PostgresTrainingLedger),
     ):
         for name, member in vars(protocol).items():
             if name.startswith("_") or not callable(member):
