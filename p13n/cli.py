@@ -338,7 +338,10 @@ def _parser() -> argparse.ArgumentParser:
         "copy", help="copy a stopped SQLite hub's tiers into an empty PostgreSQL database (to run several hubs)"
     )
     storage_copy.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get("P13N_HUB_DATA_DIR", "data/hub")), help="the SQLite hub's data directory"
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("P13N_HUB_DATA_DIR", "data/hub")),
+        help="the SQLite hub's data directory",
     )
     storage_copy.add_argument(
         "--to",

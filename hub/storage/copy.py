@@ -80,7 +80,9 @@ def copy_to_postgres(data_dir: Path, database_url: str) -> dict[str, int]:
         with target.writing() as db, db.cursor() as cur:
             held = cur.execute("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM lake_events)").fetchone()
             if held and held[0]:
-                raise StoreUnreadable(f"the PostgreSQL database already holds {held[0]} events and lake rows: copy into an empty one")
+                raise StoreUnreadable(
+                    f"the PostgreSQL database already holds {held[0]} events and lake rows: copy into an empty one"
+                )
             for table, columns, order in WAREHOUSE:
                 if table not in present:  # a ledger the hub never opened
                     continue
