@@ -97,6 +97,7 @@ SCHEMA = (
     "edge text, ts text, received_at text, tcf text NOT NULL DEFAULT '')",
     "CREATE INDEX IF NOT EXISTS idx_consent_log_subject ON consent_log (subject)",
     "CREATE TABLE IF NOT EXISTS suppressions (token text PRIMARY KEY, created text, id bigint GENERATED ALWAYS AS IDENTITY)",
+    "CREATE INDEX IF NOT EXISTS idx_suppressions_id ON suppressions (id)",  # every commit reads the new ones
     "CREATE TABLE IF NOT EXISTS identities (anonymous_id text, user_id text, first_seen text, PRIMARY KEY (anonymous_id, user_id))",
     "CREATE INDEX IF NOT EXISTS idx_identities_user_id ON identities (user_id)",
     "CREATE TABLE IF NOT EXISTS items (item_id text PRIMARY KEY, title text, description text, tags text, category text, "
