@@ -272,9 +272,11 @@ def create_app(settings: EdgeSettings) -> EdgeApp:
         gc_timer = state.metrics.watch_gc()
         gc.callbacks.append(gc_timer)
         # with several workers the parent says it once for all of them (edge_agent/preload.py)
+        # and each worker only that it is ready, with what it loaded
         announce = startup_logger() if state.coherence is None else log
+        serving = "serving on %s:%d" if state.coherence is None else f"worker {os.getpid()} ready on %s:%d"
         announce.info(
-            "p13n edge %s serving on %s:%d: content %s (v%s), model %s, NATS %s, origin %s%s",
+            "p13n edge %s " + serving + ": content %s (v%s), model %s, NATS %s, origin %s%s",
             settings.edge_id,
             *settings.listen,
             state.content_source,

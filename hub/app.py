@@ -121,8 +121,8 @@ def create_app(settings: HubSettings) -> Starlette:
         app.state.hub = state
         connector = asyncio.create_task(_connect_loop(state), name="hub-nats-connect")
         lease_task = None
-        if settings.job_lease_s > 0:
-            state.lease = JobLease(settings.job_lease_s, settings.nats_replicas)
+        if settings.effective_job_lease_s > 0:
+            state.lease = JobLease(settings.effective_job_lease_s, settings.nats_replicas)
             state.jobs.leader = state.lease.held
             lease_task = asyncio.create_task(
                 state.lease.run(lambda: background.connected_nats(state).jetstream(), state.jobs.ready), name="hub-job-lease"

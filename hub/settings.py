@@ -39,6 +39,10 @@ def _nats_url(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+#: The job lease of hubs sharing a PostgreSQL database when none is set (seconds).
+SHARED_STORE_LEASE_S = 15.0
+
+
 @dataclass(frozen=True)
 class HubSettings:
     """Validated hub configuration."""
@@ -197,7 +201,7 @@ class HubSettings:
     )
     job_lease_s: float = setting(
         0.0,
-        "With several hub processes: seconds of the lease in NATS KV that lets one of them run the scheduled jobs (renewed every third of it; a dead holder's jobs move within about 1⅓ of it). 0: no lease, this process runs every job (one hub; hub/lease.py).",
+        "With several hub processes: seconds of the lease in NATS KV that lets one of them run the scheduled jobs (renewed every third of it; a dead holder's jobs move within about 1⅓ of it). 0: no lease, this process runs every job (one hub; hub/lease.py) — unless `P13N_HUB_DATABASE_URL` is set, where 0 means 15 s: hubs sharing a database never all run the jobs.",
         minimum=0.0,
     )
     lake_export: str = setting(
@@ -350,6 +354,13 @@ class HubSettings:
     def training_dir(self) -> Path:
         """Where the hub's training runs write bundles, reports, user factors and logs."""
         return self.data_dir / "training"
+
+    @property
+    def effective_job_lease_s(self) -> float:
+        """The job lease in force: ``job_lease_s``, or 15 s on a shared database."""
+        if self.job_lease_s > 0:
+            return self.job_lease_s
+        return SHARED_STORE_LEASE_S if self.database_url else 0.0
 
     @property
     def audit_secret(self) -> bytes:

@@ -367,9 +367,14 @@ ALLOW_DEV_KEYS = "P13N_ALLOW_DEV_KEYS"
 
 
 def _serve(
-    command: str, load: Callable[[], Any], target: str, prepare: Callable[[Any], tuple[int, Callable[[], None]]] | None = None
+    command: str,
+    load: Callable[[], Any],
+    target: str,
+    prepare: Callable[[Any], tuple[int, Callable[[], None]]] | None = None,
+    check: Callable[[Any], str | None] | None = None,
 ) -> int:
-    """Validate settings here (clear error, exit 2), then run the server on the factory."""
+    """Validate settings here (clear error, exit 2), then run the server on the factory;
+    ``check`` says what else keeps the service from starting (None: nothing)."""
     from models.settings_base import SettingsError
     from p13n.serve import run_factory
 
@@ -396,6 +401,10 @@ def _serve(
             file=sys.stderr,
         )
         return 2
+    problem = check(settings) if check is not None else None
+    if problem:
+        print(f"p13n {command}: {problem}", file=sys.stderr)
+        return 2
     workers, on_reload = prepare(settings) if prepare is not None else (1, None)
     run_factory(
         target,
@@ -409,6 +418,18 @@ def _serve(
         on_reload=on_reload,
     )
     return 0
+
+
+def _check_hub_storage(settings: Any) -> str | None:
+    """The hub's tiers open (a database that refuses the password, a corrupt file: one
+    line and exit 2, not a worker crash loop)."""
+    from hub.storage import StoreUnreadable, open_store
+
+    try:
+        open_store(settings.data_dir, settings.database_url).close()
+    except StoreUnreadable as e:
+        return f"storage: {e}"
+    return None
 
 
 def _prepare_edge(settings: Any) -> tuple[int, Callable[[], None]]:
@@ -444,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "hub":
         from hub.settings import HubSettings
 
-        return _serve("hub serve", HubSettings.from_env, "hub.asgi:app_from_env")
+        return _serve("hub serve", HubSettings.from_env, "hub.asgi:app_from_env", check=_check_hub_storage)
     if args.command == "settings":
         from models.settings_base import markdown_table
 

@@ -138,7 +138,8 @@ def connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="p13n-hub", options="-c timezone=UTC")
     except psycopg.Error as e:
-        raise StoreUnreadable(f"PostgreSQL at {redact_database_url(url)}: {e}") from e
+        detail = " ".join(str(e).split())  # libpq's message spans lines
+        raise StoreUnreadable(f"PostgreSQL at {redact_database_url(url)}: {detail}") from e
 
 
 def slice_end(cur: psycopg.Cursor[Any], lo: int, hi: int, rows: int) -> int:

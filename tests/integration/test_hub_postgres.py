@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -153,3 +154,34 @@ def test_an_ingest_consumer_made_by_an_older_hub_gets_the_shorter_ack_wait(nats_
     assert asyncio.run(ack_wait()) == 60
     start_hub(nats_server)
     wait_for(lambda: asyncio.run(ack_wait()) == ACK_WAIT_S, timeout_s=20)
+
+
+def test_a_hub_on_a_shared_database_takes_the_job_lease_unasked(pg_url: str, nats_server: str, start_hub: HubFactory) -> None:
+    """Without ``P13N_HUB_JOB_LEASE_S`` a hub on PostgreSQL still runs its jobs under the
+    lease (15 s): a second hub started the same way never runs them too."""
+    hub = start_hub(nats_server, DATABASE_URL=pg_url)
+    wait_for(lambda: leader([hub]) is hub, timeout_s=20)
+    lease = json.loads(fetch(hub.url + "/v1/jobs", hub.auth("viewer")).body)["lease"]
+    assert lease["lease_s"] == 15.0
+    other = start_hub(nats_server, DATABASE_URL=pg_url)
+    view = json.loads(fetch(other.url + "/v1/jobs", other.auth("viewer")).body)
+    assert view["lease"]["held"] is False and all(j["runs"] == 0 for j in view["jobs"] if j["kind"] == "periodic")
+
+
+def test_a_database_the_hub_cannot_open_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import subprocess
+
+    from p13n.procs import free_port, p13n_command
+
+    env = {
+        **os.environ,
+        "P13N_HUB_LISTEN": f"127.0.0.1:{free_port()}",
+        "P13N_HUB_DATA_DIR": str(tmp_path / "hub"),
+        "P13N_ALLOW_DEV_KEYS": "1",
+        "P13N_HUB_DATABASE_URL": f"postgresql://p13n_hub:s3cret-db-password@127.0.0.1:{free_port()}/p13n",
+    }
+    run = subprocess.run(p13n_command("hub", "serve"), env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("p13n hub serve: storage: PostgreSQL at postgresql://p13n_hub:***@"), lines
+    assert "s3cret-db-password" not in run.stderr + run.stdout and "Traceback" not in run.stderr

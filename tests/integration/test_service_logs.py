@@ -8,6 +8,7 @@ from pathlib import Path
 
 from p13n.procs import free_port, p13n_command, spawn
 from tests.conftest import AgentFactory, Origin
+from tests.integration.helpers import wait_for
 
 
 def test_an_unreachable_nats_is_one_line_not_a_traceback_per_retry(
@@ -20,6 +21,10 @@ def test_an_unreachable_nats_is_one_line_not_a_traceback_per_retry(
     assert log.count("p13n.startup") == 1 and "nats://edge-1:***@127.0.0.1" in log
     assert log.count("NATS unreachable") == 1, log
     assert "Traceback" not in log and "s3cret-password" not in log
+    # several workers: one line says the edge serves, each worker only that it is ready
+    workers = start_agent(origin.url, WORKERS="2")
+    wait_for(lambda: workers.child.log().count("ready on") == 2, timeout_s=20)
+    assert workers.child.log().count("serving on") == 1 and "with 2 workers" in workers.child.log()
 
     # the hub does not answer healthy without NATS: started by hand, read after a while
     env = {
