@@ -10,15 +10,14 @@ row-by-row fold marks it). Bandit marks are transaction ids, as the marts waterm
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.experiments.metrics import Metric
 from hub.experiments.stats import Aggregate
 from hub.storage.interface import ExperimentData, ExperimentSummary
-from hub.storage.sqlite_bandits import SLICE
-from hub.storage.sqlite_experiments import summaries
+from hub.storage.sqlite_bandits import SLICE, parameters, signature
+from hub.storage.sqlite_experiments import add_sums, aggregates, summaries
 
 if TYPE_CHECKING:
     from hub.storage.postgres import PostgresStore
@@ -141,17 +140,8 @@ def _metrics(db: Any, metrics: Sequence[Metric], users: dict[str, int]) -> dict[
   WHERE u.vmin = u.vmax
   GROUP BY m.unit
 ) per_unit GROUP BY variant"""
-            for row in db.execute(sql, params).fetchall():
-                acc = found.setdefault(str(row[0]), [0.0] * (5 * len(members)))
-                for k, v in enumerate(row[1:]):
-                    acc[k] += float(v or 0)
-        for variant, n in users.items():
-            row = found.get(str(variant), [0.0] * (5 * len(members)))
-            for i, metric in enumerate(members):
-                total, squares, pre_total, pre_squares, cross = row[5 * i : 5 * i + 5]
-                out[metric.name][str(variant)] = Aggregate(
-                    int(n), total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
-                )
+            add_sums(found, db.execute(sql, params).fetchall(), len(members))
+        aggregates(out, found, users, members)
     return out
 
 
@@ -210,10 +200,6 @@ WHERE b.experiment = %(experiment)s AND b.kind = c.kind AND b.unit = c.unit AND 
   AND c.jd >= b.first_jd AND c.jd < b.first_jd + %(window)s"""
 
 
-def _signature(metric: Metric) -> str:
-    return json.dumps({"event": metric.event, "window_hours": metric.window_hours, "slot": metric.slot}, sort_keys=True)
-
-
 def bandit_evidence(
     storage: PostgresStore, experiment: str, metric: Metric, slice_rows: int = SLICE
 ) -> dict[str, tuple[int, int]]:
@@ -224,20 +210,15 @@ def bandit_evidence(
     slot = "AND (e.context::jsonb ->> 'slot') = %(slot)s" if metric.slot else ""
     earlier = _EARLIER.format(slot=slot)
     conversions = _CONVERSIONS.format(stitched=_STITCHED.format(where=f"e.type = %(event)s {slot}"))
-    params: dict[str, object] = {
-        "experiment": experiment,
-        "event": metric.event,
-        "window": metric.window_hours / 24.0,
-        "slot": metric.slot,
-    }
-    signature = _signature(metric)
+    params = parameters(experiment, metric)
+    kept_for = signature(metric)
     while True:
         with storage.writing() as db, db.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (f"bandit:{experiment}",))
             for statement in _SESSION:
                 cur.execute(statement)
             row = cur.execute("SELECT metric, mark FROM bandit_marks WHERE experiment = %s", (experiment,)).fetchone()
-            fresh = row is None or row[0] != signature  # a new bandit, or its metric changed: start over
+            fresh = row is None or row[0] != kept_for  # a new bandit, or its metric changed: start over
             mark = 0 if fresh or row is None else int(row[1])
             if fresh and cur.execute("SELECT 1 FROM exposures WHERE experiment = %s LIMIT 1", (experiment,)).fetchone() is None:
                 # no exposure of it among the events the marts have folded: start past them
@@ -263,7 +244,7 @@ def bandit_evidence(
             cur.execute(
                 "INSERT INTO bandit_marks VALUES (%s, %s, %s) ON CONFLICT (experiment) "
                 "DO UPDATE SET metric = excluded.metric, mark = excluded.mark",
-                (experiment, signature, hi if more else mark),
+                (experiment, kept_for, hi if more else mark),
             )
             if not more or hi >= top:
                 break

@@ -14,7 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from hub.storage.interface import RunInProgress
-from hub.storage.sqlite_erasures import status_of
+from hub.storage.sqlite_erasures import erasure_row, status_of
 from models.erasure import ErasureOrder
 
 if TYPE_CHECKING:
@@ -50,16 +50,7 @@ class PostgresErasureLedger:
     def create(self, order: ErasureOrder, requested_by: str, edges: list[str], work: str) -> None:
         with self.storage.writing() as db:
             db.execute(
-                "INSERT INTO erasures VALUES (%s, %s, %s, %s, %s, '{}', %s, %s, 0)",
-                (
-                    order.request_id,
-                    json.dumps(list(order.tokens)),
-                    order.issued_at,
-                    requested_by,
-                    json.dumps(sorted(edges)),
-                    order.issued_at if not edges else None,
-                    work,
-                ),
+                "INSERT INTO erasures VALUES (%s, %s, %s, %s, %s, '{}', %s, %s, 0)", erasure_row(order, requested_by, edges, work)
             )
 
     def hub_done(self, request_id: str, hub: dict[str, Any]) -> None:

@@ -117,8 +117,14 @@ WHERE b.experiment = :experiment AND b.kind = c.kind AND b.unit = c.unit AND b.c
   AND c.jd >= b.first_jd AND c.jd < b.first_jd + :window"""
 
 
-def _signature(metric: Metric) -> str:
+def signature(metric: Metric) -> str:
+    """What a bandit's kept units were computed for: a change starts it over."""
     return json.dumps({"event": metric.event, "window_hours": metric.window_hours, "slot": metric.slot}, sort_keys=True)
+
+
+def parameters(experiment: str, metric: Metric) -> dict[str, object]:
+    """The named parameters of the update's statements (the window in days)."""
+    return {"experiment": experiment, "event": metric.event, "window": metric.window_hours / 24.0, "slot": metric.slot}
 
 
 def bandit_evidence(storage: SqliteStore, experiment: str, metric: Metric, slice_rows: int = SLICE) -> dict[str, tuple[int, int]]:
@@ -126,18 +132,13 @@ def bandit_evidence(storage: SqliteStore, experiment: str, metric: Metric, slice
     slot = "AND json_extract(e.context, '$.slot') = :slot" if metric.slot else ""
     earlier = _EARLIER.format(slot=slot)
     conversions = _CONVERSIONS.format(stitched=_STITCHED.format(where=f"e.type = :event {slot}"))
-    params: dict[str, object] = {
-        "experiment": experiment,
-        "event": metric.event,
-        "window": metric.window_hours / 24.0,
-        "slot": metric.slot,
-    }
-    signature = _signature(metric)
+    params = parameters(experiment, metric)
+    kept_for = signature(metric)
     while True:
         with storage.lock:
             wh = storage.warehouse
             row = wh.execute("SELECT metric, rowid FROM marts.bandit_marks WHERE experiment = ?", (experiment,)).fetchone()
-            fresh = row is None or row[0] != signature  # a new bandit, or its metric changed: start over
+            fresh = row is None or row[0] != kept_for  # a new bandit, or its metric changed: start over
             mark = 0 if fresh else int(row[1])
             if (
                 fresh
@@ -169,7 +170,7 @@ def bandit_evidence(storage: SqliteStore, experiment: str, metric: Metric, slice
                 wh.execute(
                     "INSERT INTO marts.bandit_marks VALUES (?, ?, ?) ON CONFLICT (experiment) "
                     "DO UPDATE SET metric = excluded.metric, rowid = excluded.rowid",
-                    (experiment, signature, top if top is not None else mark),
+                    (experiment, kept_for, top if top is not None else mark),
                 )
                 wh.execute("COMMIT")
             except BaseException:

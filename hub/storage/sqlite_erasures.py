@@ -53,16 +53,7 @@ class SqliteErasureLedger:
         that is done."""
         with self.storage.lock:
             self.storage.warehouse.execute(
-                "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, '{}', ?, ?, 0)",
-                (
-                    order.request_id,
-                    json.dumps(list(order.tokens)),
-                    order.issued_at,
-                    requested_by,
-                    json.dumps(sorted(edges)),
-                    order.issued_at if not edges else None,
-                    work,
-                ),
+                "INSERT INTO erasures VALUES (?, ?, ?, ?, ?, '{}', ?, ?, 0)", erasure_row(order, requested_by, edges, work)
             )
 
     def hub_done(self, request_id: str, hub: dict[str, Any]) -> None:
@@ -165,6 +156,20 @@ class SqliteErasureLedger:
         finally:
             db.close()
         return status_of(row, acks)
+
+
+def erasure_row(order: ErasureOrder, requested_by: str, edges: list[str], work: str) -> tuple[Any, ...]:
+    """A new request's row (the ``erasures`` columns but ``hub`` and ``published``):
+    complete at once when no edge has to acknowledge it."""
+    return (
+        order.request_id,
+        json.dumps(list(order.tokens)),
+        order.issued_at,
+        requested_by,
+        json.dumps(sorted(edges)),
+        order.issued_at if not edges else None,
+        work,
+    )
 
 
 def status_of(row: Sequence[Any], ack_rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ and a user id that happen to be the same string stay two units.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.experiments.metrics import Metric
@@ -193,15 +193,28 @@ def _metrics(wh: sqlite3.Connection, metrics: Sequence[Metric], users: dict[str,
   WHERE u.vmin = u.vmax
   GROUP BY m.unit
 ) GROUP BY variant"""
-            for row in wh.execute(sql, params):
-                acc = found.setdefault(str(row[0]), [0.0] * (5 * len(members)))
-                for k, v in enumerate(row[1:]):
-                    acc[k] += float(v or 0)
-        for variant, n in users.items():
-            row = found.get(str(variant), [0.0] * (5 * len(members)))
-            for i, metric in enumerate(members):
-                total, squares, pre_total, pre_squares, cross = row[5 * i : 5 * i + 5]
-                out[metric.name][str(variant)] = Aggregate(
-                    int(n), total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
-                )
+            add_sums(found, wh.execute(sql, params), len(members))
+        aggregates(out, found, users, members)
     return out
+
+
+def add_sums(found: dict[str, list[float]], rows: Iterable[Sequence[Any]], members: int) -> None:
+    """Add (variant, five sums per metric …) rows to ``found``'s per-variant sums."""
+    for row in rows:
+        acc = found.setdefault(str(row[0]), [0.0] * (5 * members))
+        for k, v in enumerate(row[1:]):
+            acc[k] += float(v or 0)
+
+
+def aggregates(
+    out: dict[str, dict[str, Aggregate]], found: dict[str, list[float]], users: dict[str, int], members: Sequence[Metric]
+) -> None:
+    """Each metric's :class:`Aggregate` per variant from the sums (units without events
+    add zeros: the unit counts come from ``users``)."""
+    for variant, n in users.items():
+        row = found.get(str(variant), [0.0] * (5 * len(members)))
+        for i, metric in enumerate(members):
+            total, squares, pre_total, pre_squares, cross = row[5 * i : 5 * i + 5]
+            out[metric.name][str(variant)] = Aggregate(
+                int(n), total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
+            )
