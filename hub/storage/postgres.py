@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg_pool import ConnectionPool
 
 from hub.experiments.metrics import Metric
 from hub.ingest.batch import EVENT_COLUMNS, IngestReport, LakeRow, PreparedBatch, prepare_batch
@@ -133,10 +134,22 @@ _COUNT = (
 )
 
 
+#: How every connection is made: autocommit (transactions are explicit, ``with
+#: conn.transaction()``), times in UTC.
+CONNECTION: dict[str, Any] = {
+    "autocommit": True,
+    "connect_timeout": 10,
+    "application_name": "p13n-hub",
+    "options": "-c timezone=UTC",
+}
+#: Read connections per hub process (API calls, jobs and the console read at once).
+READERS = 4
+
+
 def connect(url: str) -> psycopg.Connection[Any]:
-    """An autocommit connection (transactions are explicit: ``with conn.transaction()``)."""
+    """A connection as :data:`CONNECTION` says; :class:`StoreUnreadable` when it fails."""
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="p13n-hub", options="-c timezone=UTC")
+        return psycopg.Connection.connect(url, **CONNECTION)
     except psycopg.Error as e:
         detail = " ".join(str(e).split())  # libpq's message spans lines
         raise StoreUnreadable(f"PostgreSQL at {redact_database_url(url)}: {detail}") from e
@@ -166,7 +179,6 @@ class PostgresStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.RLock()
-        self._read_lock = threading.Lock()
         #: This process's name among the writers (counters, lake changes are kept per writer).
         self.writer = secrets.token_hex(8)
         #: Held (a session advisory lock) while this store is open: tells other hubs this one is alive.
@@ -177,7 +189,10 @@ class PostgresStore:
         self._suppression_version = 0
         self._suppression_seen = 0
         self.db = connect(url)
-        self._reader = connect(url)
+        # opened once the writer connected (a bad URL fails there, with its reason)
+        self._readers = ConnectionPool(
+            url, kwargs=CONNECTION, min_size=1, max_size=READERS, timeout=10, name="p13n-readers", open=True
+        )
         with self.db.transaction():
             self.db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             for statement in SCHEMA:
@@ -209,11 +224,10 @@ class PostgresStore:
 
     @contextmanager
     def reading(self) -> Iterator[psycopg.Connection[Any]]:
-        """A read connection (autocommit: each statement sees what is committed)."""
-        with self._read_lock:
-            if self._reader.closed or self._reader.broken:
-                self._reader = connect(self.url)
-            yield self._reader
+        """A read connection from the pool (autocommit: each statement sees what is
+        committed); several threads read at once."""
+        with self._readers.connection() as db:
+            yield db
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, events: Sequence[Any], source: str, received_at: str) -> IngestReport:
@@ -556,8 +570,8 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
-            for db in (self.db, self._reader):
-                try:
-                    db.close()
-                except psycopg.Error:
-                    pass
+            self._readers.close()
+            try:
+                self.db.close()
+            except psycopg.Error:
+                pass
