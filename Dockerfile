@@ -1,6 +1,6 @@
 # Images for each role, built from one file:
 #   docker build --target edge  -t p13n-edge .    # the agent (p13n[edge])
-#   docker build --target hub   -t p13n-hub  .    # the hub and nats-server (p13n[hub])
+#   docker build --target hub   -t p13n-hub  .    # the hub and nats-server (p13n[hub,postgres])
 #   docker build --target nginx -t p13n-nginx .   # nginx for the edge node (config mounted)
 # BASE: any Debian-based image with python3 (a slim Python image by default; the
 # smoke test uses one made with debootstrap). PIP_ARGS: e.g. "--no-index --find-links
@@ -22,7 +22,7 @@ RUN python3 -m venv /opt/p13n && /opt/p13n/bin/pip install $PIP_ARGS "/src[edge]
 FROM runtime AS build-hub
 ARG PIP_ARGS=""
 COPY . /src
-RUN python3 -m venv /opt/p13n && /opt/p13n/bin/pip install $PIP_ARGS "/src[hub]"
+RUN python3 -m venv /opt/p13n && /opt/p13n/bin/pip install $PIP_ARGS "/src[hub,postgres]"
 
 FROM runtime AS edge
 COPY --from=build-edge /opt/p13n /opt/p13n

@@ -78,7 +78,7 @@ class PostgresServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
-                self._query("postgres", "SELECT 1")
+                self.query("postgres", "SELECT 1")
                 return self
             except Exception:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -88,7 +88,7 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://p13n@127.0.0.1:{self.port}/{database}"
 
-    def _query(self, database: str, sql: str) -> Any:
+    def query(self, database: str, sql: str) -> Any:
         import psycopg
 
         with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as db:
@@ -96,7 +96,7 @@ class PostgresServer:
 
     def create(self, database: str) -> str:
         """A new, empty database; its URL."""
-        self._query("postgres", f'CREATE DATABASE "{database}"')
+        self.query("postgres", f'CREATE DATABASE "{database}"')
         return self.url(database)
 
     def stop(self) -> None:

@@ -135,11 +135,13 @@ _COUNT = (
 
 
 #: How every connection is made: autocommit (transactions are explicit, ``with
-#: conn.transaction()``), times in UTC.
+#: conn.transaction()``), times in UTC, text as UTF-8 whatever the database's encoding
+#: (on a SQL_ASCII database psycopg would otherwise return bytes).
 CONNECTION: dict[str, Any] = {
     "autocommit": True,
     "connect_timeout": 10,
     "application_name": "p13n-hub",
+    "client_encoding": "utf8",
     "options": "-c timezone=UTC",
 }
 #: Read connections per hub process (API calls, jobs and the console read at once).

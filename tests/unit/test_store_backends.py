@@ -32,6 +32,7 @@ from hub.pii import PiiCipher
 from hub.storage import HubStore, RetentionCutoffs, RunInProgress, open_store
 from hub.storage.postgres import PostgresStore
 from models.erasure import ErasureOrder, Tokenizer
+from tests.postgres_server import PostgresServer
 from tests.unit.test_marts import random_events
 
 KEY = b"backend-test-key"
@@ -396,3 +397,21 @@ def test_a_sqlite_hub_copied_into_postgres_answers_the_same(tmp_path: Path, pg_u
         [sys.executable, "-m", "p13n", "storage", "copy", "--to", pg_url], capture_output=True, text=True, env=env, timeout=120
     )
     assert again.returncode == 1 and "already holds" in again.stderr  # never merged into a database in use
+
+
+def test_a_database_made_with_the_sql_ascii_encoding_still_answers_text(postgres: PostgresServer) -> None:
+    """A cluster initialised without a locale makes SQL_ASCII databases, whose text
+    psycopg returns as bytes unless the connection asks for UTF-8 (found in a container)."""
+    name = f"ascii{uuid.uuid4().hex[:8]}"
+    postgres.query("postgres", f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    store = PostgresStore(postgres.url(name))
+    try:
+        store.tokenizer = Tokenizer(KEY)
+        store.ingest(
+            [{"event_id": uuid.uuid4().hex, "type": "click", "anonymous_id": VISITORS[0], "item_id": "it1"}], "test", iso(0)
+        )
+        assert store.counters() == {"received": 1, "accepted": 1}
+        assert all(isinstance(k, str) for k in store.table_rows())
+        assert store.resolve_subject(VISITORS[0], KEY).anonymous_ids == frozenset({VISITORS[0]})
+    finally:
+        store.close()
