@@ -101,6 +101,27 @@ def hub_backend(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"DATABASE_URL": request.getfixturevalue("pg_url")} if request.param == "postgres" else {}
 
 
+StoreFactory = Callable[[Path], HubStore]
+
+
+def sqlite_store(path: Path) -> HubStore:
+    from hub.storage import open_store
+
+    return open_store(path, "")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request: pytest.FixtureRequest) -> StoreFactory:
+    """Opens a new, empty hub store on each backend in turn (SQLite files at the path,
+    or a new database on the session's PostgreSQL)."""
+    if request.param == "sqlite":
+        return sqlite_store
+    server: PostgresServer = request.getfixturevalue("postgres")
+    from hub.storage import open_store
+
+    return lambda path: open_store(path, server.create(f"t{uuid.uuid4().hex[:16]}"))
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def hub_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubStore]:
     """The hub's storage on each backend in turn (the same test runs on both)."""

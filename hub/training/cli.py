@@ -104,8 +104,8 @@ def _from_hub(a: Namespace) -> int:
 
     try:
         settings = HubSettings.for_data_dir(a.data_dir)
-        if not (settings.data_dir / "warehouse.sqlite").is_file():
-            raise ValueError(f"no warehouse under {settings.data_dir} (give the hub's --data-dir)")
+        if not settings.database_url and not (settings.data_dir / "warehouse.sqlite").is_file():
+            raise ValueError(f"no warehouse under {settings.data_dir} (give the hub's --data-dir, or P13N_HUB_DATABASE_URL)")
         champion = a.champion.read_bytes() if a.champion else None
         if a.push:
             live = _live_from_hub(a)

@@ -6,6 +6,7 @@ and report; one run at a time; bad requests refused."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -113,11 +114,14 @@ def test_a_training_run_ships_a_bundle_learned_from_the_warehouse_to_the_edge(
     start_agent: AgentFactory,
     start_hub: HubFactory,
     tmp_path: Path,
+    hub_backend: dict[str, str],
 ) -> None:
+    """On each storage backend (the run's child process reads PostgreSQL too)."""
     key = str(trained_bundle.public_key)
     signing = str(Path(key).with_name("bundle-signing.key"))
     hub = start_hub(
         nats_server,
+        **hub_backend,
         BUNDLE_PUBLIC_KEY=key,
         TRAINING_KEY=signing,
         TRAINING_INTERVAL_S="3600",
@@ -185,6 +189,7 @@ def test_a_training_run_ships_a_bundle_learned_from_the_warehouse_to_the_edge(
             "--hub", hub.url, "--token", hub.tokens["operator"],
         ],
         capture_output=True, text=True, timeout=300,
+        env={**os.environ, "P13N_HUB_DATABASE_URL": hub.database_url},  # the warehouse it reads, on PostgreSQL
     )  # fmt: skip
     outcome = json.loads(pushed.stdout.splitlines()[-1])
     assert outcome["gate"]["champion"] is not None, pushed.stderr[-2000:]  # compared with v2, the live one

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hub.storage.sqlite import SqliteStore
+from tests.conftest import StoreFactory
 
 T0 = "2026-11-26T10:00:00.000Z"
 T1 = "2026-11-26T10:00:01.000Z"
@@ -25,8 +25,8 @@ def consent(event_id: str, categories: list[str], received_at: str, ts: str) -> 
     }
 
 
-def test_a_withdrawal_sent_with_an_old_client_clock_still_wins(tmp_path: Path) -> None:
-    storage = SqliteStore(tmp_path)
+def test_a_withdrawal_sent_with_an_old_client_clock_still_wins(tmp_path: Path, new_store: StoreFactory) -> None:
+    storage = new_store(tmp_path)
     storage.ingest([consent("grant-000001", ["necessary", "personalization"], T0, T0)], "nats", T0)
     # the client claims the withdrawal happened six days earlier (inside the skew window)
     storage.ingest([consent("withdraw-0001", ["necessary"], T1, "2026-11-20T10:00:00.000Z")], "nats", T1)
@@ -34,9 +34,9 @@ def test_a_withdrawal_sent_with_an_old_client_clock_still_wins(tmp_path: Path) -
     storage.close()
 
 
-def test_a_grant_and_a_withdrawal_received_together_end_withdrawn(tmp_path: Path) -> None:
+def test_a_grant_and_a_withdrawal_received_together_end_withdrawn(tmp_path: Path, new_store: StoreFactory) -> None:
     for order in (("g", "w"), ("w", "g")):
-        storage = SqliteStore(tmp_path / "".join(order))
+        storage = new_store(tmp_path / "".join(order))
         events = {
             "g": consent(f"grant-{order[0]}0000", ["necessary", "personalization"], T0, T1),
             "w": consent(f"withdraw-{order[0]}00", ["necessary"], T0, T0),
@@ -46,8 +46,8 @@ def test_a_grant_and_a_withdrawal_received_together_end_withdrawn(tmp_path: Path
         storage.close()
 
 
-def test_a_later_grant_after_a_withdrawal_counts(tmp_path: Path) -> None:
-    storage = SqliteStore(tmp_path)
+def test_a_later_grant_after_a_withdrawal_counts(tmp_path: Path, new_store: StoreFactory) -> None:
+    storage = new_store(tmp_path)
     storage.ingest([consent("withdraw-0002", ["necessary"], T0, T1)], "nats", T0)
     storage.ingest([consent("grant-000002", ["necessary", "personalization"], T1, T0)], "nats", T1)
     assert storage.consent_by_subject() == {"visitorConsent000000001": True}

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hub.storage import SubjectIds
-from hub.storage.sqlite import SqliteStore
+from hub.storage import HubStore, SubjectIds
 from hub.training.from_hub import HubDataRules, NotEnoughData, load
 from models.als import ALSParams
 from models.erasure import Tokenizer, erasure_token
 from models.recommenders import ALS, Catalog
+from tests.conftest import StoreFactory, sqlite_store
 
 #: The tests' clock: the time of this run (the gate compares event times with when the
 #: live bundle was made), to the second.
@@ -36,8 +36,8 @@ def ev(kind: str, visitor: str, days_ago: float = 0.0, **extra: Any) -> tuple[di
     return {"event_id": uuid.uuid4().hex, "type": kind, "anonymous_id": visitor, "ts": when, **extra}, when
 
 
-def store_with(tmp_path: Path, *events: tuple[dict[str, Any], str]) -> SqliteStore:
-    store = SqliteStore(tmp_path)
+def store_with(tmp_path: Path, *events: tuple[dict[str, Any], str], new: StoreFactory = sqlite_store) -> HubStore:
+    store = new(tmp_path)
     store.tokenizer = Tokenizer(KEY)
     by_day: dict[str, list[dict[str, Any]]] = {}
     for event, received in events:  # one batch per day of receipt (the event times stay theirs)
@@ -52,12 +52,12 @@ def grant(visitor: str, days_ago: float = 10.0, **extra: Any) -> tuple[dict[str,
     return ev("consent", visitor, days_ago, categories=["necessary", "personalization"], source="banner", **extra)
 
 
-def weights_of(store: SqliteStore, rules: HubDataRules = RULES) -> dict[tuple[str, str], float]:
+def weights_of(store: HubStore, rules: HubDataRules = RULES) -> dict[tuple[str, str], float]:
     data = load(store, rules, NOW).interactions
     return {(u, i): round(float(w), 4) for u, i, w in zip(data.users, data.items, data.weights, strict=True)}
 
 
-def test_weights_per_event_type_decay_with_age_and_sum_per_subject_and_item(tmp_path: Path) -> None:
+def test_weights_per_event_type_decay_with_age_and_sum_per_subject_and_item(tmp_path: Path, new_store: StoreFactory) -> None:
     v = "visitorTrainA0000000001"
     store = store_with(
         tmp_path,
@@ -67,7 +67,8 @@ def test_weights_per_event_type_decay_with_age_and_sum_per_subject_and_item(tmp_
         ev("purchase", v, 60, order_id="o-1", total={"amount": 10, "currency": "EUR"}, items=[{"item_id": "hat"}]),  # 8 → 2
         ev("page_view", v, 0, url="https://shop.example/p/sock?ref=x"),  # 1: the product the page shows
         ev("page_view", v, 0, url="https://shop.example/about"),  # no item
-        ev("click", v, 120, item_id="old"),  # outside the 90-day window
+        ev("click", v, 120, item_id="old"),  # outside the 90-day window,
+        new=new_store,
     )
     assert weights_of(store) == {(v, "shoe"): 4.0, (v, "hat"): 2.0, (v, "sock"): 1.0}
     custom = HubDataRules(
@@ -77,7 +78,7 @@ def test_weights_per_event_type_decay_with_age_and_sum_per_subject_and_item(tmp_
     store.close()
 
 
-def test_only_subjects_whose_consent_allows_personalization_are_trained_on(tmp_path: Path) -> None:
+def test_only_subjects_whose_consent_allows_personalization_are_trained_on(tmp_path: Path, new_store: StoreFactory) -> None:
     yes, none, withdrawn, later_user = (f"visitorTrain{n}00000000000"[:23] for n in "BCDE")
     store = store_with(
         tmp_path,
@@ -90,6 +91,7 @@ def test_only_subjects_whose_consent_allows_personalization_are_trained_on(tmp_p
         *(ev("click", v, 1, item_id=f"item-{v[-13:]}") for v in (yes, none, withdrawn, later_user)),
         ev("click", "visitorNoConsentAtAll01", 1, item_id="item-x"),
         ev("click", later_user, 1, item_id="item-after-login", user_id="p1_" + "e" * 40),
+        new=new_store,
     )
     data = load(store, RULES, NOW)
     subjects = set(data.interactions.users.tolist())
@@ -102,7 +104,9 @@ def test_only_subjects_whose_consent_allows_personalization_are_trained_on(tmp_p
     store.close()
 
 
-def test_an_erased_subject_never_reaches_training_and_its_item_loses_its_neighbours(tmp_path: Path) -> None:
+def test_an_erased_subject_never_reaches_training_and_its_item_loses_its_neighbours(
+    tmp_path: Path, new_store: StoreFactory
+) -> None:
     """An item only the erased subject touched is learned from that subject alone:
     after the erasure it is no longer in the interactions, and its ALS factor is no
     longer close to the items the subject liked."""
@@ -114,9 +118,9 @@ def test_an_erased_subject_never_reaches_training_and_its_item_loses_its_neighbo
         events += [ev("click", v, 1 + k, item_id=f"{group}{(n + k) % 6}") for k in range(4)]
     events += [ev("click", gone, 1, item_id=f"a{k}") for k in range(6)]
     events.append(ev("click", gone, 1, item_id="only-gone"))
-    store = store_with(tmp_path, *events)
+    store = store_with(tmp_path, *events, new=new_store)
 
-    def taste_of_only_gone(data_store: SqliteStore) -> tuple[set[str], float | None]:
+    def taste_of_only_gone(data_store: HubStore) -> tuple[set[str], float | None]:
         """(items trained on, mean cosine of 'only-gone' to the a-items minus to the b-items)."""
         data = load(data_store, RULES, NOW)
         items = set(data.interactions.items.tolist())
@@ -145,13 +149,13 @@ def test_an_erased_subject_never_reaches_training_and_its_item_loses_its_neighbo
     store.close()
 
 
-def test_too_little_data_says_which_minimum_was_missed(tmp_path: Path) -> None:
+def test_too_little_data_says_which_minimum_was_missed(tmp_path: Path, new_store: StoreFactory) -> None:
     v = "visitorTrainF0000000001"
-    store = store_with(tmp_path, grant(v), ev("click", v, 1, item_id="one"))
+    store = store_with(tmp_path, grant(v), ev("click", v, 1, item_id="one"), new=new_store)
     with pytest.raises(NotEnoughData) as caught:
         load(store, HubDataRules(min_interactions=1, min_subjects=5, min_items=1), NOW)
     assert caught.value.reason == "1 subjects in the window, fewer than 5"
-    empty = SqliteStore(tmp_path / "empty")
+    empty = new_store(tmp_path / "empty")
     with pytest.raises(NotEnoughData, match="0 interactions"):
         load(empty, HubDataRules(), NOW)
     store.close()

@@ -9,11 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from hub.storage.sqlite import SqliteStore
+from hub.storage import HubStore
 from hub.training.cycle import CycleConfig, CycleResult, run_cycle
 from hub.training.from_hub import HubDataRules
 from hub.training.gate import decide
 from models.bundle import generate_key
+from tests.conftest import StoreFactory
 from tests.unit.test_train_from_hub import NOW, ev, grant, store_with
 
 GROUPS, PER_GROUP, VISITORS = 4, 10, 160
@@ -59,20 +60,20 @@ def config(tmp_path: Path, **extra: Any) -> CycleConfig:
     )
 
 
-def cycle(store: SqliteStore, cfg: CycleConfig, champion: bytes | None) -> CycleResult:
+def cycle(store: HubStore, cfg: CycleConfig, champion: bytes | None) -> CycleResult:
     """A run an hour after the tests' clock: the last hour's clicks came after any
     bundle these tests make, so they are a holdout the live bundle has not seen."""
     return run_cycle(store, cfg, champion, NOW + timedelta(hours=1))
 
 
-def test_a_first_run_ships_and_a_better_challenger_passes(tmp_path: Path) -> None:
-    noise = store_with(tmp_path / "noise", *events(taste_before=False, seed=1))
+def test_a_first_run_ships_and_a_better_challenger_passes(tmp_path: Path, new_store: StoreFactory) -> None:
+    noise = store_with(tmp_path / "noise", *events(taste_before=False, seed=1), new=new_store)
     first = cycle(noise, config(tmp_path, version=1), None)
     assert first.outcome == "passed" and first.reason == "no live bundle to compare with"
     assert Path(first.bundle_path).is_file() and first.version == 1
     assert set(first.timings) == {"read", "split", "score", "train"}  # no challenger: nothing live to compare
 
-    taste = store_with(tmp_path / "taste", *events(taste_before=True, seed=2))
+    taste = store_with(tmp_path / "taste", *events(taste_before=True, seed=2), new=new_store)
     better = cycle(taste, config(tmp_path, version=2), Path(first.bundle_path).read_bytes())
     assert better.outcome == "passed", better.reason
     assert set(better.timings) == {"read", "split", "train_challenger", "score", "train"}
@@ -84,11 +85,11 @@ def test_a_first_run_ships_and_a_better_challenger_passes(tmp_path: Path) -> Non
     taste.close()
 
 
-def test_a_worse_challenger_is_rejected_and_force_ships_it(tmp_path: Path) -> None:
+def test_a_worse_challenger_is_rejected_and_force_ships_it(tmp_path: Path, new_store: StoreFactory) -> None:
     """A window set far too short (three days of a month of history): the challenger
     learns from a sliver of what the live bundle learned from, scores worse on the same
     holdout users, and is not shipped."""
-    taste = store_with(tmp_path / "taste", *events(taste_before=True, seed=3))
+    taste = store_with(tmp_path / "taste", *events(taste_before=True, seed=3), new=new_store)
     champion = cycle(taste, config(tmp_path, version=1), None)
     live = Path(champion.bundle_path).read_bytes()
 
@@ -103,9 +104,9 @@ def test_a_worse_challenger_is_rejected_and_force_ships_it(tmp_path: Path) -> No
     taste.close()
 
 
-def test_too_little_data_skips_and_writes_nothing(tmp_path: Path) -> None:
+def test_too_little_data_skips_and_writes_nothing(tmp_path: Path, new_store: StoreFactory) -> None:
     v = "visitorGateFew000000001"
-    store = store_with(tmp_path / "few", grant(v), ev("click", v, 1, item_id="one"))
+    store = store_with(tmp_path / "few", grant(v), ev("click", v, 1, item_id="one"), new=new_store)
     result = cycle(store, config(tmp_path), None)
     assert result.outcome == "skipped" and "fewer than" in result.reason
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
