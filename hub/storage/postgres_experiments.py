@@ -17,7 +17,7 @@ from hub.experiments.metrics import Metric
 from hub.experiments.stats import Aggregate
 from hub.storage.interface import ExperimentData, ExperimentSummary
 from hub.storage.sqlite_bandits import SLICE, parameters, signature
-from hub.storage.sqlite_experiments import add_sums, aggregates, summaries
+from hub.storage.sqlite_experiments import add_sums, aggregates, metric_columns, metric_groups, summaries
 
 if TYPE_CHECKING:
     from hub.storage.postgres import PostgresStore
@@ -105,24 +105,9 @@ def experiment(storage: PostgresStore, name: str, metrics: Sequence[Metric]) -> 
 def _metrics(db: Any, metrics: Sequence[Metric], users: dict[str, int]) -> dict[str, dict[str, Aggregate]]:
     """See ``sqlite_experiments._metrics``."""
     out: dict[str, dict[str, Aggregate]] = {m.name: {} for m in metrics}
-    groups: dict[tuple[str, str], list[Metric]] = {}
-    for metric in metrics:
-        groups.setdefault((metric.event, metric.slot), []).append(metric)
-    for (event, slot), members in groups.items():
-        params: dict[str, object] = {"event": event, "slot": slot}
-        per_unit: list[str] = []
-        for i, metric in enumerate(members):
-            params[f"window{i}"] = metric.window_hours / 24.0
-            params[f"pre{i}"] = float(metric.cuped_days)
-            value = "COALESCE(m.amount_minor, 0)" if metric.kind == "revenue" else "1"
-            y = f"SUM(CASE WHEN m.jd >= u.first_jd AND m.jd < u.first_jd + %(window{i})s THEN {value} ELSE 0 END)"
-            x = f"SUM(CASE WHEN m.jd < u.first_jd AND m.jd >= u.first_jd - %(pre{i})s THEN {value} ELSE 0 END)"
-            if metric.kind == "conversion":
-                y, x = f"LEAST(1, {y})", f"LEAST(1, {x})"
-            per_unit.append(f"{y} AS y{i}, {x} AS x{i}")
-        sums = ", ".join(
-            f"SUM(y{i}), SUM(y{i} * y{i}), SUM(x{i}), SUM(x{i} * x{i}), SUM(x{i} * y{i})" for i in range(len(members))
-        )
+    for (event, slot), members in metric_groups(metrics).items():
+        params, per_unit, sums = metric_columns(members, lambda name: f"%({name})s", "LEAST")
+        params.update(event=event, slot=slot)
         slot_filter = "AND (e.context::jsonb ->> 'slot') = %(slot)s" if slot else ""
         columns = f"{julian('e.ts')} AS jd, e.amount_minor AS amount_minor"
         anonymous = f"""SELECT e.anonymous_id AS unit, 0 AS kind, {columns} FROM events e
@@ -135,7 +120,7 @@ def _metrics(db: Any, metrics: Sequence[Metric], users: dict[str, int]) -> dict[
         found: dict[str, list[float]] = {}
         for events in (anonymous, of_users):
             sql = f"""SELECT variant, {sums} FROM (
-  SELECT MIN(u.vmin) AS variant, {", ".join(per_unit)}
+  SELECT MIN(u.vmin) AS variant, {per_unit}
   FROM ({events}) m JOIN units u ON u.kind = m.kind AND u.unit = m.unit
   WHERE u.vmin = u.vmax
   GROUP BY m.unit

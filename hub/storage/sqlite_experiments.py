@@ -21,7 +21,7 @@ and a user id that happen to be the same string stay two units.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.experiments.metrics import Metric
@@ -158,24 +158,9 @@ def _metrics(wh: sqlite3.Connection, metrics: Sequence[Metric], users: dict[str,
     (a user id, or a linked visitor id) are the few. Units without such events add
     zeros, so the users count comes from the units table."""
     out: dict[str, dict[str, Aggregate]] = {m.name: {} for m in metrics}
-    groups: dict[tuple[str, str], list[Metric]] = {}
-    for metric in metrics:
-        groups.setdefault((metric.event, metric.slot), []).append(metric)
-    for (event, slot), members in groups.items():
-        params: dict[str, object] = {"event": event, "slot": slot}
-        per_unit: list[str] = []
-        for i, metric in enumerate(members):
-            params[f"window{i}"] = metric.window_hours / 24.0
-            params[f"pre{i}"] = metric.cuped_days
-            value = "COALESCE(m.amount_minor, 0)" if metric.kind == "revenue" else "1"
-            y = f"SUM(CASE WHEN m.jd >= u.first_jd AND m.jd < u.first_jd + :window{i} THEN {value} ELSE 0 END)"
-            x = f"SUM(CASE WHEN m.jd < u.first_jd AND m.jd >= u.first_jd - :pre{i} THEN {value} ELSE 0 END)"
-            if metric.kind == "conversion":
-                y, x = f"MIN(1, {y})", f"MIN(1, {x})"
-            per_unit.append(f"{y} AS y{i}, {x} AS x{i}")
-        sums = ", ".join(
-            f"SUM(y{i}), SUM(y{i} * y{i}), SUM(x{i}), SUM(x{i} * x{i}), SUM(x{i} * y{i})" for i in range(len(members))
-        )
+    for (event, slot), members in metric_groups(metrics).items():
+        params, per_unit, sums = metric_columns(members, lambda name: f":{name}", "MIN")
+        params.update(event=event, slot=slot)
         slot_filter = "AND json_extract(e.context, '$.slot') = :slot" if slot else ""
         columns = "julianday(e.ts) AS jd, e.amount_minor AS amount_minor"
         anonymous = f"""SELECT e.anonymous_id AS unit, 0 AS kind, {columns} FROM events e INDEXED BY idx_events_metric
@@ -188,7 +173,7 @@ def _metrics(wh: sqlite3.Connection, metrics: Sequence[Metric], users: dict[str,
         found: dict[str, list[float]] = {}
         for events in (anonymous, of_users):
             sql = f"""SELECT variant, {sums} FROM (
-  SELECT MIN(u.vmin) AS variant, {", ".join(per_unit)}
+  SELECT MIN(u.vmin) AS variant, {per_unit}
   FROM ({events}) m CROSS JOIN temp.units u ON u.kind = m.kind AND u.unit = m.unit
   WHERE u.vmin = u.vmax
   GROUP BY m.unit
@@ -218,3 +203,30 @@ def aggregates(
             out[metric.name][str(variant)] = Aggregate(
                 int(n), total, squares, metric.kind == "conversion", pre_total, pre_squares, cross
             )
+
+
+def metric_groups(metrics: Sequence[Metric]) -> dict[tuple[str, str], list[Metric]]:
+    """The metrics by (event type, slot): one pass over the events for each group."""
+    groups: dict[tuple[str, str], list[Metric]] = {}
+    for metric in metrics:
+        groups.setdefault((metric.event, metric.slot), []).append(metric)
+    return groups
+
+
+def metric_columns(members: Sequence[Metric], param: Callable[[str], str], least: str) -> tuple[dict[str, object], str, str]:
+    """A group's parameters, per-unit columns (``y<i>`` after the first exposure, ``x<i>``
+    in the CUPED days before) and per-variant sums, in a dialect: ``param(name)`` writes
+    a named placeholder, ``least`` is the two-argument minimum."""
+    params: dict[str, object] = {}
+    per_unit: list[str] = []
+    for i, metric in enumerate(members):
+        params[f"window{i}"] = metric.window_hours / 24.0
+        params[f"pre{i}"] = float(metric.cuped_days)
+        value = "COALESCE(m.amount_minor, 0)" if metric.kind == "revenue" else "1"
+        y = f"SUM(CASE WHEN m.jd >= u.first_jd AND m.jd < u.first_jd + {param(f'window{i}')} THEN {value} ELSE 0 END)"
+        x = f"SUM(CASE WHEN m.jd < u.first_jd AND m.jd >= u.first_jd - {param(f'pre{i}')} THEN {value} ELSE 0 END)"
+        if metric.kind == "conversion":
+            y, x = f"{least}(1, {y})", f"{least}(1, {x})"
+        per_unit.append(f"{y} AS y{i}, {x} AS x{i}")
+    sums = ", ".join(f"SUM(y{i}), SUM(y{i} * y{i}), SUM(x{i}), SUM(x{i} * x{i}), SUM(x{i} * y{i})" for i in range(len(members)))
+    return params, ", ".join(per_unit), sums
